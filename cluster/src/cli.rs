@@ -1,0 +1,222 @@
+//! The command line: clap types, and their translation into a validated engine config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use flowscope_connectors::{Format, GeneratorConfig, Pace};
+use flowscope_engine::{ClusterConfig, EngineConfig, SourceConfig};
+use flowscope_operators::TimeModel;
+use flowscope_queries::{WindowSpec, Windows};
+
+use crate::hostfile;
+
+#[derive(Debug, Parser)]
+#[command(name = "flowscope", version, about = "Streaming analytics for network connection events")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine (one process, or one process of a cluster) with the HTTP API and dashboard.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// The embedded synthetic network (no Kafka needed).
+    Generator,
+    /// Replay a file once.
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Native,
+    Zeek,
+    Csv,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Native => Format::Native,
+            FormatArg::Zeek => Format::Zeek,
+            FormatArg::Csv => Format::Csv,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaceArg {
+    /// Event time runs at wall-clock speed, starting now.
+    Realtime,
+    /// As fast as the engine takes it, with simulated event time.
+    Fast,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where events come from.
+    #[arg(long, value_enum, default_value = "generator", env = "FLOWSCOPE_SOURCE")]
+    pub source: SourceKind,
+    /// The file to replay (with --source file).
+    #[arg(long, value_name = "PATH", env = "FLOWSCOPE_PATH")]
+    pub path: Option<PathBuf>,
+    /// Record format of the file.
+    #[arg(long, value_enum, default_value = "native", env = "FLOWSCOPE_FORMAT")]
+    pub format: FormatArg,
+    /// Address of the HTTP API and dashboard [default: 127.0.0.1:8080, plus the process index in a cluster].
+    #[arg(long, value_name = "ADDR", env = "FLOWSCOPE_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Worker threads in this process.
+    #[arg(long, value_name = "N", default_value_t = 1, env = "FLOWSCOPE_WORKERS")]
+    pub workers: usize,
+    /// This process's index in the host file.
+    #[arg(long, value_name = "I", requires = "hostfile", env = "FLOWSCOPE_PROCESS")]
+    pub process: Option<usize>,
+    /// Host file of a multi-process cluster: one host:port per line, in process order.
+    #[arg(long, value_name = "FILE", requires = "process", env = "FLOWSCOPE_HOSTFILE")]
+    pub hostfile: Option<PathBuf>,
+    /// Event-time tick: the granularity of every as_of.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSCOPE_TICK")]
+    pub tick: u64,
+    /// How far behind the largest timestamp seen a partition's watermark stays.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ms, env = "FLOWSCOPE_LATENESS")]
+    pub lateness: u64,
+    /// Wall-clock time without data after which a partition stops holding the watermark back.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSCOPE_IDLE_TIMEOUT")]
+    pub idle_timeout: u64,
+    /// Windows of the windowed views, comma separated.
+    #[arg(long, value_name = "LIST", default_value = "30m,2h,24h", env = "FLOWSCOPE_WINDOWS")]
+    pub windows: String,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}
+
+/// Options of the embedded generator.
+#[derive(Debug, Args)]
+pub struct GeneratorArgs {
+    /// Generated events per second of event time, over all partitions.
+    #[arg(long, value_name = "R", default_value_t = 5_000, env = "FLOWSCOPE_RATE")]
+    pub rate: u64,
+    /// Realtime (event time follows the wall clock) or fast (simulated time).
+    #[arg(long, value_enum, default_value = "realtime", env = "FLOWSCOPE_PACE")]
+    pub pace: PaceArg,
+    /// Seed of the synthetic network.
+    #[arg(long, value_name = "SEED", default_value_t = 1, env = "FLOWSCOPE_SEED")]
+    pub seed: u64,
+    /// Generator partitions (spread over all workers of all processes).
+    #[arg(long, value_name = "N", default_value_t = 4, env = "FLOWSCOPE_PARTITIONS")]
+    pub partitions: u32,
+    /// Stop after this many events in total [default: endless].
+    #[arg(long, value_name = "N", env = "FLOWSCOPE_COUNT")]
+    pub count: Option<u64>,
+    /// Client hosts in the synthetic network.
+    #[arg(long, value_name = "N", default_value_t = 2_000, env = "FLOWSCOPE_HOSTS")]
+    pub hosts: u32,
+    /// Event time of the first generated event, ms since epoch [default: now].
+    #[arg(long, value_name = "MS", env = "FLOWSCOPE_START_MS")]
+    pub start_ms: Option<u64>,
+}
+
+/// Parses `500ms`, `1s`, `5m`, `2h` into milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    s.parse::<WindowSpec>()
+        .map(|w| w.length)
+        .or_else(|e| if s.trim() == "0" { Ok(0) } else { Err(e.to_string()) })
+}
+
+/// Everything `flowscope run` needs, validated.
+#[derive(Debug)]
+pub struct RunConfig {
+    pub engine: EngineConfig,
+    pub http: SocketAddr,
+}
+
+impl RunArgs {
+    /// Turns the arguments into a validated config; the error is a message for the user.
+    pub fn into_config(self) -> Result<RunConfig, String> {
+        let time = TimeModel::new(self.tick).map_err(|e| format!("--tick: {e}"))?;
+        let windows = Windows::parse(&self.windows, &time).map_err(|e| format!("--windows: {e}"))?;
+        let source = match self.source {
+            SourceKind::Generator => {
+                if self.path.is_some() {
+                    return Err("--path is only for --source file".into());
+                }
+                let g = &self.generator;
+                if g.rate == 0 {
+                    return Err("--rate must be at least 1".into());
+                }
+                if g.partitions == 0 {
+                    return Err("--partitions must be at least 1".into());
+                }
+                if g.hosts == 0 {
+                    return Err("--hosts must be at least 1".into());
+                }
+                let start_ms = g.start_ms.unwrap_or_else(|| {
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64)
+                });
+                SourceConfig::Generator(GeneratorConfig {
+                    seed: g.seed,
+                    partitions: g.partitions,
+                    rate: g.rate,
+                    pace: match g.pace {
+                        PaceArg::Realtime => Pace::Realtime,
+                        PaceArg::Fast => Pace::Fast,
+                    },
+                    start_ms,
+                    count: g.count,
+                    hosts: g.hosts,
+                    ..GeneratorConfig::default()
+                })
+            }
+            SourceKind::File => {
+                let path = self
+                    .path
+                    .ok_or_else(|| "--source file needs --path FILE".to_string())?;
+                SourceConfig::File {
+                    path,
+                    format: self.format.into(),
+                }
+            }
+        };
+        let cluster = match (&self.hostfile, self.process) {
+            (Some(file), Some(process)) => {
+                let addresses = hostfile::read(file).map_err(|e| e.to_string())?;
+                ClusterConfig::Cluster {
+                    workers: self.workers,
+                    process,
+                    addresses,
+                }
+            }
+            _ => ClusterConfig::Single {
+                workers: self.workers,
+            },
+        };
+        let http = match self.http {
+            Some(addr) => addr,
+            None => {
+                let port = 8080u16
+                    .checked_add(cluster.process() as u16)
+                    .ok_or("--process is too large to derive an HTTP port; give --http")?;
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+        };
+        let engine = EngineConfig {
+            time,
+            lateness: self.lateness,
+            idle_timeout: Duration::from_millis(self.idle_timeout),
+            windows,
+            source,
+            cluster,
+        };
+        engine.validate().map_err(|e| e.to_string())?;
+        Ok(RunConfig { engine, http })
+    }
+}

@@ -1,0 +1,96 @@
+//! API errors: a stable code, a message, an HTTP status, rendered as
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use std::convert::Infallible;
+
+use flowscope_engine::PeekError;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+        }
+    }
+
+    pub fn payload_too_large(limit: u64) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!("request bodies are limited to {limit} bytes"),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+}
+
+impl From<PeekError> for ApiError {
+    fn from(e: PeekError) -> Self {
+        let code = match e {
+            PeekError::Timeout(_) => "timeout",
+            PeekError::ShuttingDown => "shutting_down",
+        };
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Turns every rejection into a JSON error with a fitting status.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = if let Some(e) = rejection.find::<ApiError>() {
+        e.clone()
+    } else if rejection.is_not_found() {
+        ApiError::not_found("no such route; see the README for the API")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: "this route only answers GET".into(),
+        }
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::payload_too_large(super::MAX_BODY_BYTES)
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::bad_request("bad_header", e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request("bad_query", e.to_string())
+    } else {
+        ApiError::internal(format!("unhandled rejection: {rejection:?}"))
+    };
+    Ok(error.into_response())
+}

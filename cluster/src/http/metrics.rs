@@ -1,0 +1,96 @@
+//! `GET /metrics`: the cluster status in Prometheus text format, built with
+//! `prometheus-client` from a status peek at scrape time.
+
+use flowscope_engine::{Answer, Client, ViewQuery};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use warp::http::header::CONTENT_TYPE;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::{peek, ApiError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    source: String,
+    partition: String,
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub async fn render(client: Client) -> Result<Response, ApiError> {
+    let answered = peek(&client, ViewQuery::Status).await?;
+    let Answer::Status(status) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a status peek"));
+    };
+    let mut registry = Registry::with_prefix("flowscope");
+
+    let records: Counter = Counter::default();
+    records.inc_by(status.records);
+    registry.register("records", "Valid records read from every source", records);
+
+    let late: Counter = Counter::default();
+    late.inc_by(status.late_records);
+    registry.register(
+        "late_records",
+        "Records that arrived after the frontier passed their own time and entered at the frontier",
+        late,
+    );
+
+    let dead = Family::<ReasonLabels, Counter>::default();
+    for (reason, count) in &status.dead_letters_by_reason {
+        dead.get_or_create(&ReasonLabels { reason: reason.clone() }).inc_by(*count);
+    }
+    registry.register("dead_letters", "Malformed records kept as dead letters, by reason", dead);
+
+    gauge(&mut registry, "as_of_ms", "Latest as_of complete on every worker (ms since epoch)", clamp(status.as_of));
+    gauge(
+        &mut registry,
+        "frontier_ms",
+        "First as_of not yet complete on some worker (ms since epoch)",
+        clamp(status.frontier.unwrap_or(u64::MAX)),
+    );
+    gauge(&mut registry, "processes", "Processes in the cluster", clamp(status.processes as u64));
+    gauge(&mut registry, "workers", "Timely workers in the cluster", clamp(status.workers as u64));
+
+    let offsets = Family::<PartitionLabels, Gauge>::default();
+    let max_ts = Family::<PartitionLabels, Gauge>::default();
+    for p in &status.partitions {
+        let labels = PartitionLabels {
+            source: p.source.clone(),
+            partition: p.partition.to_string(),
+        };
+        offsets.get_or_create(&labels).set(clamp(p.next_offset));
+        if let Some(ts) = p.max_ts {
+            max_ts.get_or_create(&labels).set(clamp(ts));
+        }
+    }
+    registry.register("partition_next_offset", "Next offset to read, per source partition", offsets);
+    registry.register("partition_max_ts_ms", "Largest event timestamp seen, per source partition", max_ts);
+
+    let mut text = String::new();
+    encode(&mut text, &registry).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,210 @@
+//! The HTTP API v1 (DESIGN §6) and the dashboard, served by warp on a tokio runtime of its
+//! own, apart from the timely workers.
+//!
+//! Every view read becomes a peek through [`flowscope_engine::Client`]; the blocking wait
+//! for the gathered answer runs on tokio's blocking pool.
+
+mod error;
+mod metrics;
+mod params;
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use flowscope_engine::{Answer, Answered, Client, ViewQuery};
+use flowscope_queries::{EdgeFilter, HostSummary};
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+pub use error::ApiError;
+use params::Params;
+
+/// The largest request body accepted on any route.
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
+/// How long a request waits for the workers' answer.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// All routes, with errors rendered as `{"error": {"code", "message"}}`.
+pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_client = warp::any().map(move || client.clone());
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+
+    let body_limit = warp::header::optional::<u64>("content-length").and_then(|length: Option<u64>| async move {
+        match length {
+            Some(n) if n > MAX_BODY_BYTES => Err(warp::reject::custom(ApiError::payload_too_large(MAX_BODY_BYTES))),
+            _ => Ok(()),
+        }
+    });
+
+    let health = warp::path!("health")
+        .and(with_client.clone())
+        .and_then(|client: Client| async move { health(client).await });
+    let metrics = warp::path!("metrics")
+        .and(with_client.clone())
+        .and_then(|client: Client| async move { respond(metrics::render(client).await) });
+    let status = warp::path!("v1" / "status")
+        .and(with_client.clone())
+        .and_then(|client: Client| async move { respond(status(client).await) });
+    let dead_letters = warp::path!("v1" / "dead-letters")
+        .and(query.clone())
+        .and(with_client.clone())
+        .and_then(|q: String, client: Client| async move { respond(dead_letters(client, q).await) });
+    let edges = warp::path!("v1" / "graph" / "edges")
+        .and(query.clone())
+        .and(with_client.clone())
+        .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) });
+    let host = warp::path!("v1" / "graph" / "hosts" / String)
+        .and(query)
+        .and(with_client)
+        .and_then(|ip: String, q: String, client: Client| async move { respond(host(client, ip, q).await) });
+    let dashboard = warp::path::end().map(|| warp::reply::html(DASHBOARD).into_response());
+
+    let gets = warp::get().and(
+        health
+            .or(metrics)
+            .unify()
+            .or(status)
+            .unify()
+            .or(dead_letters)
+            .unify()
+            .or(edges)
+            .unify()
+            .or(host)
+            .unify()
+            .or(dashboard)
+            .unify(),
+    );
+
+    body_limit
+        .and(gets)
+        .map(|(), reply: Response| reply)
+        .recover(error::recover)
+        .unify()
+        .with(warp::log("flowscope::http"))
+}
+
+fn respond(result: Result<Response, ApiError>) -> Result<Response, Rejection> {
+    Ok(result.unwrap_or_else(|e| e.into_response()))
+}
+
+/// Runs a peek on the blocking pool.
+pub(crate) async fn peek(client: &Client, query: ViewQuery) -> Result<Answered, ApiError> {
+    let client = client.clone();
+    tokio::task::spawn_blocking(move || client.peek(query, PEEK_TIMEOUT))
+        .await
+        .map_err(|e| ApiError::internal(format!("peek task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn json_reply(value: &Value) -> Response {
+    warp::reply::json(value).into_response()
+}
+
+fn window_json(name: &str, length: u64, as_of: u64) -> Value {
+    json!({ "name": name, "from": as_of.saturating_sub(length), "to": as_of })
+}
+
+async fn health(client: Client) -> Result<Response, Rejection> {
+    let reply = match client.latest_complete() {
+        Some(as_of) if !client.is_shutting_down() => {
+            warp::reply::with_status(warp::reply::json(&json!({"status": "ok", "ready": true, "as_of": as_of})), StatusCode::OK)
+        }
+        _ => warp::reply::with_status(
+            warp::reply::json(&json!({"status": "starting", "ready": false})),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
+    Ok(reply.into_response())
+}
+
+async fn status(client: Client) -> Result<Response, ApiError> {
+    let answered = peek(&client, ViewQuery::Status).await?;
+    let Answer::Status(status) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a status peek"));
+    };
+    let config = client.config();
+    let mut value = serde_json::to_value(&status).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("process".into(), json!(config.cluster.process()));
+        object.insert("windows".into(), json!(config.windows.names()));
+        object.insert("tick_ms".into(), json!(config.time.tick()));
+        object.insert("source".into(), json!(config.source.name()));
+    }
+    Ok(json_reply(&value))
+}
+
+async fn dead_letters(client: Client, raw: String) -> Result<Response, ApiError> {
+    let params = Params::parse(&raw, &["limit"])?;
+    let limit = params.limit(100, 1000)?;
+    let answered = peek(&client, ViewQuery::DeadLetters { limit }).await?;
+    let Answer::DeadLetters(rows) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a dead-letter peek"));
+    };
+    let counted = peek(&client, ViewQuery::Status).await?;
+    let Answer::Status(status) = counted.answer else {
+        return Err(ApiError::internal("unexpected answer to a status peek"));
+    };
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "total": status.dead_letters,
+        "by_reason": status.dead_letters_by_reason,
+        "rows": rows,
+    })))
+}
+
+async fn edges(client: Client, raw: String) -> Result<Response, ApiError> {
+    let params = Params::parse(&raw, &["src", "dst", "window", "limit"])?;
+    let window = params.window(client.config())?;
+    let filter = EdgeFilter {
+        src: params.ip("src")?,
+        dst: params.ip("dst")?,
+    };
+    let limit = params.limit(100, 10_000)?;
+    let answered = peek(
+        &client,
+        ViewQuery::Edges {
+            window: window.length,
+            filter,
+            limit,
+        },
+    )
+    .await?;
+    let Answer::Edges(rows) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to an edge peek"));
+    };
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": window_json(&window.name, window.length, answered.as_of),
+        "rows": rows,
+    })))
+}
+
+async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiError> {
+    let ip: IpAddr = params::parse_ip("ip", &ip)?;
+    let params = Params::parse(&raw, &["window"])?;
+    let window = params.window(client.config())?;
+    let answered = peek(
+        &client,
+        ViewQuery::Host {
+            ip,
+            window: window.length,
+        },
+    )
+    .await?;
+    let Answer::Host(edges) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a host peek"));
+    };
+    let summary = HostSummary::from_edges(ip, &edges);
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": window_json(&window.name, window.length, answered.as_of),
+        "host": summary,
+        "out_edges": edges.out_edges,
+        "in_edges": edges.in_edges,
+    })))
+}

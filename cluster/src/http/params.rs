@@ -1,0 +1,75 @@
+//! Query-string parameters, validated with messages that say what is wrong.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use flowscope_engine::EngineConfig;
+use flowscope_queries::WindowSpec;
+
+use super::ApiError;
+
+pub struct Params(BTreeMap<String, String>);
+
+impl Params {
+    /// Parses a raw query string, refusing parameters the route does not know (a typo
+    /// should not silently widen a query) and repeated ones.
+    pub fn parse(raw: &str, known: &[&str]) -> Result<Params, ApiError> {
+        let mut map = BTreeMap::new();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|e| ApiError::bad_request("bad_query", format!("cannot parse the query string: {e}")))?;
+        for (key, value) in pairs {
+            if !known.contains(&key.as_str()) {
+                return Err(ApiError::bad_request(
+                    "unknown_parameter",
+                    format!("unknown parameter {key:?}; this route takes {}", known.join(", ")),
+                ));
+            }
+            if map.insert(key.clone(), value).is_some() {
+                return Err(ApiError::bad_request("repeated_parameter", format!("parameter {key:?} is given twice")));
+            }
+        }
+        Ok(Params(map))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn ip(&self, key: &str) -> Result<Option<IpAddr>, ApiError> {
+        self.get(key).map(|v| parse_ip(key, v)).transpose()
+    }
+
+    /// `limit`, defaulting to `default`, within 1..=`max`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(
+                    "bad_limit",
+                    format!("limit must be a whole number from 1 to {max}, got {v:?}"),
+                )),
+            },
+        }
+    }
+
+    /// `window`, one of the configured windows, defaulting to the shortest.
+    pub fn window(&self, config: &EngineConfig) -> Result<WindowSpec, ApiError> {
+        match self.get("window") {
+            None => Ok(config.windows.shortest().clone()),
+            Some(name) => config.windows.get(name).cloned().ok_or_else(|| {
+                ApiError::bad_request(
+                    "unknown_window",
+                    format!("unknown window {name:?}; windows are {}", config.windows.names().join(", ")),
+                )
+            }),
+        }
+    }
+}
+
+pub fn parse_ip(key: &str, value: &str) -> Result<IpAddr, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_ip", format!("{key} must be an IPv4 or IPv6 address, got {value:?}")))
+}
+

@@ -1,0 +1,100 @@
+//! The `flowscope` binary: parses the command line, starts the engine, serves HTTP, and
+//! stops cleanly on Ctrl-C / SIGTERM or when the cluster shuts down.
+
+mod cli;
+mod hostfile;
+mod http;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use flowscope_engine::Engine;
+
+use cli::{Cli, Command, RunConfig};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => match args.into_config() {
+            Ok(config) => match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run(config: RunConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("flowscope-http")
+        .enable_all()
+        .build()?;
+    // Check the port before starting the workers, so that a busy port fails fast.
+    drop(
+        std::net::TcpListener::bind(config.http)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?,
+    );
+    let engine = Engine::start(config.engine)?;
+    let client = engine.client();
+    tracing::info!(address = %config.http, "serving the HTTP API and dashboard");
+
+    let stopping = client.clone();
+    let address = config.http;
+    let served = runtime.block_on(async move {
+        let stopped = async move {
+            let mut poll = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = shutdown_signal() => break,
+                    _ = poll.tick() => if stopping.is_shutting_down() { break },
+                }
+            }
+        };
+        let (_, server) = warp::serve(http::routes(client))
+            .try_bind_with_graceful_shutdown(address, stopped)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+        server.await;
+        anyhow::Ok(())
+    });
+    tracing::info!("stopping");
+    engine.shutdown();
+    served
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,177 @@
+//! Shared helpers of the integration tests: starting the real `flowscope` binary, talking to
+//! it over HTTP, and an independent batch oracle of the graph view.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flowscope_events::{Event, Proto};
+use flowscope_queries::EdgeRow;
+use serde_json::Value;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// A running `flowscope` process, killed when dropped.
+pub struct Flowscope {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Flowscope {
+    /// Starts `flowscope run <args> --http 127.0.0.1:<port>`.
+    pub fn run(args: &[&str], port: u16) -> Flowscope {
+        let http = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            .arg("run")
+            .args(args)
+            .args(["--http", &http])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start the flowscope binary");
+        Flowscope {
+            child,
+            base: format!("http://{http}"),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        get(&format!("{}{}", self.base, path))
+    }
+
+    /// Waits until the process has read `records` valid records, every partition has
+    /// finished, and the views are complete past the largest timestamp seen.
+    pub fn wait_until_complete(&mut self, records: u64, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("flowscope exited early with {status}");
+            }
+            if let Some((200, status)) = try_get(&format!("{}/v1/status", self.base)) {
+                let finished = status["partitions"]
+                    .as_array()
+                    .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["finished"] == true));
+                let max_ts = status["partitions"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter_map(|p| p["max_ts"].as_u64()).max().unwrap_or(0))
+                    .unwrap_or(0);
+                let as_of = status["as_of"].as_u64().unwrap_or(0);
+                if status["records"].as_u64() == Some(records) && finished && as_of > max_ts {
+                    return status;
+                }
+            }
+            assert!(Instant::now() < deadline, "flowscope did not complete within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "flowscope did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Flowscope {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn try_get(url: &str) -> Option<(u16, Value)> {
+    let response = reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .ok()?;
+    let status = response.status().as_u16();
+    let text = response.text().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+pub fn get(url: &str) -> (u16, Value) {
+    try_get(url).unwrap_or_else(|| panic!("GET {url} failed"))
+}
+
+/// Edge rows of a JSON answer, keyed.
+pub fn rows(answer: &Value) -> Vec<EdgeRow> {
+    serde_json::from_value(answer["rows"].clone()).expect("rows are edge rows")
+}
+
+type EdgeKey = (IpAddr, IpAddr, u16, Proto);
+
+/// The oracle: every edge of the window `[as_of − window, as_of)`, recomputed from the
+/// records by plain iteration.
+pub fn oracle_edges(events: &[Event], as_of: u64, window: u64) -> BTreeMap<EdgeKey, EdgeRow> {
+    let mut edges: BTreeMap<EdgeKey, EdgeRow> = BTreeMap::new();
+    for e in events {
+        if e.ts >= as_of || e.ts < as_of.saturating_sub(window) {
+            continue;
+        }
+        let row = edges.entry((e.src_ip, e.dst_ip, e.dst_port, e.proto)).or_insert(EdgeRow {
+            src_ip: e.src_ip,
+            dst_ip: e.dst_ip,
+            dst_port: e.dst_port,
+            proto: e.proto,
+            count: 0,
+            bytes_out: 0,
+            bytes_in: 0,
+            packets: 0,
+            failed: 0,
+            first_seen: e.ts,
+            last_seen: e.ts,
+        });
+        row.count += 1;
+        row.bytes_out += e.bytes_out;
+        row.bytes_in += e.bytes_in;
+        row.packets += e.packets;
+        row.failed += u64::from(e.status != flowscope_events::Status::Established);
+        row.first_seen = row.first_seen.min(e.ts);
+        row.last_seen = row.last_seen.max(e.ts);
+    }
+    edges
+}
+
+/// The oracle's heaviest `limit` edges, in the API's order.
+pub fn oracle_top(events: &[Event], as_of: u64, window: u64, limit: usize) -> Vec<EdgeRow> {
+    let mut all: Vec<EdgeRow> = oracle_edges(events, as_of, window).into_values().collect();
+    all.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then((b.bytes_out + b.bytes_in).cmp(&(a.bytes_out + a.bytes_in)))
+            .then((a.src_ip, a.dst_ip, a.dst_port, a.proto).cmp(&(b.src_ip, b.dst_ip, b.dst_port, b.proto)))
+    });
+    all.truncate(limit);
+    all
+}
+
+/// Writes events as native JSON lines.
+pub fn write_native(path: &Path, events: &[Event]) {
+    let mut text = String::new();
+    for e in events {
+        text.push_str(&serde_json::to_string(e).expect("events serialise"));
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("cannot write the test file");
+}

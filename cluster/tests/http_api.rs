@@ -1,0 +1,225 @@
+//! HTTP integration tests over a real socket against the real binary replaying a file:
+//! every endpoint against the oracle, and every error case.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{free_port, oracle_edges, oracle_top, rows, write_native, Flowscope};
+use flowscope_connectors::{GeneratorConfig, GeneratorPartition, Pace};
+use flowscope_events::Event;
+use flowscope_queries::{EdgeRow, HostSummary};
+
+const START: u64 = 1_700_000_000_000;
+
+fn generated(count: u64) -> Vec<Event> {
+    let config = GeneratorConfig {
+        seed: 7,
+        partitions: 2,
+        rate: 2_000,
+        pace: Pace::Fast,
+        start_ms: START,
+        count: Some(count),
+        hosts: 200,
+        ..GeneratorConfig::default()
+    };
+    let mut events = Vec::new();
+    for p in 0..config.partitions {
+        let mut part = GeneratorPartition::new(&config, p);
+        while let Some(e) = part.next_event() {
+            events.push(e);
+        }
+    }
+    events
+}
+
+/// Starts the binary on a file of `events` plus `bad_lines`, and waits for all of it.
+fn serve(events: &[Event], bad_lines: &[&str], windows: &str) -> (Flowscope, tempfile::TempDir, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.jsonl");
+    write_native(&path, events);
+    if !bad_lines.is_empty() {
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for line in bad_lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+    let port = free_port();
+    let mut flowscope = Flowscope::run(
+        &[
+            "--source",
+            "file",
+            "--path",
+            path.to_str().unwrap(),
+            "--format",
+            "native",
+            "--idle-timeout",
+            "200ms",
+            "--windows",
+            windows,
+            "--workers",
+            "2",
+        ],
+        port,
+    );
+    let status = flowscope.wait_until_complete(events.len() as u64, Duration::from_secs(120));
+    (flowscope, dir, status)
+}
+
+#[test]
+fn every_view_endpoint_matches_the_oracle() {
+    let events = generated(30_000);
+    let bad = [
+        "{not json",
+        r#"{"ts": 1, "src_ip": "10.0.0.1"}"#,
+        r#"{"ts":1700000000000,"src_ip":"10.0.0.999","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,"proto":"tcp","bytes_out":1,"bytes_in":1,"packets":1,"status":"established"}"#,
+    ];
+    let (fs, _dir, status) = serve(&events, &bad, "5s,30m,2h");
+    let as_of = status["as_of"].as_u64().unwrap();
+    assert_eq!(status["dead_letters"], 3, "{status}");
+    assert_eq!(status["workers"], 2);
+    assert_eq!(status["processes"], 1);
+
+    // /health
+    let (code, health) = fs.get("/health");
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["ready"], true);
+
+    // /v1/graph/edges for every window, with and without filters.
+    for (window, length) in [("5s", 5_000u64), ("30m", 1_800_000), ("2h", 7_200_000)] {
+        let (code, answer) = fs.get(&format!("/v1/graph/edges?window={window}&limit=20"));
+        assert_eq!(code, 200, "{answer}");
+        let answered_as_of = answer["as_of"].as_u64().unwrap();
+        assert!(answered_as_of >= as_of);
+        assert_eq!(answer["window"]["name"], window);
+        assert_eq!(answer["window"]["to"].as_u64(), Some(answered_as_of));
+        assert_eq!(answer["window"]["from"].as_u64(), Some(answered_as_of - length));
+        assert_eq!(rows(&answer), oracle_top(&events, answered_as_of, length, 20), "window {window}");
+
+        let all = oracle_edges(&events, answered_as_of, length);
+        let busiest = oracle_top(&events, answered_as_of, length, 1)[0].clone();
+        let (_, by_src) = fs.get(&format!("/v1/graph/edges?window={window}&src={}&limit=10000", busiest.src_ip));
+        let expected: Vec<EdgeRow> = {
+            let mut v: Vec<EdgeRow> = all.values().filter(|e| e.src_ip == busiest.src_ip).cloned().collect();
+            v.sort_by(flowscope_queries::EdgeRow::heaviest_first);
+            v
+        };
+        assert_eq!(rows(&by_src), expected);
+        let (_, by_dst) = fs.get(&format!("/v1/graph/edges?window={window}&dst={}&limit=10000", busiest.dst_ip));
+        let mut expected: Vec<EdgeRow> = all.values().filter(|e| e.dst_ip == busiest.dst_ip).cloned().collect();
+        expected.sort_by(EdgeRow::heaviest_first);
+        assert_eq!(rows(&by_dst), expected);
+        let (_, pair) = fs.get(&format!(
+            "/v1/graph/edges?window={window}&src={}&dst={}",
+            busiest.src_ip, busiest.dst_ip
+        ));
+        let mut expected: Vec<EdgeRow> = all
+            .values()
+            .filter(|e| e.src_ip == busiest.src_ip && e.dst_ip == busiest.dst_ip)
+            .cloned()
+            .collect();
+        expected.sort_by(EdgeRow::heaviest_first);
+        assert_eq!(rows(&pair), expected);
+
+        // /v1/graph/hosts/{ip}
+        for ip in [busiest.src_ip, busiest.dst_ip] {
+            let (code, host) = fs.get(&format!("/v1/graph/hosts/{ip}?window={window}"));
+            assert_eq!(code, 200, "{host}");
+            let mut out_edges: Vec<EdgeRow> = all.values().filter(|e| e.src_ip == ip).cloned().collect();
+            let mut in_edges: Vec<EdgeRow> = all.values().filter(|e| e.dst_ip == ip).cloned().collect();
+            out_edges.sort_by(EdgeRow::heaviest_first);
+            in_edges.sort_by(EdgeRow::heaviest_first);
+            let got_out: Vec<EdgeRow> = serde_json::from_value(host["out_edges"].clone()).unwrap();
+            let got_in: Vec<EdgeRow> = serde_json::from_value(host["in_edges"].clone()).unwrap();
+            assert_eq!(got_out, out_edges);
+            assert_eq!(got_in, in_edges);
+            let summary: HostSummary = serde_json::from_value(host["host"].clone()).unwrap();
+            let peers_out: std::collections::BTreeSet<_> = out_edges.iter().map(|e| e.dst_ip).collect();
+            assert_eq!(summary.out_peers, peers_out.len() as u64);
+            assert_eq!(summary.connections_out, out_edges.iter().map(|e| e.count).sum::<u64>());
+            assert_eq!(summary.connections_in, in_edges.iter().map(|e| e.count).sum::<u64>());
+        }
+    }
+
+    // A host with no traffic answers with empty edges, not an error.
+    let (code, quiet) = fs.get("/v1/graph/hosts/192.0.2.1");
+    assert_eq!(code, 200);
+    assert_eq!(quiet["out_edges"].as_array().map(Vec::len), Some(0));
+
+    // /v1/dead-letters
+    let (code, dead) = fs.get("/v1/dead-letters?limit=10");
+    assert_eq!(code, 200, "{dead}");
+    assert_eq!(dead["total"], 3);
+    let letters = dead["rows"].as_array().unwrap();
+    assert_eq!(letters.len(), 3);
+    assert!(letters.iter().all(|l| l["position"]["offset"].as_u64().unwrap() > events.len() as u64));
+    assert!(letters.iter().any(|l| l["reason"] == "invalid_json"));
+    assert!(letters.iter().any(|l| l["reason"] == "missing_field"));
+    assert!(letters.iter().any(|l| l["reason"] == "invalid_field"));
+    let (_, one) = fs.get("/v1/dead-letters?limit=1");
+    assert_eq!(one["rows"].as_array().map(Vec::len), Some(1));
+
+    // /metrics
+    let response = reqwest::blocking::get(format!("{}/metrics", fs.base)).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().unwrap();
+    assert!(text.contains(&format!("flowscope_records_total {}", events.len())), "{text}");
+    assert!(text.contains("flowscope_dead_letters_total{reason=\"invalid_json\"} 1"), "{text}");
+    assert!(text.contains("flowscope_late_records_total"), "{text}");
+    assert!(text.contains("flowscope_frontier_ms"), "{text}");
+
+    // The dashboard.
+    let page = reqwest::blocking::get(format!("{}/", fs.base)).unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().unwrap().contains("<title>flowscope</title>"));
+
+    // SIGTERM stops it cleanly.
+    assert!(fs.terminate().success());
+}
+
+#[test]
+fn bad_requests_get_json_errors() {
+    let events = generated(2_000);
+    let (fs, _dir, _) = serve(&events, &[], "30m,2h,24h");
+    let cases = [
+        ("/nope", 404, "not_found"),
+        ("/v1/risks/zzz", 404, "not_found"),
+        ("/v1/graph/edges?window=7m", 400, "unknown_window"),
+        ("/v1/graph/edges?limit=0", 400, "bad_limit"),
+        ("/v1/graph/edges?limit=10001", 400, "bad_limit"),
+        ("/v1/graph/edges?limit=ten", 400, "bad_limit"),
+        ("/v1/graph/edges?src=10.0.0.300", 400, "bad_ip"),
+        ("/v1/graph/edges?dst=not-an-ip", 400, "bad_ip"),
+        ("/v1/graph/edges?sourc=10.0.0.1", 400, "unknown_parameter"),
+        ("/v1/graph/edges?limit=5&limit=6", 400, "repeated_parameter"),
+        ("/v1/graph/hosts/10.0.0.300", 400, "bad_ip"),
+        ("/v1/graph/hosts/10.0.0.1?window=1y", 400, "unknown_window"),
+        ("/v1/dead-letters?limit=100000", 400, "bad_limit"),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = fs.get(path);
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+    }
+
+    // An oversized body is refused from its headers alone, before it is read.
+    let mut stream = std::net::TcpStream::connect(fs.base.trim_start_matches("http://")).unwrap();
+    stream
+        .write_all(b"POST /v1/status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 204800\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("payload_too_large"), "{response}");
+
+    let client = reqwest::blocking::Client::new();
+    let post = client.post(format!("{}/v1/status", fs.base)).body("{}").send().unwrap();
+    assert_eq!(post.status().as_u16(), 405);
+    let body: serde_json::Value = post.json().unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}

@@ -1,0 +1,143 @@
+//! The CSV format: a header row of native field names (any order, any case, extra columns
+//! ignored), then one record per line; quoted fields are split by the `csv` crate.
+
+use super::native::{NativeField, NativeFields};
+use super::value::Raw;
+use crate::error::ParseError;
+use csv::{ReaderBuilder, StringRecord, Terminator, Trim};
+use flowscope_events::Event;
+
+pub(crate) struct CsvDecoder {
+    builder: ReaderBuilder,
+    /// Reused between lines to keep its allocations.
+    record: StringRecord,
+    header: Header,
+}
+
+enum Header {
+    /// No non-blank line seen yet: the next one is the header.
+    Awaiting,
+    Columns(Columns),
+    /// The header was unusable; every later record fails with this detail.
+    Broken(String),
+}
+
+/// What the header row says each column holds.
+struct Columns {
+    /// The native field each column feeds, `None` for extra columns.
+    fields: Vec<Option<NativeField>>,
+}
+
+impl CsvDecoder {
+    pub(crate) fn new() -> CsvDecoder {
+        let mut builder = ReaderBuilder::new();
+        builder
+            .has_headers(false)
+            .flexible(true)
+            .trim(Trim::All)
+            // Lines are already split. A stray '\r' inside one must not end a record, or
+            // one line could become two records and the second would be lost.
+            .terminator(Terminator::Any(b'\n'));
+        CsvDecoder {
+            builder,
+            record: StringRecord::new(),
+            header: Header::Awaiting,
+        }
+    }
+
+    /// Decodes one non-blank line: the header row (`Ok(None)`) or a record.
+    pub(crate) fn decode(&mut self, text: &str) -> Result<Option<Event>, ParseError> {
+        let CsvDecoder {
+            builder,
+            record,
+            header,
+        } = self;
+        let read = read_one(builder, text, record);
+        match header {
+            Header::Awaiting => {
+                let columns = read.and_then(|()| Columns::from_header(record));
+                match columns {
+                    Ok(columns) => {
+                        *header = Header::Columns(columns);
+                        Ok(None)
+                    }
+                    Err(err) => {
+                        *header = Header::Broken(format!("the CSV header was rejected: {err}"));
+                        Err(err)
+                    }
+                }
+            }
+            Header::Broken(detail) => Err(ParseError::MissingHeader {
+                detail: detail.clone(),
+            }),
+            Header::Columns(columns) => {
+                read?;
+                columns.decode(record).map(Some)
+            }
+        }
+    }
+
+    /// Notes a line that could not be read as text at all; if it was to be the header,
+    /// the header is unusable.
+    pub(crate) fn reject_unreadable(&mut self, err: &ParseError) {
+        if matches!(self.header, Header::Awaiting) {
+            self.header = Header::Broken(format!("the CSV header was unreadable: {err}"));
+        }
+    }
+}
+
+fn read_one(builder: &ReaderBuilder, text: &str, record: &mut StringRecord) -> Result<(), ParseError> {
+    match builder.from_reader(text.as_bytes()).read_record(record) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ParseError::InvalidCsv {
+            message: "no record in line".to_string(),
+        }),
+        Err(err) => Err(ParseError::InvalidCsv {
+            message: err.to_string(),
+        }),
+    }
+}
+
+impl Columns {
+    fn from_header(record: &StringRecord) -> Result<Columns, ParseError> {
+        let mut fields = Vec::with_capacity(record.len());
+        for name in record {
+            let field = NativeField::from_name(&name.to_ascii_lowercase());
+            if field.is_some() && fields.contains(&field) {
+                return Err(ParseError::InvalidHeader {
+                    detail: format!("column {name:?} appears more than once"),
+                });
+            }
+            fields.push(field);
+        }
+        let missing: Vec<&str> = NativeField::ALL
+            .into_iter()
+            .filter(|field| field.is_required() && !fields.contains(&Some(*field)))
+            .map(NativeField::name)
+            .collect();
+        if missing.is_empty() {
+            Ok(Columns { fields })
+        } else {
+            Err(ParseError::MissingHeader {
+                detail: format!("the CSV header lacks required column(s) {}", missing.join(", ")),
+            })
+        }
+    }
+
+    fn decode(&self, record: &StringRecord) -> Result<Event, ParseError> {
+        if record.len() != self.fields.len() {
+            return Err(ParseError::WrongFieldCount {
+                expected: self.fields.len(),
+                found: record.len(),
+            });
+        }
+        let mut values = NativeFields::default();
+        for (value, field) in record.iter().zip(&self.fields) {
+            if let Some(field) = field {
+                // An empty cell is an absent value: missing if required, None if optional.
+                values.set(*field, (!value.is_empty()).then_some(Raw::Text(value)));
+            }
+        }
+        values.into_event()
+    }
+}

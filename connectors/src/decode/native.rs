@@ -1,0 +1,160 @@
+//! The native record: flowscope's own field names (DESIGN §2), shared by the native JSON
+//! and CSV formats, and the native JSON line format itself.
+
+use super::json::parse_object;
+use super::timestamp::millis_timestamp;
+use super::value::{count, ip, port, required, Raw};
+use crate::error::ParseError;
+use flowscope_events::Event;
+
+/// A field of the native record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NativeField {
+    Ts,
+    SrcIp,
+    DstIp,
+    SrcPort,
+    DstPort,
+    Proto,
+    BytesOut,
+    BytesIn,
+    Packets,
+    DurationMs,
+    Status,
+}
+
+const FIELD_COUNT: usize = 11;
+
+impl NativeField {
+    pub(crate) const ALL: [NativeField; FIELD_COUNT] = [
+        NativeField::Ts,
+        NativeField::SrcIp,
+        NativeField::DstIp,
+        NativeField::SrcPort,
+        NativeField::DstPort,
+        NativeField::Proto,
+        NativeField::BytesOut,
+        NativeField::BytesIn,
+        NativeField::Packets,
+        NativeField::DurationMs,
+        NativeField::Status,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            NativeField::Ts => "ts",
+            NativeField::SrcIp => "src_ip",
+            NativeField::DstIp => "dst_ip",
+            NativeField::SrcPort => "src_port",
+            NativeField::DstPort => "dst_port",
+            NativeField::Proto => "proto",
+            NativeField::BytesOut => "bytes_out",
+            NativeField::BytesIn => "bytes_in",
+            NativeField::Packets => "packets",
+            NativeField::DurationMs => "duration_ms",
+            NativeField::Status => "status",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<NativeField> {
+        NativeField::ALL.into_iter().find(|field| field.name() == name)
+    }
+
+    pub(crate) fn is_required(self) -> bool {
+        self != NativeField::DurationMs
+    }
+}
+
+/// The values of one native record, by field; `None` where absent or null.
+#[derive(Default)]
+pub(crate) struct NativeFields<'a> {
+    values: [Option<Raw<'a>>; FIELD_COUNT],
+}
+
+impl<'a> NativeFields<'a> {
+    pub(crate) fn set(&mut self, field: NativeField, raw: Option<Raw<'a>>) {
+        if let Some(slot) = self.values.get_mut(field as usize) {
+            *slot = raw;
+        }
+    }
+
+    fn get(&self, field: NativeField) -> Option<Raw<'a>> {
+        self.values.get(field as usize).copied().flatten()
+    }
+
+    fn required(&self, field: NativeField) -> Result<Raw<'a>, ParseError> {
+        required(field.name(), self.get(field))
+    }
+
+    pub(crate) fn into_event(self) -> Result<Event, ParseError> {
+        use NativeField as F;
+        let number = |field: F| count(field.name(), self.required(field)?);
+        let port_of = |field: F| port(field.name(), self.required(field)?);
+        let address = |field: F| ip(field.name(), self.required(field)?);
+        Ok(Event {
+            ts: millis_timestamp(F::Ts.name(), self.required(F::Ts)?)?,
+            src_ip: address(F::SrcIp)?,
+            dst_ip: address(F::DstIp)?,
+            src_port: port_of(F::SrcPort)?,
+            dst_port: port_of(F::DstPort)?,
+            proto: named(F::Proto, self.required(F::Proto)?, PROTO_NAMES)?,
+            bytes_out: number(F::BytesOut)?,
+            bytes_in: number(F::BytesIn)?,
+            packets: number(F::Packets)?,
+            duration_ms: self
+                .get(F::DurationMs)
+                .map(|raw| count(F::DurationMs.name(), raw))
+                .transpose()?,
+            status: named(F::Status, self.required(F::Status)?, STATUS_NAMES)?,
+        })
+    }
+}
+
+const PROTO_NAMES: &str = "a protocol (tcp, udp, icmp, other)";
+const STATUS_NAMES: &str = "a status (established, rejected, reset, failed, other)";
+
+/// A `Proto` or `Status` by its name, ignoring case.
+fn named<T: std::str::FromStr>(
+    field: NativeField,
+    raw: Raw<'_>,
+    expected: &'static str,
+) -> Result<T, ParseError> {
+    match raw {
+        Raw::Text(text) => text.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| raw.invalid(field.name(), expected))
+}
+
+/// Decodes one native JSON line; extra fields are ignored.
+pub(crate) fn decode_json(text: &str) -> Result<Event, ParseError> {
+    let object = parse_object(text)?;
+    let mut fields = NativeFields::default();
+    for field in NativeField::ALL {
+        fields.set(field, object.get(field.name()).and_then(Raw::from_json));
+    }
+    fields.into_event()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowscope_events::{Proto, Status};
+
+    #[test]
+    fn field_names_round_trip() {
+        for field in NativeField::ALL {
+            assert_eq!(NativeField::from_name(field.name()), Some(field));
+        }
+        assert_eq!(NativeField::from_name("TS"), None);
+    }
+
+    #[test]
+    fn proto_and_status_ignore_case() {
+        let line = r#"{"ts":1,"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,
+            "proto":"UDP","bytes_out":0,"bytes_in":0,"packets":0,"status":"Reset"}"#;
+        let event = decode_json(line).unwrap();
+        assert_eq!(event.proto, Proto::Udp);
+        assert_eq!(event.status, Status::Reset);
+    }
+}

@@ -1,0 +1,156 @@
+//! [`GeneratorPartition`]: one partition of the generator's stream, with its own seeded
+//! RNG, its schedule and its pacing.
+
+use super::schedule::Schedule;
+use super::topology::Topology;
+use super::traffic::connection;
+use super::{GeneratorConfig, Pace};
+use crate::dead_letter::DeadLetter;
+use crate::source::{EventPartition, PollStatus};
+use flowscope_events::Event;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// One partition of the generator. Its events are a function of the config and the
+/// partition number alone.
+pub struct GeneratorPartition {
+    topology: Topology,
+    schedule: Schedule,
+    rng: ChaCha8Rng,
+    /// Sequence number of the next event.
+    next_seq: u64,
+    disorder_ms: u64,
+    pace: Pace,
+    /// When event time `start_ms` was, on the wall clock (for [`Pace::Realtime`]).
+    started: Instant,
+}
+
+impl GeneratorPartition {
+    /// Partition `partition` of the stream `config` describes; a partition number the
+    /// config does not have yields nothing.
+    pub fn new(config: &GeneratorConfig, partition: u32) -> GeneratorPartition {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        // Stream 0 is left unused; each partition draws from a stream of its own.
+        rng.set_stream(u64::from(partition) + 1);
+        GeneratorPartition {
+            topology: Topology::new(config.seed, config.hosts),
+            schedule: Schedule::new(config, partition),
+            rng,
+            next_seq: 0,
+            disorder_ms: config.disorder_ms,
+            pace: config.pace,
+            started: Instant::now(),
+        }
+    }
+
+    /// The next event regardless of pacing, or `None` once the partition has produced
+    /// its share.
+    pub fn next_event(&mut self) -> Option<Event> {
+        let due = self.schedule.due_ms(self.next_seq)?;
+        self.next_seq += 1;
+        let lag = self.rng.gen_range(0..=self.disorder_ms);
+        Some(connection(&mut self.rng, &self.topology, due.saturating_sub(lag)))
+    }
+
+    /// [`EventPartition::poll`] as if the wall clock read `now`.
+    pub(crate) fn poll_at(&mut self, now: Instant, max: usize, events: &mut Vec<Event>) -> PollStatus {
+        let mut produced = 0;
+        while produced < max && self.status_at(now) == PollStatus::Ready {
+            match self.next_event() {
+                Some(event) => events.push(event),
+                None => break,
+            }
+            produced += 1;
+        }
+        self.status_at(now)
+    }
+
+    fn status_at(&self, now: Instant) -> PollStatus {
+        let Some(due) = self.schedule.due_ms(self.next_seq) else {
+            return PollStatus::Finished;
+        };
+        let elapsed_ms = now.saturating_duration_since(self.started).as_millis();
+        match self.pace {
+            Pace::Realtime if u128::from(self.schedule.offset_ms(due)) > elapsed_ms => PollStatus::Pending,
+            _ => PollStatus::Ready,
+        }
+    }
+}
+
+impl EventPartition for GeneratorPartition {
+    fn poll(&mut self, max: usize, events: &mut Vec<Event>, _dead: &mut Vec<DeadLetter>) -> PollStatus {
+        self.poll_at(Instant::now(), max, events)
+    }
+
+    fn next_offset(&self) -> u64 {
+        self.next_seq
+    }
+}
+
+impl Iterator for GeneratorPartition {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.next_event()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn realtime(partitions: u32, rate: u64) -> GeneratorConfig {
+        GeneratorConfig {
+            partitions,
+            rate,
+            pace: Pace::Realtime,
+            count: Some(100),
+            ..GeneratorConfig::default()
+        }
+    }
+
+    #[test]
+    fn realtime_releases_events_as_the_clock_passes_them() {
+        // 10 events per second in one partition: one every 100 ms.
+        let mut partition = GeneratorPartition::new(&realtime(1, 10), 0);
+        let start = partition.started;
+        let mut events = Vec::new();
+        assert_eq!(partition.poll_at(start, 100, &mut events), PollStatus::Pending);
+        assert_eq!(events.len(), 1, "the first event is due at once");
+        let later = start + Duration::from_millis(450);
+        assert_eq!(partition.poll_at(later, 100, &mut events), PollStatus::Pending);
+        assert_eq!(events.len(), 5);
+        assert_eq!(partition.poll_at(later, 100, &mut events), PollStatus::Pending);
+        assert_eq!(events.len(), 5, "nothing more until the clock moves");
+        let end = start + Duration::from_secs(3600);
+        assert_eq!(partition.poll_at(end, 10, &mut events), PollStatus::Ready);
+        assert_eq!(events.len(), 15);
+        assert_eq!(partition.poll_at(end, 1000, &mut events), PollStatus::Finished);
+        assert_eq!(events.len(), 100);
+        assert_eq!(partition.next_offset(), 100);
+    }
+
+    #[test]
+    fn fast_ignores_the_clock() {
+        let config = GeneratorConfig {
+            pace: Pace::Fast,
+            ..realtime(1, 10)
+        };
+        let mut partition = GeneratorPartition::new(&config, 0);
+        let mut events = Vec::new();
+        let start = partition.started;
+        assert_eq!(partition.poll_at(start, 60, &mut events), PollStatus::Ready);
+        assert_eq!(partition.poll_at(start, 60, &mut events), PollStatus::Finished);
+        assert_eq!(events.len(), 100);
+        assert_eq!(partition.poll_at(start, 60, &mut events), PollStatus::Finished);
+        assert_eq!(partition.poll_at(start, 0, &mut events), PollStatus::Finished);
+    }
+
+    #[test]
+    fn a_partition_beyond_the_config_is_empty() {
+        let mut partition = GeneratorPartition::new(&realtime(2, 10), 2);
+        assert_eq!(partition.next_event(), None);
+    }
+}

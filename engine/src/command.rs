@@ -1,0 +1,92 @@
+//! What the control plane carries: commands sequenced to every worker, the view queries
+//! that peeks ask, and the answers gathered back.
+
+use std::net::IpAddr;
+
+use flowscope_connectors::DeadLetter;
+use flowscope_operators::Millis;
+use flowscope_queries::{EdgeFilter, EdgeRow, HostEdges};
+use serde::{Deserialize, Serialize};
+
+use crate::status::{ClusterStatus, WorkerStatus};
+
+/// A command applied by every worker, in the same order everywhere.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// Read a view at `as_of` (or later, if the views have been compacted past it).
+    Peek(PeekRequest),
+    /// Let the arrangements forget history before `as_of`: no later peek reads earlier.
+    Advance { as_of: Millis },
+    /// Stop every worker.
+    Shutdown,
+}
+
+/// One peek, as every worker sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeekRequest {
+    pub id: u64,
+    /// The worker that gathers the parts and answers.
+    pub origin: usize,
+    pub as_of: Millis,
+    pub query: ViewQuery,
+}
+
+/// What a peek reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ViewQuery {
+    /// The heaviest edges of a window.
+    Edges {
+        window: Millis,
+        filter: EdgeFilter,
+        limit: usize,
+    },
+    /// One host's edges in a window.
+    Host { ip: IpAddr, window: Millis },
+    /// Counters, frontiers and partitions of every worker.
+    Status,
+    /// The most recent dead letters of every worker.
+    DeadLetters { limit: usize },
+}
+
+/// One worker's part of an answer, on its way to the origin worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartAnswer {
+    pub id: u64,
+    pub origin: usize,
+    /// The time the worker read at; the same on every worker for one peek.
+    pub as_of: Millis,
+    pub part: Part,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Part {
+    Edges(Vec<EdgeRow>),
+    Host(HostEdges),
+    Status(Box<WorkerStatus>),
+    DeadLetters(Vec<DeadLetter>),
+}
+
+/// A gathered answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Answer {
+    Edges(Vec<EdgeRow>),
+    Host(HostEdges),
+    Status(ClusterStatus),
+    DeadLetters(Vec<DeadLetter>),
+}
+
+/// An answer and the time it is exact for: it covers the records with `ts < as_of`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answered {
+    pub as_of: Millis,
+    pub answer: Answer,
+}
+
+/// Why a peek got no answer.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PeekError {
+    #[error("the engine did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}

@@ -1,0 +1,150 @@
+//! The engine's validated configuration, and the timely configuration built from it
+//! (never from timely's own command-line parsing).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flowscope_connectors::{Format, GeneratorConfig};
+use flowscope_operators::{Millis, TimeModel};
+use flowscope_queries::Windows;
+use serde::{Deserialize, Serialize};
+
+/// Where events come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SourceConfig {
+    /// The embedded synthetic network.
+    Generator(GeneratorConfig),
+    /// A file replayed once, as one partition read by the first worker.
+    File { path: PathBuf, format: Format },
+}
+
+impl SourceConfig {
+    /// How many partitions the source has; partition `p` is read by worker `p % peers`.
+    pub fn partitions(&self) -> u32 {
+        match self {
+            SourceConfig::Generator(g) => g.partitions,
+            SourceConfig::File { .. } => 1,
+        }
+    }
+
+    /// The name that status pages and dead letters use for the source.
+    pub fn name(&self) -> String {
+        match self {
+            SourceConfig::Generator(_) => "generator".to_string(),
+            SourceConfig::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+/// How the timely workers are laid out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterConfig {
+    /// One process with `workers` worker threads.
+    Single { workers: usize },
+    /// Process `process` of a cluster whose processes listen at `addresses` (host:port, one
+    /// per process, in process order), each with `workers` worker threads.
+    Cluster {
+        workers: usize,
+        process: usize,
+        addresses: Vec<String>,
+    },
+}
+
+impl ClusterConfig {
+    pub fn workers_per_process(&self) -> usize {
+        match self {
+            ClusterConfig::Single { workers } | ClusterConfig::Cluster { workers, .. } => *workers,
+        }
+    }
+
+    pub fn processes(&self) -> usize {
+        match self {
+            ClusterConfig::Single { .. } => 1,
+            ClusterConfig::Cluster { addresses, .. } => addresses.len(),
+        }
+    }
+
+    pub fn process(&self) -> usize {
+        match self {
+            ClusterConfig::Single { .. } => 0,
+            ClusterConfig::Cluster { process, .. } => *process,
+        }
+    }
+
+    pub fn peers(&self) -> usize {
+        self.workers_per_process() * self.processes()
+    }
+
+    pub fn timely_config(&self) -> timely::Config {
+        let communication = match self {
+            ClusterConfig::Single { workers } => timely::CommunicationConfig::Process(*workers),
+            ClusterConfig::Cluster {
+                workers,
+                process,
+                addresses,
+            } => timely::CommunicationConfig::Cluster {
+                threads: *workers,
+                process: *process,
+                addresses: addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+        };
+        timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        }
+    }
+}
+
+/// Everything a running engine needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    pub time: TimeModel,
+    /// How far behind the largest timestamp seen a partition's watermark stays.
+    pub lateness: Millis,
+    /// Wall-clock time without data after which a partition stops holding the watermark.
+    pub idle_timeout: Duration,
+    pub windows: Windows,
+    pub source: SourceConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--workers must be at least 1")]
+    NoWorkers,
+    #[error("process index {process} is out of range: the host file lists {processes} processes")]
+    ProcessOutOfRange { process: usize, processes: usize },
+    #[error("the host file lists no processes")]
+    EmptyCluster,
+    #[error("the generator needs at least one partition")]
+    NoPartitions,
+}
+
+impl EngineConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.workers_per_process() == 0 {
+            return Err(ConfigError::NoWorkers);
+        }
+        if let ClusterConfig::Cluster {
+            process, addresses, ..
+        } = &self.cluster
+        {
+            if addresses.is_empty() {
+                return Err(ConfigError::EmptyCluster);
+            }
+            if *process >= addresses.len() {
+                return Err(ConfigError::ProcessOutOfRange {
+                    process: *process,
+                    processes: addresses.len(),
+                });
+            }
+        }
+        if self.source.partitions() == 0 {
+            return Err(ConfigError::NoPartitions);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! Starting the timely workers, and the [`Client`] through which the HTTP frontend asks
+//! them for answers.
+//!
+//! A process's workers share one [`Shared`]: the queue of commands that the process's first
+//! worker pushes into the sequencer, the peeks waiting for their parts, and the frontier
+//! its workers have seen (from which a peek picks its `as_of`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use flowscope_operators::Millis;
+use flowscope_queries::graph::{merge_edges, merge_host};
+use timely::WorkerConfig;
+
+use crate::command::{Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, ViewQuery};
+use crate::config::{ConfigError, EngineConfig};
+use crate::status::ClusterStatus;
+use crate::worker;
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the source: {0}")]
+    Source(String),
+    #[error("cannot start the timely workers: {0}")]
+    Timely(String),
+}
+
+/// Sentinel for "this worker has not seen a frontier yet".
+const NO_UPPER: u64 = u64::MAX - 1;
+/// Sentinel for "this worker's frontier is empty: it has seen everything".
+const DONE: u64 = u64::MAX;
+
+struct PendingPeek {
+    query: ViewQuery,
+    parts: Vec<PartAnswer>,
+    reply: Sender<Answered>,
+}
+
+/// State shared by the workers of one process and its clients.
+pub struct Shared {
+    pub(crate) config: EngineConfig,
+    peers: usize,
+    first_worker: usize,
+    /// Commands from clients, pushed into the sequencer by the process's first worker.
+    pub(crate) commands: (Sender<Command>, Receiver<Command>),
+    commander: OnceLock<Thread>,
+    pending: Mutex<HashMap<u64, PendingPeek>>,
+    next_id: AtomicU64,
+    uppers: Vec<AtomicU64>,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) started: Instant,
+}
+
+impl Shared {
+    fn new(config: EngineConfig) -> Self {
+        let local = config.cluster.workers_per_process();
+        let peers = config.cluster.peers();
+        let first_worker = config.cluster.process() * local;
+        Shared {
+            config,
+            peers,
+            first_worker,
+            commands: crossbeam_channel::unbounded(),
+            commander: OnceLock::new(),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            uppers: (0..local).map(|_| AtomicU64::new(NO_UPPER)).collect(),
+            shutting_down: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn register_commander(&self) {
+        let _ = self.commander.set(std::thread::current());
+    }
+
+    /// Hands a command to the process's first worker and wakes it.
+    pub(crate) fn send(&self, command: Command) {
+        let _ = self.commands.0.send(command);
+        if let Some(thread) = self.commander.get() {
+            thread.unpark();
+        }
+    }
+
+    /// Records the frontier a local worker's view has reached.
+    pub(crate) fn publish_upper(&self, local_index: usize, upper: Option<Millis>) {
+        if let Some(slot) = self.uppers.get(local_index) {
+            slot.store(upper.unwrap_or(DONE), Ordering::Release);
+        }
+    }
+
+    /// The latest as_of complete on every local worker, if any is.
+    pub fn latest_complete(&self) -> Option<Millis> {
+        let mut least = DONE;
+        for slot in &self.uppers {
+            least = least.min(slot.load(Ordering::Acquire));
+        }
+        match least {
+            NO_UPPER => None,
+            // Everything has been seen (only at shutdown): nothing to wait for.
+            DONE => None,
+            upper => Some(self.config.time.floor(upper.saturating_sub(1))),
+        }
+    }
+
+    /// Called on the origin worker with each part; answers the client once all are in.
+    pub(crate) fn deliver(&self, part: PartAnswer) {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let id = part.id;
+        let complete = match pending.get_mut(&id) {
+            Some(peek) => {
+                peek.parts.push(part);
+                peek.parts.len() == self.peers
+            }
+            // The client gave up waiting; its late parts are dropped.
+            None => false,
+        };
+        if !complete {
+            return;
+        }
+        if let Some(peek) = pending.remove(&id) {
+            drop(pending);
+            let as_of = peek.parts.first().map_or(0, |p| p.as_of);
+            let answer = merge(&peek.query, peek.parts, self.config.cluster.processes(), as_of);
+            let _ = peek.reply.send(Answered { as_of, answer });
+        }
+    }
+}
+
+fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Millis) -> Answer {
+    match query {
+        ViewQuery::Edges { limit, .. } => Answer::Edges(merge_edges(
+            parts.into_iter().filter_map(|p| match p.part {
+                Part::Edges(rows) => Some(rows),
+                _ => None,
+            }),
+            *limit,
+        )),
+        ViewQuery::Host { .. } => Answer::Host(merge_host(parts.into_iter().filter_map(|p| match p.part {
+            Part::Host(edges) => Some(edges),
+            _ => None,
+        }))),
+        ViewQuery::Status => {
+            let mut workers: Vec<_> = parts
+                .into_iter()
+                .filter_map(|p| match p.part {
+                    Part::Status(s) => Some(*s),
+                    _ => None,
+                })
+                .collect();
+            workers.sort_by_key(|w| w.worker);
+            Answer::Status(ClusterStatus::merge(processes, as_of, workers))
+        }
+        ViewQuery::DeadLetters { limit } => {
+            let mut parts: Vec<_> = parts.into_iter().collect();
+            parts.sort_by_key(|p| p.origin);
+            let letters = parts
+                .into_iter()
+                .filter_map(|p| match p.part {
+                    Part::DeadLetters(letters) => Some(letters),
+                    _ => None,
+                })
+                .flatten()
+                .take(*limit)
+                .collect();
+            Answer::DeadLetters(letters)
+        }
+    }
+}
+
+/// A running engine: this process's timely workers.
+pub struct Engine {
+    shared: Arc<Shared>,
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+}
+
+impl Engine {
+    /// Validates `config`, opens the source and starts this process's workers. In a cluster,
+    /// this waits until every process of the host file is reachable.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        config.validate()?;
+        worker::check_source(&config).map_err(EngineError::Source)?;
+        let timely_config = config.cluster.timely_config();
+        let shared = Arc::new(Shared::new(config));
+        let for_workers = Arc::clone(&shared);
+        let (allocators, others) = timely_config
+            .communication
+            .try_build()
+            .map_err(EngineError::Timely)?;
+        let guards = timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |w| {
+            worker::run(w, Arc::clone(&for_workers));
+        })
+        .map_err(EngineError::Timely)?;
+        Ok(Engine {
+            shared,
+            guards: Some(guards),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Stops every worker of the cluster and waits for this process's workers to finish.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Waits until the workers stop (after a shutdown sent by any client of the cluster).
+    pub fn join(mut self) {
+        if let Some(guards) = self.guards.take() {
+            guards.join();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(guards) = self.guards.take() {
+            self.shared.send(Command::Shutdown);
+            guards.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Asks the engine for answers; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl Client {
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// The latest as_of complete on this process's workers.
+    pub fn latest_complete(&self) -> Option<Millis> {
+        self.shared.latest_complete()
+    }
+
+    /// Reads a view at the latest complete as_of, waiting at most `timeout`.
+    pub fn peek(&self, query: ViewQuery, timeout: Duration) -> Result<Answered, PeekError> {
+        self.peek_at(query, None, timeout)
+    }
+
+    /// Reads a view at `as_of` (or the latest complete one), or later if the views have
+    /// already been compacted past it. Blocks until the answer is complete.
+    pub fn peek_at(&self, query: ViewQuery, as_of: Option<Millis>, timeout: Duration) -> Result<Answered, PeekError> {
+        if self.shared.shutting_down.load(Ordering::Acquire) {
+            return Err(PeekError::ShuttingDown);
+        }
+        let as_of = as_of.or_else(|| self.shared.latest_complete()).unwrap_or(0);
+        let local = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        // Unique across the cluster: the asking worker's index in the high bits.
+        let id = ((self.shared.first_worker as u64) << 40) | (local & ((1 << 40) - 1));
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        {
+            let mut pending = match self.shared.pending.lock() {
+                Ok(p) => p,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            pending.insert(
+                id,
+                PendingPeek {
+                    query: query.clone(),
+                    parts: Vec::new(),
+                    reply,
+                },
+            );
+        }
+        self.shared.send(Command::Peek(PeekRequest {
+            id,
+            origin: self.shared.first_worker,
+            as_of,
+            query,
+        }));
+        match answer.recv_timeout(timeout) {
+            Ok(answered) => Ok(answered),
+            Err(_) => {
+                if let Ok(mut pending) = self.shared.pending.lock() {
+                    pending.remove(&id);
+                }
+                if self.shared.shutting_down.load(Ordering::Acquire) {
+                    Err(PeekError::ShuttingDown)
+                } else {
+                    Err(PeekError::Timeout(timeout))
+                }
+            }
+        }
+    }
+
+    /// Asks every worker of the cluster to stop.
+    pub fn shutdown(&self) {
+        self.shared.send(Command::Shutdown);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutting_down.load(Ordering::Acquire)
+    }
+}

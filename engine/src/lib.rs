@@ -1,0 +1,24 @@
+//! The flowscope engine: timely workers built from a typed configuration, running the
+//! views' dataflow, with a control plane that sequences commands to every worker and
+//! answers peeks from every worker's part of the arrangements.
+//!
+//! * [`config`] — the validated configuration, and the timely configuration built from it.
+//! * [`source`] — the source operator: partitions → events at their timely times.
+//! * [`command`] — what the control plane carries: commands, view queries, answers.
+//! * [`peek`] — the peek operator and the gathering of answers to the asking process.
+//! * [`status`] — per-worker counters and the cluster status merged from them.
+//! * [`worker`] — one worker's dataflows and its loop.
+//! * [`engine`] — starting the workers and the [`Client`] that the HTTP frontend uses.
+
+pub mod command;
+pub mod config;
+pub mod engine;
+pub mod peek;
+pub mod source;
+pub mod status;
+pub mod worker;
+
+pub use command::{Answer, Answered, PeekError, ViewQuery};
+pub use config::{ClusterConfig, ConfigError, EngineConfig, SourceConfig};
+pub use engine::{Client, Engine, EngineError};
+pub use status::{ClusterStatus, PartitionStatus, WorkerStatus};

@@ -1,0 +1,108 @@
+//! Peeks: every worker reads its part of a view at one `as_of`, and the parts are gathered
+//! through the dataflow to the worker that asked.
+//!
+//! Peek requests enter a timely input that every worker advances in the same sequenced
+//! order (see [`crate::worker`]), so every worker reads at the same time: the later of the
+//! requested `as_of` and that input's time. A worker answers only once its arrangement's
+//! frontier has passed that time — never from an incomplete frontier — and the
+//! arrangement's logical compaction is held at the requests' frontier so that the time
+//! stays readable until the last pending peek is served.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::trace::TraceReader;
+use flowscope_operators::Millis;
+use flowscope_queries::graph::GraphReader;
+use flowscope_queries::GraphTrace;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::{Capability, Exchange, Operator};
+use timely::dataflow::Stream;
+use timely::progress::Antichain;
+
+use crate::command::{Part, PartAnswer, PeekRequest, ViewQuery};
+use crate::engine::Shared;
+use crate::status::WorkerStats;
+
+/// Serves peek requests from the graph arrangement and this worker's counters.
+pub fn serve_peeks<'scope>(
+    arranged: Arranged<'scope, GraphTrace>,
+    requests: Stream<'scope, Millis, Vec<PeekRequest>>,
+    stats: Rc<RefCell<WorkerStats>>,
+    shared: Arc<Shared>,
+    local_index: usize,
+) -> Stream<'scope, Millis, Vec<PartAnswer>> {
+    let mut trace = arranged.trace;
+    arranged.stream.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<PartAnswer>>, _, _, _, _>(
+        requests,
+        Pipeline,
+        Pipeline,
+        "Peek",
+        move |_capability, _info| {
+            let mut pending: Vec<(Capability<Millis>, PeekRequest, Millis)> = Vec::new();
+            move |(batches, view_frontier), (incoming, request_frontier), output| {
+                batches.for_each(|_, _| {});
+                incoming.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else {
+                        return;
+                    };
+                    for request in data.flat_map(|c| c.drain(..)) {
+                        let read_at = request.as_of.max(*cap.time());
+                        pending.push((cap.clone(), request, read_at));
+                    }
+                });
+
+                let upper = view_frontier.frontier().first().copied();
+                stats.borrow_mut().frontier = upper;
+                shared.publish_upper(local_index, upper);
+
+                pending.retain(|(cap, request, read_at)| {
+                    let needs_view = matches!(request.query, ViewQuery::Edges { .. } | ViewQuery::Host { .. });
+                    if needs_view && view_frontier.less_equal(read_at) {
+                        return true;
+                    }
+                    let part = match &request.query {
+                        ViewQuery::Edges { window, filter, limit } => {
+                            Part::Edges(GraphReader::new(&mut trace, *read_at, *window).edges(*filter, *limit))
+                        }
+                        ViewQuery::Host { ip, window } => {
+                            Part::Host(GraphReader::new(&mut trace, *read_at, *window).host(*ip))
+                        }
+                        ViewQuery::Status => Part::Status(Box::new(stats.borrow().snapshot())),
+                        ViewQuery::DeadLetters { limit } => Part::DeadLetters(stats.borrow().dead_letters.recent(*limit)),
+                    };
+                    output.session(cap).give(PartAnswer {
+                        id: request.id,
+                        origin: request.origin,
+                        as_of: *read_at,
+                        part,
+                    });
+                    false
+                });
+
+                // Keep every time a pending or future peek may read at; let the rest merge.
+                let mut readable: Antichain<Millis> = request_frontier.frontier().to_owned();
+                for (_, _, read_at) in &pending {
+                    readable.insert(*read_at);
+                }
+                trace.set_logical_compaction(readable.borrow());
+                trace.set_physical_compaction(view_frontier.frontier());
+            }
+        },
+    )
+}
+
+/// Sends every part to the worker that asked, which hands it to the waiting client.
+pub fn gather<'scope>(parts: Stream<'scope, Millis, Vec<PartAnswer>>, shared: Arc<Shared>) {
+    parts
+        .exchange(|part: &PartAnswer| part.origin as u64)
+        .sink(Pipeline, "Gather", move |(input, _frontier)| {
+            input.for_each(|_, data| {
+                for part in data.drain(..) {
+                    shared.deliver(part);
+                }
+            });
+        });
+}

@@ -1,0 +1,127 @@
+//! Per-worker counters, and the cluster status merged from every worker's part.
+
+use std::collections::BTreeMap;
+
+use flowscope_connectors::DeadLetterLog;
+use flowscope_operators::Millis;
+use serde::{Deserialize, Serialize};
+
+/// How many recent dead letters each worker keeps for `GET /v1/dead-letters`.
+pub const DEAD_LETTERS_KEPT: usize = 1000;
+
+/// One partition of a source as its worker sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    pub source: String,
+    pub partition: u32,
+    pub worker: usize,
+    /// The next offset to read: records before it have been consumed.
+    pub next_offset: u64,
+    /// The largest event timestamp seen in this partition.
+    pub max_ts: Option<Millis>,
+    /// No data for the idle timeout: the partition does not hold the watermark back.
+    pub idle: bool,
+    /// The partition has ended (a replayed file at its end, a generator with a count).
+    pub finished: bool,
+}
+
+/// One worker's counters, as sent to the process that asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub worker: usize,
+    pub records: u64,
+    pub late_records: u64,
+    pub dead_letters: BTreeMap<String, u64>,
+    /// The first as_of not yet complete in this worker's arrangements.
+    pub frontier: Option<Millis>,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// A worker's live counters.
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub worker: usize,
+    pub records: u64,
+    pub late_records: u64,
+    pub dead_letters: DeadLetterLog,
+    pub frontier: Option<Millis>,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+impl WorkerStats {
+    pub fn new(worker: usize) -> Self {
+        WorkerStats {
+            worker,
+            records: 0,
+            late_records: 0,
+            dead_letters: DeadLetterLog::new(DEAD_LETTERS_KEPT),
+            frontier: None,
+            partitions: Vec::new(),
+        }
+    }
+
+    pub fn snapshot(&self) -> WorkerStatus {
+        WorkerStatus {
+            worker: self.worker,
+            records: self.records,
+            late_records: self.late_records,
+            dead_letters: self.dead_letters.counts().clone(),
+            frontier: self.frontier,
+            partitions: self.partitions.clone(),
+        }
+    }
+}
+
+/// The whole cluster's status, merged from every worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub processes: usize,
+    pub workers: usize,
+    /// The latest as_of every worker has completed (answers are read there).
+    pub as_of: Millis,
+    /// The least frontier over the workers: the first as_of still incomplete somewhere.
+    pub frontier: Option<Millis>,
+    pub records: u64,
+    pub late_records: u64,
+    pub dead_letters: u64,
+    pub dead_letters_by_reason: BTreeMap<String, u64>,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+impl ClusterStatus {
+    pub fn merge(processes: usize, as_of: Millis, parts: Vec<WorkerStatus>) -> Self {
+        let mut status = ClusterStatus {
+            processes,
+            workers: parts.len(),
+            as_of,
+            frontier: None,
+            records: 0,
+            late_records: 0,
+            dead_letters: 0,
+            dead_letters_by_reason: BTreeMap::new(),
+            partitions: Vec::new(),
+        };
+        let mut frontier: Option<Option<Millis>> = None;
+        for part in parts {
+            status.records += part.records;
+            status.late_records += part.late_records;
+            for (reason, count) in part.dead_letters {
+                status.dead_letters += count;
+                *status.dead_letters_by_reason.entry(reason).or_insert(0) += count;
+            }
+            // `None` (an empty frontier: finished) is later than any time.
+            frontier = Some(match (frontier, part.frontier) {
+                (None, f) => f,
+                (Some(None), f) => f,
+                (Some(Some(a)), Some(b)) => Some(a.min(b)),
+                (Some(Some(a)), None) => Some(a),
+            });
+            status.partitions.extend(part.partitions);
+        }
+        status.frontier = frontier.flatten();
+        status
+            .partitions
+            .sort_by(|a, b| (&a.source, a.partition).cmp(&(&b.source, b.partition)));
+        status
+    }
+}

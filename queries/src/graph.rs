@@ -1,0 +1,342 @@
+//! The connection-graph view (DESIGN §4): edges and hosts per window.
+//!
+//! One arrangement serves both: it is keyed by host and holds, for each (key, tick) group of
+//! records, an [`Adjacency`] on each end: `Out` under the source host and `In` under the
+//! destination. Its values sort by (direction, peer, port, proto, span), so a host's edges
+//! are contiguous runs of values, and a group's [`TickSpan`] says which windows it is in:
+//! group tick ≥ as_of − window. Groups leave the arrangement when the longest window has
+//! passed them (future retraction), and shorter windows select by tick when read, which
+//! gives every window exactly its DESIGN §3 contents, late records included.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use differential_dataflow::difference::{IsZero, Semigroup};
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::implementations::ValSpine;
+use differential_dataflow::trace::TraceReader;
+use flowscope_events::{Event, Proto};
+use flowscope_operators::topk::top_k;
+use flowscope_operators::{FlowStats, Millis, PreAggregateWindowed, TickSpan, TimeModel};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::Stream;
+use timely::progress::Antichain;
+
+/// Which end of a connection the key host is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// The key host originated the connection.
+    Out,
+    /// The key host answered it.
+    In,
+}
+
+/// One (key, tick) group of connections seen from one of its hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Adjacency {
+    pub direction: Direction,
+    pub peer: IpAddr,
+    pub dst_port: u16,
+    pub proto: Proto,
+    pub span: TickSpan,
+}
+
+/// The arrangement behind the graph view: host → adjacency groups, counters in the diff.
+pub type GraphTrace = TraceAgent<ValSpine<IpAddr, Adjacency, Millis, FlowStats>>;
+
+/// The counters of one connection.
+pub fn flow_stats(event: &Event) -> FlowStats {
+    FlowStats::one(
+        event.bytes_out,
+        event.bytes_in,
+        event.packets,
+        event.status.is_failure(),
+    )
+}
+
+/// Renders the graph view from a stream of events at their timely times, keeping each group
+/// for `retention` (the longest window).
+pub fn render<'scope>(
+    events: Stream<'scope, Millis, Vec<Event>>,
+    time: TimeModel,
+    retention: Millis,
+) -> Arranged<'scope, GraphTrace> {
+    events
+        .pre_aggregate_windowed_named("GraphGroups", time, retention, |e: &Event| {
+            (e.edge_key(), e.ts, flow_stats(e))
+        })
+        .flat_map(|(edge, span)| {
+            let out = Adjacency {
+                direction: Direction::Out,
+                peer: edge.dst_ip,
+                dst_port: edge.dst_port,
+                proto: edge.proto,
+                span,
+            };
+            let inbound = Adjacency {
+                direction: Direction::In,
+                peer: edge.src_ip,
+                ..out
+            };
+            [(edge.src_ip, out), (edge.dst_ip, inbound)]
+        })
+        .arrange_by_key_named("GraphByHost")
+}
+
+/// One edge of the graph in one window, as served over HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeRow {
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub proto: Proto,
+    pub count: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub packets: u64,
+    pub failed: u64,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+}
+
+impl EdgeRow {
+    /// "Heaviest first": most connections, then most bytes, then by key so that order never
+    /// depends on which worker answered first.
+    pub fn heaviest_first(a: &EdgeRow, b: &EdgeRow) -> Ordering {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| (b.bytes_out + b.bytes_in).cmp(&(a.bytes_out + a.bytes_in)))
+            .then_with(|| a.key().cmp(&b.key()))
+    }
+
+    fn key(&self) -> (IpAddr, IpAddr, u16, Proto) {
+        (self.src_ip, self.dst_ip, self.dst_port, self.proto)
+    }
+}
+
+/// Which edges an edge query wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeFilter {
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+}
+
+/// A host's edges in one window; the parts of a host answer from every worker.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEdges {
+    pub out_edges: Vec<EdgeRow>,
+    pub in_edges: Vec<EdgeRow>,
+}
+
+/// A host's aggregates in one window (DESIGN §4 host view).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSummary {
+    pub ip: IpAddr,
+    /// Distinct hosts this host connected to.
+    pub out_peers: u64,
+    /// Distinct hosts that connected to this host.
+    pub in_peers: u64,
+    pub connections_out: u64,
+    pub connections_in: u64,
+    /// Bytes this host sent: originator bytes of its outbound connections plus responder
+    /// bytes of its inbound ones.
+    pub bytes_sent: u64,
+    /// Bytes this host received, the other way round.
+    pub bytes_received: u64,
+    pub failed_out: u64,
+    pub failed_in: u64,
+    pub first_seen: Option<Millis>,
+    pub last_seen: Option<Millis>,
+}
+
+impl HostSummary {
+    pub fn from_edges(ip: IpAddr, edges: &HostEdges) -> Self {
+        let out_peers: BTreeSet<IpAddr> = edges.out_edges.iter().map(|e| e.dst_ip).collect();
+        let in_peers: BTreeSet<IpAddr> = edges.in_edges.iter().map(|e| e.src_ip).collect();
+        let all = || edges.out_edges.iter().chain(edges.in_edges.iter());
+        HostSummary {
+            ip,
+            out_peers: out_peers.len() as u64,
+            in_peers: in_peers.len() as u64,
+            connections_out: edges.out_edges.iter().map(|e| e.count).sum(),
+            connections_in: edges.in_edges.iter().map(|e| e.count).sum(),
+            bytes_sent: edges.out_edges.iter().map(|e| e.bytes_out).sum::<u64>()
+                + edges.in_edges.iter().map(|e| e.bytes_in).sum::<u64>(),
+            bytes_received: edges.out_edges.iter().map(|e| e.bytes_in).sum::<u64>()
+                + edges.in_edges.iter().map(|e| e.bytes_out).sum::<u64>(),
+            failed_out: edges.out_edges.iter().map(|e| e.failed).sum(),
+            failed_in: edges.in_edges.iter().map(|e| e.failed).sum(),
+            first_seen: all().map(|e| e.first_seen).min(),
+            last_seen: all().map(|e| e.last_seen).max(),
+        }
+    }
+}
+
+/// Sums one run of values (one edge) at one as_of, within one window.
+struct EdgeAccumulator {
+    stats: FlowStats,
+    first_seen: Millis,
+    last_seen: Millis,
+}
+
+impl EdgeAccumulator {
+    fn new() -> Self {
+        EdgeAccumulator {
+            stats: FlowStats::default(),
+            first_seen: Millis::MAX,
+            last_seen: 0,
+        }
+    }
+
+    fn add(&mut self, stats: &FlowStats, span: TickSpan) {
+        self.stats.plus_equals(stats);
+        self.first_seen = self.first_seen.min(span.first);
+        self.last_seen = self.last_seen.max(span.last);
+    }
+
+    fn row(&self, host: IpAddr, adjacency: &Adjacency) -> Option<EdgeRow> {
+        if self.stats.count <= 0 {
+            return None;
+        }
+        let (src_ip, dst_ip) = match adjacency.direction {
+            Direction::Out => (host, adjacency.peer),
+            Direction::In => (adjacency.peer, host),
+        };
+        let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
+        Some(EdgeRow {
+            src_ip,
+            dst_ip,
+            dst_port: adjacency.dst_port,
+            proto: adjacency.proto,
+            count: unsigned(self.stats.count),
+            bytes_out: unsigned(self.stats.bytes_out),
+            bytes_in: unsigned(self.stats.bytes_in),
+            packets: unsigned(self.stats.packets),
+            failed: unsigned(self.stats.failed),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+        })
+    }
+}
+
+/// Reads a worker's part of the graph view at one `as_of`.
+///
+/// The caller must only read at an `as_of` that the arrangement has completed and that its
+/// logical compaction has not passed.
+pub struct GraphReader<'t> {
+    trace: &'t mut GraphTrace,
+    as_of: Millis,
+    window_start: Millis,
+}
+
+impl<'t> GraphReader<'t> {
+    pub fn new(trace: &'t mut GraphTrace, as_of: Millis, window: Millis) -> Self {
+        GraphReader {
+            trace,
+            as_of,
+            window_start: as_of.saturating_sub(window),
+        }
+    }
+
+    /// Visits the edges of `host` (or of every host when `None`) in one direction, in
+    /// value order, each as a finished row.
+    fn for_each_edge(&mut self, host: Option<IpAddr>, direction: Direction, mut visit: impl FnMut(EdgeRow)) {
+        let mut upper = Antichain::new();
+        self.trace.read_upper(&mut upper);
+        let Some(batches) = self.trace.batches_through(upper.borrow()) else {
+            return;
+        };
+        let (mut cursor, storage) = cursor_list(batches);
+        if let Some(host) = host {
+            cursor.seek_key(&storage, &host);
+        }
+        while let Some(key) = cursor.get_key(&storage) {
+            let key = *key;
+            if host.is_some_and(|h| h != key) {
+                break;
+            }
+            let mut current: Option<(Adjacency, EdgeAccumulator)> = None;
+            while let Some(value) = cursor.get_val(&storage) {
+                let value = *value;
+                if value.direction == direction && value.span.first >= self.window_start {
+                    let mut at_as_of = FlowStats::default();
+                    let as_of = self.as_of;
+                    cursor.map_times(&storage, |time, diff| {
+                        if *time <= as_of {
+                            at_as_of.plus_equals(diff);
+                        }
+                    });
+                    if !at_as_of.is_zero() {
+                        let same_edge = current.as_ref().is_some_and(|(a, _)| {
+                            (a.peer, a.dst_port, a.proto) == (value.peer, value.dst_port, value.proto)
+                        });
+                        if !same_edge {
+                            if let Some((adjacency, acc)) = current.take() {
+                                if let Some(row) = acc.row(key, &adjacency) {
+                                    visit(row);
+                                }
+                            }
+                            current = Some((value, EdgeAccumulator::new()));
+                        }
+                        if let Some((_, acc)) = current.as_mut() {
+                            acc.add(&at_as_of, value.span);
+                        }
+                    }
+                }
+                cursor.step_val(&storage);
+            }
+            if let Some((adjacency, acc)) = current.take() {
+                if let Some(row) = acc.row(key, &adjacency) {
+                    visit(row);
+                }
+            }
+            if host.is_some() {
+                break;
+            }
+            cursor.step_key(&storage);
+        }
+    }
+
+    /// This worker's heaviest `limit` edges matching `filter`.
+    pub fn edges(&mut self, filter: EdgeFilter, limit: usize) -> Vec<EdgeRow> {
+        let mut rows = Vec::new();
+        match (filter.src, filter.dst) {
+            (Some(src), dst) => self.for_each_edge(Some(src), Direction::Out, |row| {
+                if dst.is_none_or(|d| d == row.dst_ip) {
+                    rows.push(row);
+                }
+            }),
+            (None, Some(dst)) => self.for_each_edge(Some(dst), Direction::In, |row| rows.push(row)),
+            (None, None) => self.for_each_edge(None, Direction::Out, |row| rows.push(row)),
+        }
+        top_k(rows, limit, EdgeRow::heaviest_first)
+    }
+
+    /// This worker's part of a host's edges (the whole answer on the worker owning the host).
+    pub fn host(&mut self, ip: IpAddr) -> HostEdges {
+        let mut out_edges = Vec::new();
+        let mut in_edges = Vec::new();
+        self.for_each_edge(Some(ip), Direction::Out, |row| out_edges.push(row));
+        self.for_each_edge(Some(ip), Direction::In, |row| in_edges.push(row));
+        HostEdges { out_edges, in_edges }
+    }
+}
+
+/// Merges the workers' heaviest-edge lists into the answer.
+pub fn merge_edges(parts: impl IntoIterator<Item = Vec<EdgeRow>>, limit: usize) -> Vec<EdgeRow> {
+    top_k(parts.into_iter().flatten().collect(), limit, EdgeRow::heaviest_first)
+}
+
+/// Merges the workers' parts of a host answer, edges heaviest first.
+pub fn merge_host(parts: impl IntoIterator<Item = HostEdges>) -> HostEdges {
+    let mut merged = HostEdges::default();
+    for part in parts {
+        merged.out_edges.extend(part.out_edges);
+        merged.in_edges.extend(part.in_edges);
+    }
+    merged.out_edges.sort_by(EdgeRow::heaviest_first);
+    merged.in_edges.sort_by(EdgeRow::heaviest_first);
+    merged
+}

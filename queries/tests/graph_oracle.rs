@@ -1,0 +1,1161 @@
+//! The connection-graph view against an independent batch oracle (DESIGN §3, §4, §8).
+//!
+//! * The **oracle** recomputes every answer from scratch: plain Rust over the list of
+//!   `(event, entry time)` pairs with `BTreeMap`s. At `as_of T` and window `W` it takes the
+//!   records that had entered at a time `≤ T` and whose `ts` lies in `[T − W, T)`. It calls
+//!   nothing from `flowscope_queries::graph` (only the row types are shared).
+//! * The **harness** runs the real dataflow (`graph::render`) on 1, 2 and 4 timely workers,
+//!   fed by a scripted source that stamps each event the way the engine's source does:
+//!   at `max(own_time(ts), C)` where `C` is the source's frontier when the event is sent.
+//!   After each step of the script it waits until the arrangement's frontier has reached the
+//!   step's frontier, reads the view at several `as_of`s and every window, and the parts of
+//!   all workers are merged with `merge_edges` / `merge_host`.
+//! * **Strategies** produce three stream shapes: in order, mildly out of order, and with
+//!   records minutes late (some still inside the longest window, some long out of it).
+//!
+//! A fixed hand-computed example pins the window boundaries (`T − W ≤ ts < T`), first / last
+//! seen and the late-record rule with exact numbers, and deliberately wrong oracles are
+//! shown to be caught by the comparison.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
+
+use differential_dataflow::trace::TraceReader;
+use flowscope_events::{Event, Proto, Status};
+use flowscope_operators::{Millis, TimeModel};
+use flowscope_queries::graph::{self, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostEdges, HostSummary};
+use flowscope_queries::{WindowSpec, Windows};
+use proptest::prelude::*;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{Scope, Stream};
+use timely::progress::Antichain;
+use timely::scheduling::Activator;
+
+// ---------------------------------------------------------------------------------------------
+// Scripts
+// ---------------------------------------------------------------------------------------------
+
+/// One step of a script: events sent at the current frontier, then the frontier advances,
+/// then the view is read at `reads` (every `as_of` there is `< advance_to`).
+#[derive(Clone, Debug)]
+struct Phase {
+    events: Vec<Event>,
+    advance_to: Millis,
+    reads: Vec<Millis>,
+}
+
+#[derive(Clone, Debug)]
+struct Script {
+    tick: Millis,
+    /// Window lengths, shortest first.
+    windows: Vec<Millis>,
+    phases: Vec<Phase>,
+    /// Hosts whose host view (and filtered edge lists) are read at every read point.
+    hosts: Vec<IpAddr>,
+}
+
+impl Script {
+    fn time(&self) -> TimeModel {
+        TimeModel::new(self.tick).unwrap()
+    }
+
+    /// The windows, validated as a deployment would (whole ticks, distinct lengths).
+    fn windows(&self) -> Windows {
+        let specs = self
+            .windows
+            .iter()
+            .map(|&length| WindowSpec {
+                name: format!("{length}ms"),
+                length,
+            })
+            .collect();
+        Windows::new(specs, &self.time()).unwrap()
+    }
+
+    fn retention(&self) -> Millis {
+        self.windows().longest().length
+    }
+
+    /// Every event with the timely time the scripted source gives it: `max(own_time, C)`
+    /// where `C` is the frontier in force when it is sent. Computed here, independently of
+    /// the source operator.
+    fn entries(&self) -> Vec<(Event, Millis)> {
+        let time = self.time();
+        let mut frontier: Millis = 0;
+        let mut entries = Vec::new();
+        for phase in &self.phases {
+            for event in &phase.events {
+                let own = (event.ts / self.tick) * self.tick + self.tick;
+                assert_eq!(own, time.own_time(event.ts));
+                entries.push((event.clone(), own.max(frontier)));
+            }
+            assert!(phase.advance_to >= frontier, "frontiers must not go back");
+            assert_eq!(phase.advance_to % self.tick, 0, "frontiers must be tick aligned");
+            frontier = phase.advance_to;
+        }
+        entries
+    }
+
+    fn validate(&self) {
+        let mut frontier = 0;
+        for phase in &self.phases {
+            assert!(phase.advance_to >= frontier);
+            frontier = phase.advance_to;
+            for &t in &phase.reads {
+                assert!(t < phase.advance_to, "read at {t} before the frontier {} passed it", phase.advance_to);
+                assert_eq!(t % self.tick, 0);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The oracle
+// ---------------------------------------------------------------------------------------------
+
+type Key = (IpAddr, IpAddr, u16, Proto);
+
+/// Whether a record (with its entry time) is in window `window` at `as_of`. The real rule
+/// is [`visible`]; wrong rules are used to show that the comparison catches them.
+type Rule = fn(event: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool;
+
+/// DESIGN §3: the record had entered by `as_of`, and window `W` at `as_of T` holds exactly
+/// the records with `T − W ≤ ts < T`.
+fn visible(event: &Event, entry: Millis, as_of: Millis, window: Millis, _tick: Millis) -> bool {
+    entry <= as_of && event.ts < as_of && event.ts + window >= as_of
+}
+
+#[derive(Clone, Copy)]
+struct Oracle {
+    rule: Rule,
+}
+
+const ORACLE: Oracle = Oracle { rule: visible };
+
+/// The oracle's own notion of "heaviest first": count, then total bytes, descending, then
+/// by key ascending.
+fn oracle_sort(rows: &mut [EdgeRow]) {
+    rows.sort_by_key(|r| {
+        (
+            Reverse(r.count),
+            Reverse(r.bytes_out + r.bytes_in),
+            (r.src_ip, r.dst_ip, r.dst_port, r.proto),
+        )
+    });
+}
+
+impl Oracle {
+    /// The records in window `window` at `as_of`.
+    fn records<'a>(
+        &self,
+        entries: &'a [(Event, Millis)],
+        tick: Millis,
+        as_of: Millis,
+        window: Millis,
+    ) -> impl Iterator<Item = &'a Event> + 'a {
+        let rule = self.rule;
+        entries
+            .iter()
+            .filter(move |(e, entry)| rule(e, *entry, as_of, window, tick))
+            .map(|(e, _)| e)
+    }
+
+    /// All edges at (`as_of`, `window`), keyed.
+    fn edges(&self, entries: &[(Event, Millis)], tick: Millis, as_of: Millis, window: Millis) -> BTreeMap<Key, EdgeRow> {
+        let mut rows: BTreeMap<Key, EdgeRow> = BTreeMap::new();
+        for e in self.records(entries, tick, as_of, window) {
+            let row = rows
+                .entry((e.src_ip, e.dst_ip, e.dst_port, e.proto))
+                .or_insert_with(|| EdgeRow {
+                    src_ip: e.src_ip,
+                    dst_ip: e.dst_ip,
+                    dst_port: e.dst_port,
+                    proto: e.proto,
+                    count: 0,
+                    bytes_out: 0,
+                    bytes_in: 0,
+                    packets: 0,
+                    failed: 0,
+                    first_seen: e.ts,
+                    last_seen: e.ts,
+                });
+            row.count += 1;
+            row.bytes_out += e.bytes_out;
+            row.bytes_in += e.bytes_in;
+            row.packets += e.packets;
+            row.failed += u64::from(e.status != Status::Established);
+            row.first_seen = row.first_seen.min(e.ts);
+            row.last_seen = row.last_seen.max(e.ts);
+        }
+        rows
+    }
+
+    /// The edges matching a filter, heaviest first.
+    fn filtered(edges: &BTreeMap<Key, EdgeRow>, src: Option<IpAddr>, dst: Option<IpAddr>) -> Vec<EdgeRow> {
+        let mut rows: Vec<EdgeRow> = edges
+            .values()
+            .filter(|r| src.is_none_or(|s| s == r.src_ip) && dst.is_none_or(|d| d == r.dst_ip))
+            .cloned()
+            .collect();
+        oracle_sort(&mut rows);
+        rows
+    }
+
+    fn host(edges: &BTreeMap<Key, EdgeRow>, ip: IpAddr) -> HostEdges {
+        HostEdges {
+            out_edges: Self::filtered(edges, Some(ip), None),
+            in_edges: Self::filtered(edges, None, Some(ip)),
+        }
+    }
+
+    /// A host's aggregates straight from the records (not from the edge rows).
+    fn host_summary(
+        &self,
+        entries: &[(Event, Millis)],
+        tick: Millis,
+        as_of: Millis,
+        window: Millis,
+        ip: IpAddr,
+    ) -> HostSummary {
+        let mut s = HostSummary {
+            ip,
+            out_peers: 0,
+            in_peers: 0,
+            connections_out: 0,
+            connections_in: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            failed_out: 0,
+            failed_in: 0,
+            first_seen: None,
+            last_seen: None,
+        };
+        let mut out_peers = BTreeSet::new();
+        let mut in_peers = BTreeSet::new();
+        for e in self.records(entries, tick, as_of, window) {
+            let failed = u64::from(e.status != Status::Established);
+            let touches = e.src_ip == ip || e.dst_ip == ip;
+            if e.src_ip == ip {
+                out_peers.insert(e.dst_ip);
+                s.connections_out += 1;
+                s.bytes_sent += e.bytes_out;
+                s.bytes_received += e.bytes_in;
+                s.failed_out += failed;
+            }
+            if e.dst_ip == ip {
+                in_peers.insert(e.src_ip);
+                s.connections_in += 1;
+                s.bytes_sent += e.bytes_in;
+                s.bytes_received += e.bytes_out;
+                s.failed_in += failed;
+            }
+            if touches {
+                s.first_seen = Some(s.first_seen.map_or(e.ts, |f| f.min(e.ts)));
+                s.last_seen = Some(s.last_seen.map_or(e.ts, |l| l.max(e.ts)));
+            }
+        }
+        s.out_peers = out_peers.len() as u64;
+        s.in_peers = in_peers.len() as u64;
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness: the real dataflow on 1, 2 and 4 workers
+// ---------------------------------------------------------------------------------------------
+
+/// How many edges the "top k" read asks for.
+const TOP: usize = 3;
+
+enum Command {
+    Send(Vec<Event>),
+    Advance(Millis),
+    Close,
+}
+
+/// A source like the engine's: it holds a capability at its frontier `C` and emits each
+/// event at `max(own_time(ts), C)`; commands come from the worker's script.
+fn scripted_source<'scope>(
+    scope: Scope<'scope, Millis>,
+    time: TimeModel,
+    commands: Rc<RefCell<VecDeque<Command>>>,
+    activator: Rc<RefCell<Option<Activator>>>,
+) -> Stream<'scope, Millis, Vec<Event>> {
+    source::<_, CapacityContainerBuilder<Vec<Event>>, _, _>(scope, "ScriptedSource", move |capability, info| {
+        *activator.borrow_mut() = Some(scope.activator_for(info.address));
+        let mut capability = Some(capability);
+        move |output| {
+            while let Some(command) = commands.borrow_mut().pop_front() {
+                match command {
+                    Command::Send(events) => {
+                        let cap = capability.as_ref().expect("send after close");
+                        let frontier = *cap.time();
+                        let mut by_time: BTreeMap<Millis, Vec<Event>> = BTreeMap::new();
+                        for event in events {
+                            by_time
+                                .entry(time.own_time(event.ts).max(frontier))
+                                .or_default()
+                                .push(event);
+                        }
+                        for (at, mut batch) in by_time {
+                            let at_cap = cap.delayed(&at);
+                            output.session(&at_cap).give_container(&mut batch);
+                        }
+                    }
+                    Command::Advance(to) => {
+                        let cap = capability.as_mut().expect("advance after close");
+                        if to > *cap.time() {
+                            cap.downgrade(&to);
+                        }
+                    }
+                    Command::Close => capability = None,
+                }
+            }
+        }
+    })
+}
+
+/// One read of one worker at (phase, as_of, window).
+#[derive(Clone, Debug)]
+struct Read {
+    phase: usize,
+    as_of: Millis,
+    window: Millis,
+    all: Vec<EdgeRow>,
+    top: Vec<EdgeRow>,
+    hosts: Vec<HostEdges>,
+    by_src: Vec<Vec<EdgeRow>>,
+    by_dst: Vec<Vec<EdgeRow>>,
+    by_pair: Vec<Vec<EdgeRow>>,
+}
+
+/// Reads merged across workers.
+#[derive(Clone, Debug)]
+struct Merged {
+    phase: usize,
+    as_of: Millis,
+    window: Millis,
+    all: Vec<EdgeRow>,
+    top: Vec<EdgeRow>,
+    hosts: Vec<HostEdges>,
+    by_src: Vec<Vec<EdgeRow>>,
+    by_dst: Vec<Vec<EdgeRow>>,
+    by_pair: Vec<Vec<EdgeRow>>,
+}
+
+fn pair_of(hosts: &[IpAddr], i: usize) -> (IpAddr, IpAddr) {
+    (hosts[i], hosts[(i + 1) % hosts.len()])
+}
+
+/// Runs `script` on `workers` timely workers and returns the merged reads in plan order.
+fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
+    script.validate();
+    let shared = std::sync::Arc::new(script.clone());
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let script = &*shared;
+        let time = script.time();
+        let retention = script.retention();
+        let index = worker.index();
+        let peers = worker.peers();
+        let commands = Rc::new(RefCell::new(VecDeque::new()));
+        let activator = Rc::new(RefCell::new(None::<Activator>));
+
+        let (probe, mut trace) = worker.dataflow::<Millis, _, _>(|scope| {
+            let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
+            let arranged = graph::render(events, time, retention);
+            let (probe, _) = arranged.stream.probe();
+            (probe, arranged.trace)
+        });
+
+        let mut reads = Vec::new();
+        let mut global = 0usize;
+        for (phase_index, phase) in script.phases.iter().enumerate() {
+            let mine: Vec<Event> = phase
+                .events
+                .iter()
+                .filter(|_| {
+                    let keep = global % peers == index;
+                    global += 1;
+                    keep
+                })
+                .cloned()
+                .collect();
+            commands.borrow_mut().push_back(Command::Send(mine));
+            commands.borrow_mut().push_back(Command::Advance(phase.advance_to));
+            activator.borrow().as_ref().expect("source built").activate();
+
+            // Step until the arrangement (its stream and its trace) has reached the frontier.
+            let target = phase.advance_to;
+            let mut upper = Antichain::new();
+            loop {
+                trace.read_upper(&mut upper);
+                if !probe.less_than(&target) && !upper.less_than(&target) {
+                    break;
+                }
+                worker.step();
+            }
+
+            for &as_of in &phase.reads {
+                for &window in &script.windows {
+                    let mut reader = GraphReader::new(&mut trace, as_of, window);
+                    let all = reader.edges(EdgeFilter::default(), usize::MAX);
+                    let top = reader.edges(EdgeFilter::default(), TOP);
+                    let hosts = script.hosts.iter().map(|&ip| reader.host(ip)).collect();
+                    let by_src = script
+                        .hosts
+                        .iter()
+                        .map(|&ip| {
+                            reader.edges(
+                                EdgeFilter {
+                                    src: Some(ip),
+                                    dst: None,
+                                },
+                                usize::MAX,
+                            )
+                        })
+                        .collect();
+                    let by_dst = script
+                        .hosts
+                        .iter()
+                        .map(|&ip| {
+                            reader.edges(
+                                EdgeFilter {
+                                    src: None,
+                                    dst: Some(ip),
+                                },
+                                usize::MAX,
+                            )
+                        })
+                        .collect();
+                    let by_pair = (0..script.hosts.len())
+                        .map(|i| {
+                            let (src, dst) = pair_of(&script.hosts, i);
+                            reader.edges(
+                                EdgeFilter {
+                                    src: Some(src),
+                                    dst: Some(dst),
+                                },
+                                usize::MAX,
+                            )
+                        })
+                        .collect();
+                    reads.push(Read {
+                        phase: phase_index,
+                        as_of,
+                        window,
+                        all,
+                        top,
+                        hosts,
+                        by_src,
+                        by_dst,
+                        by_pair,
+                    });
+                }
+            }
+        }
+
+        // Let the dataflow finish so that the worker can shut down.
+        commands.borrow_mut().push_back(Command::Close);
+        activator.borrow().as_ref().expect("source built").activate();
+        while !probe.done() {
+            worker.step();
+        }
+        drop(trace);
+        reads
+    })
+    .expect("timely starts");
+
+    let parts: Vec<Vec<Read>> = guards
+        .join()
+        .into_iter()
+        .map(|r| r.expect("worker panicked"))
+        .collect();
+    let n = parts[0].len();
+    assert!(parts.iter().all(|p| p.len() == n), "workers made different reads");
+    let hosts = script.hosts.len();
+    (0..n)
+        .map(|i| {
+            let first = &parts[0][i];
+            assert!(parts
+                .iter()
+                .all(|p| (p[i].phase, p[i].as_of, p[i].window) == (first.phase, first.as_of, first.window)));
+            Merged {
+                phase: first.phase,
+                as_of: first.as_of,
+                window: first.window,
+                all: merge_edges(parts.iter().map(|p| p[i].all.clone()), usize::MAX),
+                top: merge_edges(parts.iter().map(|p| p[i].top.clone()), TOP),
+                hosts: (0..hosts)
+                    .map(|h| merge_host(parts.iter().map(|p| p[i].hosts[h].clone())))
+                    .collect(),
+                by_src: (0..hosts)
+                    .map(|h| merge_edges(parts.iter().map(|p| p[i].by_src[h].clone()), usize::MAX))
+                    .collect(),
+                by_dst: (0..hosts)
+                    .map(|h| merge_edges(parts.iter().map(|p| p[i].by_dst[h].clone()), usize::MAX))
+                    .collect(),
+                by_pair: (0..hosts)
+                    .map(|h| merge_edges(parts.iter().map(|p| p[i].by_pair[h].clone()), usize::MAX))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Compares the dataflow's merged reads with `oracle`; the first difference is the error.
+fn compare(script: &Script, merged: &[Merged], oracle: Oracle, workers: usize) -> Result<(), String> {
+    let entries = script.entries();
+    let expected_reads: usize = script.phases.iter().map(|p| p.reads.len()).sum::<usize>() * script.windows.len();
+    if merged.len() != expected_reads {
+        return Err(format!("expected {expected_reads} reads, got {}", merged.len()));
+    }
+    for m in merged {
+        let at = || {
+            format!(
+                "workers={workers} phase={} (frontier {}) as_of={} window={}",
+                m.phase, script.phases[m.phase].advance_to, m.as_of, m.window
+            )
+        };
+        let edges = oracle.edges(&entries, script.tick, m.as_of, m.window);
+        let all = Oracle::filtered(&edges, None, None);
+        if m.all != all {
+            return Err(format!(
+                "{}: all edges differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                at(),
+                m.all,
+                all
+            ));
+        }
+        let top: Vec<EdgeRow> = all.iter().take(TOP).cloned().collect();
+        if m.top != top {
+            return Err(format!("{}: top {TOP} differ\n  dataflow: {:#?}\n  oracle:   {:#?}", at(), m.top, top));
+        }
+        for (h, &ip) in script.hosts.iter().enumerate() {
+            let host = Oracle::host(&edges, ip);
+            if m.hosts[h] != host {
+                return Err(format!(
+                    "{}: host {ip} differs\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                    at(),
+                    m.hosts[h],
+                    host
+                ));
+            }
+            let summary = oracle.host_summary(&entries, script.tick, m.as_of, m.window, ip);
+            let from_edges = HostSummary::from_edges(ip, &m.hosts[h]);
+            if from_edges != summary {
+                return Err(format!(
+                    "{}: host summary {ip} differs\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                    at(),
+                    from_edges,
+                    summary
+                ));
+            }
+            let by_src = Oracle::filtered(&edges, Some(ip), None);
+            if m.by_src[h] != by_src {
+                return Err(format!(
+                    "{}: edges src={ip} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                    at(),
+                    m.by_src[h],
+                    by_src
+                ));
+            }
+            let by_dst = Oracle::filtered(&edges, None, Some(ip));
+            if m.by_dst[h] != by_dst {
+                return Err(format!(
+                    "{}: edges dst={ip} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                    at(),
+                    m.by_dst[h],
+                    by_dst
+                ));
+            }
+            let (src, dst) = pair_of(&script.hosts, h);
+            let by_pair = Oracle::filtered(&edges, Some(src), Some(dst));
+            if m.by_pair[h] != by_pair {
+                return Err(format!(
+                    "{}: edges src={src} dst={dst} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                    at(),
+                    m.by_pair[h],
+                    by_pair
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the script on 1, 2 and 4 workers and compares each run with the oracle.
+fn check_all_workers(script: &Script) -> Result<(), String> {
+    for workers in [1, 2, 4] {
+        let merged = run_dataflow(script, workers);
+        compare(script, &merged, ORACLE, workers)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------------------------
+
+fn ip_pool() -> Vec<IpAddr> {
+    vec![
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
+        IpAddr::V4(Ipv4Addr::new(192, 168, 1, 7)),
+        IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)),
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53)),
+    ]
+}
+
+/// An address never used by any event, to read an empty host.
+fn stranger() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))
+}
+
+const PORTS: [u16; 4] = [22, 53, 80, 443];
+const PROTOS: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Icmp];
+/// Established weighted up so that `failed` is neither always 0 nor always `count`.
+const STATUSES: [Status; 7] = [
+    Status::Established,
+    Status::Established,
+    Status::Established,
+    Status::Rejected,
+    Status::Reset,
+    Status::Failed,
+    Status::Other,
+];
+
+const TICK: Millis = 1_000;
+const WINDOWS: [Millis; 3] = [3_000, 10_000, 30_000];
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// Timestamps never go back.
+    InOrder,
+    /// Timestamps jittered back by up to 3 s.
+    Jittered,
+    /// Mostly mildly jittered, but some records seconds or minutes late.
+    VeryLate,
+}
+
+/// (src, dst, port, proto) indices into the pools.
+type EdgeIdx = (usize, usize, usize, usize);
+
+#[derive(Clone, Debug)]
+struct RawRecord {
+    gap: Millis,
+    lag: Millis,
+    /// < 80: an edge of the case's edge pool; otherwise `random_edge`.
+    edge_choice: usize,
+    random_edge: EdgeIdx,
+    src_port: u16,
+    bytes_out: u64,
+    bytes_in: u64,
+    packets: u64,
+    status: usize,
+}
+
+#[derive(Clone, Debug)]
+struct RawStep {
+    size: usize,
+    /// 0 = follow the watermark; 1 = hold the frontier; 2 = jump ahead by `jump` ticks.
+    mode: usize,
+    jump: u64,
+}
+
+fn edge_idx() -> impl Strategy<Value = EdgeIdx> {
+    (0..7usize, 0..7usize, 0..PORTS.len(), 0..PROTOS.len())
+}
+
+fn lag_strategy(shape: Shape) -> BoxedStrategy<Millis> {
+    match shape {
+        Shape::InOrder => Just(0).boxed(),
+        Shape::Jittered => (0..3_000u64).boxed(),
+        Shape::VeryLate => prop_oneof![
+            6 => 0..2_000u64,
+            // Late, but still inside the longest window when it arrives (mostly).
+            2 => 4_000..28_000u64,
+            // Minutes late: beyond every window.
+            2 => 31_000..240_000u64,
+        ]
+        .boxed(),
+    }
+}
+
+fn raw_record(shape: Shape) -> impl Strategy<Value = RawRecord> {
+    (
+        prop_oneof![3 => 0..1_500u64, 1 => Just(0u64), 1 => 1_500..5_000u64],
+        lag_strategy(shape),
+        0..100usize,
+        edge_idx(),
+        1024..1030u16,
+        0..500u64,
+        0..500u64,
+        0..10u64,
+        0..STATUSES.len(),
+    )
+        .prop_map(
+            |(gap, lag, edge_choice, random_edge, src_port, bytes_out, bytes_in, packets, status)| RawRecord {
+                gap,
+                lag,
+                edge_choice,
+                random_edge,
+                src_port,
+                bytes_out,
+                bytes_in,
+                packets,
+                status,
+            },
+        )
+}
+
+fn raw_step() -> impl Strategy<Value = RawStep> {
+    (1..8usize, prop_oneof![6 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)], 1..15u64)
+        .prop_map(|(size, mode, jump)| RawStep { size, mode, jump })
+}
+
+/// Assembles a script: records in arrival order, cut into steps; after each step the
+/// frontier follows the watermark (largest ts so far − lateness), holds, or jumps ahead.
+fn build_script(
+    base: Millis,
+    lateness: Millis,
+    edge_pool: Vec<EdgeIdx>,
+    records: Vec<RawRecord>,
+    steps: Vec<RawStep>,
+    hosts: Vec<usize>,
+) -> Script {
+    let time = TimeModel::new(TICK).unwrap();
+    let ips = ip_pool();
+    let longest = *WINDOWS.last().unwrap();
+    let mut clock = base;
+    let events: Vec<Event> = records
+        .iter()
+        .map(|r| {
+            clock += r.gap;
+            let (s, d, p, pr) = if r.edge_choice < 80 {
+                edge_pool[r.edge_choice % edge_pool.len()]
+            } else {
+                r.random_edge
+            };
+            Event {
+                ts: clock.saturating_sub(r.lag),
+                src_ip: ips[s],
+                dst_ip: ips[d],
+                src_port: r.src_port,
+                dst_port: PORTS[p],
+                proto: PROTOS[pr],
+                bytes_out: r.bytes_out,
+                bytes_in: r.bytes_in,
+                packets: r.packets,
+                duration_ms: None,
+                status: STATUSES[r.status],
+            }
+        })
+        .collect();
+
+    let mut phases = Vec::new();
+    let mut frontier: Millis = 0;
+    let mut max_ts: Option<Millis> = None;
+    let mut rest = &events[..];
+    let mut step_index = 0;
+    while !rest.is_empty() {
+        let step = &steps[step_index % steps.len()];
+        step_index += 1;
+        let (now, later) = rest.split_at(step.size.min(rest.len()));
+        rest = later;
+        for e in now {
+            max_ts = Some(max_ts.map_or(e.ts, |m| m.max(e.ts)));
+        }
+        let watermark_frontier = max_ts.map_or(0, |m| time.frontier_for_watermark(m.saturating_sub(lateness)));
+        let next = match step.mode {
+            0 => frontier.max(watermark_frontier),
+            1 => frontier,
+            _ => frontier.max(watermark_frontier) + step.jump * TICK,
+        };
+        // Reads: the last complete as_of, the previous frontier, and one in between.
+        let mut reads = BTreeSet::new();
+        if next > frontier {
+            reads.insert(next - TICK);
+            reads.insert(frontier);
+            reads.insert(time.floor(frontier + (next - frontier) / 2));
+        }
+        phases.push(Phase {
+            events: now.to_vec(),
+            advance_to: next,
+            reads: reads.into_iter().filter(|&t| t < next).collect(),
+        });
+        frontier = next;
+    }
+
+    // After input ends: the frontier moves past every record and past the longest window, so
+    // everything has also left again. Read at interesting as_ofs across the whole history:
+    // when each record entered, and the tick before and at which it leaves each window.
+    let max_own = events.iter().map(|e| time.own_time(e.ts)).max().unwrap_or(0);
+    let final_frontier = frontier.max(max_own) + longest + TICK;
+    let mut candidates = BTreeSet::new();
+    let mut entry_frontier = 0;
+    for phase in &phases {
+        for e in &phase.events {
+            let own = time.own_time(e.ts);
+            candidates.insert(own.max(entry_frontier));
+            for w in WINDOWS {
+                candidates.insert(own + w - TICK);
+                candidates.insert(own + w);
+            }
+        }
+        entry_frontier = phase.advance_to;
+        if phase.advance_to >= TICK {
+            candidates.insert(phase.advance_to - TICK);
+        }
+    }
+    candidates.insert(final_frontier - TICK);
+    let candidates: Vec<Millis> = candidates.into_iter().filter(|&t| t < final_frontier).collect();
+    // At most 40 of them, evenly spread.
+    let stride = candidates.len().div_ceil(40).max(1);
+    let final_reads: Vec<Millis> = candidates.iter().copied().step_by(stride).collect();
+    phases.push(Phase {
+        events: Vec::new(),
+        advance_to: final_frontier,
+        reads: final_reads,
+    });
+
+    let mut host_ips: Vec<IpAddr> = hosts.into_iter().map(|h| ips[h]).collect();
+    host_ips.sort();
+    host_ips.dedup();
+    host_ips.push(stranger());
+    Script {
+        tick: TICK,
+        windows: WINDOWS.to_vec(),
+        phases,
+        hosts: host_ips,
+    }
+}
+
+fn script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
+    (
+        prop_oneof![Just(0u64), 0..20_000u64, Just(1_700_000_000_000u64), 1_700_000_000_000..1_700_000_020_000u64],
+        prop_oneof![Just(0u64), Just(1_000u64), Just(2_500u64), Just(5_000u64)],
+        prop::collection::vec(edge_idx(), 1..6),
+        prop::collection::vec(raw_record(shape), 1..40),
+        prop::collection::vec(raw_step(), 1..6),
+        prop::collection::vec(0..7usize, 1..4),
+    )
+        .prop_map(|(base, lateness, edge_pool, records, steps, hosts)| {
+            build_script(base, lateness, edge_pool, records, steps, hosts)
+        })
+}
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    #[test]
+    fn graph_matches_oracle_in_order(script in script_strategy(Shape::InOrder)) {
+        check_all_workers(&script).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn graph_matches_oracle_out_of_order(script in script_strategy(Shape::Jittered)) {
+        check_all_workers(&script).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn graph_matches_oracle_with_very_late_records(script in script_strategy(Shape::VeryLate)) {
+        check_all_workers(&script).map_err(TestCaseError::fail)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hand-computed example: exact numbers at the window boundaries
+// ---------------------------------------------------------------------------------------------
+
+fn a() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
+}
+fn b() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))
+}
+fn c() -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ev(
+    ts: Millis,
+    src: IpAddr,
+    dst: IpAddr,
+    dst_port: u16,
+    proto: Proto,
+    bytes_out: u64,
+    bytes_in: u64,
+    packets: u64,
+    status: Status,
+) -> Event {
+    Event {
+        ts,
+        src_ip: src,
+        dst_ip: dst,
+        src_port: 40_000,
+        dst_port,
+        proto,
+        bytes_out,
+        bytes_in,
+        packets,
+        duration_ms: None,
+        status,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    src: IpAddr,
+    dst: IpAddr,
+    dst_port: u16,
+    proto: Proto,
+    count: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    packets: u64,
+    failed: u64,
+    first_seen: Millis,
+    last_seen: Millis,
+) -> EdgeRow {
+    EdgeRow {
+        src_ip: src,
+        dst_ip: dst,
+        dst_port,
+        proto,
+        count,
+        bytes_out,
+        bytes_in,
+        packets,
+        failed,
+        first_seen,
+        last_seen,
+    }
+}
+
+/// tick 1 s, windows 3 s and 10 s.
+///
+/// * phase 0 sends, in order: A→B:80/tcp at 999, 1500, 2999 (rejected), 3000 and C→A:22/tcp
+///   at 4200 (failed); the frontier moves to 6000.
+/// * phase 1 sends two late records at frontier 6000: A→B:80/tcp at 2500 (reset; own time
+///   3000) and B→C:443/udp at 500 (own time 1000); both enter at 6000 and are still inside
+///   the 10 s window then (they leave it at 13000 and 11000). The frontier moves to 8000.
+/// * phase 2 only moves the frontier to 15000.
+/// * phase 3 sends A→B:80/tcp at 900 — minutes... well, 14 s late: beyond every window —
+///   and moves the frontier to 20000.
+fn hand_script() -> Script {
+    let (a, b, c) = (a(), b(), c());
+    let tcp = Proto::Tcp;
+    use Status::*;
+    Script {
+        tick: 1_000,
+        windows: vec![3_000, 10_000],
+        phases: vec![
+            Phase {
+                events: vec![
+                    ev(999, a, b, 80, tcp, 100, 200, 2, Established),
+                    ev(1_500, a, b, 80, tcp, 10, 20, 3, Established),
+                    ev(2_999, a, b, 80, tcp, 5, 0, 1, Rejected),
+                    ev(3_000, a, b, 80, tcp, 1, 1, 1, Established),
+                    ev(4_200, c, a, 22, tcp, 7, 8, 4, Failed),
+                ],
+                advance_to: 6_000,
+                reads: vec![3_000, 4_000, 5_000],
+            },
+            Phase {
+                events: vec![
+                    ev(2_500, a, b, 80, tcp, 50, 60, 5, Reset),
+                    ev(500, b, c, 443, Proto::Udp, 1, 1, 1, Established),
+                ],
+                advance_to: 8_000,
+                reads: vec![5_000, 6_000, 7_000],
+            },
+            Phase {
+                events: vec![],
+                advance_to: 15_000,
+                reads: vec![10_000, 11_000, 12_000, 13_000, 14_000],
+            },
+            Phase {
+                events: vec![ev(900, a, b, 80, tcp, 9, 9, 9, Established)],
+                advance_to: 20_000,
+                reads: vec![15_000, 19_000],
+            },
+        ],
+        hosts: vec![a, b, c],
+    }
+}
+
+/// The hand-computed edges of [`hand_script`] at (as_of, window), heaviest first.
+fn hand_expected(as_of: Millis, window: Millis) -> Vec<EdgeRow> {
+    let (a, b, c) = (a(), b(), c());
+    let tcp = Proto::Tcp;
+    let udp = Proto::Udp;
+    let ca = row(c, a, 22, tcp, 1, 7, 8, 4, 1, 4_200, 4_200);
+    let bc = row(b, c, 443, udp, 1, 1, 1, 1, 0, 500, 500);
+    match (as_of, window) {
+        // [0, 3000): 999, 1500, 2999 — 3000 is not yet in (ts < T).
+        (3_000, 3_000) => vec![row(a, b, 80, tcp, 3, 115, 220, 6, 1, 999, 2_999)],
+        (3_000, 10_000) => vec![row(a, b, 80, tcp, 3, 115, 220, 6, 1, 999, 2_999)],
+        // [1000, 4000): 999 has left (ts ≥ T − W), 3000 is in.
+        (4_000, 3_000) => vec![row(a, b, 80, tcp, 3, 16, 21, 5, 1, 1_500, 3_000)],
+        (4_000, 10_000) => vec![row(a, b, 80, tcp, 4, 116, 221, 7, 1, 999, 3_000)],
+        // [2000, 5000): 2999, 3000 and C→A at 4200. The late 2500 has not entered yet.
+        (5_000, 3_000) => vec![row(a, b, 80, tcp, 2, 6, 1, 2, 1, 2_999, 3_000), ca.clone()],
+        (5_000, 10_000) => vec![row(a, b, 80, tcp, 4, 116, 221, 7, 1, 999, 3_000), ca.clone()],
+        // [3000, 6000): 3000 and 4200; the late 2500 entered at 6000 but is out of 3 s.
+        (6_000, 3_000) => vec![ca.clone(), row(a, b, 80, tcp, 1, 1, 1, 1, 0, 3_000, 3_000)],
+        // [0, 6000): everything sent so far, the late records included from 6000 on.
+        (6_000, 10_000) => vec![row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000), ca.clone(), bc.clone()],
+        // [4000, 7000): only C→A.
+        (7_000, 3_000) => vec![ca.clone()],
+        (7_000, 10_000) => vec![row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000), ca.clone(), bc.clone()],
+        // [0, 10000): same.
+        (10_000, 10_000) => vec![row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000), ca.clone(), bc.clone()],
+        // [1000, 11000): 999 and the late 500 have left.
+        (11_000, 10_000) => vec![row(a, b, 80, tcp, 4, 66, 81, 10, 2, 1_500, 3_000), ca.clone()],
+        // [2000, 12000): 2500 (late), 2999, 3000.
+        (12_000, 10_000) => vec![row(a, b, 80, tcp, 3, 56, 61, 7, 2, 2_500, 3_000), ca.clone()],
+        // [3000, 13000): 3000 only.
+        (13_000, 10_000) => vec![ca.clone(), row(a, b, 80, tcp, 1, 1, 1, 1, 0, 3_000, 3_000)],
+        // [4000, 14000): C→A only; [5000, 15000) and later: nothing (the record at 900 that
+        // arrived at 15000 is out of every window).
+        (14_000, 10_000) => vec![ca],
+        (_, 3_000) if as_of >= 8_000 => vec![],
+        (15_000 | 19_000, 10_000) => vec![],
+        _ => panic!("no hand-computed answer for as_of {as_of}, window {window}"),
+    }
+}
+
+#[test]
+fn hand_example_exact_numbers_on_1_2_4_workers() {
+    let script = hand_script();
+    let entries = script.entries();
+    // The entry times the source gives: own time, or the frontier for the late ones.
+    let entry_times: Vec<Millis> = entries.iter().map(|(_, t)| *t).collect();
+    assert_eq!(entry_times, vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 6_000, 15_000]);
+
+    for workers in [1, 2, 4] {
+        let merged = run_dataflow(&script, workers);
+        assert_eq!(merged.len(), 13 * 2);
+        for m in &merged {
+            let expected = hand_expected(m.as_of, m.window);
+            assert_eq!(
+                m.all, expected,
+                "workers={workers} as_of={} window={}: dataflow vs hand-computed",
+                m.as_of, m.window
+            );
+            // The oracle agrees with the hand computation too.
+            let oracle = Oracle::filtered(&ORACLE.edges(&entries, script.tick, m.as_of, m.window), None, None);
+            assert_eq!(oracle, expected, "oracle vs hand-computed at as_of={} window={}", m.as_of, m.window);
+        }
+        // Host view of A at as_of 6000, 10 s window: out A→B, in C→A.
+        let m = merged.iter().find(|m| (m.as_of, m.window) == (6_000, 10_000)).unwrap();
+        let host_a = &m.hosts[0];
+        assert_eq!(host_a.out_edges, vec![row(a(), b(), 80, Proto::Tcp, 5, 166, 281, 12, 2, 999, 3_000)]);
+        assert_eq!(host_a.in_edges, vec![row(c(), a(), 22, Proto::Tcp, 1, 7, 8, 4, 1, 4_200, 4_200)]);
+        let summary = HostSummary::from_edges(a(), host_a);
+        assert_eq!(
+            summary,
+            HostSummary {
+                ip: a(),
+                out_peers: 1,
+                in_peers: 1,
+                connections_out: 5,
+                connections_in: 1,
+                bytes_sent: 166 + 8,
+                bytes_received: 281 + 7,
+                failed_out: 2,
+                failed_in: 1,
+                first_seen: Some(999),
+                last_seen: Some(4_200),
+            }
+        );
+        compare(&script, &merged, ORACLE, workers).unwrap();
+    }
+}
+
+/// The comparison is not vacuous: oracles with plausible mistakes disagree with the dataflow
+/// on the hand example.
+#[test]
+fn wrong_oracles_are_caught() {
+    fn start_exclusive(e: &Event, entry: Millis, as_of: Millis, window: Millis, _tick: Millis) -> bool {
+        entry <= as_of && e.ts < as_of && e.ts + window > as_of
+    }
+    fn one_tick_shorter(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+        entry <= as_of && e.ts < as_of && e.ts + window >= as_of + tick
+    }
+    fn one_tick_longer(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+        entry <= as_of && e.ts < as_of && e.ts + window + tick >= as_of
+    }
+    fn late_at_own_time(e: &Event, _entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+        // Ignores lateness: as if every record had entered at its own time.
+        let own = (e.ts / tick) * tick + tick;
+        own <= as_of && e.ts < as_of && e.ts + window >= as_of
+    }
+    fn leaves_from_entry(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+        // A late record leaving its windows counted from its entry time rather than its ts
+        // (the same as the real rule for records that are not late).
+        entry <= as_of && e.ts < as_of && entry - tick + window >= as_of
+    }
+    fn drops_all_late(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+        let own = (e.ts / tick) * tick + tick;
+        entry == own && visible(e, entry, as_of, window, tick)
+    }
+    let wrong: [(&str, Rule); 6] = [
+        ("window start exclusive", start_exclusive),
+        ("window one tick shorter", one_tick_shorter),
+        ("window one tick longer", one_tick_longer),
+        ("late records at their own time", late_at_own_time),
+        ("late records leave counted from their entry", leaves_from_entry),
+        ("late records dropped", drops_all_late),
+    ];
+    let script = hand_script();
+    let merged = run_dataflow(&script, 2);
+    compare(&script, &merged, ORACLE, 2).unwrap();
+    for (name, rule) in wrong {
+        let result = compare(&script, &merged, Oracle { rule }, 2);
+        assert!(result.is_err(), "the wrong oracle ({name}) was not caught");
+    }
+}
+
+/// A sanity check of the strategies: the late shape really produces records that are late
+/// but still inside the longest window, and records late beyond every window.
+#[test]
+fn late_shape_produces_both_kinds_of_late_records() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = script_strategy(Shape::VeryLate);
+    let (mut late_in_window, mut late_out) = (0, 0);
+    for _ in 0..24 {
+        let script = strategy.new_tree(&mut runner).unwrap().current();
+        let time = script.time();
+        for (event, entry) in script.entries() {
+            let own = time.own_time(event.ts);
+            if entry > own {
+                if own + script.retention() > entry {
+                    late_in_window += 1;
+                } else {
+                    late_out += 1;
+                }
+            }
+        }
+    }
+    assert!(late_in_window > 10, "only {late_in_window} late records inside the window");
+    assert!(late_out > 10, "only {late_out} late records beyond every window");
+}
