@@ -1,1 +1,81 @@
+//! The end-to-end load harness: runs the engine on the embedded generator with simulated
+//! time and measures how fast records become visible in the graph view.
+//!
+//! Used by the criterion benchmark `pipeline` and by the `pipeline` binary, which also
+//! reports peak memory.
 
+use std::time::{Duration, Instant};
+
+use flowscope_connectors::{GeneratorConfig, Pace};
+use flowscope_engine::{Answer, ClusterConfig, Engine, EngineConfig, SourceConfig, ViewQuery};
+use flowscope_operators::TimeModel;
+use flowscope_queries::Windows;
+
+/// One run of the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineRun {
+    pub records: u64,
+    /// From starting the engine until every record is visible in the views.
+    pub elapsed: Duration,
+}
+
+impl PipelineRun {
+    pub fn records_per_second(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// The generator settings of the benchmarks: simulated time, `records` in all.
+pub fn generator(records: u64, hosts: u32, rate: u64) -> GeneratorConfig {
+    GeneratorConfig {
+        seed: 42,
+        partitions: 4,
+        rate,
+        pace: Pace::Fast,
+        start_ms: 1_750_000_000_000,
+        count: Some(records),
+        hosts,
+        ..GeneratorConfig::default()
+    }
+}
+
+/// Runs the engine with `workers` threads until every generated record is visible.
+pub fn run_pipeline(workers: usize, generator: GeneratorConfig) -> PipelineRun {
+    let time = TimeModel::new(1000).expect("a valid tick");
+    let records = generator.count.expect("benchmarks need a record count");
+    let config = EngineConfig {
+        time,
+        lateness: 5_000,
+        idle_timeout: Duration::from_millis(5),
+        windows: Windows::parse("30m,2h,24h", &time).expect("valid windows"),
+        source: SourceConfig::Generator(generator),
+        cluster: ClusterConfig::Single { workers },
+    };
+    let started = Instant::now();
+    let engine = Engine::start(config).expect("the engine starts");
+    let client = engine.client();
+    loop {
+        let answered = client
+            .peek(ViewQuery::Status, Duration::from_secs(60))
+            .expect("the engine answers");
+        if let Answer::Status(status) = answered.answer {
+            let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
+            let finished = status.partitions.iter().all(|p| p.finished);
+            if status.records == records && finished && max_ts.is_some_and(|m| status.as_of > m) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = started.elapsed();
+    engine.shutdown();
+    PipelineRun { records, elapsed }
+}
+
+/// The process's peak resident memory in bytes (Linux), if it can be read.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -61,3 +61,11 @@ impl ParseError {
         }
     }
 }
+
+/// What the records after a rejected header are told: the header's own problem.
+pub(crate) fn rejected_header(header: &str, err: &ParseError) -> String {
+    match err {
+        ParseError::MissingHeader { detail } => detail.clone(),
+        other => format!("the {header} was rejected: {other}"),
+    }
+}

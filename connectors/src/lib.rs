@@ -25,6 +25,6 @@ pub use dead_letter_log::{DeadLetterLog, DEFAULT_DEAD_LETTER_CAPACITY};
 pub use decode::{Decoder, MAX_RECORD_BYTES};
 pub use error::ParseError;
 pub use format::Format;
-pub use generator::{GeneratorConfig, GeneratorPartition, Pace};
+pub use generator::{GeneratorConfig, GeneratorPartition, Pace, DEFAULT_START_MS};
 pub use source::{EventPartition, FilePartition, PollStatus, SourceError, IO_ERROR_REASON};
 pub use time::TS_LIMIT;

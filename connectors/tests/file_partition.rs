@@ -1,8 +1,8 @@
 //! Replaying files: line endings, positions, oversized and undecodable lines, polling.
 
 use flowscope_connectors::{
-    DeadLetter, EventPartition, FilePartition, Format, PollStatus, SourceError, MAX_DEAD_LETTER_BYTES,
-    MAX_RECORD_BYTES,
+    DeadLetter, EventPartition, FilePartition, Format, PollStatus, SourceError,
+    MAX_DEAD_LETTER_BYTES, MAX_RECORD_BYTES,
 };
 use flowscope_events::Event;
 use std::io::Write;
@@ -46,38 +46,60 @@ fn replays_lines_with_positions() {
     assert_eq!(events[0].ts, 1_700_000_000_123);
     assert_eq!(partition.next_offset(), 7);
 
-    let summary: Vec<(&str, u64)> = dead.iter().map(|d| (d.reason.as_str(), d.position.offset)).collect();
-    assert_eq!(summary, [("missing_field", 3), ("invalid_utf8", 4), ("too_large", 5)]);
+    let summary: Vec<(&str, u64)> = dead
+        .iter()
+        .map(|d| (d.reason.as_str(), d.position.offset))
+        .collect();
+    assert_eq!(
+        summary,
+        [("missing_field", 3), ("invalid_utf8", 4), ("too_large", 5)]
+    );
     let source = file.path().display().to_string();
-    assert!(dead.iter().all(|d| d.position.source == source && d.position.partition == 0));
+    assert!(dead
+        .iter()
+        .all(|d| d.position.source == source && d.position.partition == 0));
     assert_eq!(dead[0].bytes, "{\"ts\":1}");
     assert_eq!(dead[1].bytes, "\u{fffd}\u{fffd}");
     let too_large = &dead[2];
     assert_eq!(
         too_large.bytes,
-        format!("{}…[truncated {} bytes]", "x".repeat(MAX_DEAD_LETTER_BYTES), MAX_RECORD_BYTES + 10 - MAX_DEAD_LETTER_BYTES)
+        format!(
+            "{}…[truncated {} bytes]",
+            "x".repeat(MAX_DEAD_LETTER_BYTES),
+            MAX_RECORD_BYTES + 10 - MAX_DEAD_LETTER_BYTES
+        )
     );
     assert_eq!(
         too_large.error,
-        format!("record is {} bytes long, over the limit of {MAX_RECORD_BYTES} bytes", MAX_RECORD_BYTES + 10)
+        format!(
+            "record is {} bytes long, over the limit of {MAX_RECORD_BYTES} bytes",
+            MAX_RECORD_BYTES + 10
+        )
     );
 
     let mut after = (Vec::new(), Vec::new());
-    assert_eq!(partition.poll(10, &mut after.0, &mut after.1), PollStatus::Finished);
+    assert_eq!(
+        partition.poll(10, &mut after.0, &mut after.1),
+        PollStatus::Finished
+    );
     assert!(after.0.is_empty() && after.1.is_empty());
 }
 
 #[test]
 fn polls_at_most_max_lines() {
     let content = format!("{RECORD}\n").repeat(5);
-    let mut partition = FilePartition::from_reader("memory", std::io::Cursor::new(content), Format::Native);
+    let mut partition =
+        FilePartition::from_reader("memory", std::io::Cursor::new(content), Format::Native);
     let (mut events, mut dead) = (Vec::new(), Vec::new());
     assert_eq!(partition.poll(2, &mut events, &mut dead), PollStatus::Ready);
     assert_eq!(events.len(), 2);
     assert_eq!(partition.poll(0, &mut events, &mut dead), PollStatus::Ready);
     assert_eq!(events.len(), 2);
     assert_eq!(partition.poll(3, &mut events, &mut dead), PollStatus::Ready);
-    assert_eq!(partition.poll(3, &mut events, &mut dead), PollStatus::Finished);
+    assert_eq!(
+        partition.poll(3, &mut events, &mut dead),
+        PollStatus::Finished
+    );
     assert_eq!(events.len(), 5);
     assert_eq!(partition.source(), "memory");
 }
@@ -101,7 +123,10 @@ fn csv_files_use_their_header() {
     let (events, dead) = drain(&mut partition, 100);
     assert_eq!(events.len(), 1);
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].reason.as_str(), dead[0].position.offset), ("wrong_field_count", 3));
+    assert_eq!(
+        (dead[0].reason.as_str(), dead[0].position.offset),
+        ("wrong_field_count", 3)
+    );
 }
 
 #[test]
@@ -120,7 +145,11 @@ fn open_errors_name_the_path() {
     let missing = Path::new("/nonexistent/flowscope/conn.log");
     let err = FilePartition::open(missing, Format::Zeek).err().unwrap();
     assert!(matches!(err, SourceError::Open { .. }));
-    assert!(err.to_string().starts_with("cannot open /nonexistent/flowscope/conn.log: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot open /nonexistent/flowscope/conn.log: "),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let err = FilePartition::open(dir.path(), Format::Zeek).err().unwrap();

@@ -11,7 +11,10 @@ fn ip(text: &str) -> std::net::IpAddr {
 /// Decodes `lines` with one decoder, keeping every outcome.
 fn decode_all(format: Format, lines: &[String]) -> Vec<Result<Option<Event>, ParseError>> {
     let mut decoder = Decoder::new(format);
-    lines.iter().map(|line| decoder.decode(line.as_bytes())).collect()
+    lines
+        .iter()
+        .map(|line| decoder.decode(line.as_bytes()))
+        .collect()
 }
 
 /// The reason of each failed line, `"ok"` for events and `"none"` for lines without a
@@ -34,14 +37,49 @@ fn events(results: Vec<Result<Option<Event>, ParseError>>) -> Vec<Event> {
 // ---------------------------------------------------------------- Zeek TSV
 
 const ZEEK_FIELDS: [&str; 21] = [
-    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
-    "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
-    "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "local_orig",
+    "local_resp",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
     "tunnel_parents",
 ];
 const ZEEK_TYPES: [&str; 21] = [
-    "time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count",
-    "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count",
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "enum",
+    "string",
+    "interval",
+    "count",
+    "count",
+    "string",
+    "bool",
+    "bool",
+    "count",
+    "string",
+    "count",
+    "count",
+    "count",
+    "count",
     "set[string]",
 ];
 
@@ -67,26 +105,119 @@ fn zeek_tsv_sample() -> Vec<String> {
     let mut lines = zeek_header();
     lines.extend([
         tsv(&[
-            "1700000000.123956", "CHhAvVGS1DHFjwGM9", "10.0.1.10", "49152", "10.1.0.1", "443",
-            "tcp", "ssl", "1.234567", "512", "20480", "SF", "T", "T", "0", "ShADadFf", "12",
-            "1136", "18", "21424", "(empty)",
+            "1700000000.123956",
+            "CHhAvVGS1DHFjwGM9",
+            "10.0.1.10",
+            "49152",
+            "10.1.0.1",
+            "443",
+            "tcp",
+            "ssl",
+            "1.234567",
+            "512",
+            "20480",
+            "SF",
+            "T",
+            "T",
+            "0",
+            "ShADadFf",
+            "12",
+            "1136",
+            "18",
+            "21424",
+            "(empty)",
         ]),
         tsv(&[
-            "1700000001.000000", "C4J4Th3PJpwUYZZ6gc", "10.0.1.11", "53211", "10.0.0.53", "53",
-            "udp", "dns", "0.012043", "40", "120", "SF", "T", "T", "0", "Dd", "1", "68", "1",
-            "148", "-",
+            "1700000001.000000",
+            "C4J4Th3PJpwUYZZ6gc",
+            "10.0.1.11",
+            "53211",
+            "10.0.0.53",
+            "53",
+            "udp",
+            "dns",
+            "0.012043",
+            "40",
+            "120",
+            "SF",
+            "T",
+            "T",
+            "0",
+            "Dd",
+            "1",
+            "68",
+            "1",
+            "148",
+            "-",
         ]),
         tsv(&[
-            "1700000002.5", "CUM0KZ3MLUfNB0cl11", "10.0.1.12", "40000", "10.2.0.7", "8080",
-            "tcp", "-", "-", "-", "-", "S0", "T", "T", "0", "S", "1", "60", "0", "0", "-",
+            "1700000002.5",
+            "CUM0KZ3MLUfNB0cl11",
+            "10.0.1.12",
+            "40000",
+            "10.2.0.7",
+            "8080",
+            "tcp",
+            "-",
+            "-",
+            "-",
+            "-",
+            "S0",
+            "T",
+            "T",
+            "0",
+            "S",
+            "1",
+            "60",
+            "0",
+            "0",
+            "-",
         ]),
         tsv(&[
-            "1700000003.999", "CmES5u32sYpV7JYN", "fe80::1", "5353", "ff02::fb", "5353", "udp",
-            "dns", "-", "-", "-", "S0", "T", "F", "0", "D", "1", "100", "0", "0", "-",
+            "1700000003.999",
+            "CmES5u32sYpV7JYN",
+            "fe80::1",
+            "5353",
+            "ff02::fb",
+            "5353",
+            "udp",
+            "dns",
+            "-",
+            "-",
+            "-",
+            "S0",
+            "T",
+            "F",
+            "0",
+            "D",
+            "1",
+            "100",
+            "0",
+            "0",
+            "-",
         ]),
         tsv(&[
-            "1700000004.0", "CP5Xt24bNBQmZa3hLd", "10.0.0.5", "8", "10.2.0.1", "0", "icmp", "-",
-            "0.001", "56", "56", "OTH", "T", "T", "0", "-", "1", "84", "1", "84", "-",
+            "1700000004.0",
+            "CP5Xt24bNBQmZa3hLd",
+            "10.0.0.5",
+            "8",
+            "10.2.0.1",
+            "0",
+            "icmp",
+            "-",
+            "0.001",
+            "56",
+            "56",
+            "OTH",
+            "T",
+            "T",
+            "0",
+            "-",
+            "1",
+            "84",
+            "1",
+            "84",
+            "-",
         ]),
         String::new(),
         tsv(&["#close", "2023-11-14-23-00-00"]),
@@ -99,7 +230,10 @@ fn zeek_tsv_sample_decodes() {
     let results = decode_all(Format::Zeek, &zeek_tsv_sample());
     assert_eq!(
         reasons(&results),
-        ["none", "none", "none", "none", "none", "none", "none", "none", "ok", "ok", "ok", "ok", "ok", "none", "none"]
+        [
+            "none", "none", "none", "none", "none", "none", "none", "none", "ok", "ok", "ok", "ok",
+            "ok", "none", "none"
+        ]
     );
     let events = events(results);
     assert_eq!(
@@ -148,11 +282,23 @@ fn zeek_tsv_honours_unset_and_empty_markers() {
     let results = decode_all(Format::Zeek, &lines);
     assert_eq!(
         reasons(&results),
-        ["none", "none", "none", "none", "ok", "invalid_field", "invalid_field", "missing_field"]
+        [
+            "none",
+            "none",
+            "none",
+            "none",
+            "ok",
+            "invalid_field",
+            "invalid_field",
+            "missing_field"
+        ]
     );
     let event = results[4].clone().unwrap().unwrap();
     assert_eq!(event.ts, 1_700_000_000_123, "ts floors to the ms");
-    assert_eq!((event.bytes_out, event.duration_ms, event.proto), (0, None, Proto::Other));
+    assert_eq!(
+        (event.bytes_out, event.duration_ms, event.proto),
+        (0, None, Proto::Other)
+    );
     assert_eq!(event.status, Status::Other, "conn_state absent");
 }
 
@@ -162,44 +308,84 @@ fn zeek_tsv_bad_lines() {
     before_header.extend(zeek_header());
     let row = |replace: usize, value: &str| {
         let mut fields = [
-            "1700000000.5", "C1", "10.0.1.10", "49152", "10.1.0.1", "443", "tcp", "-", "1.0",
-            "1", "2", "SF", "T", "T", "0", "-", "1", "1", "1", "1", "-",
+            "1700000000.5",
+            "C1",
+            "10.0.1.10",
+            "49152",
+            "10.1.0.1",
+            "443",
+            "tcp",
+            "-",
+            "1.0",
+            "1",
+            "2",
+            "SF",
+            "T",
+            "T",
+            "0",
+            "-",
+            "1",
+            "1",
+            "1",
+            "1",
+            "-",
         ];
         fields[replace] = value;
         tsv(&fields)
     };
     before_header.extend([
-        row(0, "-"),                       // unset ts
-        row(2, "-"),                       // unset id.orig_h
-        row(3, "http"),                    // bad port
-        row(5, "65536"),                   // port out of range
-        row(0, "yesterday"),               // bad ts
-        row(0, "-1700000000.5"),           // negative ts
-        row(4, "10.1.0"),                  // bad address
-        row(9, "-5"),                      // negative count
-        row(16, "1.5"),                    // fractional count
-        row(8, "fast"),                    // bad duration
+        row(0, "-"),                               // unset ts
+        row(2, "-"),                               // unset id.orig_h
+        row(3, "http"),                            // bad port
+        row(5, "65536"),                           // port out of range
+        row(0, "yesterday"),                       // bad ts
+        row(0, "-1700000000.5"),                   // negative ts
+        row(4, "10.1.0"),                          // bad address
+        row(9, "-5"),                              // negative count
+        row(16, "1.5"),                            // fractional count
+        row(8, "fast"),                            // bad duration
         "1700000000.5\tC1\t10.0.1.10".to_string(), // too few fields
         format!("{}\textra", row(0, "1700000000.5")),
-        row(6, "sctp"),                    // unknown protocol: other, not an error
-        row(11, "S4"),                     // unknown state: other
+        row(6, "sctp"), // unknown protocol: other, not an error
+        row(11, "S4"),  // unknown state: other
         "\u{feff}not the first line".to_string(), // a BOM counts only at the start
     ]);
     let results = decode_all(Format::Zeek, &before_header);
     assert_eq!(
         reasons(&results)[9..],
         [
-            "missing_field", "missing_field", "invalid_field", "invalid_field", "invalid_field",
-            "invalid_field", "invalid_field", "invalid_field", "invalid_field", "invalid_field",
-            "wrong_field_count", "wrong_field_count", "ok", "ok", "wrong_field_count"
+            "missing_field",
+            "missing_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "wrong_field_count",
+            "wrong_field_count",
+            "ok",
+            "ok",
+            "wrong_field_count"
         ][..],
         "{results:#?}"
     );
     assert_eq!(reasons(&results)[0], "missing_header");
     let Err(err) = &results[11] else { panic!() };
-    assert_eq!(err.to_string(), "invalid id.orig_p: \"http\" is not a port number (0 to 65535)");
-    assert_eq!(results[21].as_ref().unwrap().as_ref().unwrap().proto, Proto::Other);
-    assert_eq!(results[22].as_ref().unwrap().as_ref().unwrap().status, Status::Other);
+    assert_eq!(
+        err.to_string(),
+        "invalid id.orig_p: \"http\" is not a port number (0 to 65535)"
+    );
+    assert_eq!(
+        results[21].as_ref().unwrap().as_ref().unwrap().proto,
+        Proto::Other
+    );
+    assert_eq!(
+        results[22].as_ref().unwrap().as_ref().unwrap().status,
+        Status::Other
+    );
 }
 
 #[test]
@@ -216,7 +402,15 @@ fn zeek_tsv_fields_header_without_required_fields_rejects_what_follows() {
     let results = decode_all(Format::Zeek, &lines);
     assert_eq!(
         reasons(&results),
-        ["missing_header", "missing_header", "none", "ok", "invalid_header", "missing_header", "none"]
+        [
+            "missing_header",
+            "missing_header",
+            "none",
+            "ok",
+            "invalid_header",
+            "missing_header",
+            "none"
+        ]
     );
     let Err(err) = &results[0] else { panic!() };
     assert!(err.to_string().contains("id.resp_p"), "{err}");
@@ -228,7 +422,10 @@ fn zeek_tsv_types_must_match_fields() {
         "#fields\tts\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p".to_string(),
         "#types\ttime\taddr\tport\taddr".to_string(),
     ];
-    assert_eq!(reasons(&decode_all(Format::Zeek, &lines)), ["none", "invalid_header"]);
+    assert_eq!(
+        reasons(&decode_all(Format::Zeek, &lines)),
+        ["none", "invalid_header"]
+    );
 }
 
 // ---------------------------------------------------------------- Zeek JSON
@@ -264,7 +461,12 @@ fn zeek_json_sample_decodes() {
         }
     );
     assert_eq!(
-        (events[1].status, events[1].packets, events[1].duration_ms, events[1].bytes_out),
+        (
+            events[1].status,
+            events[1].packets,
+            events[1].duration_ms,
+            events[1].bytes_out
+        ),
         (Status::Rejected, 2, None, 0)
     );
     assert_eq!(events[2].ts, 1_700_000_000_123);
@@ -289,19 +491,38 @@ fn zeek_json_bad_lines() {
         (format!("{{\"ts\":-1.5,{good}}}"), "invalid_field"),
         (format!("{{\"ts\":true,{good}}}"), "invalid_field"),
         (format!("{{\"ts\":1e300,{good}}}"), "invalid_field"),
-        (format!("{{\"ts\":1,{good},\"orig_bytes\":\"many\"}}"), "invalid_field"),
-        (format!("{{\"ts\":1,{good},\"orig_pkts\":-1}}"), "invalid_field"),
+        (
+            format!("{{\"ts\":1,{good},\"orig_bytes\":\"many\"}}"),
+            "invalid_field",
+        ),
+        (
+            format!("{{\"ts\":1,{good},\"orig_pkts\":-1}}"),
+            "invalid_field",
+        ),
         (format!("{{\"ts\":1,{good},\"proto\":6}}"), "invalid_field"),
-        (format!("{{\"ts\":1,{good},\"duration\":\"long\"}}"), "invalid_field"),
-        (format!("{{\"ts\":1,{good},\"orig_pkts\":18446744073709551615,\"resp_pkts\":5}}"), "ok"),
-        (r#"{"ts":1,"id":{"orig_h":"10.0.0.1","orig_p":1,"resp_h":"10.0.0.2"}}"#.to_string(), "missing_field"),
+        (
+            format!("{{\"ts\":1,{good},\"duration\":\"long\"}}"),
+            "invalid_field",
+        ),
+        (
+            format!("{{\"ts\":1,{good},\"orig_pkts\":18446744073709551615,\"resp_pkts\":5}}"),
+            "ok",
+        ),
+        (
+            r#"{"ts":1,"id":{"orig_h":"10.0.0.1","orig_p":1,"resp_h":"10.0.0.2"}}"#.to_string(),
+            "missing_field",
+        ),
         (r#"{"ts":1,"id":7}"#.to_string(), "missing_field"),
         ("{".to_string(), "invalid_json"),
         ("{} trailing".to_string(), "invalid_json"),
     ];
     for (line, reason) in cases {
         let result = Decoder::new(Format::Zeek).decode(line.as_bytes());
-        assert_eq!(reasons(&[result.clone()]), [reason], "{line}: {result:?}");
+        assert_eq!(
+            reasons(std::slice::from_ref(&result)),
+            [reason],
+            "{line}: {result:?}"
+        );
         if let Ok(Some(event)) = result {
             assert_eq!(event.packets, u64::MAX, "packets saturate");
         }
@@ -342,7 +563,13 @@ fn native_json_decodes() {
         .replace("\"tcp\"", "\"TCP\"")
         .replace("\"established\"", "\"Established\"");
     let event = decoder.decode(rfc3339.as_bytes()).unwrap().unwrap();
-    assert_eq!(event, Event { duration_ms: None, ..native_event() });
+    assert_eq!(
+        event,
+        Event {
+            duration_ms: None,
+            ..native_event()
+        }
+    );
     // What the events crate serialises, this format reads back.
     let json = serde_json::to_string(&native_event()).unwrap();
     assert_eq!(decoder.decode(json.as_bytes()), Ok(Some(native_event())));
@@ -356,27 +583,52 @@ fn native_json_bad_lines() {
         ("42".to_string(), "invalid_json"),
         (NATIVE[..NATIVE.len() - 5].to_string(), "invalid_json"),
         ("{}".to_string(), "missing_field"),
-        (NATIVE.replace(",\"status\":\"established\"", ""), "missing_field"),
-        (NATIVE.replace("\"proto\":\"tcp\"", "\"proto\":null"), "missing_field"),
+        (
+            NATIVE.replace(",\"status\":\"established\"", ""),
+            "missing_field",
+        ),
+        (
+            NATIVE.replace("\"proto\":\"tcp\"", "\"proto\":null"),
+            "missing_field",
+        ),
         (NATIVE.replace("10.0.1.10", "10.0.1.300"), "invalid_field"),
         (NATIVE.replace("49152", "70000"), "invalid_field"),
         (NATIVE.replace("49152", "-1"), "invalid_field"),
         (NATIVE.replace(":512", ":-512"), "invalid_field"),
         (NATIVE.replace(":512", ":5.12"), "invalid_field"),
-        (NATIVE.replace(":512", ":18446744073709551616"), "invalid_field"),
+        (
+            NATIVE.replace(":512", ":18446744073709551616"),
+            "invalid_field",
+        ),
         (NATIVE.replace(":1234", ":true"), "invalid_field"),
         (NATIVE.replace("1700000000123", "-1"), "invalid_field"),
-        (NATIVE.replace("1700000000123", "253402300800000"), "invalid_field"),
-        (NATIVE.replace("1700000000123", "\"yesterday\""), "invalid_field"),
-        (NATIVE.replace("1700000000123", "1700000000123.5"), "invalid_field"),
+        (
+            NATIVE.replace("1700000000123", "253402300800000"),
+            "invalid_field",
+        ),
+        (
+            NATIVE.replace("1700000000123", "\"yesterday\""),
+            "invalid_field",
+        ),
+        (
+            NATIVE.replace("1700000000123", "1700000000123.5"),
+            "invalid_field",
+        ),
         (NATIVE.replace("\"tcp\"", "\"sctp\""), "invalid_field"),
         (NATIVE.replace("\"established\"", "\"ok\""), "invalid_field"),
         (NATIVE.replace("\"established\"", "[]"), "invalid_field"),
-        (NATIVE.replace("10.0.1.10", "10.0.1.\u{ff}"), "invalid_field"),
+        (
+            NATIVE.replace("10.0.1.10", "10.0.1.\u{ff}"),
+            "invalid_field",
+        ),
     ];
     for (line, reason) in cases {
         let result = Decoder::new(Format::Native).decode(line.as_bytes());
-        assert_eq!(reasons(&[result.clone()]), [reason], "{line}: {result:?}");
+        assert_eq!(
+            reasons(std::slice::from_ref(&result)),
+            [reason],
+            "{line}: {result:?}"
+        );
     }
     let err = Decoder::new(Format::Native)
         .decode(NATIVE.replace("\"tcp\"", "\"sctp\"").as_bytes())
@@ -414,10 +666,16 @@ fn invalid_utf8_and_oversized_lines_are_rejected_in_every_format() {
 #[test]
 fn a_byte_order_mark_is_ignored_at_the_start() {
     let line = format!("\u{feff}{NATIVE}");
-    assert_eq!(Decoder::new(Format::Native).decode(line.as_bytes()), Ok(Some(native_event())));
+    assert_eq!(
+        Decoder::new(Format::Native).decode(line.as_bytes()),
+        Ok(Some(native_event()))
+    );
     let mut decoder = Decoder::new(Format::Native);
     decoder.decode(b"").unwrap();
-    assert_eq!(decoder.decode(line.as_bytes()).unwrap_err().reason(), "invalid_json");
+    assert_eq!(
+        decoder.decode(line.as_bytes()).unwrap_err().reason(),
+        "invalid_json"
+    );
 }
 
 // ---------------------------------------------------------------- CSV
@@ -447,7 +705,8 @@ fn csv_with_quoted_fields_and_reordered_columns_decodes() {
 
 #[test]
 fn csv_bad_lines() {
-    let header = "ts,src_ip,dst_ip,src_port,dst_port,proto,bytes_out,bytes_in,packets,duration_ms,status";
+    let header =
+        "ts,src_ip,dst_ip,src_port,dst_port,proto,bytes_out,bytes_in,packets,duration_ms,status";
     let good = "1700000000123,10.0.0.1,10.0.0.2,1,2,udp,3,4,5,6,other";
     let lines: Vec<String> = [
         header,
@@ -469,9 +728,19 @@ fn csv_bad_lines() {
     assert_eq!(
         reasons(&decode_all(Format::Csv, &lines)),
         [
-            "none", "ok", "wrong_field_count", "wrong_field_count", "missing_field",
-            "missing_field", "invalid_field", "invalid_field", "invalid_field", "invalid_field",
-            "invalid_field", "invalid_field", "invalid_field"
+            "none",
+            "ok",
+            "wrong_field_count",
+            "wrong_field_count",
+            "missing_field",
+            "missing_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field"
         ]
     );
 }
@@ -486,7 +755,10 @@ fn csv_header_missing_a_column_rejects_it_and_everything_after() {
     .map(String::from)
     .to_vec();
     let results = decode_all(Format::Csv, &lines);
-    assert_eq!(reasons(&results), ["missing_header", "missing_header", "missing_header"]);
+    assert_eq!(
+        reasons(&results),
+        ["missing_header", "missing_header", "missing_header"]
+    );
     let Err(err) = &results[0] else { panic!() };
     assert_eq!(
         err.to_string(),
@@ -500,6 +772,12 @@ fn csv_header_missing_a_column_rejects_it_and_everything_after() {
     );
 
     let mut unreadable = Decoder::new(Format::Csv);
-    assert_eq!(unreadable.decode(b"ts\xff").unwrap_err().reason(), "invalid_utf8");
-    assert_eq!(unreadable.decode(b"1,2").unwrap_err().reason(), "missing_header");
+    assert_eq!(
+        unreadable.decode(b"ts\xff").unwrap_err().reason(),
+        "invalid_utf8"
+    );
+    assert_eq!(
+        unreadable.decode(b"1,2").unwrap_err().reason(),
+        "missing_header"
+    );
 }

@@ -26,7 +26,9 @@ use std::rc::Rc;
 use differential_dataflow::trace::TraceReader;
 use flowscope_events::{Event, Proto, Status};
 use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::graph::{self, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostEdges, HostSummary};
+use flowscope_queries::graph::{
+    self, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostEdges, HostSummary,
+};
 use flowscope_queries::{WindowSpec, Windows};
 use proptest::prelude::*;
 use timely::container::CapacityContainerBuilder;
@@ -95,7 +97,11 @@ impl Script {
                 entries.push((event.clone(), own.max(frontier)));
             }
             assert!(phase.advance_to >= frontier, "frontiers must not go back");
-            assert_eq!(phase.advance_to % self.tick, 0, "frontiers must be tick aligned");
+            assert_eq!(
+                phase.advance_to % self.tick,
+                0,
+                "frontiers must be tick aligned"
+            );
             frontier = phase.advance_to;
         }
         entries
@@ -107,7 +113,11 @@ impl Script {
             assert!(phase.advance_to >= frontier);
             frontier = phase.advance_to;
             for &t in &phase.reads {
-                assert!(t < phase.advance_to, "read at {t} before the frontier {} passed it", phase.advance_to);
+                assert!(
+                    t < phase.advance_to,
+                    "read at {t} before the frontier {} passed it",
+                    phase.advance_to
+                );
                 assert_eq!(t % self.tick, 0);
             }
         }
@@ -166,7 +176,13 @@ impl Oracle {
     }
 
     /// All edges at (`as_of`, `window`), keyed.
-    fn edges(&self, entries: &[(Event, Millis)], tick: Millis, as_of: Millis, window: Millis) -> BTreeMap<Key, EdgeRow> {
+    fn edges(
+        &self,
+        entries: &[(Event, Millis)],
+        tick: Millis,
+        as_of: Millis,
+        window: Millis,
+    ) -> BTreeMap<Key, EdgeRow> {
         let mut rows: BTreeMap<Key, EdgeRow> = BTreeMap::new();
         for e in self.records(entries, tick, as_of, window) {
             let row = rows
@@ -196,7 +212,11 @@ impl Oracle {
     }
 
     /// The edges matching a filter, heaviest first.
-    fn filtered(edges: &BTreeMap<Key, EdgeRow>, src: Option<IpAddr>, dst: Option<IpAddr>) -> Vec<EdgeRow> {
+    fn filtered(
+        edges: &BTreeMap<Key, EdgeRow>,
+        src: Option<IpAddr>,
+        dst: Option<IpAddr>,
+    ) -> Vec<EdgeRow> {
         let mut rows: Vec<EdgeRow> = edges
             .values()
             .filter(|r| src.is_none_or(|s| s == r.src_ip) && dst.is_none_or(|d| d == r.dst_ip))
@@ -269,6 +289,9 @@ impl Oracle {
 // The harness: the real dataflow on 1, 2 and 4 workers
 // ---------------------------------------------------------------------------------------------
 
+/// The longest a waiting worker parks before looking again.
+const PARK: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// How many edges the "top k" read asks for.
 const TOP: usize = 3;
 
@@ -286,38 +309,42 @@ fn scripted_source<'scope>(
     commands: Rc<RefCell<VecDeque<Command>>>,
     activator: Rc<RefCell<Option<Activator>>>,
 ) -> Stream<'scope, Millis, Vec<Event>> {
-    source::<_, CapacityContainerBuilder<Vec<Event>>, _, _>(scope, "ScriptedSource", move |capability, info| {
-        *activator.borrow_mut() = Some(scope.activator_for(info.address));
-        let mut capability = Some(capability);
-        move |output| {
-            while let Some(command) = commands.borrow_mut().pop_front() {
-                match command {
-                    Command::Send(events) => {
-                        let cap = capability.as_ref().expect("send after close");
-                        let frontier = *cap.time();
-                        let mut by_time: BTreeMap<Millis, Vec<Event>> = BTreeMap::new();
-                        for event in events {
-                            by_time
-                                .entry(time.own_time(event.ts).max(frontier))
-                                .or_default()
-                                .push(event);
+    source::<_, CapacityContainerBuilder<Vec<Event>>, _, _>(
+        scope,
+        "ScriptedSource",
+        move |capability, info| {
+            *activator.borrow_mut() = Some(scope.activator_for(info.address));
+            let mut capability = Some(capability);
+            move |output| {
+                while let Some(command) = commands.borrow_mut().pop_front() {
+                    match command {
+                        Command::Send(events) => {
+                            let cap = capability.as_ref().expect("send after close");
+                            let frontier = *cap.time();
+                            let mut by_time: BTreeMap<Millis, Vec<Event>> = BTreeMap::new();
+                            for event in events {
+                                by_time
+                                    .entry(time.own_time(event.ts).max(frontier))
+                                    .or_default()
+                                    .push(event);
+                            }
+                            for (at, mut batch) in by_time {
+                                let at_cap = cap.delayed(&at);
+                                output.session(&at_cap).give_container(&mut batch);
+                            }
                         }
-                        for (at, mut batch) in by_time {
-                            let at_cap = cap.delayed(&at);
-                            output.session(&at_cap).give_container(&mut batch);
+                        Command::Advance(to) => {
+                            let cap = capability.as_mut().expect("advance after close");
+                            if to > *cap.time() {
+                                cap.downgrade(&to);
+                            }
                         }
+                        Command::Close => capability = None,
                     }
-                    Command::Advance(to) => {
-                        let cap = capability.as_mut().expect("advance after close");
-                        if to > *cap.time() {
-                            cap.downgrade(&to);
-                        }
-                    }
-                    Command::Close => capability = None,
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 /// One read of one worker at (phase, as_of, window).
@@ -329,9 +356,13 @@ struct Read {
     all: Vec<EdgeRow>,
     top: Vec<EdgeRow>,
     hosts: Vec<HostEdges>,
-    by_src: Vec<Vec<EdgeRow>>,
-    by_dst: Vec<Vec<EdgeRow>>,
-    by_pair: Vec<Vec<EdgeRow>>,
+    /// Edges filtered by `src = host`, by `dst = host`, and by `src = host, dst = next
+    /// host`, for one of the script's hosts, `hosts[filtered_host]`, a different one at
+    /// each read.
+    filtered_host: usize,
+    by_src: Vec<EdgeRow>,
+    by_dst: Vec<EdgeRow>,
+    by_pair: Vec<EdgeRow>,
 }
 
 /// Reads merged across workers.
@@ -343,9 +374,13 @@ struct Merged {
     all: Vec<EdgeRow>,
     top: Vec<EdgeRow>,
     hosts: Vec<HostEdges>,
-    by_src: Vec<Vec<EdgeRow>>,
-    by_dst: Vec<Vec<EdgeRow>>,
-    by_pair: Vec<Vec<EdgeRow>>,
+    /// Edges filtered by `src = host`, by `dst = host`, and by `src = host, dst = next
+    /// host`, for one of the script's hosts, `hosts[filtered_host]`, a different one at
+    /// each read.
+    filtered_host: usize,
+    by_src: Vec<EdgeRow>,
+    by_dst: Vec<EdgeRow>,
+    by_pair: Vec<EdgeRow>,
 }
 
 fn pair_of(hosts: &[IpAddr], i: usize) -> (IpAddr, IpAddr) {
@@ -386,8 +421,14 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                 .cloned()
                 .collect();
             commands.borrow_mut().push_back(Command::Send(mine));
-            commands.borrow_mut().push_back(Command::Advance(phase.advance_to));
-            activator.borrow().as_ref().expect("source built").activate();
+            commands
+                .borrow_mut()
+                .push_back(Command::Advance(phase.advance_to));
+            activator
+                .borrow()
+                .as_ref()
+                .expect("source built")
+                .activate();
 
             // Step until the arrangement (its stream and its trace) has reached the frontier.
             let target = phase.advance_to;
@@ -397,7 +438,9 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                 if !probe.less_than(&target) && !upper.less_than(&target) {
                     break;
                 }
-                worker.step();
+                // Park rather than spin: 4 workers share 2 cores, and a parked worker is
+                // woken by the messages of the others.
+                worker.step_or_park(Some(PARK));
             }
 
             for &as_of in &phase.reads {
@@ -406,44 +449,29 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                     let all = reader.edges(EdgeFilter::default(), usize::MAX);
                     let top = reader.edges(EdgeFilter::default(), TOP);
                     let hosts = script.hosts.iter().map(|&ip| reader.host(ip)).collect();
-                    let by_src = script
-                        .hosts
-                        .iter()
-                        .map(|&ip| {
-                            reader.edges(
-                                EdgeFilter {
-                                    src: Some(ip),
-                                    dst: None,
-                                },
-                                usize::MAX,
-                            )
-                        })
-                        .collect();
-                    let by_dst = script
-                        .hosts
-                        .iter()
-                        .map(|&ip| {
-                            reader.edges(
-                                EdgeFilter {
-                                    src: None,
-                                    dst: Some(ip),
-                                },
-                                usize::MAX,
-                            )
-                        })
-                        .collect();
-                    let by_pair = (0..script.hosts.len())
-                        .map(|i| {
-                            let (src, dst) = pair_of(&script.hosts, i);
-                            reader.edges(
-                                EdgeFilter {
-                                    src: Some(src),
-                                    dst: Some(dst),
-                                },
-                                usize::MAX,
-                            )
-                        })
-                        .collect();
+                    let filtered_host = reads.len() % script.hosts.len();
+                    let (src, dst) = pair_of(&script.hosts, filtered_host);
+                    let by_src = reader.edges(
+                        EdgeFilter {
+                            src: Some(src),
+                            dst: None,
+                        },
+                        usize::MAX,
+                    );
+                    let by_dst = reader.edges(
+                        EdgeFilter {
+                            src: None,
+                            dst: Some(src),
+                        },
+                        usize::MAX,
+                    );
+                    let by_pair = reader.edges(
+                        EdgeFilter {
+                            src: Some(src),
+                            dst: Some(dst),
+                        },
+                        usize::MAX,
+                    );
                     reads.push(Read {
                         phase: phase_index,
                         as_of,
@@ -451,6 +479,7 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                         all,
                         top,
                         hosts,
+                        filtered_host,
                         by_src,
                         by_dst,
                         by_pair,
@@ -461,9 +490,13 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
 
         // Let the dataflow finish so that the worker can shut down.
         commands.borrow_mut().push_back(Command::Close);
-        activator.borrow().as_ref().expect("source built").activate();
+        activator
+            .borrow()
+            .as_ref()
+            .expect("source built")
+            .activate();
         while !probe.done() {
-            worker.step();
+            worker.step_or_park(Some(PARK));
         }
         drop(trace);
         reads
@@ -476,14 +509,25 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
         .map(|r| r.expect("worker panicked"))
         .collect();
     let n = parts[0].len();
-    assert!(parts.iter().all(|p| p.len() == n), "workers made different reads");
+    assert!(
+        parts.iter().all(|p| p.len() == n),
+        "workers made different reads"
+    );
     let hosts = script.hosts.len();
     (0..n)
         .map(|i| {
             let first = &parts[0][i];
-            assert!(parts
-                .iter()
-                .all(|p| (p[i].phase, p[i].as_of, p[i].window) == (first.phase, first.as_of, first.window)));
+            assert!(parts.iter().all(|p| (
+                p[i].phase,
+                p[i].as_of,
+                p[i].window,
+                p[i].filtered_host
+            ) == (
+                first.phase,
+                first.as_of,
+                first.window,
+                first.filtered_host
+            )));
             Merged {
                 phase: first.phase,
                 as_of: first.as_of,
@@ -493,26 +537,30 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                 hosts: (0..hosts)
                     .map(|h| merge_host(parts.iter().map(|p| p[i].hosts[h].clone())))
                     .collect(),
-                by_src: (0..hosts)
-                    .map(|h| merge_edges(parts.iter().map(|p| p[i].by_src[h].clone()), usize::MAX))
-                    .collect(),
-                by_dst: (0..hosts)
-                    .map(|h| merge_edges(parts.iter().map(|p| p[i].by_dst[h].clone()), usize::MAX))
-                    .collect(),
-                by_pair: (0..hosts)
-                    .map(|h| merge_edges(parts.iter().map(|p| p[i].by_pair[h].clone()), usize::MAX))
-                    .collect(),
+                filtered_host: first.filtered_host,
+                by_src: merge_edges(parts.iter().map(|p| p[i].by_src.clone()), usize::MAX),
+                by_dst: merge_edges(parts.iter().map(|p| p[i].by_dst.clone()), usize::MAX),
+                by_pair: merge_edges(parts.iter().map(|p| p[i].by_pair.clone()), usize::MAX),
             }
         })
         .collect()
 }
 
 /// Compares the dataflow's merged reads with `oracle`; the first difference is the error.
-fn compare(script: &Script, merged: &[Merged], oracle: Oracle, workers: usize) -> Result<(), String> {
+fn compare(
+    script: &Script,
+    merged: &[Merged],
+    oracle: Oracle,
+    workers: usize,
+) -> Result<(), String> {
     let entries = script.entries();
-    let expected_reads: usize = script.phases.iter().map(|p| p.reads.len()).sum::<usize>() * script.windows.len();
+    let expected_reads: usize =
+        script.phases.iter().map(|p| p.reads.len()).sum::<usize>() * script.windows.len();
     if merged.len() != expected_reads {
-        return Err(format!("expected {expected_reads} reads, got {}", merged.len()));
+        return Err(format!(
+            "expected {expected_reads} reads, got {}",
+            merged.len()
+        ));
     }
     for m in merged {
         let at = || {
@@ -533,7 +581,12 @@ fn compare(script: &Script, merged: &[Merged], oracle: Oracle, workers: usize) -
         }
         let top: Vec<EdgeRow> = all.iter().take(TOP).cloned().collect();
         if m.top != top {
-            return Err(format!("{}: top {TOP} differ\n  dataflow: {:#?}\n  oracle:   {:#?}", at(), m.top, top));
+            return Err(format!(
+                "{}: top {TOP} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                at(),
+                m.top,
+                top
+            ));
         }
         for (h, &ip) in script.hosts.iter().enumerate() {
             let host = Oracle::host(&edges, ip);
@@ -555,34 +608,34 @@ fn compare(script: &Script, merged: &[Merged], oracle: Oracle, workers: usize) -
                     summary
                 ));
             }
-            let by_src = Oracle::filtered(&edges, Some(ip), None);
-            if m.by_src[h] != by_src {
-                return Err(format!(
-                    "{}: edges src={ip} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
-                    at(),
-                    m.by_src[h],
-                    by_src
-                ));
-            }
-            let by_dst = Oracle::filtered(&edges, None, Some(ip));
-            if m.by_dst[h] != by_dst {
-                return Err(format!(
-                    "{}: edges dst={ip} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
-                    at(),
-                    m.by_dst[h],
-                    by_dst
-                ));
-            }
-            let (src, dst) = pair_of(&script.hosts, h);
-            let by_pair = Oracle::filtered(&edges, Some(src), Some(dst));
-            if m.by_pair[h] != by_pair {
-                return Err(format!(
-                    "{}: edges src={src} dst={dst} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
-                    at(),
-                    m.by_pair[h],
-                    by_pair
-                ));
-            }
+        }
+        let (src, dst) = pair_of(&script.hosts, m.filtered_host);
+        let by_src = Oracle::filtered(&edges, Some(src), None);
+        if m.by_src != by_src {
+            return Err(format!(
+                "{}: edges src={src} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                at(),
+                m.by_src,
+                by_src
+            ));
+        }
+        let by_dst = Oracle::filtered(&edges, None, Some(src));
+        if m.by_dst != by_dst {
+            return Err(format!(
+                "{}: edges dst={src} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                at(),
+                m.by_dst,
+                by_dst
+            ));
+        }
+        let by_pair = Oracle::filtered(&edges, Some(src), Some(dst));
+        if m.by_pair != by_pair {
+            return Err(format!(
+                "{}: edges src={src} dst={dst} differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                at(),
+                m.by_pair,
+                by_pair
+            ));
         }
     }
     Ok(())
@@ -701,7 +754,17 @@ fn raw_record(shape: Shape) -> impl Strategy<Value = RawRecord> {
         0..STATUSES.len(),
     )
         .prop_map(
-            |(gap, lag, edge_choice, random_edge, src_port, bytes_out, bytes_in, packets, status)| RawRecord {
+            |(
+                gap,
+                lag,
+                edge_choice,
+                random_edge,
+                src_port,
+                bytes_out,
+                bytes_in,
+                packets,
+                status,
+            )| RawRecord {
                 gap,
                 lag,
                 edge_choice,
@@ -716,7 +779,11 @@ fn raw_record(shape: Shape) -> impl Strategy<Value = RawRecord> {
 }
 
 fn raw_step() -> impl Strategy<Value = RawStep> {
-    (1..8usize, prop_oneof![6 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)], 1..15u64)
+    (
+        1..8usize,
+        prop_oneof![6 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)],
+        1..15u64,
+    )
         .prop_map(|(size, mode, jump)| RawStep { size, mode, jump })
 }
 
@@ -772,18 +839,19 @@ fn build_script(
         for e in now {
             max_ts = Some(max_ts.map_or(e.ts, |m| m.max(e.ts)));
         }
-        let watermark_frontier = max_ts.map_or(0, |m| time.frontier_for_watermark(m.saturating_sub(lateness)));
+        let watermark_frontier = max_ts.map_or(0, |m| {
+            time.frontier_for_watermark(m.saturating_sub(lateness))
+        });
         let next = match step.mode {
             0 => frontier.max(watermark_frontier),
             1 => frontier,
             _ => frontier.max(watermark_frontier) + step.jump * TICK,
         };
-        // Reads: the last complete as_of, the previous frontier, and one in between.
+        // Reads: the last complete as_of and the previous frontier.
         let mut reads = BTreeSet::new();
         if next > frontier {
             reads.insert(next - TICK);
             reads.insert(frontier);
-            reads.insert(time.floor(frontier + (next - frontier) / 2));
         }
         phases.push(Phase {
             events: now.to_vec(),
@@ -796,7 +864,11 @@ fn build_script(
     // After input ends: the frontier moves past every record and past the longest window, so
     // everything has also left again. Read at interesting as_ofs across the whole history:
     // when each record entered, and the tick before and at which it leaves each window.
-    let max_own = events.iter().map(|e| time.own_time(e.ts)).max().unwrap_or(0);
+    let max_own = events
+        .iter()
+        .map(|e| time.own_time(e.ts))
+        .max()
+        .unwrap_or(0);
     let final_frontier = frontier.max(max_own) + longest + TICK;
     let mut candidates = BTreeSet::new();
     let mut entry_frontier = 0;
@@ -815,10 +887,31 @@ fn build_script(
         }
     }
     candidates.insert(final_frontier - TICK);
-    let candidates: Vec<Millis> = candidates.into_iter().filter(|&t| t < final_frontier).collect();
-    // At most 40 of them, evenly spread.
-    let stride = candidates.len().div_ceil(40).max(1);
-    let final_reads: Vec<Millis> = candidates.iter().copied().step_by(stride).collect();
+    let candidates: Vec<Millis> = candidates
+        .into_iter()
+        .filter(|&t| t < final_frontier)
+        .collect();
+    // At most 30 of them, evenly spread.
+    let stride = candidates.len().div_ceil(30).max(1);
+    let mut final_reads: BTreeSet<Millis> = candidates.iter().copied().step_by(stride).collect();
+    // Always: the first as_of that sees every record, the frontier before input ended, and
+    // the last as_of (by when everything has left every window).
+    let all_in = phases
+        .iter()
+        .scan(0, |frontier, phase| {
+            let entries: Vec<Millis> = phase
+                .events
+                .iter()
+                .map(|e| time.own_time(e.ts).max(*frontier))
+                .collect();
+            *frontier = phase.advance_to;
+            Some(entries)
+        })
+        .flatten()
+        .max()
+        .unwrap_or(0);
+    final_reads.extend([all_in, frontier, final_frontier - TICK]);
+    let final_reads: Vec<Millis> = final_reads.into_iter().collect();
     phases.push(Phase {
         events: Vec::new(),
         advance_to: final_frontier,
@@ -839,7 +932,12 @@ fn build_script(
 
 fn script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
     (
-        prop_oneof![Just(0u64), 0..20_000u64, Just(1_700_000_000_000u64), 1_700_000_000_000..1_700_000_020_000u64],
+        prop_oneof![
+            Just(0u64),
+            0..20_000u64,
+            Just(1_700_000_000_000u64),
+            1_700_000_000_000..1_700_000_020_000u64
+        ],
         prop_oneof![Just(0u64), Just(1_000u64), Just(2_500u64), Just(5_000u64)],
         prop::collection::vec(edge_idx(), 1..6),
         prop::collection::vec(raw_record(shape), 1..40),
@@ -851,7 +949,13 @@ fn script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
         })
 }
 
+/// `cases` per property, unless `PROPTEST_CASES` asks for another number (for a deeper
+/// run: `PROPTEST_CASES=500 cargo test -p flowscope-queries --test graph_oracle`).
 fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     ProptestConfig {
         cases,
         max_shrink_iters: 200,
@@ -956,8 +1060,8 @@ fn row(
 ///   3000) and B→C:443/udp at 500 (own time 1000); both enter at 6000 and are still inside
 ///   the 10 s window then (they leave it at 13000 and 11000). The frontier moves to 8000.
 /// * phase 2 only moves the frontier to 15000.
-/// * phase 3 sends A→B:80/tcp at 900 — minutes... well, 14 s late: beyond every window —
-///   and moves the frontier to 20000.
+/// * phase 3 sends A→B:80/tcp at 900 at frontier 15000: it would have left the 10 s window
+///   at 11000, so it must never appear; the frontier moves to 20000.
 fn hand_script() -> Script {
     let (a, b, c) = (a(), b(), c());
     let tcp = Proto::Tcp;
@@ -1016,20 +1120,41 @@ fn hand_expected(as_of: Millis, window: Millis) -> Vec<EdgeRow> {
         (4_000, 10_000) => vec![row(a, b, 80, tcp, 4, 116, 221, 7, 1, 999, 3_000)],
         // [2000, 5000): 2999, 3000 and C→A at 4200. The late 2500 has not entered yet.
         (5_000, 3_000) => vec![row(a, b, 80, tcp, 2, 6, 1, 2, 1, 2_999, 3_000), ca.clone()],
-        (5_000, 10_000) => vec![row(a, b, 80, tcp, 4, 116, 221, 7, 1, 999, 3_000), ca.clone()],
+        (5_000, 10_000) => vec![
+            row(a, b, 80, tcp, 4, 116, 221, 7, 1, 999, 3_000),
+            ca.clone(),
+        ],
         // [3000, 6000): 3000 and 4200; the late 2500 entered at 6000 but is out of 3 s.
         (6_000, 3_000) => vec![ca.clone(), row(a, b, 80, tcp, 1, 1, 1, 1, 0, 3_000, 3_000)],
         // [0, 6000): everything sent so far, the late records included from 6000 on.
-        (6_000, 10_000) => vec![row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000), ca.clone(), bc.clone()],
+        (6_000, 10_000) => vec![
+            row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000),
+            ca.clone(),
+            bc.clone(),
+        ],
         // [4000, 7000): only C→A.
         (7_000, 3_000) => vec![ca.clone()],
-        (7_000, 10_000) => vec![row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000), ca.clone(), bc.clone()],
+        (7_000, 10_000) => vec![
+            row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000),
+            ca.clone(),
+            bc.clone(),
+        ],
         // [0, 10000): same.
-        (10_000, 10_000) => vec![row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000), ca.clone(), bc.clone()],
+        (10_000, 10_000) => vec![
+            row(a, b, 80, tcp, 5, 166, 281, 12, 2, 999, 3_000),
+            ca.clone(),
+            bc.clone(),
+        ],
         // [1000, 11000): 999 and the late 500 have left.
-        (11_000, 10_000) => vec![row(a, b, 80, tcp, 4, 66, 81, 10, 2, 1_500, 3_000), ca.clone()],
+        (11_000, 10_000) => vec![
+            row(a, b, 80, tcp, 4, 66, 81, 10, 2, 1_500, 3_000),
+            ca.clone(),
+        ],
         // [2000, 12000): 2500 (late), 2999, 3000.
-        (12_000, 10_000) => vec![row(a, b, 80, tcp, 3, 56, 61, 7, 2, 2_500, 3_000), ca.clone()],
+        (12_000, 10_000) => vec![
+            row(a, b, 80, tcp, 3, 56, 61, 7, 2, 2_500, 3_000),
+            ca.clone(),
+        ],
         // [3000, 13000): 3000 only.
         (13_000, 10_000) => vec![ca.clone(), row(a, b, 80, tcp, 1, 1, 1, 1, 0, 3_000, 3_000)],
         // [4000, 14000): C→A only; [5000, 15000) and later: nothing (the record at 900 that
@@ -1047,7 +1172,10 @@ fn hand_example_exact_numbers_on_1_2_4_workers() {
     let entries = script.entries();
     // The entry times the source gives: own time, or the frontier for the late ones.
     let entry_times: Vec<Millis> = entries.iter().map(|(_, t)| *t).collect();
-    assert_eq!(entry_times, vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 6_000, 15_000]);
+    assert_eq!(
+        entry_times,
+        vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 6_000, 15_000]
+    );
 
     for workers in [1, 2, 4] {
         let merged = run_dataflow(&script, workers);
@@ -1060,14 +1188,43 @@ fn hand_example_exact_numbers_on_1_2_4_workers() {
                 m.as_of, m.window
             );
             // The oracle agrees with the hand computation too.
-            let oracle = Oracle::filtered(&ORACLE.edges(&entries, script.tick, m.as_of, m.window), None, None);
-            assert_eq!(oracle, expected, "oracle vs hand-computed at as_of={} window={}", m.as_of, m.window);
+            let oracle = Oracle::filtered(
+                &ORACLE.edges(&entries, script.tick, m.as_of, m.window),
+                None,
+                None,
+            );
+            assert_eq!(
+                oracle, expected,
+                "oracle vs hand-computed at as_of={} window={}",
+                m.as_of, m.window
+            );
         }
         // Host view of A at as_of 6000, 10 s window: out A→B, in C→A.
-        let m = merged.iter().find(|m| (m.as_of, m.window) == (6_000, 10_000)).unwrap();
+        let m = merged
+            .iter()
+            .find(|m| (m.as_of, m.window) == (6_000, 10_000))
+            .unwrap();
         let host_a = &m.hosts[0];
-        assert_eq!(host_a.out_edges, vec![row(a(), b(), 80, Proto::Tcp, 5, 166, 281, 12, 2, 999, 3_000)]);
-        assert_eq!(host_a.in_edges, vec![row(c(), a(), 22, Proto::Tcp, 1, 7, 8, 4, 1, 4_200, 4_200)]);
+        assert_eq!(
+            host_a.out_edges,
+            vec![row(
+                a(),
+                b(),
+                80,
+                Proto::Tcp,
+                5,
+                166,
+                281,
+                12,
+                2,
+                999,
+                3_000
+            )]
+        );
+        assert_eq!(
+            host_a.in_edges,
+            vec![row(c(), a(), 22, Proto::Tcp, 1, 7, 8, 4, 1, 4_200, 4_200)]
+        );
         let summary = HostSummary::from_edges(a(), host_a);
         assert_eq!(
             summary,
@@ -1089,47 +1246,193 @@ fn hand_example_exact_numbers_on_1_2_4_workers() {
     }
 }
 
-/// The comparison is not vacuous: oracles with plausible mistakes disagree with the dataflow
-/// on the hand example.
+/// Late records right at the edge of the retention: entering at frontier 20000 with a 10 s
+/// longest window, a record at 10000 (own time 11000, leaves at 21000) is still in the 10 s
+/// window at as_of 20000, and one at 9999 (own time 10000, leaves at 20000) never is.
 #[test]
-fn wrong_oracles_are_caught() {
-    fn start_exclusive(e: &Event, entry: Millis, as_of: Millis, window: Millis, _tick: Millis) -> bool {
+fn late_records_at_the_retention_edge() {
+    let (a, b, c) = (a(), b(), c());
+    let tcp = Proto::Tcp;
+    let script = Script {
+        tick: 1_000,
+        windows: vec![3_000, 10_000],
+        phases: vec![
+            Phase {
+                events: vec![ev(10_500, a, b, 80, tcp, 1, 2, 3, Status::Established)],
+                advance_to: 20_000,
+                reads: vec![11_000, 19_000],
+            },
+            Phase {
+                events: vec![
+                    ev(10_000, a, c, 80, tcp, 4, 5, 6, Status::Failed),
+                    ev(9_999, a, c, 80, tcp, 40, 50, 60, Status::Established),
+                ],
+                advance_to: 22_000,
+                reads: vec![19_000, 20_000, 21_000],
+            },
+        ],
+        hosts: vec![a, c],
+    };
+    let ab = row(a, b, 80, tcp, 1, 1, 2, 3, 0, 10_500, 10_500);
+    let ac = row(a, c, 80, tcp, 1, 4, 5, 6, 1, 10_000, 10_000);
+    for workers in [1, 2, 4] {
+        let merged = run_dataflow(&script, workers);
+        for m in &merged {
+            let expected = match (m.phase, m.as_of, m.window) {
+                (_, 11_000 | 19_000, 10_000) => vec![ab.clone()],
+                (_, 11_000, 3_000) => vec![ab.clone()],
+                (1, 20_000, 10_000) => vec![ac.clone(), ab.clone()],
+                _ => vec![],
+            };
+            assert_eq!(
+                m.all, expected,
+                "workers={workers} as_of={} window={}",
+                m.as_of, m.window
+            );
+        }
+        compare(&script, &merged, ORACLE, workers).unwrap();
+    }
+}
+
+/// Oracles with plausible mistakes, to show that the comparison is not vacuous.
+fn wrong_rules() -> [(&'static str, Rule); 6] {
+    fn start_exclusive(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        _tick: Millis,
+    ) -> bool {
         entry <= as_of && e.ts < as_of && e.ts + window > as_of
     }
-    fn one_tick_shorter(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+    fn one_tick_shorter(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        tick: Millis,
+    ) -> bool {
         entry <= as_of && e.ts < as_of && e.ts + window >= as_of + tick
     }
-    fn one_tick_longer(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+    fn one_tick_longer(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        tick: Millis,
+    ) -> bool {
         entry <= as_of && e.ts < as_of && e.ts + window + tick >= as_of
     }
-    fn late_at_own_time(e: &Event, _entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+    fn late_at_own_time(
+        e: &Event,
+        _entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        tick: Millis,
+    ) -> bool {
         // Ignores lateness: as if every record had entered at its own time.
         let own = (e.ts / tick) * tick + tick;
         own <= as_of && e.ts < as_of && e.ts + window >= as_of
     }
-    fn leaves_from_entry(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+    fn leaves_from_entry(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        tick: Millis,
+    ) -> bool {
         // A late record leaving its windows counted from its entry time rather than its ts
         // (the same as the real rule for records that are not late).
         entry <= as_of && e.ts < as_of && entry - tick + window >= as_of
     }
-    fn drops_all_late(e: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool {
+    fn drops_all_late(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        tick: Millis,
+    ) -> bool {
         let own = (e.ts / tick) * tick + tick;
         entry == own && visible(e, entry, as_of, window, tick)
     }
-    let wrong: [(&str, Rule); 6] = [
+    [
         ("window start exclusive", start_exclusive),
         ("window one tick shorter", one_tick_shorter),
         ("window one tick longer", one_tick_longer),
         ("late records at their own time", late_at_own_time),
-        ("late records leave counted from their entry", leaves_from_entry),
+        (
+            "late records leave counted from their entry",
+            leaves_from_entry,
+        ),
         ("late records dropped", drops_all_late),
-    ];
+    ]
+}
+
+/// The comparison is not vacuous: every wrong oracle disagrees with the dataflow on the
+/// hand example.
+#[test]
+fn wrong_oracles_are_caught_on_the_hand_example() {
     let script = hand_script();
     let merged = run_dataflow(&script, 2);
     compare(&script, &merged, ORACLE, 2).unwrap();
-    for (name, rule) in wrong {
+    for (name, rule) in wrong_rules() {
         let result = compare(&script, &merged, Oracle { rule }, 2);
         assert!(result.is_err(), "the wrong oracle ({name}) was not caught");
+    }
+}
+
+/// The generated scripts are sharp enough too: over a few of them (the first ones of a
+/// deterministic runner), every wrong oracle is caught at least once.
+#[test]
+fn wrong_oracles_are_caught_on_generated_scripts() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    // Two more that only touch the longest window, which the dataflow implements by
+    // retraction rather than by a filter at read time.
+    fn longest_one_tick_longer(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        tick: Millis,
+    ) -> bool {
+        let longer = if window == 30_000 { tick } else { 0 };
+        entry <= as_of && e.ts < as_of && e.ts + window + longer >= as_of
+    }
+    fn longest_one_tick_shorter(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        tick: Millis,
+    ) -> bool {
+        let shorter = if window == 30_000 { tick } else { 0 };
+        entry <= as_of && e.ts < as_of && e.ts + window >= as_of + shorter
+    }
+    let mut rules: Vec<(&str, Rule)> = wrong_rules().to_vec();
+    rules.push(("30 s window one tick longer", longest_one_tick_longer));
+    rules.push(("30 s window one tick shorter", longest_one_tick_shorter));
+    let mut caught = vec![0usize; rules.len()];
+    for shape in [Shape::Jittered, Shape::VeryLate] {
+        let mut runner = TestRunner::deterministic();
+        let strategy = script_strategy(shape);
+        for _ in 0..6 {
+            let script = strategy.new_tree(&mut runner).unwrap().current();
+            let merged = run_dataflow(&script, 1);
+            compare(&script, &merged, ORACLE, 1).unwrap();
+            for (i, (_, rule)) in rules.iter().enumerate() {
+                let rule = *rule;
+                if compare(&script, &merged, Oracle { rule }, 1).is_err() {
+                    caught[i] += 1;
+                }
+            }
+        }
+    }
+    for ((name, _), n) in rules.iter().zip(&caught) {
+        assert!(
+            *n > 0,
+            "the wrong oracle ({name}) was never caught by generated scripts"
+        );
     }
 }
 
@@ -1156,6 +1459,12 @@ fn late_shape_produces_both_kinds_of_late_records() {
             }
         }
     }
-    assert!(late_in_window > 10, "only {late_in_window} late records inside the window");
-    assert!(late_out > 10, "only {late_out} late records beyond every window");
+    assert!(
+        late_in_window > 10,
+        "only {late_in_window} late records inside the window"
+    );
+    assert!(
+        late_out > 10,
+        "only {late_out} late records beyond every window"
+    );
 }

@@ -3,10 +3,11 @@
 
 use super::native::{NativeField, NativeFields};
 use super::value::Raw;
-use crate::error::ParseError;
+use crate::error::{rejected_header, ParseError};
 use csv::{ReaderBuilder, StringRecord, Terminator, Trim};
 use flowscope_events::Event;
 
+#[derive(Debug)]
 pub(crate) struct CsvDecoder {
     builder: ReaderBuilder,
     /// Reused between lines to keep its allocations.
@@ -14,6 +15,7 @@ pub(crate) struct CsvDecoder {
     header: Header,
 }
 
+#[derive(Debug)]
 enum Header {
     /// No non-blank line seen yet: the next one is the header.
     Awaiting,
@@ -23,6 +25,7 @@ enum Header {
 }
 
 /// What the header row says each column holds.
+#[derive(Debug)]
 struct Columns {
     /// The native field each column feeds, `None` for extra columns.
     fields: Vec<Option<NativeField>>,
@@ -62,7 +65,7 @@ impl CsvDecoder {
                         Ok(None)
                     }
                     Err(err) => {
-                        *header = Header::Broken(format!("the CSV header was rejected: {err}"));
+                        *header = Header::Broken(rejected_header("CSV header", &err));
                         Err(err)
                     }
                 }
@@ -81,12 +84,16 @@ impl CsvDecoder {
     /// the header is unusable.
     pub(crate) fn reject_unreadable(&mut self, err: &ParseError) {
         if matches!(self.header, Header::Awaiting) {
-            self.header = Header::Broken(format!("the CSV header was unreadable: {err}"));
+            self.header = Header::Broken(rejected_header("CSV header", err));
         }
     }
 }
 
-fn read_one(builder: &ReaderBuilder, text: &str, record: &mut StringRecord) -> Result<(), ParseError> {
+fn read_one(
+    builder: &ReaderBuilder,
+    text: &str,
+    record: &mut StringRecord,
+) -> Result<(), ParseError> {
     match builder.from_reader(text.as_bytes()).read_record(record) {
         Ok(true) => Ok(()),
         Ok(false) => Err(ParseError::InvalidCsv {
@@ -119,7 +126,10 @@ impl Columns {
             Ok(Columns { fields })
         } else {
             Err(ParseError::MissingHeader {
-                detail: format!("the CSV header lacks required column(s) {}", missing.join(", ")),
+                detail: format!(
+                    "the CSV header lacks required column(s) {}",
+                    missing.join(", ")
+                ),
             })
         }
     }

@@ -24,12 +24,14 @@ const BYTE_ORDER_MARK: &[u8] = "\u{feff}".as_bytes();
 
 /// A stateful decoder for one stream of lines of one format: Zeek TSV and CSV remember
 /// the header they saw. Use one decoder per file or partition.
+#[derive(Debug)]
 pub struct Decoder {
     format: Format,
     state: State,
     at_start: bool,
 }
 
+#[derive(Debug)]
 enum State {
     Native,
     Zeek(ZeekDecoder),

@@ -57,7 +57,9 @@ impl NativeField {
     }
 
     pub(crate) fn from_name(name: &str) -> Option<NativeField> {
-        NativeField::ALL.into_iter().find(|field| field.name() == name)
+        NativeField::ALL
+            .into_iter()
+            .find(|field| field.name() == name)
     }
 
     pub(crate) fn is_required(self) -> bool {

@@ -136,7 +136,17 @@ mod tests {
 
     #[test]
     fn rejects_negative_non_numeric_and_out_of_range() {
-        for bad in ["-1.5", "", ".", "1.2.3", "abc", "NaN", "inf", "1e300", "253402300800"] {
+        for bad in [
+            "-1.5",
+            "",
+            ".",
+            "1.2.3",
+            "abc",
+            "NaN",
+            "inf",
+            "1e300",
+            "253402300800",
+        ] {
             assert_eq!(secs(bad), None, "{bad:?}");
         }
         assert_eq!(secs("253402300799.999"), Some(TS_LIMIT - 1));
@@ -154,7 +164,10 @@ mod tests {
     fn native_timestamps_are_integer_millis_or_rfc3339() {
         let ms = |raw| millis_timestamp("ts", raw).ok();
         assert_eq!(ms(Raw::Text("1700000000123")), Some(1_700_000_000_123));
-        assert_eq!(ms(Raw::Text("2023-11-14T22:13:20.123Z")), Some(1_700_000_000_123));
+        assert_eq!(
+            ms(Raw::Text("2023-11-14T22:13:20.123Z")),
+            Some(1_700_000_000_123)
+        );
         assert_eq!(ms(Raw::Text("1700000000.5")), None);
         let float: Number = serde_json::from_str("1.5").unwrap();
         assert_eq!(ms(Raw::Number(&float)), None);

@@ -61,7 +61,10 @@ impl<'a> Raw<'a> {
     }
 }
 
-pub(crate) fn required<'a>(field: &'static str, raw: Option<Raw<'a>>) -> Result<Raw<'a>, ParseError> {
+pub(crate) fn required<'a>(
+    field: &'static str,
+    raw: Option<Raw<'a>>,
+) -> Result<Raw<'a>, ParseError> {
     raw.ok_or(ParseError::MissingField { field })
 }
 
@@ -144,7 +147,9 @@ mod tests {
     #[test]
     fn ipv6_addresses_parse() {
         assert_eq!(
-            ip("dst_ip", Raw::Text("2606:4700::1111")).unwrap().to_string(),
+            ip("dst_ip", Raw::Text("2606:4700::1111"))
+                .unwrap()
+                .to_string(),
             "2606:4700::1111"
         );
     }

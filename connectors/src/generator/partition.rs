@@ -14,6 +14,7 @@ use std::time::Instant;
 
 /// One partition of the generator. Its events are a function of the config and the
 /// partition number alone.
+#[derive(Debug)]
 pub struct GeneratorPartition {
     topology: Topology,
     schedule: Schedule,
@@ -48,13 +49,22 @@ impl GeneratorPartition {
     /// its share.
     pub fn next_event(&mut self) -> Option<Event> {
         let due = self.schedule.due_ms(self.next_seq)?;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.checked_add(1)?;
         let lag = self.rng.gen_range(0..=self.disorder_ms);
-        Some(connection(&mut self.rng, &self.topology, due.saturating_sub(lag)))
+        Some(connection(
+            &mut self.rng,
+            &self.topology,
+            due.saturating_sub(lag),
+        ))
     }
 
     /// [`EventPartition::poll`] as if the wall clock read `now`.
-    pub(crate) fn poll_at(&mut self, now: Instant, max: usize, events: &mut Vec<Event>) -> PollStatus {
+    pub(crate) fn poll_at(
+        &mut self,
+        now: Instant,
+        max: usize,
+        events: &mut Vec<Event>,
+    ) -> PollStatus {
         let mut produced = 0;
         while produced < max && self.status_at(now) == PollStatus::Ready {
             match self.next_event() {
@@ -72,14 +82,21 @@ impl GeneratorPartition {
         };
         let elapsed_ms = now.saturating_duration_since(self.started).as_millis();
         match self.pace {
-            Pace::Realtime if u128::from(self.schedule.offset_ms(due)) > elapsed_ms => PollStatus::Pending,
+            Pace::Realtime if u128::from(self.schedule.offset_ms(due)) > elapsed_ms => {
+                PollStatus::Pending
+            }
             _ => PollStatus::Ready,
         }
     }
 }
 
 impl EventPartition for GeneratorPartition {
-    fn poll(&mut self, max: usize, events: &mut Vec<Event>, _dead: &mut Vec<DeadLetter>) -> PollStatus {
+    fn poll(
+        &mut self,
+        max: usize,
+        events: &mut Vec<Event>,
+        _dead: &mut Vec<DeadLetter>,
+    ) -> PollStatus {
         self.poll_at(Instant::now(), max, events)
     }
 
@@ -117,17 +134,29 @@ mod tests {
         let mut partition = GeneratorPartition::new(&realtime(1, 10), 0);
         let start = partition.started;
         let mut events = Vec::new();
-        assert_eq!(partition.poll_at(start, 100, &mut events), PollStatus::Pending);
+        assert_eq!(
+            partition.poll_at(start, 100, &mut events),
+            PollStatus::Pending
+        );
         assert_eq!(events.len(), 1, "the first event is due at once");
         let later = start + Duration::from_millis(450);
-        assert_eq!(partition.poll_at(later, 100, &mut events), PollStatus::Pending);
+        assert_eq!(
+            partition.poll_at(later, 100, &mut events),
+            PollStatus::Pending
+        );
         assert_eq!(events.len(), 5);
-        assert_eq!(partition.poll_at(later, 100, &mut events), PollStatus::Pending);
+        assert_eq!(
+            partition.poll_at(later, 100, &mut events),
+            PollStatus::Pending
+        );
         assert_eq!(events.len(), 5, "nothing more until the clock moves");
         let end = start + Duration::from_secs(3600);
         assert_eq!(partition.poll_at(end, 10, &mut events), PollStatus::Ready);
         assert_eq!(events.len(), 15);
-        assert_eq!(partition.poll_at(end, 1000, &mut events), PollStatus::Finished);
+        assert_eq!(
+            partition.poll_at(end, 1000, &mut events),
+            PollStatus::Finished
+        );
         assert_eq!(events.len(), 100);
         assert_eq!(partition.next_offset(), 100);
     }
@@ -142,10 +171,19 @@ mod tests {
         let mut events = Vec::new();
         let start = partition.started;
         assert_eq!(partition.poll_at(start, 60, &mut events), PollStatus::Ready);
-        assert_eq!(partition.poll_at(start, 60, &mut events), PollStatus::Finished);
+        assert_eq!(
+            partition.poll_at(start, 60, &mut events),
+            PollStatus::Finished
+        );
         assert_eq!(events.len(), 100);
-        assert_eq!(partition.poll_at(start, 60, &mut events), PollStatus::Finished);
-        assert_eq!(partition.poll_at(start, 0, &mut events), PollStatus::Finished);
+        assert_eq!(
+            partition.poll_at(start, 60, &mut events),
+            PollStatus::Finished
+        );
+        assert_eq!(
+            partition.poll_at(start, 0, &mut events),
+            PollStatus::Finished
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ mod tests {
     #[test]
     fn log_uniform_stays_in_range_and_spans_magnitudes() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let values: Vec<u64> = (0..10_000).map(|_| log_uniform(&mut rng, 10, 1_000_000)).collect();
+        let values: Vec<u64> = (0..10_000)
+            .map(|_| log_uniform(&mut rng, 10, 1_000_000))
+            .collect();
         assert!(values.iter().all(|v| (10..=1_000_000).contains(v)));
         assert!(values.iter().filter(|&&v| v < 100).count() > 1000);
         assert!(values.iter().filter(|&&v| v > 100_000).count() > 1000);

@@ -5,6 +5,7 @@ use super::GeneratorConfig;
 use crate::time::TS_LIMIT;
 use flowscope_events::Millis;
 
+#[derive(Debug)]
 pub(crate) struct Schedule {
     start_ms: Millis,
     rate: u64,
@@ -19,7 +20,9 @@ impl Schedule {
         let partitions = config.partitions.max(1);
         // A partition the config does not have owns nothing.
         let share = if partition < partitions {
-            config.count.map(|count| share_of(count, partitions, partition))
+            config
+                .count
+                .map(|count| share_of(count, partitions, partition))
         } else {
             Some(0)
         };

@@ -36,7 +36,9 @@ pub(crate) const POPULAR: [IpAddr; 8] = [
     IpAddr::V6(Ipv6Addr::new(0x2606, 0x4700, 0, 0, 0, 0, 0, 0x1111)),
     IpAddr::V4(Ipv4Addr::new(142, 250, 185, 78)),
     IpAddr::V4(Ipv4Addr::new(151, 101, 1, 69)),
-    IpAddr::V6(Ipv6Addr::new(0x2a00, 0x1450, 0x4001, 0x82b, 0, 0, 0, 0x200e)),
+    IpAddr::V6(Ipv6Addr::new(
+        0x2a00, 0x1450, 0x4001, 0x82b, 0, 0, 0, 0x200e,
+    )),
     IpAddr::V4(Ipv4Addr::new(104, 16, 132, 229)),
     IpAddr::V4(Ipv4Addr::new(13, 107, 42, 14)),
     IpAddr::V6(Ipv6Addr::new(0x2620, 0x1ec, 0xc11, 0, 0, 0, 0, 0x200)),
@@ -52,7 +54,7 @@ pub(crate) const BULK_SINKS: [IpAddr; 3] = [
 /// Size of the pool that clients' usual destinations are drawn from.
 const EXTERNAL_POOL: u32 = 256;
 /// How many usual destinations each client has.
-pub(crate) const USUAL_EXTERNALS: u32 = 12;
+pub(crate) const USUAL_EXTERNALS: u32 = 9;
 /// First octets of public IPv4 space the pool is drawn from (no private or reserved
 /// ranges among them).
 const PUBLIC_FIRST_OCTETS: [u8; 12] = [13, 23, 34, 35, 52, 54, 104, 142, 151, 157, 185, 199];
@@ -73,6 +75,7 @@ pub(crate) struct Scanner {
     pub(crate) subnet: [u8; 3],
 }
 
+#[derive(Debug)]
 pub(crate) struct Topology {
     seed: u64,
     hosts: u32,
@@ -157,7 +160,9 @@ impl Topology {
     pub(crate) fn client_v6(&self, client: u32) -> IpAddr {
         let department = u16::try_from(client / DEPARTMENT_SIZE).unwrap_or(u16::MAX);
         let host = u16::try_from(10 + client % DEPARTMENT_SIZE).unwrap_or(10);
-        IpAddr::V6(Ipv6Addr::new(0xfd00, 0xf10e, 0x5c0e, department, 0, 0, 0, host))
+        IpAddr::V6(Ipv6Addr::new(
+            0xfd00, 0xf10e, 0x5c0e, department, 0, 0, 0, host,
+        ))
     }
 
     /// The client's address of the same family as `peer`.
@@ -170,7 +175,12 @@ impl Topology {
 
     pub(crate) fn server(&self, tier: Tier, index: u32) -> IpAddr {
         let index = index % self.tier_size(tier).max(1);
-        IpAddr::V4(Ipv4Addr::new(10, tier as u8, octet(index / 250), octet(1 + index % 250)))
+        IpAddr::V4(Ipv4Addr::new(
+            10,
+            tier as u8,
+            octet(index / 250),
+            octet(1 + index % 250),
+        ))
     }
 
     /// The `k`th web server that department `department` uses: two of its own and two
@@ -217,11 +227,12 @@ fn hash_below(hash: u64, n: u32) -> u32 {
     u32::try_from(hash % u64::from(n.max(1))).unwrap_or(0)
 }
 
-/// A public address derived from `hash`: one in five IPv6 (in 2600::/12 or 2a00::/12),
+/// A public address derived from `hash`: about one in five IPv6 (in 2600::/12 or 2a00::/12),
 /// the rest IPv4 in well-known provider ranges.
 fn public_address(hash: u64) -> IpAddr {
     let [a, b, c, d, e, f, g, h] = hash.to_be_bytes();
-    if hash % 5 == 0 {
+    // The top four bits decide the family: 3 in 16 IPv6.
+    if hash >> 60 < 3 {
         let prefix = if a & 1 == 0 { 0x2600 } else { 0x2a00 };
         IpAddr::V6(Ipv6Addr::new(
             prefix | u16::from(b & 0x0f),
@@ -253,7 +264,10 @@ mod tests {
         assert_eq!(topology.client_v4(199).to_string(), "10.0.2.109");
         assert_eq!(topology.client_v4(25_499).to_string(), "10.0.255.109");
         assert_eq!(topology.client_v4(25_500).to_string(), "10.16.0.10");
-        assert_eq!(topology.client_v4(MAX_HOSTS - 1).to_string(), "10.249.96.109");
+        assert_eq!(
+            topology.client_v4(MAX_HOSTS - 1).to_string(),
+            "10.249.96.109"
+        );
         assert_eq!(topology.client_v6(123).to_string(), "fd00:f10e:5c0e:1::21");
         let mut seen = std::collections::BTreeSet::new();
         for client in (0..MAX_HOSTS).step_by(97) {

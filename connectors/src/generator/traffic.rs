@@ -4,7 +4,8 @@
 
 use super::sample::{chance, ephemeral_port, log_uniform, pick, skewed};
 use super::topology::{
-    Tier, Topology, BULK_SINKS, DIRECTORY, DNS, MAIL, MONITOR, NTP, POPULAR, USUAL_EXTERNALS,
+    Tier, Topology, BULK_SINKS, DEPARTMENT_SIZE, DIRECTORY, DNS, MAIL, MONITOR, NTP, POPULAR,
+    USUAL_EXTERNALS,
 };
 use flowscope_events::{Event, Millis, Proto, Status};
 use rand::Rng;
@@ -106,11 +107,16 @@ const NTP_SYNC: Profile = profile((48, 48), (48, 48), (1, 40));
 const DIRECTORY_CALL: Profile = profile((150, 4_000), (150, 12_000), (2, 800));
 const MAIL_SESSION: Profile = profile((300, 200_000), (500, 2_000_000), (50, 60_000));
 const INTERNET: Profile = profile((400, 60_000), (1_000, 8_000_000), (20, 120_000));
-const ADMIN_SESSION: Profile = profile((2_000, 2_000_000), (3_000, 20_000_000), (10_000, 3_600_000));
+const ADMIN_SESSION: Profile =
+    profile((2_000, 2_000_000), (3_000, 20_000_000), (10_000, 3_600_000));
 const ECHO: Profile = profile((64, 1_500), (64, 1_500), (1, 50));
 const PROBE: Profile = profile((1, 60), (1, 60), (1, 5));
 /// Tens of megabytes out: backups, or exfiltration.
-const UPLOAD: Profile = profile((10_000_000, 80_000_000), (5_000, 300_000), (20_000, 900_000));
+const UPLOAD: Profile = profile(
+    (10_000_000, 80_000_000),
+    (5_000, 300_000),
+    (20_000, 900_000),
+);
 
 /// Ports a scanner tries.
 const SCAN_PORTS: [u16; 32] = [
@@ -151,7 +157,7 @@ pub(crate) fn connection(rng: &mut impl Rng, topology: &Topology, ts: Millis) ->
     let (endpoints, outcomes, profile) = match pick(rng, &KINDS) {
         Kind::ClientWeb => {
             let client = rng.gen_range(0..topology.hosts());
-            let department = client / super::topology::DEPARTMENT_SIZE;
+            let department = client / DEPARTMENT_SIZE;
             let web = topology.department_web(department, skewed(rng, 4));
             let port = pick(rng, &[(443, 85), (80, 15)]);
             let endpoints = Endpoints::tcp(
@@ -227,7 +233,11 @@ pub(crate) fn connection(rng: &mut impl Rng, topology: &Topology, ts: Millis) ->
                 IpAddr::V6(_) => 443,
             };
             let src = topology.client_towards(client, dst);
-            (Endpoints::tcp(rng, src, dst, port), EXTERNAL_OUTCOMES, INTERNET)
+            (
+                Endpoints::tcp(rng, src, dst, port),
+                EXTERNAL_OUTCOMES,
+                INTERNET,
+            )
         }
         Kind::Admin => {
             let admin = topology.client_v4(rng.gen_range(0..topology.admins()));

@@ -6,6 +6,7 @@ use crate::dead_letter::{DeadLetter, Position};
 use crate::decode::{Decoder, MAX_RECORD_BYTES};
 use crate::format::Format;
 use flowscope_events::Event;
+use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -45,7 +46,11 @@ impl FilePartition {
         if file.metadata().map_err(open_error)?.is_dir() {
             return Err(open_error(io::Error::other("is a directory")));
         }
-        Ok(FilePartition::from_reader(path.display().to_string(), file, format))
+        Ok(FilePartition::from_reader(
+            path.display().to_string(),
+            file,
+            format,
+        ))
     }
 
     /// Reads records from any byte stream, e.g. standard input; `source` names it in
@@ -55,7 +60,8 @@ impl FilePartition {
         reader: impl Read + Send + 'static,
         format: Format,
     ) -> FilePartition {
-        let buffered: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(64 * 1024, reader));
+        let buffered: Box<dyn BufRead + Send> =
+            Box::new(BufReader::with_capacity(64 * 1024, reader));
         FilePartition {
             source: source.into(),
             lines: LineReader::new(buffered, MAX_RECORD_BYTES),
@@ -71,6 +77,17 @@ impl FilePartition {
     }
 }
 
+impl fmt::Debug for FilePartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilePartition")
+            .field("source", &self.source)
+            .field("format", &self.decoder.format())
+            .field("next_line", &self.next_line)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
 fn position(source: &str, line: u64) -> Position {
     Position {
         source: source.to_string(),
@@ -82,7 +99,12 @@ fn position(source: &str, line: u64) -> Position {
 impl EventPartition for FilePartition {
     /// Reads at most `max` lines, so that a run of blank or header lines cannot hold the
     /// caller up either.
-    fn poll(&mut self, max: usize, events: &mut Vec<Event>, dead: &mut Vec<DeadLetter>) -> PollStatus {
+    fn poll(
+        &mut self,
+        max: usize,
+        events: &mut Vec<Event>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> PollStatus {
         let mut read = 0;
         while !self.finished && read < max {
             let number = self.next_line;
@@ -96,7 +118,11 @@ impl EventPartition for FilePartition {
                             Ok(Some(event)) => events.push(event),
                             Ok(None) => {}
                             Err(err) => {
-                                dead.push(DeadLetter::new(&err, position(&self.source, number), bytes));
+                                dead.push(DeadLetter::new(
+                                    &err,
+                                    position(&self.source, number),
+                                    bytes,
+                                ));
                             }
                         },
                         Line::TooLong { head, len } => {
@@ -118,7 +144,13 @@ impl EventPartition for FilePartition {
                         name: self.source.clone(),
                         source,
                     };
-                    dead.push(DeadLetter::from_prefix(IO_ERROR_REASON, err.to_string(), position(&self.source, number), &[], 0));
+                    dead.push(DeadLetter::from_prefix(
+                        IO_ERROR_REASON,
+                        err.to_string(),
+                        position(&self.source, number),
+                        &[],
+                        0,
+                    ));
                     self.finished = true;
                 }
             }

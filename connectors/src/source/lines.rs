@@ -16,7 +16,10 @@ pub(crate) struct LineReader<R> {
 pub(crate) enum Line<'a> {
     Complete(&'a [u8]),
     /// A line longer than the limit: its first bytes and its full length.
-    TooLong { head: &'a [u8], len: u64 },
+    TooLong {
+        head: &'a [u8],
+        len: u64,
+    },
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -62,9 +65,14 @@ impl<R: BufRead> LineReader<R> {
                 self.line.truncate(MAX_DEAD_LETTER_BYTES);
             }
             // Past the limit only the dead letter's excerpt is worth keeping.
-            let cap = if overflowed { MAX_DEAD_LETTER_BYTES } else { keep };
+            let cap = if overflowed {
+                MAX_DEAD_LETTER_BYTES
+            } else {
+                keep
+            };
             let take = cap.saturating_sub(self.line.len()).min(part.len());
-            self.line.extend_from_slice(part.get(..take).unwrap_or(part));
+            self.line
+                .extend_from_slice(part.get(..take).unwrap_or(part));
             let used = part.len() + usize::from(newline.is_some());
             self.inner.consume(used);
             if newline.is_some() {
@@ -104,7 +112,9 @@ mod tests {
         while let Some(line) = lines.next_line().unwrap() {
             out.push(match line {
                 Line::Complete(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
-                Line::TooLong { head, len } => Err((String::from_utf8_lossy(head).into_owned(), len)),
+                Line::TooLong { head, len } => {
+                    Err((String::from_utf8_lossy(head).into_owned(), len))
+                }
             });
         }
         out
@@ -113,7 +123,15 @@ mod tests {
     #[test]
     fn splits_lf_crlf_and_a_final_line_without_newline() {
         let got = lines(b"one\r\ntwo\n\nthree", 100);
-        assert_eq!(got, [Ok("one".into()), Ok("two".into()), Ok("".into()), Ok("three".into())]);
+        assert_eq!(
+            got,
+            [
+                Ok("one".into()),
+                Ok("two".into()),
+                Ok("".into()),
+                Ok("three".into())
+            ]
+        );
         assert!(lines(b"", 100).is_empty());
         assert_eq!(lines(b"\n", 100), [Ok(String::new())]);
     }
@@ -140,7 +158,10 @@ mod tests {
         let expected_len = u64::try_from(MAX_DEAD_LETTER_BYTES * 3).unwrap();
         assert_eq!(
             got,
-            [Err(("a".repeat(MAX_DEAD_LETTER_BYTES), expected_len)), Ok("next".into())]
+            [
+                Err(("a".repeat(MAX_DEAD_LETTER_BYTES), expected_len)),
+                Ok("next".into())
+            ]
         );
     }
 }

@@ -14,7 +14,12 @@ pub trait EventPartition: Send {
     /// Appends up to `max` decoded events to `events` and dead letters to `dead`; never
     /// blocks for long. Records appended by the call that returns
     /// [`PollStatus::Finished`] are as valid as any others.
-    fn poll(&mut self, max: usize, events: &mut Vec<Event>, dead: &mut Vec<DeadLetter>) -> PollStatus;
+    fn poll(
+        &mut self,
+        max: usize,
+        events: &mut Vec<Event>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> PollStatus;
 
     /// The next offset this partition will read (for status pages).
     fn next_offset(&self) -> u64;

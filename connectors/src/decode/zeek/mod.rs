@@ -10,7 +10,7 @@ use crate::error::ParseError;
 use flowscope_events::Event;
 use tsv::TsvDecoder;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct ZeekDecoder {
     tsv: TsvDecoder,
 }

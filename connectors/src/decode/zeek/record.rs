@@ -62,14 +62,20 @@ impl ZeekField {
     }
 
     pub(crate) fn from_name(name: &str) -> Option<ZeekField> {
-        ZeekField::ALL.into_iter().find(|field| field.name() == name)
+        ZeekField::ALL
+            .into_iter()
+            .find(|field| field.name() == name)
     }
 
     /// Without these a record is useless; every other field may be unset.
     pub(crate) fn is_required(self) -> bool {
         matches!(
             self,
-            ZeekField::Ts | ZeekField::OrigH | ZeekField::OrigP | ZeekField::RespH | ZeekField::RespP
+            ZeekField::Ts
+                | ZeekField::OrigH
+                | ZeekField::OrigP
+                | ZeekField::RespH
+                | ZeekField::RespP
         )
     }
 }

@@ -5,9 +5,10 @@
 
 use super::record::{ZeekField, ZeekFields};
 use crate::decode::value::Raw;
-use crate::error::ParseError;
+use crate::error::{rejected_header, ParseError};
 use flowscope_events::Event;
 
+#[derive(Debug)]
 pub(crate) struct TsvDecoder {
     separator: String,
     empty_field: String,
@@ -15,6 +16,7 @@ pub(crate) struct TsvDecoder {
     columns: Columns,
 }
 
+#[derive(Debug)]
 enum Columns {
     /// No `#fields` header seen yet.
     Unknown,
@@ -25,6 +27,7 @@ enum Columns {
 }
 
 /// What a `#fields` header says each column holds.
+#[derive(Debug)]
 struct Layout {
     /// The field each column feeds, `None` for fields flowscope ignores.
     fields: Vec<Option<ZeekField>>,
@@ -71,31 +74,34 @@ impl TsvDecoder {
                 self.separator = non_empty(name, unescape(value)?)?;
                 Ok(())
             }
-            "#set_separator" | "#empty_field" | "#unset_field" | "#fields" | "#types" => {
-                let value = rest.strip_prefix(self.separator.as_str()).ok_or_else(|| {
-                    invalid_header(&format!(
-                        "{name} is not followed by the separator {:?}",
-                        self.separator
-                    ))
-                })?;
-                match name {
-                    // No field flowscope reads is a set, so the set separator is only checked.
-                    "#set_separator" => non_empty(name, unescape(value)?).map(drop),
-                    "#empty_field" => {
-                        self.empty_field = unescape(value)?;
-                        Ok(())
-                    }
-                    "#unset_field" => {
-                        self.unset_field = unescape(value)?;
-                        Ok(())
-                    }
-                    "#fields" => self.set_fields(value),
-                    _ => self.check_types(value),
-                }
+            // No field flowscope reads is a set, so the set separator is only checked.
+            "#set_separator" => non_empty(name, unescape(self.value(name, rest)?)?).map(drop),
+            "#empty_field" => {
+                self.empty_field = unescape(self.value(name, rest)?)?;
+                Ok(())
             }
+            "#unset_field" => {
+                self.unset_field = unescape(self.value(name, rest)?)?;
+                Ok(())
+            }
+            "#fields" => {
+                let value = self.value(name, rest)?;
+                self.set_fields(value)
+            }
+            "#types" => self.check_types(self.value(name, rest)?),
             // #path, #open, #close and comments carry nothing flowscope needs.
             _ => Ok(()),
         }
+    }
+
+    /// A header line's value: what follows its name and the separator.
+    fn value<'a>(&self, name: &str, rest: &'a str) -> Result<&'a str, ParseError> {
+        rest.strip_prefix(self.separator.as_str()).ok_or_else(|| {
+            invalid_header(&format!(
+                "{name} is not followed by the separator {:?}",
+                self.separator
+            ))
+        })
     }
 
     fn set_fields(&mut self, value: &str) -> Result<(), ParseError> {
@@ -105,7 +111,7 @@ impl TsvDecoder {
                 Ok(())
             }
             Err(err) => {
-                self.columns = Columns::Broken(format!("the #fields header was rejected: {err}"));
+                self.columns = Columns::Broken(rejected_header("#fields header", &err));
                 Err(err)
             }
         }
@@ -114,10 +120,12 @@ impl TsvDecoder {
     fn check_types(&self, value: &str) -> Result<(), ParseError> {
         let types = value.split(self.separator.as_str()).count();
         match &self.columns {
-            Columns::Known(layout) if layout.fields.len() != types => Err(invalid_header(&format!(
-                "#types lists {types} types for {} fields",
-                layout.fields.len()
-            ))),
+            Columns::Known(layout) if layout.fields.len() != types => {
+                Err(invalid_header(&format!(
+                    "#types lists {types} types for {} fields",
+                    layout.fields.len()
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -210,7 +218,12 @@ fn unescape(text: &str) -> Result<String, ParseError> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
-        let escaped = match (byte, bytes.get(at + 1), bytes.get(at + 2), bytes.get(at + 3)) {
+        let escaped = match (
+            byte,
+            bytes.get(at + 1),
+            bytes.get(at + 2),
+            bytes.get(at + 3),
+        ) {
             (b'\\', Some(b'x'), Some(&high), Some(&low)) => hex(high).zip(hex(low)),
             _ => None,
         };
@@ -225,7 +238,8 @@ fn unescape(text: &str) -> Result<String, ParseError> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| invalid_header(&format!("{text:?} unescapes to invalid UTF-8")))
+    String::from_utf8(out)
+        .map_err(|_| invalid_header(&format!("{text:?} unescapes to invalid UTF-8")))
 }
 
 fn hex(digit: u8) -> Option<u8> {
@@ -265,7 +279,12 @@ mod tests {
     #[test]
     fn bad_directives_are_invalid_headers() {
         let mut decoder = TsvDecoder::default();
-        for line in ["#separator", "#separator ", "#fields ts id.orig_h", "#unset_field"] {
+        for line in [
+            "#separator",
+            "#separator ",
+            "#fields ts id.orig_h",
+            "#unset_field",
+        ] {
             let err = decoder.decode(line).unwrap_err();
             assert_eq!(err.reason(), "invalid_header", "{line:?}");
         }

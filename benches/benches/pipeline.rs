@@ -1,0 +1,26 @@
+//! Criterion benchmark of the whole pipeline into the graph view, with 1 and 2 workers.
+//!
+//! `cargo bench -p flowscope-benches --bench pipeline`
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use flowscope_benches::{generator, run_pipeline};
+
+const RECORDS: u64 = 1_000_000;
+
+fn pipeline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(RECORDS));
+    for workers in [1usize, 2] {
+        group.bench_with_input(BenchmarkId::new("generator_to_graph", workers), &workers, |b, &workers| {
+            b.iter(|| run_pipeline(workers, generator(RECORDS, 2_000, 20_000)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
