@@ -15,9 +15,13 @@ fn pipeline(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(RECORDS));
     for workers in [1usize, 2] {
-        group.bench_with_input(BenchmarkId::new("generator_to_graph", workers), &workers, |b, &workers| {
-            b.iter(|| run_pipeline(workers, generator(RECORDS, 2_000, 20_000)));
-        });
+        group.bench_with_input(
+            BenchmarkId::new("generator_to_graph", workers),
+            &workers,
+            |b, &workers| {
+                b.iter(|| run_pipeline(workers, generator(RECORDS, 2_000, 20_000)));
+            },
+        );
     }
     group.finish();
 }

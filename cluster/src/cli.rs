@@ -13,7 +13,11 @@ use flowscope_queries::{WindowSpec, Windows};
 use crate::hostfile;
 
 #[derive(Debug, Parser)]
-#[command(name = "flowscope", version, about = "Streaming analytics for network connection events")]
+#[command(
+    name = "flowscope",
+    version,
+    about = "Streaming analytics for network connection events"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -61,7 +65,12 @@ pub enum PaceArg {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Where events come from.
-    #[arg(long, value_enum, default_value = "generator", env = "FLOWSCOPE_SOURCE")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "generator",
+        env = "FLOWSCOPE_SOURCE"
+    )]
     pub source: SourceKind,
     /// The file to replay (with --source file).
     #[arg(long, value_name = "PATH", env = "FLOWSCOPE_PATH")]
@@ -76,10 +85,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1, env = "FLOWSCOPE_WORKERS")]
     pub workers: usize,
     /// This process's index in the host file.
-    #[arg(long, value_name = "I", requires = "hostfile", env = "FLOWSCOPE_PROCESS")]
+    #[arg(
+        long,
+        value_name = "I",
+        requires = "hostfile",
+        env = "FLOWSCOPE_PROCESS"
+    )]
     pub process: Option<usize>,
     /// Host file of a multi-process cluster: one host:port per line, in process order.
-    #[arg(long, value_name = "FILE", requires = "process", env = "FLOWSCOPE_HOSTFILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "process",
+        env = "FLOWSCOPE_HOSTFILE"
+    )]
     pub hostfile: Option<PathBuf>,
     /// Event-time tick: the granularity of every as_of.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSCOPE_TICK")]
@@ -91,7 +110,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSCOPE_IDLE_TIMEOUT")]
     pub idle_timeout: u64,
     /// Windows of the windowed views, comma separated.
-    #[arg(long, value_name = "LIST", default_value = "30m,2h,24h", env = "FLOWSCOPE_WINDOWS")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "30m,2h,24h",
+        env = "FLOWSCOPE_WINDOWS"
+    )]
     pub windows: String,
     #[command(flatten)]
     pub generator: GeneratorArgs,
@@ -101,7 +125,12 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct GeneratorArgs {
     /// Generated events per second of event time, over all partitions.
-    #[arg(long, value_name = "R", default_value_t = 5_000, env = "FLOWSCOPE_RATE")]
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = 5_000,
+        env = "FLOWSCOPE_RATE"
+    )]
     pub rate: u64,
     /// Realtime (event time follows the wall clock) or fast (simulated time).
     #[arg(long, value_enum, default_value = "realtime", env = "FLOWSCOPE_PACE")]
@@ -110,13 +139,23 @@ pub struct GeneratorArgs {
     #[arg(long, value_name = "SEED", default_value_t = 1, env = "FLOWSCOPE_SEED")]
     pub seed: u64,
     /// Generator partitions (spread over all workers of all processes).
-    #[arg(long, value_name = "N", default_value_t = 4, env = "FLOWSCOPE_PARTITIONS")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        env = "FLOWSCOPE_PARTITIONS"
+    )]
     pub partitions: u32,
     /// Stop after this many events in total [default: endless].
     #[arg(long, value_name = "N", env = "FLOWSCOPE_COUNT")]
     pub count: Option<u64>,
     /// Client hosts in the synthetic network.
-    #[arg(long, value_name = "N", default_value_t = 2_000, env = "FLOWSCOPE_HOSTS")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 2_000,
+        env = "FLOWSCOPE_HOSTS"
+    )]
     pub hosts: u32,
     /// Event time of the first generated event, ms since epoch [default: now].
     #[arg(long, value_name = "MS", env = "FLOWSCOPE_START_MS")]
@@ -125,9 +164,13 @@ pub struct GeneratorArgs {
 
 /// Parses `500ms`, `1s`, `5m`, `2h` into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    s.parse::<WindowSpec>()
-        .map(|w| w.length)
-        .or_else(|e| if s.trim() == "0" { Ok(0) } else { Err(e.to_string()) })
+    s.parse::<WindowSpec>().map(|w| w.length).or_else(|e| {
+        if s.trim() == "0" {
+            Ok(0)
+        } else {
+            Err(e.to_string())
+        }
+    })
 }
 
 /// Everything `flowscope run` needs, validated.
@@ -141,7 +184,8 @@ impl RunArgs {
     /// Turns the arguments into a validated config; the error is a message for the user.
     pub fn into_config(self) -> Result<RunConfig, String> {
         let time = TimeModel::new(self.tick).map_err(|e| format!("--tick: {e}"))?;
-        let windows = Windows::parse(&self.windows, &time).map_err(|e| format!("--windows: {e}"))?;
+        let windows =
+            Windows::parse(&self.windows, &time).map_err(|e| format!("--windows: {e}"))?;
         let source = match self.source {
             SourceKind::Generator => {
                 if self.path.is_some() {

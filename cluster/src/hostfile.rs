@@ -11,7 +11,11 @@ pub enum HostFileError {
         source: std::io::Error,
     },
     #[error("host file {path}, line {line}: {entry:?} is not host:port")]
-    BadEntry { path: String, line: usize, entry: String },
+    BadEntry {
+        path: String,
+        line: usize,
+        entry: String,
+    },
     #[error("host file {path} lists no processes")]
     Empty { path: String },
 }
@@ -59,7 +63,11 @@ mod tests {
 
     #[test]
     fn parses_comments_and_rejects_garbage() {
-        let hosts = parse("# cluster\nlocalhost:2101\n\n127.0.0.1:2102 # second\n", "h").unwrap();
+        let hosts = parse(
+            "# cluster\nlocalhost:2101\n\n127.0.0.1:2102 # second\n",
+            "h",
+        )
+        .unwrap();
         assert_eq!(hosts, vec!["localhost:2101", "127.0.0.1:2102"]);
         assert!(parse("localhost\n", "h").is_err());
         assert!(parse("localhost:99999\n", "h").is_err());

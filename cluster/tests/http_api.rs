@@ -35,7 +35,11 @@ fn generated(count: u64) -> Vec<Event> {
 }
 
 /// Starts the binary on a file of `events` plus `bad_lines`, and waits for all of it.
-fn serve(events: &[Event], bad_lines: &[&str], windows: &str) -> (Flowscope, tempfile::TempDir, serde_json::Value) {
+fn serve(
+    events: &[Event],
+    bad_lines: &[&str],
+    windows: &str,
+) -> (Flowscope, tempfile::TempDir, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.jsonl");
     write_native(&path, events);
@@ -96,20 +100,41 @@ fn every_view_endpoint_matches_the_oracle() {
         assert!(answered_as_of >= as_of);
         assert_eq!(answer["window"]["name"], window);
         assert_eq!(answer["window"]["to"].as_u64(), Some(answered_as_of));
-        assert_eq!(answer["window"]["from"].as_u64(), Some(answered_as_of - length));
-        assert_eq!(rows(&answer), oracle_top(&events, answered_as_of, length, 20), "window {window}");
+        assert_eq!(
+            answer["window"]["from"].as_u64(),
+            Some(answered_as_of - length)
+        );
+        assert_eq!(
+            rows(&answer),
+            oracle_top(&events, answered_as_of, length, 20),
+            "window {window}"
+        );
 
         let all = oracle_edges(&events, answered_as_of, length);
         let busiest = oracle_top(&events, answered_as_of, length, 1)[0].clone();
-        let (_, by_src) = fs.get(&format!("/v1/graph/edges?window={window}&src={}&limit=10000", busiest.src_ip));
+        let (_, by_src) = fs.get(&format!(
+            "/v1/graph/edges?window={window}&src={}&limit=10000",
+            busiest.src_ip
+        ));
         let expected: Vec<EdgeRow> = {
-            let mut v: Vec<EdgeRow> = all.values().filter(|e| e.src_ip == busiest.src_ip).cloned().collect();
+            let mut v: Vec<EdgeRow> = all
+                .values()
+                .filter(|e| e.src_ip == busiest.src_ip)
+                .cloned()
+                .collect();
             v.sort_by(flowscope_queries::EdgeRow::heaviest_first);
             v
         };
         assert_eq!(rows(&by_src), expected);
-        let (_, by_dst) = fs.get(&format!("/v1/graph/edges?window={window}&dst={}&limit=10000", busiest.dst_ip));
-        let mut expected: Vec<EdgeRow> = all.values().filter(|e| e.dst_ip == busiest.dst_ip).cloned().collect();
+        let (_, by_dst) = fs.get(&format!(
+            "/v1/graph/edges?window={window}&dst={}&limit=10000",
+            busiest.dst_ip
+        ));
+        let mut expected: Vec<EdgeRow> = all
+            .values()
+            .filter(|e| e.dst_ip == busiest.dst_ip)
+            .cloned()
+            .collect();
         expected.sort_by(EdgeRow::heaviest_first);
         assert_eq!(rows(&by_dst), expected);
         let (_, pair) = fs.get(&format!(
@@ -128,8 +153,10 @@ fn every_view_endpoint_matches_the_oracle() {
         for ip in [busiest.src_ip, busiest.dst_ip] {
             let (code, host) = fs.get(&format!("/v1/graph/hosts/{ip}?window={window}"));
             assert_eq!(code, 200, "{host}");
-            let mut out_edges: Vec<EdgeRow> = all.values().filter(|e| e.src_ip == ip).cloned().collect();
-            let mut in_edges: Vec<EdgeRow> = all.values().filter(|e| e.dst_ip == ip).cloned().collect();
+            let mut out_edges: Vec<EdgeRow> =
+                all.values().filter(|e| e.src_ip == ip).cloned().collect();
+            let mut in_edges: Vec<EdgeRow> =
+                all.values().filter(|e| e.dst_ip == ip).cloned().collect();
             out_edges.sort_by(EdgeRow::heaviest_first);
             in_edges.sort_by(EdgeRow::heaviest_first);
             let got_out: Vec<EdgeRow> = serde_json::from_value(host["out_edges"].clone()).unwrap();
@@ -137,10 +164,17 @@ fn every_view_endpoint_matches_the_oracle() {
             assert_eq!(got_out, out_edges);
             assert_eq!(got_in, in_edges);
             let summary: HostSummary = serde_json::from_value(host["host"].clone()).unwrap();
-            let peers_out: std::collections::BTreeSet<_> = out_edges.iter().map(|e| e.dst_ip).collect();
+            let peers_out: std::collections::BTreeSet<_> =
+                out_edges.iter().map(|e| e.dst_ip).collect();
             assert_eq!(summary.out_peers, peers_out.len() as u64);
-            assert_eq!(summary.connections_out, out_edges.iter().map(|e| e.count).sum::<u64>());
-            assert_eq!(summary.connections_in, in_edges.iter().map(|e| e.count).sum::<u64>());
+            assert_eq!(
+                summary.connections_out,
+                out_edges.iter().map(|e| e.count).sum::<u64>()
+            );
+            assert_eq!(
+                summary.connections_in,
+                in_edges.iter().map(|e| e.count).sum::<u64>()
+            );
         }
     }
 
@@ -155,7 +189,9 @@ fn every_view_endpoint_matches_the_oracle() {
     assert_eq!(dead["total"], 3);
     let letters = dead["rows"].as_array().unwrap();
     assert_eq!(letters.len(), 3);
-    assert!(letters.iter().all(|l| l["position"]["offset"].as_u64().unwrap() > events.len() as u64));
+    assert!(letters
+        .iter()
+        .all(|l| l["position"]["offset"].as_u64().unwrap() > events.len() as u64));
     assert!(letters.iter().any(|l| l["reason"] == "invalid_json"));
     assert!(letters.iter().any(|l| l["reason"] == "missing_field"));
     assert!(letters.iter().any(|l| l["reason"] == "invalid_field"));
@@ -165,10 +201,19 @@ fn every_view_endpoint_matches_the_oracle() {
     // /metrics
     let response = reqwest::blocking::get(format!("{}/metrics", fs.base)).unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = response.text().unwrap();
-    assert!(text.contains(&format!("flowscope_records_total {}", events.len())), "{text}");
-    assert!(text.contains("flowscope_dead_letters_total{reason=\"invalid_json\"} 1"), "{text}");
+    assert!(
+        text.contains(&format!("flowscope_records_total {}", events.len())),
+        "{text}"
+    );
+    assert!(
+        text.contains("flowscope_dead_letters_total{reason=\"invalid_json\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("flowscope_late_records_total"), "{text}");
     assert!(text.contains("flowscope_frontier_ms"), "{text}");
 
@@ -204,7 +249,12 @@ fn bad_requests_get_json_errors() {
         let (got, body) = fs.get(path);
         assert_eq!(got, status, "{path}: {body}");
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{path}: {body}"
+        );
     }
 
     // An oversized body is refused from its headers alone, before it is read.
@@ -218,7 +268,11 @@ fn bad_requests_get_json_errors() {
     assert!(response.contains("payload_too_large"), "{response}");
 
     let client = reqwest::blocking::Client::new();
-    let post = client.post(format!("{}/v1/status", fs.base)).body("{}").send().unwrap();
+    let post = client
+        .post(format!("{}/v1/status", fs.base))
+        .body("{}")
+        .send()
+        .unwrap();
     assert_eq!(post.status().as_u16(), 405);
     let body: serde_json::Value = post.json().unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");

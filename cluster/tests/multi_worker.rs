@@ -32,7 +32,12 @@ fn generator_args() -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain(["--count".to_string(), COUNT.to_string(), "--start-ms".to_string(), START.to_string()])
+    .chain([
+        "--count".to_string(),
+        COUNT.to_string(),
+        "--start-ms".to_string(),
+        START.to_string(),
+    ])
     .collect()
 }
 
@@ -70,9 +75,17 @@ fn answers(fs: &Flowscope) -> Vec<Value> {
 }
 
 fn check_against_oracle(answers: &[Value], events: &[Event]) {
-    for (answer, length) in answers.iter().step_by(2).zip([3_000u64, 1_800_000, 7_200_000]) {
+    for (answer, length) in answers
+        .iter()
+        .step_by(2)
+        .zip([3_000u64, 1_800_000, 7_200_000])
+    {
         let as_of = answer["as_of"].as_u64().unwrap();
-        assert_eq!(rows(answer), oracle_top(events, as_of, length, 50), "window of {length} ms");
+        assert_eq!(
+            rows(answer),
+            oracle_top(events, as_of, length, 50),
+            "window of {length} ms"
+        );
     }
 }
 
@@ -98,7 +111,11 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     let hostfile = dir.path().join("hosts.txt");
     std::fs::write(
         &hostfile,
-        format!("# two processes on localhost\n127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+        format!(
+            "# two processes on localhost\n127.0.0.1:{}\n127.0.0.1:{}\n",
+            free_port(),
+            free_port()
+        ),
     )
     .unwrap();
     let hostfile = hostfile.to_str().unwrap();
@@ -106,7 +123,18 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
         .map(|i| {
             let index = i.to_string();
             Flowscope::run(
-                &[&args[..], &["--workers", "2", "--hostfile", hostfile, "--process", &index]].concat(),
+                &[
+                    &args[..],
+                    &[
+                        "--workers",
+                        "2",
+                        "--hostfile",
+                        hostfile,
+                        "--process",
+                        &index,
+                    ],
+                ]
+                .concat(),
                 free_port(),
             )
         })
@@ -118,7 +146,11 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     }
     // Either process answers, gathering every worker's part through the dataflow.
     for p in &processes {
-        assert_eq!(answers(p), single, "a two-process cluster differs from one worker");
+        assert_eq!(
+            answers(p),
+            single,
+            "a two-process cluster differs from one worker"
+        );
     }
     // SIGTERM to one process stops the whole cluster cleanly.
     let mut processes = processes.into_iter();

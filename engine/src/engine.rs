@@ -16,7 +16,9 @@ use flowscope_operators::Millis;
 use flowscope_queries::graph::{merge_edges, merge_host};
 use timely::WorkerConfig;
 
-use crate::command::{Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, ViewQuery};
+use crate::command::{
+    Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, ViewQuery,
+};
 use crate::config::{ConfigError, EngineConfig};
 use crate::status::ClusterStatus;
 use crate::worker;
@@ -131,7 +133,12 @@ impl Shared {
         if let Some(peek) = pending.remove(&id) {
             drop(pending);
             let as_of = peek.parts.first().map_or(0, |p| p.as_of);
-            let answer = merge(&peek.query, peek.parts, self.config.cluster.processes(), as_of);
+            let answer = merge(
+                &peek.query,
+                peek.parts,
+                self.config.cluster.processes(),
+                as_of,
+            );
             let _ = peek.reply.send(Answered { as_of, answer });
         }
     }
@@ -146,10 +153,12 @@ fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Mil
             }),
             *limit,
         )),
-        ViewQuery::Host { .. } => Answer::Host(merge_host(parts.into_iter().filter_map(|p| match p.part {
-            Part::Host(edges) => Some(edges),
-            _ => None,
-        }))),
+        ViewQuery::Host { .. } => {
+            Answer::Host(merge_host(parts.into_iter().filter_map(|p| match p.part {
+                Part::Host(edges) => Some(edges),
+                _ => None,
+            })))
+        }
         ViewQuery::Status => {
             let mut workers: Vec<_> = parts
                 .into_iter()
@@ -197,10 +206,11 @@ impl Engine {
             .communication
             .try_build()
             .map_err(EngineError::Timely)?;
-        let guards = timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |w| {
-            worker::run(w, Arc::clone(&for_workers));
-        })
-        .map_err(EngineError::Timely)?;
+        let guards =
+            timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |w| {
+                worker::run(w, Arc::clone(&for_workers));
+            })
+            .map_err(EngineError::Timely)?;
         Ok(Engine {
             shared,
             guards: Some(guards),
@@ -262,7 +272,12 @@ impl Client {
 
     /// Reads a view at `as_of` (or the latest complete one), or later if the views have
     /// already been compacted past it. Blocks until the answer is complete.
-    pub fn peek_at(&self, query: ViewQuery, as_of: Option<Millis>, timeout: Duration) -> Result<Answered, PeekError> {
+    pub fn peek_at(
+        &self,
+        query: ViewQuery,
+        as_of: Option<Millis>,
+        timeout: Duration,
+    ) -> Result<Answered, PeekError> {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return Err(PeekError::ShuttingDown);
         }

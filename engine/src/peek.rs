@@ -96,13 +96,15 @@ pub fn serve_peeks<'scope>(
 
 /// Sends every part to the worker that asked, which hands it to the waiting client.
 pub fn gather<'scope>(parts: Stream<'scope, Millis, Vec<PartAnswer>>, shared: Arc<Shared>) {
-    parts
-        .exchange(|part: &PartAnswer| part.origin as u64)
-        .sink(Pipeline, "Gather", move |(input, _frontier)| {
+    parts.exchange(|part: &PartAnswer| part.origin as u64).sink(
+        Pipeline,
+        "Gather",
+        move |(input, _frontier)| {
             input.for_each(|_, data| {
                 for part in data.drain(..) {
                     shared.deliver(part);
                 }
             });
-        });
+        },
+    );
 }

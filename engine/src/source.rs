@@ -55,7 +55,12 @@ pub fn event_source<'scope>(
     source(scope, "EventSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
-        let mut tracker = WatermarkTracker::new(partitions.len(), timing.lateness, timing.idle_timeout, Instant::now());
+        let mut tracker = WatermarkTracker::new(
+            partitions.len(),
+            timing.lateness,
+            timing.idle_timeout,
+            Instant::now(),
+        );
         let mut finished = vec![false; partitions.len()];
         let mut events: Vec<Event> = Vec::with_capacity(CHUNK);
         let mut dead: Vec<DeadLetter> = Vec::new();

@@ -41,7 +41,11 @@ pub(crate) fn check_source(config: &EngineConfig) -> Result<(), String> {
 }
 
 /// The partitions that worker `index` of `peers` reads: partition `p` goes to `p % peers`.
-fn assigned_partitions(config: &EngineConfig, index: usize, peers: usize) -> Vec<AssignedPartition> {
+fn assigned_partitions(
+    config: &EngineConfig,
+    index: usize,
+    peers: usize,
+) -> Vec<AssignedPartition> {
     let name = config.source.name();
     (0..config.source.partitions())
         .filter(|p| *p as usize % peers == index)
@@ -69,7 +73,8 @@ fn assigned_partitions(config: &EngineConfig, index: usize, peers: usize) -> Vec
 pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     let index = worker.index();
     let peers = worker.peers();
-    let local_index = index - shared.config.cluster.process() * shared.config.cluster.workers_per_process();
+    let local_index =
+        index - shared.config.cluster.process() * shared.config.cluster.workers_per_process();
     let is_commander = local_index == 0;
     if is_commander {
         shared.register_commander();
@@ -86,10 +91,22 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     let mut sequencer: Sequencer<Command> = Sequencer::new(worker, shared.started);
     let partitions = assigned_partitions(&config, index, peers);
     let mut requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
-        let events = event_source(scope, partitions, timing, Rc::clone(&stats), Rc::clone(&stop));
+        let events = event_source(
+            scope,
+            partitions,
+            timing,
+            Rc::clone(&stats),
+            Rc::clone(&stop),
+        );
         let arranged = graph::render(events, config.time, config.windows.longest().length);
         let (input, requests) = scope.new_input::<Vec<PeekRequest>>();
-        let parts = peek::serve_peeks(arranged, requests, Rc::clone(&stats), Arc::clone(&shared), local_index);
+        let parts = peek::serve_peeks(
+            arranged,
+            requests,
+            Rc::clone(&stats),
+            Arc::clone(&shared),
+            local_index,
+        );
         peek::gather(parts, Arc::clone(&shared));
         input
     });

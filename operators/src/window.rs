@@ -37,6 +37,8 @@ pub struct TickSpan {
 }
 
 type Update<K, A> = ((K, TickSpan), Millis, A);
+/// The groups gathered at one timely time, keyed by (key, tick).
+type Groups<K, A> = FxHashMap<(K, Millis), (TickSpan, A)>;
 
 /// Pre-aggregates a stream into (key, tick) groups that live for `retention`.
 pub trait PreAggregateWindowed<'scope, D> {
@@ -97,8 +99,7 @@ impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Mill
             name,
             move |_capability, _info| {
                 // Groups gathered per timely time, each under a capability for that time.
-                let mut open: BTreeMap<Millis, (Capability<Millis>, FxHashMap<(K, Millis), (TickSpan, A)>)> =
-                    BTreeMap::new();
+                let mut open: BTreeMap<Millis, (Capability<Millis>, Groups<K, A>)> = BTreeMap::new();
                 // Retractions by the time they take effect, under one capability for the earliest.
                 let mut retractions: BTreeMap<Millis, Vec<Update<K, A>>> = BTreeMap::new();
                 let mut retraction_cap: Option<Capability<Millis>> = None;

@@ -242,7 +242,12 @@ impl<'t> GraphReader<'t> {
 
     /// Visits the edges of `host` (or of every host when `None`) in one direction, in
     /// value order, each as a finished row.
-    fn for_each_edge(&mut self, host: Option<IpAddr>, direction: Direction, mut visit: impl FnMut(EdgeRow)) {
+    fn for_each_edge(
+        &mut self,
+        host: Option<IpAddr>,
+        direction: Direction,
+        mut visit: impl FnMut(EdgeRow),
+    ) {
         let mut upper = Antichain::new();
         self.trace.read_upper(&mut upper);
         let Some(batches) = self.trace.batches_through(upper.borrow()) else {
@@ -270,7 +275,8 @@ impl<'t> GraphReader<'t> {
                     });
                     if !at_as_of.is_zero() {
                         let same_edge = current.as_ref().is_some_and(|(a, _)| {
-                            (a.peer, a.dst_port, a.proto) == (value.peer, value.dst_port, value.proto)
+                            (a.peer, a.dst_port, a.proto)
+                                == (value.peer, value.dst_port, value.proto)
                         });
                         if !same_edge {
                             if let Some((adjacency, acc)) = current.take() {
@@ -320,13 +326,20 @@ impl<'t> GraphReader<'t> {
         let mut in_edges = Vec::new();
         self.for_each_edge(Some(ip), Direction::Out, |row| out_edges.push(row));
         self.for_each_edge(Some(ip), Direction::In, |row| in_edges.push(row));
-        HostEdges { out_edges, in_edges }
+        HostEdges {
+            out_edges,
+            in_edges,
+        }
     }
 }
 
 /// Merges the workers' heaviest-edge lists into the answer.
 pub fn merge_edges(parts: impl IntoIterator<Item = Vec<EdgeRow>>, limit: usize) -> Vec<EdgeRow> {
-    top_k(parts.into_iter().flatten().collect(), limit, EdgeRow::heaviest_first)
+    top_k(
+        parts.into_iter().flatten().collect(),
+        limit,
+        EdgeRow::heaviest_first,
+    )
 }
 
 /// Merges the workers' parts of a host answer, edges heaviest first.

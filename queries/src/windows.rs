@@ -47,10 +47,11 @@ impl FromStr for WindowSpec {
                 )))
             }
         };
-        let length = n
-            .checked_mul(scale)
-            .filter(|l| *l > 0)
-            .ok_or_else(|| WindowsError(format!("window {s:?} must be positive and not absurdly long")))?;
+        let length = n.checked_mul(scale).filter(|l| *l > 0).ok_or_else(|| {
+            WindowsError(format!(
+                "window {s:?} must be positive and not absurdly long"
+            ))
+        })?;
         Ok(WindowSpec {
             name: s.to_string(),
             length,

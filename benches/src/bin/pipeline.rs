@@ -19,7 +19,10 @@ fn main() {
     let mut count_edges = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--workers" => workers = value().parse().unwrap_or_else(|_| usage("bad --workers")),
             "--records" => records = value().parse().unwrap_or_else(|_| usage("bad --records")),
@@ -38,7 +41,10 @@ fn main() {
                 edges.insert(e.edge_key());
             }
         }
-        println!("records={records} hosts={hosts} rate={rate} distinct_edges={}", edges.len());
+        println!(
+            "records={records} hosts={hosts} rate={rate} distinct_edges={}",
+            edges.len()
+        );
         return;
     }
     let run = run_pipeline(workers, config);

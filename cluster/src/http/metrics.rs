@@ -56,19 +56,41 @@ pub async fn render(client: Client) -> Result<Response, ApiError> {
 
     let dead = Family::<ReasonLabels, Counter>::default();
     for (reason, count) in &status.dead_letters_by_reason {
-        dead.get_or_create(&ReasonLabels { reason: reason.clone() }).inc_by(*count);
+        dead.get_or_create(&ReasonLabels {
+            reason: reason.clone(),
+        })
+        .inc_by(*count);
     }
-    registry.register("dead_letters", "Malformed records kept as dead letters, by reason", dead);
+    registry.register(
+        "dead_letters",
+        "Malformed records kept as dead letters, by reason",
+        dead,
+    );
 
-    gauge(&mut registry, "as_of_ms", "Latest as_of complete on every worker (ms since epoch)", clamp(status.as_of));
+    gauge(
+        &mut registry,
+        "as_of_ms",
+        "Latest as_of complete on every worker (ms since epoch)",
+        clamp(status.as_of),
+    );
     gauge(
         &mut registry,
         "frontier_ms",
         "First as_of not yet complete on some worker (ms since epoch)",
         clamp(status.frontier.unwrap_or(u64::MAX)),
     );
-    gauge(&mut registry, "processes", "Processes in the cluster", clamp(status.processes as u64));
-    gauge(&mut registry, "workers", "Timely workers in the cluster", clamp(status.workers as u64));
+    gauge(
+        &mut registry,
+        "processes",
+        "Processes in the cluster",
+        clamp(status.processes as u64),
+    );
+    gauge(
+        &mut registry,
+        "workers",
+        "Timely workers in the cluster",
+        clamp(status.workers as u64),
+    );
 
     let offsets = Family::<PartitionLabels, Gauge>::default();
     let max_ts = Family::<PartitionLabels, Gauge>::default();
@@ -82,8 +104,16 @@ pub async fn render(client: Client) -> Result<Response, ApiError> {
             max_ts.get_or_create(&labels).set(clamp(ts));
         }
     }
-    registry.register("partition_next_offset", "Next offset to read, per source partition", offsets);
-    registry.register("partition_max_ts_ms", "Largest event timestamp seen, per source partition", max_ts);
+    registry.register(
+        "partition_next_offset",
+        "Next offset to read, per source partition",
+        offsets,
+    );
+    registry.register(
+        "partition_max_ts_ms",
+        "Largest event timestamp seen, per source partition",
+        max_ts,
+    );
 
     let mut text = String::new();
     encode(&mut text, &registry).map_err(|e| ApiError::internal(e.to_string()))?;

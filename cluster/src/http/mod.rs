@@ -34,12 +34,16 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
     let with_client = warp::any().map(move || client.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
 
-    let body_limit = warp::header::optional::<u64>("content-length").and_then(|length: Option<u64>| async move {
-        match length {
-            Some(n) if n > MAX_BODY_BYTES => Err(warp::reject::custom(ApiError::payload_too_large(MAX_BODY_BYTES))),
-            _ => Ok(()),
-        }
-    });
+    let body_limit = warp::header::optional::<u64>("content-length").and_then(
+        |length: Option<u64>| async move {
+            match length {
+                Some(n) if n > MAX_BODY_BYTES => Err(warp::reject::custom(
+                    ApiError::payload_too_large(MAX_BODY_BYTES),
+                )),
+                _ => Ok(()),
+            }
+        },
+    );
 
     let health = warp::path!("health")
         .and(with_client.clone())
@@ -51,17 +55,21 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         .and(with_client.clone())
         .and_then(|client: Client| async move { respond(status(client).await) });
     let dead_letters = warp::path!("v1" / "dead-letters")
-        .and(query.clone())
+        .and(query)
         .and(with_client.clone())
-        .and_then(|q: String, client: Client| async move { respond(dead_letters(client, q).await) });
+        .and_then(
+            |q: String, client: Client| async move { respond(dead_letters(client, q).await) },
+        );
     let edges = warp::path!("v1" / "graph" / "edges")
-        .and(query.clone())
+        .and(query)
         .and(with_client.clone())
         .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) });
     let host = warp::path!("v1" / "graph" / "hosts" / String)
         .and(query)
         .and(with_client)
-        .and_then(|ip: String, q: String, client: Client| async move { respond(host(client, ip, q).await) });
+        .and_then(|ip: String, q: String, client: Client| async move {
+            respond(host(client, ip, q).await)
+        });
     let dashboard = warp::path::end().map(|| warp::reply::html(DASHBOARD).into_response());
 
     let gets = warp::get().and(
@@ -111,9 +119,10 @@ fn window_json(name: &str, length: u64, as_of: u64) -> Value {
 
 async fn health(client: Client) -> Result<Response, Rejection> {
     let reply = match client.latest_complete() {
-        Some(as_of) if !client.is_shutting_down() => {
-            warp::reply::with_status(warp::reply::json(&json!({"status": "ok", "ready": true, "as_of": as_of})), StatusCode::OK)
-        }
+        Some(as_of) if !client.is_shutting_down() => warp::reply::with_status(
+            warp::reply::json(&json!({"status": "ok", "ready": true, "as_of": as_of})),
+            StatusCode::OK,
+        ),
         _ => warp::reply::with_status(
             warp::reply::json(&json!({"status": "starting", "ready": false})),
             StatusCode::SERVICE_UNAVAILABLE,
@@ -143,7 +152,9 @@ async fn dead_letters(client: Client, raw: String) -> Result<Response, ApiError>
     let limit = params.limit(100, 1000)?;
     let answered = peek(&client, ViewQuery::DeadLetters { limit }).await?;
     let Answer::DeadLetters(rows) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a dead-letter peek"));
+        return Err(ApiError::internal(
+            "unexpected answer to a dead-letter peek",
+        ));
     };
     let counted = peek(&client, ViewQuery::Status).await?;
     let Answer::Status(status) = counted.answer else {

@@ -15,24 +15,34 @@ impl Params {
     /// should not silently widen a query) and repeated ones.
     pub fn parse(raw: &str, known: &[&str]) -> Result<Params, ApiError> {
         let mut map = BTreeMap::new();
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-            .map_err(|e| ApiError::bad_request("bad_query", format!("cannot parse the query string: {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).map_err(|e| {
+            ApiError::bad_request("bad_query", format!("cannot parse the query string: {e}"))
+        })?;
         for (key, value) in pairs {
             if !known.contains(&key.as_str()) {
                 return Err(ApiError::bad_request(
                     "unknown_parameter",
-                    format!("unknown parameter {key:?}; this route takes {}", known.join(", ")),
+                    format!(
+                        "unknown parameter {key:?}; this route takes {}",
+                        known.join(", ")
+                    ),
                 ));
             }
             if map.insert(key.clone(), value).is_some() {
-                return Err(ApiError::bad_request("repeated_parameter", format!("parameter {key:?} is given twice")));
+                return Err(ApiError::bad_request(
+                    "repeated_parameter",
+                    format!("parameter {key:?} is given twice"),
+                ));
             }
         }
         Ok(Params(map))
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn ip(&self, key: &str) -> Result<Option<IpAddr>, ApiError> {
@@ -60,7 +70,10 @@ impl Params {
             Some(name) => config.windows.get(name).cloned().ok_or_else(|| {
                 ApiError::bad_request(
                     "unknown_window",
-                    format!("unknown window {name:?}; windows are {}", config.windows.names().join(", ")),
+                    format!(
+                        "unknown window {name:?}; windows are {}",
+                        config.windows.names().join(", ")
+                    ),
                 )
             }),
         }
@@ -68,8 +81,10 @@ impl Params {
 }
 
 pub fn parse_ip(key: &str, value: &str) -> Result<IpAddr, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::bad_request("bad_ip", format!("{key} must be an IPv4 or IPv6 address, got {value:?}")))
+    value.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_ip",
+            format!("{key} must be an IPv4 or IPv6 address, got {value:?}"),
+        )
+    })
 }
-

@@ -65,14 +65,22 @@ impl Flowscope {
                     .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["finished"] == true));
                 let max_ts = status["partitions"]
                     .as_array()
-                    .map(|ps| ps.iter().filter_map(|p| p["max_ts"].as_u64()).max().unwrap_or(0))
+                    .map(|ps| {
+                        ps.iter()
+                            .filter_map(|p| p["max_ts"].as_u64())
+                            .max()
+                            .unwrap_or(0)
+                    })
                     .unwrap_or(0);
                 let as_of = status["as_of"].as_u64().unwrap_or(0);
                 if status["records"].as_u64() == Some(records) && finished && as_of > max_ts {
                     return status;
                 }
             }
-            assert!(Instant::now() < deadline, "flowscope did not complete within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "flowscope did not complete within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -86,7 +94,10 @@ impl Flowscope {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "flowscope did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "flowscope did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -107,7 +118,10 @@ pub fn try_get(url: &str) -> Option<(u16, Value)> {
         .ok()?;
     let status = response.status().as_u16();
     let text = response.text().ok()?;
-    Some((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    Some((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 pub fn get(url: &str) -> (u16, Value) {
@@ -129,19 +143,21 @@ pub fn oracle_edges(events: &[Event], as_of: u64, window: u64) -> BTreeMap<EdgeK
         if e.ts >= as_of || e.ts < as_of.saturating_sub(window) {
             continue;
         }
-        let row = edges.entry((e.src_ip, e.dst_ip, e.dst_port, e.proto)).or_insert(EdgeRow {
-            src_ip: e.src_ip,
-            dst_ip: e.dst_ip,
-            dst_port: e.dst_port,
-            proto: e.proto,
-            count: 0,
-            bytes_out: 0,
-            bytes_in: 0,
-            packets: 0,
-            failed: 0,
-            first_seen: e.ts,
-            last_seen: e.ts,
-        });
+        let row = edges
+            .entry((e.src_ip, e.dst_ip, e.dst_port, e.proto))
+            .or_insert(EdgeRow {
+                src_ip: e.src_ip,
+                dst_ip: e.dst_ip,
+                dst_port: e.dst_port,
+                proto: e.proto,
+                count: 0,
+                bytes_out: 0,
+                bytes_in: 0,
+                packets: 0,
+                failed: 0,
+                first_seen: e.ts,
+                last_seen: e.ts,
+            });
         row.count += 1;
         row.bytes_out += e.bytes_out;
         row.bytes_in += e.bytes_in;
@@ -160,7 +176,10 @@ pub fn oracle_top(events: &[Event], as_of: u64, window: u64, limit: usize) -> Ve
         b.count
             .cmp(&a.count)
             .then((b.bytes_out + b.bytes_in).cmp(&(a.bytes_out + a.bytes_in)))
-            .then((a.src_ip, a.dst_ip, a.dst_port, a.proto).cmp(&(b.src_ip, b.dst_ip, b.dst_port, b.proto)))
+            .then(
+                (a.src_ip, a.dst_ip, a.dst_port, a.proto)
+                    .cmp(&(b.src_ip, b.dst_ip, b.dst_port, b.proto)),
+            )
     });
     all.truncate(limit);
     all
