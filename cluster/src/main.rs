@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use flowscope_engine::Engine;
+use flowscope_engine::{Engine, EngineError};
 
 use cli::{Cli, Command, RunConfig};
 
@@ -28,7 +28,13 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
+                    // A configuration the engine refuses (say, a file that cannot be opened)
+                    // is a usage error, like a bad flag.
+                    let usage = matches!(
+                        e.downcast_ref::<EngineError>(),
+                        Some(EngineError::Config(_) | EngineError::Source(_))
+                    );
+                    ExitCode::from(if usage { 2 } else { 1 })
                 }
             },
             Err(message) => {

@@ -230,3 +230,54 @@ fn malformed_lines_become_dead_letters_with_their_line_numbers() {
     let as_of = answer["as_of"].as_u64().unwrap();
     assert_eq!(rows(&answer), oracle_top(&events, as_of, 1_800_000, 1000));
 }
+
+#[test]
+fn records_minutes_late_are_counted_and_land_in_the_windows_they_belong_to() {
+    let mut events = events();
+    events.sort_by_key(|e| e.ts);
+    // 100 records from ten minutes before the rest, at the end of the file: by the time
+    // they are read the watermark has long passed them.
+    let ten_minutes_earlier: Vec<Event> = events
+        .iter()
+        .take(100)
+        .map(|e| Event {
+            ts: e.ts - 600_000,
+            ..e.clone()
+        })
+        .collect();
+    let all: Vec<Event> = events
+        .iter()
+        .chain(ten_minutes_earlier.iter())
+        .cloned()
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.jsonl");
+    write_native(&path, &all);
+    let mut fs = Flowscope::run(
+        &[
+            "--source",
+            "file",
+            "--path",
+            path.to_str().unwrap(),
+            "--idle-timeout",
+            "200ms",
+            "--windows",
+            "5m,30m",
+        ],
+        free_port(),
+    );
+    let status = fs.wait_until_complete(all.len() as u64, Duration::from_secs(120));
+    assert_eq!(status["late_records"], 100, "{status}");
+    for (window, length) in [("5m", 300_000u64), ("30m", 1_800_000)] {
+        let (_, answer) = fs.get(&format!("/v1/graph/edges?window={window}&limit=10000"));
+        let as_of = answer["as_of"].as_u64().unwrap();
+        assert_eq!(
+            rows(&answer),
+            oracle_top(&all, as_of, length, 10_000),
+            "window {window}"
+        );
+    }
+    // The late records are in the 30m window and not in the 5m one.
+    let (_, metrics) = common::get(&format!("{}/v1/status", fs.base));
+    assert_eq!(metrics["records"].as_u64(), Some(all.len() as u64));
+}

@@ -76,7 +76,10 @@ pub fn event_source<'scope>(
                 capability = None;
                 return;
             }
-            let frontier = *cap.time();
+            // The frontier as the records read so far move it: each record is placed against
+            // the watermark of the records before it in its partition, however the reads
+            // happen to be chunked, and the capability catches up at the end.
+            let mut frontier = *cap.time();
             let mut more = false;
             let mut records = 0u64;
             let mut late = 0u64;
@@ -90,7 +93,12 @@ pub fn event_source<'scope>(
                     last = status;
                     let now = Instant::now();
                     for event in events.drain(..) {
-                        tracker.observe(index, event.ts, now);
+                        if tracker.observe(index, event.ts, now) {
+                            if let Some(watermark) = tracker.watermark(&timing.time, now) {
+                                frontier =
+                                    frontier.max(timing.time.frontier_for_watermark(watermark));
+                            }
+                        }
                         let own = timing.time.own_time(event.ts);
                         if own < frontier {
                             late += 1;
@@ -117,10 +125,10 @@ pub fn event_source<'scope>(
 
             let now = Instant::now();
             if let Some(watermark) = tracker.watermark(&timing.time, now) {
-                let next = timing.time.frontier_for_watermark(watermark);
-                if next > *cap.time() {
-                    cap.downgrade(&next);
-                }
+                frontier = frontier.max(timing.time.frontier_for_watermark(watermark));
+            }
+            if frontier > *cap.time() {
+                cap.downgrade(&frontier);
             }
 
             {

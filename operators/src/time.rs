@@ -110,12 +110,18 @@ impl WatermarkTracker {
         }
     }
 
-    /// Records that `partition` produced a record with timestamp `ts` at `now`.
-    pub fn observe(&mut self, partition: usize, ts: Millis, now: Instant) {
-        if let Some(clock) = self.partitions.get_mut(partition) {
-            clock.max_ts = Some(clock.max_ts.map_or(ts, |m| m.max(ts)));
-            clock.last_data = now;
+    /// Records that `partition` produced a record with timestamp `ts` at `now`; true when
+    /// that raised the partition's largest timestamp (and so perhaps the watermark).
+    pub fn observe(&mut self, partition: usize, ts: Millis, now: Instant) -> bool {
+        let Some(clock) = self.partitions.get_mut(partition) else {
+            return false;
+        };
+        clock.last_data = now;
+        if clock.max_ts.is_some_and(|m| m >= ts) {
+            return false;
         }
+        clock.max_ts = Some(ts);
+        true
     }
 
     /// The largest timestamp seen by `partition`.

@@ -1,0 +1,65 @@
+//! Invalid command lines get a clear message and exit code 2.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .arg("run")
+        .args(args)
+        .args(["--http", "127.0.0.1:1"])
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invalid_options_exit_with_code_2_and_say_why() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--tick", "0"], "tick must be at least 1 ms"),
+        (&["--tick", "soon"], "--tick"),
+        (&["--windows", "30x"], "unit"),
+        (
+            &["--windows", "1500ms", "--tick", "1s"],
+            "not a positive multiple of the tick",
+        ),
+        (&["--windows", "60m,1h"], "same length"),
+        (&["--workers", "0"], "--workers must be at least 1"),
+        (&["--workers", "many"], "--workers"),
+        (&["--source", "file"], "needs --path"),
+        (&["--source", "kafkaesque"], "--source"),
+        (
+            &["--source", "file", "--path", "/definitely/not/here.jsonl"],
+            "cannot open",
+        ),
+        (&["--path", "x.jsonl"], "--path is only for --source file"),
+        (&["--format", "xml"], "--format"),
+        (&["--process", "0"], "--hostfile"),
+        (&["--rate", "0"], "--rate must be at least 1"),
+        (&["--bogus"], "unexpected argument"),
+    ];
+    for (args, message) in cases {
+        let (code, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: expected {message:?} in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_host_file_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, "localhost:2101\nnot an address\n").unwrap();
+    let (code, stderr) = run(&["--hostfile", hosts.to_str().unwrap(), "--process", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    std::fs::write(&hosts, "localhost:2101\n").unwrap();
+    let (code, stderr) = run(&["--hostfile", hosts.to_str().unwrap(), "--process", "3"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("out of range"), "{stderr}");
+}
