@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use flowscope_connectors::{Format, GeneratorConfig, Pace};
 use flowscope_engine::{ClusterConfig, EngineConfig, SourceConfig};
 use flowscope_operators::TimeModel;
-use flowscope_queries::{WindowSpec, Windows};
+use flowscope_queries::Windows;
 
 use crate::hostfile;
 
@@ -164,13 +164,7 @@ pub struct GeneratorArgs {
 
 /// Parses `500ms`, `1s`, `5m`, `2h` into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    s.parse::<WindowSpec>().map(|w| w.length).or_else(|e| {
-        if s.trim() == "0" {
-            Ok(0)
-        } else {
-            Err(e.to_string())
-        }
-    })
+    flowscope_queries::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
 /// Everything `flowscope run` needs, validated.

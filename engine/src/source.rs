@@ -93,7 +93,7 @@ pub fn event_source<'scope>(
                     last = status;
                     let now = Instant::now();
                     for event in events.drain(..) {
-                        if tracker.observe(index, event.ts, now) {
+                        if tracker.observe(index, event.ts, now, &timing.time) {
                             if let Some(watermark) = tracker.watermark(&timing.time, now) {
                                 frontier =
                                     frontier.max(timing.time.frontier_for_watermark(watermark));

@@ -110,18 +110,32 @@ impl WatermarkTracker {
         }
     }
 
-    /// Records that `partition` produced a record with timestamp `ts` at `now`; true when
-    /// that raised the partition's largest timestamp (and so perhaps the watermark).
-    pub fn observe(&mut self, partition: usize, ts: Millis, now: Instant) -> bool {
+    /// Records that `partition` produced a record with timestamp `ts` at `now`. Returns true
+    /// when the watermark may have moved to a later tick, so that callers need to recompute
+    /// it only then: the partition's largest timestamp, less the lateness, entered a new tick.
+    pub fn observe(
+        &mut self,
+        partition: usize,
+        ts: Millis,
+        now: Instant,
+        time: &TimeModel,
+    ) -> bool {
+        let lateness = self.lateness;
         let Some(clock) = self.partitions.get_mut(partition) else {
             return false;
         };
         clock.last_data = now;
-        if clock.max_ts.is_some_and(|m| m >= ts) {
-            return false;
+        match clock.max_ts {
+            Some(max) if max >= ts => false,
+            Some(max) => {
+                clock.max_ts = Some(ts);
+                time.floor(ts.saturating_sub(lateness)) > time.floor(max.saturating_sub(lateness))
+            }
+            None => {
+                clock.max_ts = Some(ts);
+                true
+            }
         }
-        clock.max_ts = Some(ts);
-        true
     }
 
     /// The largest timestamp seen by `partition`.
@@ -191,13 +205,13 @@ mod tests {
         let start = Instant::now();
         let mut w = WatermarkTracker::new(2, 5000, Duration::from_secs(1), start);
         assert_eq!(w.watermark(&t, start), None);
-        w.observe(0, 20_000, start);
+        w.observe(0, 20_000, start, &t);
         // partition 1 has produced nothing and is not idle yet: hold.
         assert_eq!(w.watermark(&t, start), None);
-        w.observe(1, 12_000, start);
+        w.observe(1, 12_000, start, &t);
         assert_eq!(w.watermark(&t, start), Some(7_000));
         let later = start + Duration::from_millis(1500);
-        w.observe(0, 30_000, later);
+        w.observe(0, 30_000, later, &t);
         // partition 1 is idle now: only partition 0 holds the watermark.
         assert_eq!(w.watermark(&t, later), Some(25_000));
         let much_later = later + Duration::from_secs(2);

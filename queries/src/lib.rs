@@ -9,4 +9,4 @@ pub mod graph;
 pub mod windows;
 
 pub use graph::{EdgeFilter, EdgeRow, GraphTrace, HostEdges, HostSummary};
-pub use windows::{WindowSpec, Windows, WindowsError};
+pub use windows::{parse_duration_ms, WindowSpec, Windows, WindowsError};

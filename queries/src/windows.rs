@@ -24,36 +24,49 @@ impl fmt::Display for WindowsError {
 
 impl std::error::Error for WindowsError {}
 
+/// Parses a duration written `<n><unit>` with unit `ms`, `s`, `m`, `h` or `d` into
+/// milliseconds; zero is allowed (windows refuse it themselves).
+pub fn parse_duration_ms(s: &str) -> Result<Millis, WindowsError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        WindowsError(format!(
+            "duration {s:?} must look like 500ms, 5s, 30m or 2h"
+        ))
+    })?;
+    let scale = match unit {
+        // A bare zero needs no unit.
+        "" if n == 0 => 1,
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(WindowsError(format!(
+                "duration {s:?} has unit {unit:?}; use ms, s, m, h or d"
+            )))
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| WindowsError(format!("duration {s:?} is absurdly long")))
+}
+
 impl FromStr for WindowSpec {
     type Err = WindowsError;
 
     /// Parses `<n><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (digits, unit) = s.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| WindowsError(format!("window {s:?} must look like 30m, 2h or 24h")))?;
-        let scale = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => {
-                return Err(WindowsError(format!(
-                    "window {s:?} has unit {unit:?}; use ms, s, m, h or d"
-                )))
-            }
-        };
-        let length = n.checked_mul(scale).filter(|l| *l > 0).ok_or_else(|| {
-            WindowsError(format!(
-                "window {s:?} must be positive and not absurdly long"
-            ))
-        })?;
+        let length = parse_duration_ms(s)?;
+        if length == 0 {
+            return Err(WindowsError(format!(
+                "window {:?} must be positive",
+                s.trim()
+            )));
+        }
         Ok(WindowSpec {
-            name: s.to_string(),
+            name: s.trim().to_string(),
             length,
         })
     }
