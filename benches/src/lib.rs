@@ -68,7 +68,7 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig) -> PipelineRun {
         std::thread::sleep(Duration::from_millis(2));
     }
     let elapsed = started.elapsed();
-    engine.shutdown();
+    engine.shutdown().expect("the engine ran without failing");
     PipelineRun { records, elapsed }
 }
 

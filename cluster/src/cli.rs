@@ -162,6 +162,11 @@ pub struct GeneratorArgs {
     pub start_ms: Option<u64>,
 }
 
+/// The generator's network model supports up to this many client hosts.
+const MAX_HOSTS: u32 = 6_000_000;
+/// Generator partitions beyond this only cost memory.
+const MAX_PARTITIONS: u32 = 4096;
+
 /// Parses `500ms`, `1s`, `5m`, `2h` into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
     flowscope_queries::parse_duration_ms(s).map_err(|e| e.to_string())
@@ -178,6 +183,10 @@ impl RunArgs {
     /// Turns the arguments into a validated config; the error is a message for the user.
     pub fn into_config(self) -> Result<RunConfig, String> {
         let time = TimeModel::new(self.tick).map_err(|e| format!("--tick: {e}"))?;
+        if self.idle_timeout == 0 {
+            // Zero would make every partition idle at once and the lateness meaningless.
+            return Err("--idle-timeout must be at least 1ms".into());
+        }
         let windows =
             Windows::parse(&self.windows, &time).map_err(|e| format!("--windows: {e}"))?;
         let source = match self.source {
@@ -192,8 +201,11 @@ impl RunArgs {
                 if g.partitions == 0 {
                     return Err("--partitions must be at least 1".into());
                 }
-                if g.hosts == 0 {
-                    return Err("--hosts must be at least 1".into());
+                if !(1..=MAX_HOSTS).contains(&g.hosts) {
+                    return Err(format!("--hosts must be from 1 to {MAX_HOSTS}"));
+                }
+                if g.partitions > MAX_PARTITIONS {
+                    return Err(format!("--partitions must be at most {MAX_PARTITIONS}"));
                 }
                 let start_ms = g.start_ms.unwrap_or_else(|| {
                     SystemTime::now()

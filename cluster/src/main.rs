@@ -63,11 +63,16 @@ fn run(config: RunConfig) -> anyhow::Result<()> {
     let stopping = client.clone();
     let address = config.http;
     let served = runtime.block_on(async move {
+        // Stop serving on Ctrl-C / SIGTERM, or when the workers stop (a shutdown sent by
+        // another process of the cluster, or a failure). The signal future is created once,
+        // so that a signal arriving between two polls is not lost.
         let stopped = async move {
+            let signal = shutdown_signal();
+            tokio::pin!(signal);
             let mut poll = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tokio::select! {
-                    _ = shutdown_signal() => break,
+                    _ = &mut signal => break,
                     _ = poll.tick() => if stopping.is_shutting_down() { break },
                 }
             }
@@ -79,8 +84,9 @@ fn run(config: RunConfig) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     tracing::info!("stopping");
-    engine.shutdown();
-    served
+    let stopped = engine.shutdown();
+    served?;
+    stopped.map_err(|failure| anyhow::anyhow!("the engine failed: {failure}"))
 }
 
 async fn shutdown_signal() {

@@ -281,3 +281,38 @@ fn records_minutes_late_are_counted_and_land_in_the_windows_they_belong_to() {
     let (_, metrics) = common::get(&format!("{}/v1/status", fs.base));
     assert_eq!(metrics["records"].as_u64(), Some(all.len() as u64));
 }
+
+#[test]
+fn a_file_without_valid_records_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrong-format.jsonl");
+    std::fs::write(&path, "#fields\tts\n{\"not\": \"a flow\"}\n\n").unwrap();
+    let mut fs = Flowscope::run(
+        &[
+            "--source",
+            "file",
+            "--path",
+            path.to_str().unwrap(),
+            "--idle-timeout",
+            "100ms",
+        ],
+        free_port(),
+    );
+    // Nothing valid: every view answers, empty, instead of waiting for a first record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, status) = fs.get("/v1/status");
+        if code == 200 && status["dead_letters"] == 2 && status["partitions"][0]["finished"] == true
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, edges) = fs.get("/v1/graph/edges");
+    assert_eq!(code, 200, "{edges}");
+    assert_eq!(edges["rows"].as_array().map(Vec::len), Some(0));
+    let (code, health) = fs.get("/health");
+    assert_eq!(code, 200, "{health}");
+    assert!(fs.child.try_wait().unwrap().is_none());
+}

@@ -182,6 +182,30 @@ fn every_view_endpoint_matches_the_oracle() {
     let (code, quiet) = fs.get("/v1/graph/hosts/192.0.2.1");
     assert_eq!(code, 200);
     assert_eq!(quiet["out_edges"].as_array().map(Vec::len), Some(0));
+    assert_eq!(quiet["host"]["connections_in"], 0);
+
+    // A host's edge lists are limited, its summary still covers every edge.
+    let busiest = oracle_top(&events, as_of, 7_200_000, 1)[0].clone();
+    let (_, full) = fs.get(&format!("/v1/graph/hosts/{}?window=2h", busiest.dst_ip));
+    let (code, limited) = fs.get(&format!(
+        "/v1/graph/hosts/{}?window=2h&limit=1",
+        busiest.dst_ip
+    ));
+    assert_eq!(code, 200, "{limited}");
+    assert!(full["in_edges"].as_array().unwrap().len() > 1, "{full}");
+    assert_eq!(limited["in_edges"].as_array().map(Vec::len), Some(1));
+    assert_eq!(limited["in_edges"][0], full["in_edges"][0]);
+    assert_eq!(limited["host"], full["host"]);
+
+    // IPv6 addresses work in the path, percent-encoded or not.
+    for path in [
+        "/v1/graph/hosts/2606:4700::1111",
+        "/v1/graph/hosts/2606%3A4700%3A%3A1111",
+    ] {
+        let (code, v6) = fs.get(path);
+        assert_eq!(code, 200, "{path}: {v6}");
+        assert_eq!(v6["host"]["ip"], "2606:4700::1111");
+    }
 
     // /v1/dead-letters
     let (code, dead) = fs.get("/v1/dead-letters?limit=10");
@@ -244,6 +268,7 @@ fn bad_requests_get_json_errors() {
         ("/v1/graph/hosts/10.0.0.300", 400, "bad_ip"),
         ("/v1/graph/hosts/10.0.0.1?window=1y", 400, "unknown_window"),
         ("/v1/dead-letters?limit=100000", 400, "bad_limit"),
+        ("/v1/graph/hosts/10.0.0.1?limit=0", 400, "bad_limit"),
     ];
     for (path, status, code) in cases {
         let (got, body) = fs.get(path);

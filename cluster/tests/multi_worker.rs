@@ -159,3 +159,42 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     let second = processes.next().unwrap();
     assert!(second.terminate().success());
 }
+
+#[test]
+fn processes_with_different_options_refuse_to_run_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostfile = dir.path().join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let hostfile = hostfile.to_str().unwrap().to_string();
+    let children: Vec<_> = [("0", "30m,2h"), ("1", "30m,24h")]
+        .into_iter()
+        .map(|(process, windows)| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+                .args([
+                    "run",
+                    "--hostfile",
+                    &hostfile,
+                    "--process",
+                    process,
+                    "--windows",
+                    windows,
+                ])
+                .args(["--http", &format!("127.0.0.1:{}", free_port())])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("different configuration"), "{stderr}");
+    }
+}

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use flowscope_connectors::DeadLetter;
 use flowscope_operators::Millis;
-use flowscope_queries::{EdgeFilter, EdgeRow, HostEdges};
+use std::collections::BTreeMap;
+
+use flowscope_queries::{EdgeFilter, EdgeRow, HostAnswer};
 use serde::{Deserialize, Serialize};
 
 use crate::status::{ClusterStatus, WorkerStatus};
@@ -17,6 +19,9 @@ pub enum Command {
     Peek(PeekRequest),
     /// Let the arrangements forget history before `as_of`: no later peek reads earlier.
     Advance { as_of: Millis },
+    /// A process announces its configuration; every worker stops the cluster if it differs
+    /// from its own, since mismatched options would silently give wrong answers.
+    Hello { process: usize, fingerprint: String },
     /// Stop every worker.
     Shutdown,
 }
@@ -40,8 +45,12 @@ pub enum ViewQuery {
         filter: EdgeFilter,
         limit: usize,
     },
-    /// One host's edges in a window.
-    Host { ip: IpAddr, window: Millis },
+    /// One host in a window, with its `limit` heaviest edges each way.
+    Host {
+        ip: IpAddr,
+        window: Millis,
+        limit: usize,
+    },
     /// Counters, frontiers and partitions of every worker.
     Status,
     /// The most recent dead letters of every worker.
@@ -61,18 +70,27 @@ pub struct PartAnswer {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Part {
     Edges(Vec<EdgeRow>),
-    Host(HostEdges),
+    Host(HostAnswer),
     Status(Box<WorkerStatus>),
-    DeadLetters(Vec<DeadLetter>),
+    DeadLetters {
+        worker: usize,
+        letters: Vec<DeadLetter>,
+        counts: BTreeMap<String, u64>,
+    },
 }
 
 /// A gathered answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Edges(Vec<EdgeRow>),
-    Host(HostEdges),
+    Host(HostAnswer),
     Status(ClusterStatus),
-    DeadLetters(Vec<DeadLetter>),
+    DeadLetters {
+        /// The most recent letters of each worker, worker by worker, newest first.
+        letters: Vec<DeadLetter>,
+        total: u64,
+        by_reason: BTreeMap<String, u64>,
+    },
 }
 
 /// An answer and the time it is exact for: it covers the records with `ts < as_of`.
@@ -89,4 +107,6 @@ pub enum PeekError {
     Timeout(std::time::Duration),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    #[error("the engine has failed: {0}")]
+    Failed(String),
 }

@@ -124,6 +124,28 @@ pub enum ConfigError {
 }
 
 impl EngineConfig {
+    /// What every process of a cluster must agree on, as text: options that change which
+    /// worker reads what or what the views hold. (A file's path may differ per process.)
+    pub fn fingerprint(&self) -> String {
+        let source = match &self.source {
+            // Each process picks its own start instant (`now` by default); a few ms apart is fine.
+            SourceConfig::Generator(g) => {
+                serde_json::json!({ "generator": GeneratorConfig { start_ms: 0, ..g.clone() } })
+            }
+            SourceConfig::File { format, .. } => serde_json::json!({ "file": format.to_string() }),
+        };
+        serde_json::json!({
+            "tick": self.time.tick(),
+            "lateness": self.lateness,
+            "idle_timeout_ms": self.idle_timeout.as_millis() as u64,
+            "windows": self.windows.names(),
+            "source": source,
+            "workers": self.cluster.workers_per_process(),
+            "processes": self.cluster.processes(),
+        })
+        .to_string()
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster.workers_per_process() == 0 {
             return Err(ConfigError::NoWorkers);

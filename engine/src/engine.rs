@@ -2,19 +2,19 @@
 //! them for answers.
 //!
 //! A process's workers share one [`Shared`]: the queue of commands that the process's first
-//! worker pushes into the sequencer, the peeks waiting for their parts, and the frontier
-//! its workers have seen (from which a peek picks its `as_of`).
+//! worker pushes into the sequencer, the peeks waiting for their parts, the frontier its
+//! workers have seen (from which a peek picks its `as_of`), and whether they stopped or
+//! failed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use flowscope_operators::Millis;
 use flowscope_queries::graph::{merge_edges, merge_host};
-use timely::WorkerConfig;
 
 use crate::command::{
     Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, ViewQuery,
@@ -56,8 +56,16 @@ pub struct Shared {
     pending: Mutex<HashMap<u64, PendingPeek>>,
     next_id: AtomicU64,
     uppers: Vec<AtomicU64>,
-    pub(crate) shutting_down: AtomicBool,
-    pub(crate) started: Instant,
+    shutting_down: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking worker must not take the HTTP frontend down with it.
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl Shared {
@@ -75,7 +83,7 @@ impl Shared {
             next_id: AtomicU64::new(0),
             uppers: (0..local).map(|_| AtomicU64::new(NO_UPPER)).collect(),
             shutting_down: AtomicBool::new(false),
-            started: Instant::now(),
+            failure: Mutex::new(None),
         }
     }
 
@@ -100,24 +108,41 @@ impl Shared {
 
     /// The latest as_of complete on every local worker, if any is.
     pub fn latest_complete(&self) -> Option<Millis> {
-        let mut least = DONE;
-        for slot in &self.uppers {
-            least = least.min(slot.load(Ordering::Acquire));
-        }
+        let least = self
+            .uppers
+            .iter()
+            .map(|slot| slot.load(Ordering::Acquire))
+            .min()?;
         match least {
-            NO_UPPER => None,
-            // Everything has been seen (only at shutdown): nothing to wait for.
-            DONE => None,
-            upper => Some(self.config.time.floor(upper.saturating_sub(1))),
+            // Not started, or everything seen (only at shutdown): nothing to read at.
+            NO_UPPER | DONE => None,
+            upper => upper
+                .checked_sub(1)
+                .map(|last| self.config.time.floor(last)),
         }
+    }
+
+    /// A worker has left its loop: no more answers will come. Waiting clients are woken
+    /// (their reply channels close) rather than left to time out.
+    pub(crate) fn stopped(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        lock(&self.pending).clear();
+    }
+
+    /// Something went wrong that makes this process's answers unusable.
+    pub(crate) fn fail(&self, message: String) {
+        tracing::error!("{message}");
+        lock(&self.failure).get_or_insert(message);
+        self.stopped();
+    }
+
+    fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
     }
 
     /// Called on the origin worker with each part; answers the client once all are in.
     pub(crate) fn deliver(&self, part: PartAnswer) {
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut pending = lock(&self.pending);
         let id = part.id;
         let complete = match pending.get_mut(&id) {
             Some(peek) => {
@@ -144,6 +169,7 @@ impl Shared {
     }
 }
 
+/// Combines the parts of every worker into the answer.
 fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Millis) -> Answer {
     match query {
         ViewQuery::Edges { limit, .. } => Answer::Edges(merge_edges(
@@ -153,12 +179,13 @@ fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Mil
             }),
             *limit,
         )),
-        ViewQuery::Host { .. } => {
-            Answer::Host(merge_host(parts.into_iter().filter_map(|p| match p.part {
-                Part::Host(edges) => Some(edges),
+        ViewQuery::Host { ip, .. } => Answer::Host(merge_host(
+            *ip,
+            parts.into_iter().filter_map(|p| match p.part {
+                Part::Host(host) => Some(host),
                 _ => None,
-            })))
-        }
+            }),
+        )),
         ViewQuery::Status => {
             let mut workers: Vec<_> = parts
                 .into_iter()
@@ -171,18 +198,32 @@ fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Mil
             Answer::Status(ClusterStatus::merge(processes, as_of, workers))
         }
         ViewQuery::DeadLetters { limit } => {
-            let mut parts: Vec<_> = parts.into_iter().collect();
-            parts.sort_by_key(|p| p.origin);
-            let letters = parts
+            let mut by_worker: Vec<_> = parts
                 .into_iter()
                 .filter_map(|p| match p.part {
-                    Part::DeadLetters(letters) => Some(letters),
+                    Part::DeadLetters {
+                        worker,
+                        letters,
+                        counts,
+                    } => Some((worker, letters, counts)),
                     _ => None,
                 })
-                .flatten()
-                .take(*limit)
                 .collect();
-            Answer::DeadLetters(letters)
+            by_worker.sort_by_key(|(worker, _, _)| *worker);
+            let mut by_reason = BTreeMap::new();
+            let mut letters = Vec::new();
+            for (_, worker_letters, counts) in by_worker {
+                for (reason, count) in counts {
+                    *by_reason.entry(reason).or_insert(0u64) += count;
+                }
+                letters.extend(worker_letters);
+            }
+            letters.truncate(*limit);
+            Answer::DeadLetters {
+                letters,
+                total: by_reason.values().sum(),
+                by_reason,
+            }
         }
     }
 }
@@ -194,8 +235,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Validates `config`, opens the source and starts this process's workers. In a cluster,
-    /// this waits until every process of the host file is reachable.
+    /// Validates `config`, checks the source and starts this process's workers. In a
+    /// cluster, this waits until every process of the host file is reachable.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         config.validate()?;
         worker::check_source(&config).map_err(EngineError::Source)?;
@@ -207,7 +248,7 @@ impl Engine {
             .try_build()
             .map_err(EngineError::Timely)?;
         let guards =
-            timely::execute::execute_from(allocators, others, WorkerConfig::default(), move |w| {
+            timely::execute::execute_from(allocators, others, timely_config.worker, move |w| {
                 worker::run(w, Arc::clone(&for_workers));
             })
             .map_err(EngineError::Timely)?;
@@ -223,29 +264,37 @@ impl Engine {
         }
     }
 
-    /// Stops every worker of the cluster and waits for this process's workers to finish.
-    pub fn shutdown(mut self) {
-        self.stop();
+    /// Stops every worker of the cluster and waits for this process's workers. An error
+    /// says why the engine failed, if it did.
+    pub fn shutdown(mut self) -> Result<(), String> {
+        self.shared.send(Command::Shutdown);
+        self.wait()
     }
 
     /// Waits until the workers stop (after a shutdown sent by any client of the cluster).
-    pub fn join(mut self) {
-        if let Some(guards) = self.guards.take() {
-            guards.join();
-        }
+    pub fn join(mut self) -> Result<(), String> {
+        self.wait()
     }
 
-    fn stop(&mut self) {
-        if let Some(guards) = self.guards.take() {
-            self.shared.send(Command::Shutdown);
-            guards.join();
+    fn wait(&mut self) -> Result<(), String> {
+        let Some(guards) = self.guards.take() else {
+            return Ok(());
+        };
+        let panicked = guards.join().into_iter().filter_map(Result::err).next();
+        match (self.shared.failure(), panicked) {
+            (Some(failure), _) => Err(failure),
+            (None, Some(panic)) => Err(format!("a worker failed: {panic}")),
+            (None, None) => Ok(()),
         }
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.stop();
+        if self.guards.is_some() {
+            self.shared.send(Command::Shutdown);
+            let _ = self.wait();
+        }
     }
 }
 
@@ -270,35 +319,35 @@ impl Client {
         self.peek_at(query, None, timeout)
     }
 
-    /// Reads a view at `as_of` (or the latest complete one), or later if the views have
-    /// already been compacted past it. Blocks until the answer is complete.
+    /// Reads a view at `as_of` (rounded down to the tick; or the latest complete one), or
+    /// later if the views have already been compacted past it. Blocks until the answer is
+    /// complete or `timeout` passes.
     pub fn peek_at(
         &self,
         query: ViewQuery,
         as_of: Option<Millis>,
         timeout: Duration,
     ) -> Result<Answered, PeekError> {
-        if self.shared.shutting_down.load(Ordering::Acquire) {
-            return Err(PeekError::ShuttingDown);
-        }
-        let as_of = as_of.or_else(|| self.shared.latest_complete()).unwrap_or(0);
+        self.check_running()?;
+        let as_of = as_of
+            .or_else(|| self.shared.latest_complete())
+            .map_or(0, |t| self.shared.config.time.floor(t));
         let local = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         // Unique across the cluster: the asking worker's index in the high bits.
         let id = ((self.shared.first_worker as u64) << 40) | (local & ((1 << 40) - 1));
         let (reply, answer) = crossbeam_channel::bounded(1);
-        {
-            let mut pending = match self.shared.pending.lock() {
-                Ok(p) => p,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            pending.insert(
-                id,
-                PendingPeek {
-                    query: query.clone(),
-                    parts: Vec::new(),
-                    reply,
-                },
-            );
+        lock(&self.shared.pending).insert(
+            id,
+            PendingPeek {
+                query: query.clone(),
+                parts: Vec::new(),
+                reply,
+            },
+        );
+        // The workers may have stopped while we registered: don't wait for nobody.
+        if let Err(e) = self.check_running() {
+            lock(&self.shared.pending).remove(&id);
+            return Err(e);
         }
         self.shared.send(Command::Peek(PeekRequest {
             id,
@@ -308,17 +357,26 @@ impl Client {
         }));
         match answer.recv_timeout(timeout) {
             Ok(answered) => Ok(answered),
-            Err(_) => {
-                if let Ok(mut pending) = self.shared.pending.lock() {
-                    pending.remove(&id);
-                }
-                if self.shared.shutting_down.load(Ordering::Acquire) {
-                    Err(PeekError::ShuttingDown)
-                } else {
-                    Err(PeekError::Timeout(timeout))
-                }
+            Err(RecvTimeoutError::Timeout) => {
+                lock(&self.shared.pending).remove(&id);
+                self.check_running()?;
+                Err(PeekError::Timeout(timeout))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.check_running()?;
+                Err(PeekError::ShuttingDown)
             }
         }
+    }
+
+    fn check_running(&self) -> Result<(), PeekError> {
+        if let Some(failure) = self.shared.failure() {
+            return Err(PeekError::Failed(failure));
+        }
+        if self.is_shutting_down() {
+            return Err(PeekError::ShuttingDown);
+        }
+        Ok(())
     }
 
     /// Asks every worker of the cluster to stop.
@@ -328,5 +386,10 @@ impl Client {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Why the engine failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
     }
 }

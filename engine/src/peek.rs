@@ -67,11 +67,18 @@ pub fn serve_peeks<'scope>(
                         ViewQuery::Edges { window, filter, limit } => {
                             Part::Edges(GraphReader::new(&mut trace, *read_at, *window).edges(*filter, *limit))
                         }
-                        ViewQuery::Host { ip, window } => {
-                            Part::Host(GraphReader::new(&mut trace, *read_at, *window).host(*ip))
+                        ViewQuery::Host { ip, window, limit } => {
+                            Part::Host(GraphReader::new(&mut trace, *read_at, *window).host(*ip, *limit))
                         }
                         ViewQuery::Status => Part::Status(Box::new(stats.borrow().snapshot())),
-                        ViewQuery::DeadLetters { limit } => Part::DeadLetters(stats.borrow().dead_letters.recent(*limit)),
+                        ViewQuery::DeadLetters { limit } => {
+                            let stats = stats.borrow();
+                            Part::DeadLetters {
+                                worker: stats.worker,
+                                letters: stats.dead_letters.recent(*limit),
+                                counts: stats.dead_letters.counts().clone(),
+                            }
+                        }
                     };
                     output.session(cap).give(PartAnswer {
                         id: request.id,

@@ -2,17 +2,18 @@
 //!
 //! DESIGN §3: an event belongs at its own time (`floor(ts) + tick`); once the source's
 //! frontier has passed that time (the event is later than the watermark allows) it enters
-//! at the frontier instead and is counted as late. The frontier follows the watermark of
-//! the worker's partitions, including the idle rule, so that every record becomes visible
-//! once input stops.
+//! at the frontier instead and is counted as late. The frontier follows the source's
+//! watermark: this worker's partitions together with the [`WatermarkBoard`] of every other
+//! worker's, so that an idle partition anywhere stops holding the source back and every
+//! record becomes visible once all input is idle.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use flowscope_connectors::{DeadLetter, EventPartition, PollStatus};
 use flowscope_events::Event;
-use flowscope_operators::{Millis, TimeModel, WatermarkTracker};
+use flowscope_operators::{Millis, TimeModel, WatermarkReport, WatermarkTracker};
 use rustc_hash::FxHashMap;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
@@ -41,27 +42,54 @@ pub struct SourceTiming {
     pub idle_timeout: Duration,
 }
 
+/// Every worker's latest watermark report, as this worker knows it, and this worker's
+/// report waiting to be sent to the others (see `worker.rs`).
+#[derive(Debug)]
+pub struct WatermarkBoard {
+    pub reports: Vec<Option<WatermarkReport>>,
+    pub outbox: Option<WatermarkReport>,
+}
+
+impl WatermarkBoard {
+    pub fn new(peers: usize) -> Self {
+        WatermarkBoard {
+            reports: vec![None; peers],
+            outbox: None,
+        }
+    }
+
+    /// The source's watermark, with this worker's fresh `own` report in place of the one
+    /// the others last received.
+    fn watermark(&self, worker: usize, own: &WatermarkReport, time: &TimeModel) -> Option<Millis> {
+        WatermarkReport::combine(
+            self.reports
+                .iter()
+                .enumerate()
+                .map(|(w, r)| if w == worker { Some(own) } else { r.as_ref() }),
+            time,
+        )
+    }
+}
+
 /// Builds the source operator for this worker's `partitions`.
 ///
-/// A worker with no partitions holds nothing back: its operator drops its capability.
-/// `stop` makes the operator drop its capability too, so that the dataflow can finish.
+/// A worker with no partitions reports that it holds nothing back and drops its
+/// capability. `stop` makes the operator drop its capability, so the dataflow can finish.
 pub fn event_source<'scope>(
     scope: Scope<'scope, Millis>,
     mut partitions: Vec<AssignedPartition>,
     timing: SourceTiming,
     stats: Rc<RefCell<WorkerStats>>,
-    stop: Rc<std::cell::Cell<bool>>,
+    board: Rc<RefCell<WatermarkBoard>>,
+    stop: Rc<Cell<bool>>,
 ) -> Stream<'scope, Millis, Vec<Event>> {
     source(scope, "EventSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
-        let mut tracker = WatermarkTracker::new(
-            partitions.len(),
-            timing.lateness,
-            timing.idle_timeout,
-            Instant::now(),
-        );
+        let mut tracker =
+            WatermarkTracker::new(partitions.len(), timing.lateness, timing.idle_timeout);
         let mut finished = vec![false; partitions.len()];
+        let mut published: Option<WatermarkReport> = None;
         let mut events: Vec<Event> = Vec::with_capacity(CHUNK);
         let mut dead: Vec<DeadLetter> = Vec::new();
         let mut by_time: FxHashMap<Millis, Vec<Event>> = FxHashMap::default();
@@ -73,13 +101,15 @@ pub fn event_source<'scope>(
                 return;
             };
             if partitions.is_empty() || stop.get() {
+                board.borrow_mut().outbox = Some(WatermarkReport::default());
                 capability = None;
                 return;
             }
             // The frontier as the records read so far move it: each record is placed against
-            // the watermark of the records before it in its partition, however the reads
-            // happen to be chunked, and the capability catches up at the end.
-            let mut frontier = *cap.time();
+            // the watermark of the records before it, however the reads happen to be
+            // chunked, and the capability catches up at the end. Nothing can be complete
+            // before the first tick, so that is the least frontier.
+            let mut frontier = (*cap.time()).max(timing.time.tick());
             let mut more = false;
             let mut records = 0u64;
             let mut late = 0u64;
@@ -92,9 +122,17 @@ pub fn event_source<'scope>(
                     let status = part.reader.poll(CHUNK, &mut events, &mut dead);
                     last = status;
                     let now = Instant::now();
+                    tracker.polled(
+                        index,
+                        status == PollStatus::Ready || !events.is_empty(),
+                        now,
+                    );
                     for event in events.drain(..) {
-                        if tracker.observe(index, event.ts, now, &timing.time) {
-                            if let Some(watermark) = tracker.watermark(&timing.time, now) {
+                        if tracker.observe(index, event.ts, &timing.time) {
+                            let own = tracker.report(now);
+                            if let Some(watermark) =
+                                board.borrow().watermark(worker, &own, &timing.time)
+                            {
                                 frontier =
                                     frontier.max(timing.time.frontier_for_watermark(watermark));
                             }
@@ -110,7 +148,9 @@ pub fn event_source<'scope>(
                         PollStatus::Ready => continue,
                         PollStatus::Pending => break,
                         PollStatus::Finished => {
+                            // Never polled again: quiet from now on, so idle after the timeout.
                             finished[index] = true;
+                            tracker.polled(index, false, Instant::now());
                             break;
                         }
                     }
@@ -124,8 +164,16 @@ pub fn event_source<'scope>(
             }
 
             let now = Instant::now();
-            if let Some(watermark) = tracker.watermark(&timing.time, now) {
-                frontier = frontier.max(timing.time.frontier_for_watermark(watermark));
+            let own = tracker.report(now);
+            {
+                let mut board = board.borrow_mut();
+                if let Some(watermark) = board.watermark(worker, &own, &timing.time) {
+                    frontier = frontier.max(timing.time.frontier_for_watermark(watermark));
+                }
+                if published != Some(own) {
+                    published = Some(own);
+                    board.outbox = Some(own);
+                }
             }
             if frontier > *cap.time() {
                 cap.downgrade(&frontier);

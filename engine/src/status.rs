@@ -2,12 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use flowscope_connectors::DeadLetterLog;
+use flowscope_connectors::{DeadLetterLog, DEFAULT_DEAD_LETTER_CAPACITY};
 use flowscope_operators::Millis;
 use serde::{Deserialize, Serialize};
-
-/// How many recent dead letters each worker keeps for `GET /v1/dead-letters`.
-pub const DEAD_LETTERS_KEPT: usize = 1000;
 
 /// One partition of a source as its worker sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +51,7 @@ impl WorkerStats {
             worker,
             records: 0,
             late_records: 0,
-            dead_letters: DeadLetterLog::new(DEAD_LETTERS_KEPT),
+            dead_letters: DeadLetterLog::new(DEFAULT_DEAD_LETTER_CAPACITY),
             frontier: None,
             partitions: Vec::new(),
         }

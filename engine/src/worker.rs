@@ -7,14 +7,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowscope_connectors::{EventPartition, FilePartition, GeneratorPartition};
-use flowscope_operators::Millis;
+use flowscope_operators::{Millis, WatermarkReport};
 use flowscope_queries::graph;
-use timely::dataflow::operators::Input;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Input, Operator};
 use timely::synchronization::Sequencer;
 use timely::worker::Worker;
 
@@ -22,7 +23,7 @@ use crate::command::{Command, PeekRequest};
 use crate::config::{EngineConfig, SourceConfig};
 use crate::engine::Shared;
 use crate::peek;
-use crate::source::{event_source, AssignedPartition, SourceTiming};
+use crate::source::{event_source, AssignedPartition, SourceTiming, WatermarkBoard};
 use crate::status::WorkerStats;
 
 /// How often worker 0 lets the arrangements compact up to the latest complete time.
@@ -30,13 +31,19 @@ const ADVANCE_EVERY: Duration = Duration::from_millis(100);
 /// The longest a worker parks when nothing wakes it.
 const PARK: Duration = Duration::from_millis(50);
 
-/// Checks that the source can be opened before any worker starts.
+/// Checks, before any worker starts, that this process can open the partitions its
+/// workers will read (a file is read by worker 0 only, so only its process needs it).
 pub(crate) fn check_source(config: &EngineConfig) -> Result<(), String> {
+    let cluster = &config.cluster;
+    let first = cluster.process() * cluster.workers_per_process();
+    let local = first..first + cluster.workers_per_process();
+    let reads_here =
+        (0..config.source.partitions()).any(|p| local.contains(&(p as usize % cluster.peers())));
     match &config.source {
-        SourceConfig::Generator(_) => Ok(()),
-        SourceConfig::File { path, format } => FilePartition::open(path, *format)
+        SourceConfig::File { path, format } if reads_here => FilePartition::open(path, *format)
             .map(|_| ())
             .map_err(|e| e.to_string()),
+        _ => Ok(()),
     }
 }
 
@@ -49,30 +56,62 @@ fn assigned_partitions(
     let name = config.source.name();
     (0..config.source.partitions())
         .filter(|p| *p as usize % peers == index)
-        .filter_map(|partition| {
+        .map(|partition| {
             let reader: Box<dyn EventPartition> = match &config.source {
                 SourceConfig::Generator(g) => Box::new(GeneratorPartition::new(g, partition)),
                 SourceConfig::File { path, format } => match FilePartition::open(path, *format) {
                     Ok(file) => Box::new(file),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot open the source file");
-                        return None;
-                    }
+                    // Checked before the workers started; if the file vanished since, the
+                    // partition reads nothing and says why in the dead letters.
+                    Err(error) => Box::new(FilePartition::from_reader(
+                        name.clone(),
+                        FailingReader(error.to_string()),
+                        *format,
+                    )),
                 },
             };
-            Some(AssignedPartition {
+            AssignedPartition {
                 source: name.clone(),
                 partition,
                 reader,
-            })
+            }
         })
         .collect()
+}
+
+/// A reader whose every read fails with the error that kept a file from opening.
+struct FailingReader(String);
+
+impl std::io::Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other(self.0.clone()))
+    }
+}
+
+/// Marks the process as stopping when a worker leaves its loop — or fails: a panicking
+/// worker must not leave the HTTP frontend answering as if all were well.
+struct ExitGuard {
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.fail(format!("worker {} failed", self.worker));
+        }
+        self.shared.stopped();
+    }
 }
 
 /// Runs one worker until a `Shutdown` command.
 pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     let index = worker.index();
     let peers = worker.peers();
+    let _guard = ExitGuard {
+        shared: Arc::clone(&shared),
+        worker: index,
+    };
     let local_index =
         index - shared.config.cluster.process() * shared.config.cluster.workers_per_process();
     let is_commander = local_index == 0;
@@ -81,6 +120,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     }
     let config = shared.config.clone();
     let stats = Rc::new(RefCell::new(WorkerStats::new(index)));
+    let board = Rc::new(RefCell::new(WatermarkBoard::new(peers)));
     let stop = Rc::new(Cell::new(false));
     let timing = SourceTiming {
         time: config.time,
@@ -88,7 +128,30 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         idle_timeout: config.idle_timeout,
     };
 
-    let mut sequencer: Sequencer<Command> = Sequencer::new(worker, shared.started);
+    // The sequencer orders commands by its workers' elapsed time; timely starts the worker
+    // timer once every process has connected, so processes started at different moments
+    // still agree.
+    let timer = worker.timer().unwrap_or_else(Instant::now);
+    let mut sequencer: Sequencer<Command> = Sequencer::new(worker, timer);
+
+    let mut reports = worker.dataflow_named::<u64, _, _>("Watermarks", |scope| {
+        let (input, reports) = scope.new_input::<Vec<(usize, WatermarkReport)>>();
+        let board = Rc::clone(&board);
+        reports
+            .broadcast()
+            .sink(Pipeline, "WatermarkBoard", move |(input, _)| {
+                input.for_each(|_, data| {
+                    let mut board = board.borrow_mut();
+                    for (worker, report) in data.drain(..) {
+                        if let Some(slot) = board.reports.get_mut(worker) {
+                            *slot = Some(report);
+                        }
+                    }
+                });
+            });
+        input
+    });
+
     let partitions = assigned_partitions(&config, index, peers);
     let mut requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
         let events = event_source(
@@ -96,6 +159,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             partitions,
             timing,
             Rc::clone(&stats),
+            Rc::clone(&board),
             Rc::clone(&stop),
         );
         let arranged = graph::render(events, config.time, config.windows.longest().length);
@@ -111,6 +175,12 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         input
     });
 
+    if is_commander {
+        sequencer.push(Command::Hello {
+            process: config.cluster.process(),
+            fingerprint: config.fingerprint(),
+        });
+    }
     let mut last_advance = Instant::now();
     let mut advanced_to: Millis = 0;
     'work: loop {
@@ -128,6 +198,11 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
                 }
             }
         }
+        if let Some(report) = board.borrow_mut().outbox.take() {
+            reports.send((index, report));
+            let next = *reports.time() + 1;
+            reports.advance_to(next);
+        }
         for command in sequencer.by_ref() {
             match command {
                 Command::Peek(request) => requests.send(request),
@@ -136,16 +211,31 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
                         requests.advance_to(as_of);
                     }
                 }
+                Command::Hello {
+                    process,
+                    fingerprint,
+                } => {
+                    if fingerprint != config.fingerprint() {
+                        shared.fail(format!(
+                            "process {process} runs with a different configuration than process {}; \
+                             every process of a cluster needs the same options (ours: {}, theirs: {fingerprint})",
+                            config.cluster.process(),
+                            config.fingerprint()
+                        ));
+                        break 'work;
+                    }
+                }
                 Command::Shutdown => break 'work,
             }
         }
         requests.flush();
+        reports.flush();
         worker.step_or_park(Some(PARK));
     }
 
-    shared.shutting_down.store(true, Ordering::Release);
     stop.set(true);
     drop(requests);
+    drop(reports);
     drop(sequencer);
     for dataflow in worker.installed_dataflows() {
         worker.drop_dataflow(dataflow);

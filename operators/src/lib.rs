@@ -11,5 +11,5 @@ pub mod topk;
 pub mod window;
 
 pub use aggregates::FlowStats;
-pub use time::{Millis, TimeModel, TimeModelError, WatermarkTracker};
+pub use time::{Millis, TimeModel, TimeModelError, WatermarkReport, WatermarkTracker};
 pub use window::{PreAggregateWindowed, TickSpan};

@@ -8,20 +8,12 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-/// Milliseconds since the Unix epoch.
-pub type Millis = u64;
+pub use flowscope_events::Millis;
 
 /// The error for a time configuration that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct TimeModelError(pub String);
-
-impl std::fmt::Display for TimeModelError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TimeModelError {}
 
 /// Tick arithmetic: how event timestamps map to timely times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,14 +72,57 @@ impl TimeModel {
 #[derive(Clone, Debug)]
 struct PartitionClock {
     max_ts: Option<Millis>,
-    last_data: Instant,
+    /// Since when every poll has found nothing; `None` while the partition is delivering.
+    /// Idleness is judged from this, not from the time since the last record, so that a
+    /// worker that could not poll for a while does not mistake a backlog for silence.
+    quiet_since: Option<Instant>,
 }
 
-/// Computes a source's watermark from its partitions (DESIGN §3).
+/// What one worker's partitions say about the watermark, shared with every other worker
+/// so that the idle rule of DESIGN §3 holds for the source as a whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkReport {
+    /// Minimum over the worker's non-idle partitions of `max ts − lateness`.
+    pub active: Option<Millis>,
+    /// A non-idle partition has produced nothing yet: the watermark cannot be known.
+    pub unknown: bool,
+    /// The largest timestamp the worker has seen in any partition.
+    pub max_seen: Option<Millis>,
+}
+
+impl WatermarkReport {
+    /// The watermark of a whole source from every worker's report: the least active
+    /// watermark; while nothing is active, past the largest timestamp seen anywhere (at the
+    /// next tick boundary, so the tick holding that record becomes complete). `None` while
+    /// it cannot be known (a worker has not reported, or has an active partition without data).
+    pub fn combine<'a>(
+        reports: impl IntoIterator<Item = Option<&'a WatermarkReport>>,
+        time: &TimeModel,
+    ) -> Option<Millis> {
+        let mut active: Option<Millis> = None;
+        let mut max_seen: Option<Millis> = None;
+        for report in reports {
+            let report = report?;
+            if report.unknown {
+                return None;
+            }
+            if let Some(a) = report.active {
+                active = Some(active.map_or(a, |m| m.min(a)));
+            }
+            if let Some(m) = report.max_seen {
+                max_seen = Some(max_seen.map_or(m, |x| x.max(m)));
+            }
+        }
+        active.or_else(|| max_seen.map(|m| time.next_boundary(m)))
+    }
+}
+
+/// Tracks one worker's partitions of a source: largest timestamps and idleness.
 ///
-/// The watermark is the minimum over partitions of `max ts seen − lateness`; a partition that
-/// has had no new data for `idle_timeout` stops holding it back, and when every partition is
-/// idle the watermark moves past the largest timestamp seen so that every record is visible.
+/// The watermark is the minimum over partitions of `max ts seen − lateness`; a partition
+/// whose polls have found nothing for `idle_timeout` stops holding it back, and when every
+/// partition of the source (on every worker) is idle it moves past the largest timestamp
+/// seen, so that every record is visible (see [`WatermarkReport::combine`]).
 #[derive(Clone, Debug)]
 pub struct WatermarkTracker {
     lateness: Millis,
@@ -96,35 +131,29 @@ pub struct WatermarkTracker {
 }
 
 impl WatermarkTracker {
-    pub fn new(partitions: usize, lateness: Millis, idle_timeout: Duration, now: Instant) -> Self {
+    pub fn new(partitions: usize, lateness: Millis, idle_timeout: Duration) -> Self {
         WatermarkTracker {
             lateness,
             idle_timeout,
             partitions: vec![
                 PartitionClock {
                     max_ts: None,
-                    last_data: now,
+                    quiet_since: None,
                 };
                 partitions
             ],
         }
     }
 
-    /// Records that `partition` produced a record with timestamp `ts` at `now`. Returns true
-    /// when the watermark may have moved to a later tick, so that callers need to recompute
-    /// it only then: the partition's largest timestamp, less the lateness, entered a new tick.
-    pub fn observe(
-        &mut self,
-        partition: usize,
-        ts: Millis,
-        now: Instant,
-        time: &TimeModel,
-    ) -> bool {
+    /// Records a record with timestamp `ts` from `partition`. Returns true when the
+    /// watermark may have moved to a later tick, so that callers recompute it only then:
+    /// the partition's largest timestamp, less the lateness, entered a new tick.
+    pub fn observe(&mut self, partition: usize, ts: Millis, time: &TimeModel) -> bool {
         let lateness = self.lateness;
         let Some(clock) = self.partitions.get_mut(partition) else {
             return false;
         };
-        clock.last_data = now;
+        clock.quiet_since = None;
         match clock.max_ts {
             Some(max) if max >= ts => false,
             Some(max) => {
@@ -138,46 +167,64 @@ impl WatermarkTracker {
         }
     }
 
+    /// Records the outcome of a poll of `partition`: whether it had (or may have) more
+    /// to give right away, or found nothing.
+    pub fn polled(&mut self, partition: usize, delivering: bool, now: Instant) {
+        if let Some(clock) = self.partitions.get_mut(partition) {
+            if delivering {
+                clock.quiet_since = None;
+            } else if clock.quiet_since.is_none() {
+                clock.quiet_since = Some(now);
+            }
+        }
+    }
+
     /// The largest timestamp seen by `partition`.
     pub fn max_ts(&self, partition: usize) -> Option<Millis> {
         self.partitions.get(partition).and_then(|c| c.max_ts)
     }
 
-    /// Whether `partition` has been without data for the idle timeout.
+    /// Whether the polls of `partition` have found nothing for the idle timeout.
     pub fn is_idle(&self, partition: usize, now: Instant) -> bool {
         self.partitions
             .get(partition)
-            .is_some_and(|c| now.saturating_duration_since(c.last_data) >= self.idle_timeout)
+            .and_then(|c| c.quiet_since)
+            .is_some_and(|since| now.saturating_duration_since(since) >= self.idle_timeout)
     }
 
-    /// The current watermark, or `None` while it cannot be known (a partition that is not
-    /// idle has not produced anything yet, or nothing was ever seen).
-    pub fn watermark(&self, time: &TimeModel, now: Instant) -> Option<Millis> {
-        let mut active_min: Option<Millis> = None;
-        let mut any_active = false;
+    /// This worker's part of the source's watermark.
+    pub fn report(&self, now: Instant) -> WatermarkReport {
+        let mut report = WatermarkReport::default();
         for (index, clock) in self.partitions.iter().enumerate() {
+            if let Some(m) = clock.max_ts {
+                report.max_seen = Some(report.max_seen.map_or(m, |x| x.max(m)));
+            }
             if self.is_idle(index, now) {
                 continue;
             }
-            any_active = true;
-            let held = clock.max_ts?.saturating_sub(self.lateness);
-            active_min = Some(active_min.map_or(held, |m| m.min(held)));
+            match clock.max_ts {
+                None => report.unknown = true,
+                Some(max) => {
+                    let held = max.saturating_sub(self.lateness);
+                    report.active = Some(report.active.map_or(held, |a| a.min(held)));
+                }
+            }
         }
-        if any_active {
-            return active_min;
-        }
-        // Everything is idle: move past the largest timestamp seen, to the next tick boundary,
-        // so that the tick holding that record becomes complete.
-        let max_seen = self.partitions.iter().filter_map(|c| c.max_ts).max()?;
-        Some(time.next_boundary(max_seen))
+        report
     }
 
-    /// How long until some partition that is active now turns idle, if any; the source should
-    /// look again then even when no data arrives.
+    /// The watermark of this worker's partitions alone (one worker, or tests).
+    pub fn watermark(&self, time: &TimeModel, now: Instant) -> Option<Millis> {
+        WatermarkReport::combine([Some(&self.report(now))], time)
+    }
+
+    /// How long until some quiet partition turns idle, if any; the source should look
+    /// again then even when no data arrives.
     pub fn next_idle_check(&self, now: Instant) -> Option<Duration> {
         self.partitions
             .iter()
-            .map(|c| (c.last_data + self.idle_timeout).saturating_duration_since(now))
+            .filter_map(|c| c.quiet_since)
+            .map(|since| (since + self.idle_timeout).saturating_duration_since(now))
             .filter(|d| !d.is_zero())
             .min()
     }
@@ -203,19 +250,77 @@ mod tests {
     fn watermark_follows_slowest_active_partition_and_idles_past_max() {
         let t = TimeModel::new(1000).unwrap();
         let start = Instant::now();
-        let mut w = WatermarkTracker::new(2, 5000, Duration::from_secs(1), start);
+        let mut w = WatermarkTracker::new(2, 5000, Duration::from_secs(1));
         assert_eq!(w.watermark(&t, start), None);
-        w.observe(0, 20_000, start, &t);
-        // partition 1 has produced nothing and is not idle yet: hold.
+        w.observe(0, 20_000, &t);
+        // partition 1 has produced nothing and is not idle: hold.
         assert_eq!(w.watermark(&t, start), None);
-        w.observe(1, 12_000, start, &t);
+        w.observe(1, 12_000, &t);
         assert_eq!(w.watermark(&t, start), Some(7_000));
+        // partition 1 goes quiet; a second later it no longer holds the watermark.
+        w.polled(1, false, start);
         let later = start + Duration::from_millis(1500);
-        w.observe(0, 30_000, later, &t);
-        // partition 1 is idle now: only partition 0 holds the watermark.
+        w.observe(0, 30_000, &t);
         assert_eq!(w.watermark(&t, later), Some(25_000));
+        // all quiet for the idle timeout: past the largest ts, at a tick boundary.
+        w.polled(0, false, later);
         let much_later = later + Duration::from_secs(2);
-        // all idle: past the largest ts, at a tick boundary.
         assert_eq!(w.watermark(&t, much_later), Some(31_000));
+    }
+
+    #[test]
+    fn a_backlog_is_not_silence() {
+        let t = TimeModel::new(1000).unwrap();
+        let start = Instant::now();
+        let mut w = WatermarkTracker::new(2, 0, Duration::from_secs(1));
+        w.observe(0, 10_000, &t);
+        w.observe(1, 5_000, &t);
+        // partition 1 still had data when last polled; a long pause is not idleness.
+        w.polled(1, true, start);
+        assert_eq!(
+            w.watermark(&t, start + Duration::from_secs(60)),
+            Some(5_000)
+        );
+    }
+
+    #[test]
+    fn an_idle_worker_follows_the_others() {
+        let t = TimeModel::new(1000).unwrap();
+        let busy = WatermarkReport {
+            active: Some(900_000),
+            unknown: false,
+            max_seen: Some(905_000),
+        };
+        let idle = WatermarkReport {
+            active: None,
+            unknown: false,
+            max_seen: Some(100_000),
+        };
+        assert_eq!(
+            WatermarkReport::combine([Some(&busy), Some(&idle)], &t),
+            Some(900_000)
+        );
+        let idle_too = WatermarkReport {
+            active: None,
+            ..busy
+        };
+        assert_eq!(
+            WatermarkReport::combine([Some(&idle_too), Some(&idle)], &t),
+            Some(906_000)
+        );
+        assert_eq!(WatermarkReport::combine([Some(&busy), None], &t), None);
+        let starting = WatermarkReport {
+            unknown: true,
+            ..idle
+        };
+        assert_eq!(
+            WatermarkReport::combine([Some(&busy), Some(&starting)], &t),
+            None
+        );
+        // A worker without partitions reports nothing and holds nothing back.
+        assert_eq!(
+            WatermarkReport::combine([Some(&busy), Some(&WatermarkReport::default())], &t),
+            Some(900_000)
+        );
     }
 }

@@ -123,13 +123,6 @@ pub struct EdgeFilter {
     pub dst: Option<IpAddr>,
 }
 
-/// A host's edges in one window; the parts of a host answer from every worker.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostEdges {
-    pub out_edges: Vec<EdgeRow>,
-    pub in_edges: Vec<EdgeRow>,
-}
-
 /// A host's aggregates in one window (DESIGN §4 host view).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSummary {
@@ -152,26 +145,40 @@ pub struct HostSummary {
 }
 
 impl HostSummary {
-    pub fn from_edges(ip: IpAddr, edges: &HostEdges) -> Self {
-        let out_peers: BTreeSet<IpAddr> = edges.out_edges.iter().map(|e| e.dst_ip).collect();
-        let in_peers: BTreeSet<IpAddr> = edges.in_edges.iter().map(|e| e.src_ip).collect();
-        let all = || edges.out_edges.iter().chain(edges.in_edges.iter());
+    /// Aggregates a host's edges; sums saturate rather than wrap on absurd counters.
+    pub fn from_edges(ip: IpAddr, out_edges: &[EdgeRow], in_edges: &[EdgeRow]) -> Self {
+        fn total(edges: &[EdgeRow], field: impl Fn(&EdgeRow) -> u64) -> u64 {
+            edges
+                .iter()
+                .fold(0u64, |sum, e| sum.saturating_add(field(e)))
+        }
+        let out_peers: BTreeSet<IpAddr> = out_edges.iter().map(|e| e.dst_ip).collect();
+        let in_peers: BTreeSet<IpAddr> = in_edges.iter().map(|e| e.src_ip).collect();
+        let all = || out_edges.iter().chain(in_edges.iter());
         HostSummary {
             ip,
             out_peers: out_peers.len() as u64,
             in_peers: in_peers.len() as u64,
-            connections_out: edges.out_edges.iter().map(|e| e.count).sum(),
-            connections_in: edges.in_edges.iter().map(|e| e.count).sum(),
-            bytes_sent: edges.out_edges.iter().map(|e| e.bytes_out).sum::<u64>()
-                + edges.in_edges.iter().map(|e| e.bytes_in).sum::<u64>(),
-            bytes_received: edges.out_edges.iter().map(|e| e.bytes_in).sum::<u64>()
-                + edges.in_edges.iter().map(|e| e.bytes_out).sum::<u64>(),
-            failed_out: edges.out_edges.iter().map(|e| e.failed).sum(),
-            failed_in: edges.in_edges.iter().map(|e| e.failed).sum(),
+            connections_out: total(out_edges, |e| e.count),
+            connections_in: total(in_edges, |e| e.count),
+            bytes_sent: total(out_edges, |e| e.bytes_out)
+                .saturating_add(total(in_edges, |e| e.bytes_in)),
+            bytes_received: total(out_edges, |e| e.bytes_in)
+                .saturating_add(total(in_edges, |e| e.bytes_out)),
+            failed_out: total(out_edges, |e| e.failed),
+            failed_in: total(in_edges, |e| e.failed),
             first_seen: all().map(|e| e.first_seen).min(),
             last_seen: all().map(|e| e.last_seen).max(),
         }
     }
+}
+
+/// A host in one window: its aggregates over all its edges, and its heaviest edges each way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostAnswer {
+    pub summary: HostSummary,
+    pub out_edges: Vec<EdgeRow>,
+    pub in_edges: Vec<EdgeRow>,
 }
 
 /// Sums one run of values (one edge) at one as_of, within one window.
@@ -320,15 +327,18 @@ impl<'t> GraphReader<'t> {
         top_k(rows, limit, EdgeRow::heaviest_first)
     }
 
-    /// This worker's part of a host's edges (the whole answer on the worker owning the host).
-    pub fn host(&mut self, ip: IpAddr) -> HostEdges {
+    /// This worker's part of a host answer: the whole answer on the worker that owns the
+    /// host (the arrangement is keyed by host), an empty one elsewhere. The summary covers
+    /// every edge; each edge list keeps its `limit` heaviest.
+    pub fn host(&mut self, ip: IpAddr, limit: usize) -> HostAnswer {
         let mut out_edges = Vec::new();
         let mut in_edges = Vec::new();
         self.for_each_edge(Some(ip), Direction::Out, |row| out_edges.push(row));
         self.for_each_edge(Some(ip), Direction::In, |row| in_edges.push(row));
-        HostEdges {
-            out_edges,
-            in_edges,
+        HostAnswer {
+            summary: HostSummary::from_edges(ip, &out_edges, &in_edges),
+            out_edges: top_k(out_edges, limit, EdgeRow::heaviest_first),
+            in_edges: top_k(in_edges, limit, EdgeRow::heaviest_first),
         }
     }
 }
@@ -342,14 +352,15 @@ pub fn merge_edges(parts: impl IntoIterator<Item = Vec<EdgeRow>>, limit: usize) 
     )
 }
 
-/// Merges the workers' parts of a host answer, edges heaviest first.
-pub fn merge_host(parts: impl IntoIterator<Item = HostEdges>) -> HostEdges {
-    let mut merged = HostEdges::default();
-    for part in parts {
-        merged.out_edges.extend(part.out_edges);
-        merged.in_edges.extend(part.in_edges);
-    }
-    merged.out_edges.sort_by(EdgeRow::heaviest_first);
-    merged.in_edges.sort_by(EdgeRow::heaviest_first);
-    merged
+/// Merges the workers' parts of a host answer: only the worker owning the host has any
+/// edges, so its part is the answer.
+pub fn merge_host(ip: IpAddr, parts: impl IntoIterator<Item = HostAnswer>) -> HostAnswer {
+    parts
+        .into_iter()
+        .find(|part| !part.out_edges.is_empty() || !part.in_edges.is_empty())
+        .unwrap_or_else(|| HostAnswer {
+            summary: HostSummary::from_edges(ip, &[], &[]),
+            out_edges: Vec::new(),
+            in_edges: Vec::new(),
+        })
 }

@@ -8,5 +8,5 @@
 pub mod graph;
 pub mod windows;
 
-pub use graph::{EdgeFilter, EdgeRow, GraphTrace, HostEdges, HostSummary};
+pub use graph::{EdgeFilter, EdgeRow, GraphTrace, HostAnswer, HostSummary};
 pub use windows::{parse_duration_ms, WindowSpec, Windows, WindowsError};

@@ -2,7 +2,6 @@
 
 use flowscope_operators::{Millis, TimeModel};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
 /// One window: its name as users write it (`30m`) and its length.
@@ -12,17 +11,10 @@ pub struct WindowSpec {
     pub length: Millis,
 }
 
-/// An error in a window list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An error in a duration or a window list.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct WindowsError(pub String);
-
-impl fmt::Display for WindowsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for WindowsError {}
 
 /// Parses a duration written `<n><unit>` with unit `ms`, `s`, `m`, `h` or `d` into
 /// milliseconds; zero is allowed (windows refuse it themselves).

@@ -59,12 +59,13 @@ impl ApiError {
 
 impl From<PeekError> for ApiError {
     fn from(e: PeekError) -> Self {
-        let code = match e {
-            PeekError::Timeout(_) => "timeout",
-            PeekError::ShuttingDown => "shutting_down",
+        let (status, code) = match e {
+            PeekError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            PeekError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            PeekError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "engine_failed"),
         };
         ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
+            status,
             code,
             message: e.to_string(),
         }

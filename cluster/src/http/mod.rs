@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use flowscope_engine::{Answer, Answered, Client, ViewQuery};
-use flowscope_queries::{EdgeFilter, HostSummary};
+use flowscope_queries::EdgeFilter;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -45,51 +45,59 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         },
     );
 
+    // The method is checked after the path, so that an unknown path is a 404 and a known
+    // one asked with another method a 405.
     let health = warp::path!("health")
+        .and(warp::get())
         .and(with_client.clone())
         .and_then(|client: Client| async move { health(client).await });
     let metrics = warp::path!("metrics")
+        .and(warp::get())
         .and(with_client.clone())
         .and_then(|client: Client| async move { respond(metrics::render(client).await) });
     let status = warp::path!("v1" / "status")
+        .and(warp::get())
         .and(with_client.clone())
         .and_then(|client: Client| async move { respond(status(client).await) });
     let dead_letters = warp::path!("v1" / "dead-letters")
+        .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(
             |q: String, client: Client| async move { respond(dead_letters(client, q).await) },
         );
     let edges = warp::path!("v1" / "graph" / "edges")
+        .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) });
     let host = warp::path!("v1" / "graph" / "hosts" / String)
+        .and(warp::get())
         .and(query)
         .and(with_client)
         .and_then(|ip: String, q: String, client: Client| async move {
             respond(host(client, ip, q).await)
         });
-    let dashboard = warp::path::end().map(|| warp::reply::html(DASHBOARD).into_response());
+    let dashboard = warp::path::end()
+        .and(warp::get())
+        .map(|| warp::reply::html(DASHBOARD).into_response());
 
-    let gets = warp::get().and(
-        health
-            .or(metrics)
-            .unify()
-            .or(status)
-            .unify()
-            .or(dead_letters)
-            .unify()
-            .or(edges)
-            .unify()
-            .or(host)
-            .unify()
-            .or(dashboard)
-            .unify(),
-    );
+    let routes = health
+        .or(metrics)
+        .unify()
+        .or(status)
+        .unify()
+        .or(dead_letters)
+        .unify()
+        .or(edges)
+        .unify()
+        .or(host)
+        .unify()
+        .or(dashboard)
+        .unify();
 
     body_limit
-        .and(gets)
+        .and(routes)
         .map(|(), reply: Response| reply)
         .recover(error::recover)
         .unify()
@@ -118,17 +126,28 @@ fn window_json(name: &str, length: u64, as_of: u64) -> Value {
 }
 
 async fn health(client: Client) -> Result<Response, Rejection> {
-    let reply = match client.latest_complete() {
-        Some(as_of) if !client.is_shutting_down() => warp::reply::with_status(
-            warp::reply::json(&json!({"status": "ok", "ready": true, "as_of": as_of})),
-            StatusCode::OK,
-        ),
-        _ => warp::reply::with_status(
-            warp::reply::json(&json!({"status": "starting", "ready": false})),
+    let (status, body) = if let Some(failure) = client.failure() {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-        ),
+            json!({"status": "failed", "ready": false, "error": failure}),
+        )
+    } else if client.is_shutting_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "stopping", "ready": false}),
+        )
+    } else if let Some(as_of) = client.latest_complete() {
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "ready": true, "as_of": as_of}),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "starting", "ready": false}),
+        )
     };
-    Ok(reply.into_response())
+    Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
 }
 
 async fn status(client: Client) -> Result<Response, ApiError> {
@@ -151,20 +170,21 @@ async fn dead_letters(client: Client, raw: String) -> Result<Response, ApiError>
     let params = Params::parse(&raw, &["limit"])?;
     let limit = params.limit(100, 1000)?;
     let answered = peek(&client, ViewQuery::DeadLetters { limit }).await?;
-    let Answer::DeadLetters(rows) = answered.answer else {
+    let Answer::DeadLetters {
+        letters,
+        total,
+        by_reason,
+    } = answered.answer
+    else {
         return Err(ApiError::internal(
             "unexpected answer to a dead-letter peek",
         ));
     };
-    let counted = peek(&client, ViewQuery::Status).await?;
-    let Answer::Status(status) = counted.answer else {
-        return Err(ApiError::internal("unexpected answer to a status peek"));
-    };
     Ok(json_reply(&json!({
         "as_of": answered.as_of,
-        "total": status.dead_letters,
-        "by_reason": status.dead_letters_by_reason,
-        "rows": rows,
+        "total": total,
+        "by_reason": by_reason,
+        "rows": letters,
     })))
 }
 
@@ -196,26 +216,29 @@ async fn edges(client: Client, raw: String) -> Result<Response, ApiError> {
 }
 
 async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiError> {
+    // Path segments arrive percent-encoded (an IPv6 address's colons may be `%3A`).
+    let ip = percent_encoding::percent_decode_str(&ip).decode_utf8_lossy();
     let ip: IpAddr = params::parse_ip("ip", &ip)?;
-    let params = Params::parse(&raw, &["window"])?;
+    let params = Params::parse(&raw, &["window", "limit"])?;
     let window = params.window(client.config())?;
+    let limit = params.limit(1000, 10_000)?;
     let answered = peek(
         &client,
         ViewQuery::Host {
             ip,
             window: window.length,
+            limit,
         },
     )
     .await?;
-    let Answer::Host(edges) = answered.answer else {
+    let Answer::Host(host) = answered.answer else {
         return Err(ApiError::internal("unexpected answer to a host peek"));
     };
-    let summary = HostSummary::from_edges(ip, &edges);
     Ok(json_reply(&json!({
         "as_of": answered.as_of,
         "window": window_json(&window.name, window.length, answered.as_of),
-        "host": summary,
-        "out_edges": edges.out_edges,
-        "in_edges": edges.in_edges,
+        "host": host.summary,
+        "out_edges": host.out_edges,
+        "in_edges": host.in_edges,
     })))
 }
