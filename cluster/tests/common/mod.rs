@@ -111,11 +111,15 @@ impl Drop for Flowscope {
 }
 
 pub fn try_get(url: &str) -> Option<(u16, Value)> {
-    let response = reqwest::blocking::Client::new()
+    let response = match reqwest::blocking::Client::new()
         .get(url)
         .timeout(Duration::from_secs(15))
         .send()
-        .ok()?;
+    {
+        Ok(response) => response,
+        // Not listening yet, or gone: the callers decide what that means.
+        Err(_) => return None,
+    };
     let status = response.status().as_u16();
     let text = response.text().ok()?;
     Some((
