@@ -10,23 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{free_port, oracle_top, rows, write_native, Flowscope};
-use flowscope_connectors::{GeneratorConfig, GeneratorPartition, Pace};
 use flowscope_events::{Event, Proto, Status};
 
 fn events() -> Vec<Event> {
-    let config = GeneratorConfig {
-        seed: 3,
-        partitions: 3,
-        rate: 1_000,
-        pace: Pace::Fast,
-        start_ms: 1_710_000_000_000,
-        count: Some(6_000),
-        hosts: 100,
-        ..GeneratorConfig::default()
-    };
-    (0..config.partitions)
-        .flat_map(|p| GeneratorPartition::new(&config, p))
-        .collect()
+    common::generated(3, 3, 1_000, 1_710_000_000_000, 6_000, 100)
 }
 
 /// Zeek writes seconds with six decimals.

@@ -7,31 +7,13 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{free_port, oracle_edges, oracle_top, rows, write_native, Flowscope};
-use flowscope_connectors::{GeneratorConfig, GeneratorPartition, Pace};
 use flowscope_events::Event;
 use flowscope_queries::{EdgeRow, HostSummary};
 
 const START: u64 = 1_700_000_000_000;
 
 fn generated(count: u64) -> Vec<Event> {
-    let config = GeneratorConfig {
-        seed: 7,
-        partitions: 2,
-        rate: 2_000,
-        pace: Pace::Fast,
-        start_ms: START,
-        count: Some(count),
-        hosts: 200,
-        ..GeneratorConfig::default()
-    };
-    let mut events = Vec::new();
-    for p in 0..config.partitions {
-        let mut part = GeneratorPartition::new(&config, p);
-        while let Some(e) = part.next_event() {
-            events.push(e);
-        }
-    }
-    events
+    common::generated(7, 2, 2_000, START, count, 200)
 }
 
 /// Starts the binary on a file of `events` plus `bad_lines`, and waits for all of it.

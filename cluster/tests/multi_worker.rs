@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::{free_port, oracle_top, rows, Flowscope};
-use flowscope_connectors::{GeneratorConfig, GeneratorPartition, Pace};
 use flowscope_events::Event;
 use serde_json::Value;
 
@@ -42,22 +41,7 @@ fn generator_args() -> Vec<String> {
 }
 
 fn generated() -> Vec<Event> {
-    let config = GeneratorConfig {
-        seed: 11,
-        partitions: 4,
-        rate: 4_000,
-        pace: Pace::Fast,
-        start_ms: START,
-        count: Some(COUNT),
-        hosts: 300,
-        ..GeneratorConfig::default()
-    };
-    (0..config.partitions)
-        .flat_map(|p| {
-            let mut part = GeneratorPartition::new(&config, p);
-            std::iter::from_fn(move || part.next_event())
-        })
-        .collect()
+    common::generated(11, 4, 4_000, START, COUNT, 300)
 }
 
 /// The answers compared across layouts, once everything is visible.

@@ -23,7 +23,7 @@ use crate::status::{PartitionStatus, WorkerStats};
 /// Records read from one partition before the operator yields to the rest of the dataflow.
 const CHUNK: usize = 4096;
 /// Chunks per partition per activation: bounds how long one activation runs.
-const CHUNKS_PER_ACTIVATION: usize = 8;
+const CHUNKS_PER_ACTIVATION: usize = 32;
 /// How soon to look again at partitions that had nothing to give.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flowscope_connectors::{GeneratorConfig, GeneratorPartition, Pace};
 use flowscope_events::{Event, Proto};
 use flowscope_queries::EdgeRow;
 use serde_json::Value;
@@ -197,4 +198,29 @@ pub fn write_native(path: &Path, events: &[Event]) {
         text.push('\n');
     }
     std::fs::write(path, text).expect("cannot write the test file");
+}
+
+/// Every event of a fast-paced generator, partition after partition, as `flowscope run
+/// --pace fast --seed S --partitions P --rate R --start-ms T --count N --hosts H` reads them.
+pub fn generated(
+    seed: u64,
+    partitions: u32,
+    rate: u64,
+    start_ms: u64,
+    count: u64,
+    hosts: u32,
+) -> Vec<Event> {
+    let config = GeneratorConfig {
+        seed,
+        partitions,
+        rate,
+        pace: Pace::Fast,
+        start_ms,
+        count: Some(count),
+        hosts,
+        ..GeneratorConfig::default()
+    };
+    (0..partitions)
+        .flat_map(|p| GeneratorPartition::new(&config, p))
+        .collect()
 }

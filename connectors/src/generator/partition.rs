@@ -9,7 +9,7 @@ use crate::dead_letter::DeadLetter;
 use crate::source::{EventPartition, PollStatus};
 use flowscope_events::Event;
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use std::time::Instant;
 
 /// One partition of the generator. Its events are a function of the config and the
@@ -18,7 +18,7 @@ use std::time::Instant;
 pub struct GeneratorPartition {
     topology: Topology,
     schedule: Schedule,
-    rng: ChaCha8Rng,
+    rng: Xoshiro256PlusPlus,
     /// Sequence number of the next event.
     next_seq: u64,
     disorder_ms: u64,
@@ -31,9 +31,12 @@ impl GeneratorPartition {
     /// Partition `partition` of the stream `config` describes; a partition number the
     /// config does not have yields nothing.
     pub fn new(config: &GeneratorConfig, partition: u32) -> GeneratorPartition {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        // Stream 0 is left unused; each partition draws from a stream of its own.
-        rng.set_stream(u64::from(partition) + 1);
+        // Each partition draws from a generator of its own, seeded from (seed, partition):
+        // `seed_from_u64` spreads the two through SplitMix64. Xoshiro rather than a
+        // cryptographic generator, because drawing numbers was a tenth of the pipeline's time.
+        let rng = Xoshiro256PlusPlus::seed_from_u64(
+            config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(partition),
+        );
         GeneratorPartition {
             topology: Topology::new(config.seed, config.hosts),
             schedule: Schedule::new(config, partition),
