@@ -108,14 +108,18 @@ impl Shared {
 
     /// The latest as_of complete on every local worker, if any is.
     pub fn latest_complete(&self) -> Option<Millis> {
-        let least = self
+        let uppers: Vec<u64> = self
             .uppers
             .iter()
             .map(|slot| slot.load(Ordering::Acquire))
-            .min()?;
-        match least {
-            // Not started, or everything seen (only at shutdown): nothing to read at.
-            NO_UPPER | DONE => None,
+            .collect();
+        // A worker that has not published a frontier yet may be behind all the others.
+        if uppers.contains(&NO_UPPER) {
+            return None;
+        }
+        match uppers.into_iter().min()? {
+            // Everything seen (only at shutdown): nothing to read at.
+            DONE => None,
             upper => upper
                 .checked_sub(1)
                 .map(|last| self.config.time.floor(last)),
@@ -391,5 +395,90 @@ impl Client {
     /// Why the engine failed, if it did.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowscope_connectors::{DeadLetter, Position};
+
+    fn letter(offset: u64) -> DeadLetter {
+        DeadLetter {
+            reason: "invalid_json".into(),
+            error: "bad".into(),
+            position: Position {
+                source: "f".into(),
+                partition: 0,
+                offset,
+            },
+            bytes: "{".into(),
+        }
+    }
+
+    fn part(worker: usize, offsets: &[u64]) -> PartAnswer {
+        PartAnswer {
+            id: 1,
+            origin: 0,
+            as_of: 3_000,
+            part: Part::DeadLetters {
+                worker,
+                letters: offsets.iter().map(|o| letter(*o)).collect(),
+                counts: BTreeMap::from([("invalid_json".to_string(), offsets.len() as u64 + 10)]),
+            },
+        }
+    }
+
+    #[test]
+    fn dead_letters_merge_in_worker_order_whatever_the_arrival_order() {
+        let answer = merge(
+            &ViewQuery::DeadLetters { limit: 3 },
+            vec![part(1, &[20, 21]), part(0, &[10, 11])],
+            1,
+            3_000,
+        );
+        let Answer::DeadLetters {
+            letters,
+            total,
+            by_reason,
+        } = answer
+        else {
+            panic!("not a dead-letter answer");
+        };
+        let offsets: Vec<u64> = letters.iter().map(|l| l.position.offset).collect();
+        assert_eq!(offsets, vec![10, 11, 20]);
+        assert_eq!(total, 24);
+        assert_eq!(by_reason["invalid_json"], 24);
+    }
+
+    #[test]
+    fn latest_complete_is_the_last_tick_before_the_least_frontier() {
+        let time = flowscope_operators::TimeModel::new(1000).unwrap();
+        let config = EngineConfig {
+            time,
+            lateness: 0,
+            idle_timeout: Duration::from_secs(1),
+            windows: flowscope_queries::Windows::parse("30m", &time).unwrap(),
+            source: crate::SourceConfig::Generator(Default::default()),
+            cluster: crate::ClusterConfig::Single { workers: 2 },
+        };
+        let shared = Shared::new(config);
+        assert_eq!(
+            shared.latest_complete(),
+            None,
+            "no worker has a frontier yet"
+        );
+        shared.publish_upper(0, Some(5_000));
+        assert_eq!(shared.latest_complete(), None, "worker 1 has none yet");
+        shared.publish_upper(1, Some(0));
+        assert_eq!(
+            shared.latest_complete(),
+            None,
+            "nothing is complete below frontier 0"
+        );
+        shared.publish_upper(1, Some(1_000));
+        assert_eq!(shared.latest_complete(), Some(0));
+        shared.publish_upper(1, Some(9_000));
+        assert_eq!(shared.latest_complete(), Some(4_000));
     }
 }

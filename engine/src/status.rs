@@ -122,3 +122,61 @@ impl ClusterStatus {
         status
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(
+        worker: usize,
+        records: u64,
+        frontier: Option<Millis>,
+        reasons: &[(&str, u64)],
+    ) -> WorkerStatus {
+        WorkerStatus {
+            worker,
+            records,
+            late_records: records / 10,
+            dead_letters: reasons.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            frontier,
+            partitions: vec![PartitionStatus {
+                source: "generator".into(),
+                partition: 3 - worker as u32,
+                worker,
+                next_offset: records,
+                max_ts: Some(1_000),
+                idle: false,
+                finished: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn merge_sums_counters_and_takes_the_least_frontier() {
+        let status = ClusterStatus::merge(
+            2,
+            5_000,
+            vec![
+                worker(0, 100, Some(7_000), &[("invalid_json", 2)]),
+                worker(1, 50, Some(6_000), &[("invalid_json", 1), ("too_large", 4)]),
+                // A worker whose frontier is empty has seen everything: it holds nothing back.
+                worker(2, 0, None, &[]),
+            ],
+        );
+        assert_eq!(status.workers, 3);
+        assert_eq!(status.records, 150);
+        assert_eq!(status.late_records, 15);
+        assert_eq!(status.dead_letters, 7);
+        assert_eq!(status.dead_letters_by_reason["invalid_json"], 3);
+        assert_eq!(status.frontier, Some(6_000));
+        let partitions: Vec<u32> = status.partitions.iter().map(|p| p.partition).collect();
+        assert_eq!(partitions, vec![1, 2, 3], "sorted by source and partition");
+    }
+
+    #[test]
+    fn all_frontiers_empty_is_an_empty_frontier() {
+        let status =
+            ClusterStatus::merge(1, 0, vec![worker(0, 0, None, &[]), worker(1, 0, None, &[])]);
+        assert_eq!(status.frontier, None);
+    }
+}
