@@ -270,9 +270,22 @@ impl<'t> GraphReader<'t> {
                 break;
             }
             let mut current: Option<(Adjacency, EdgeAccumulator)> = None;
+            // Values sort by direction first: skip to this direction's run, stop after it.
+            // (A linear skip: `seek_val` on the merged cursor did not return here.)
+            if direction == Direction::In {
+                while cursor
+                    .get_val(&storage)
+                    .is_some_and(|v| v.direction != Direction::In)
+                {
+                    cursor.step_val(&storage);
+                }
+            }
             while let Some(value) = cursor.get_val(&storage) {
                 let value = *value;
-                if value.direction == direction && value.span.first >= self.window_start {
+                if value.direction != direction {
+                    break;
+                }
+                if value.span.first >= self.window_start {
                     let mut at_as_of = FlowStats::default();
                     let as_of = self.as_of;
                     cursor.map_times(&storage, |time, diff| {
