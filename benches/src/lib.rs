@@ -50,6 +50,7 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig) -> PipelineRun {
         windows: Windows::parse("30m,2h,24h", &time).expect("valid windows"),
         source: SourceConfig::Generator(generator),
         cluster: ClusterConfig::Single { workers },
+        state_dir: None,
     };
     let started = Instant::now();
     let engine = Engine::start(config).expect("the engine starts");

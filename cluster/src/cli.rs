@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flowscope_connectors::kafka::{default_dead_letter_topic, KafkaOptions};
 use flowscope_connectors::{Format, GeneratorConfig, Pace};
-use flowscope_engine::{ClusterConfig, EngineConfig, SourceConfig};
+use flowscope_engine::{ClusterConfig, EngineConfig, KafkaSourceConfig, SourceConfig};
 use flowscope_operators::TimeModel;
 use flowscope_queries::Windows;
 
@@ -27,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine (one process, or one process of a cluster) with the HTTP API and dashboard.
     Run(RunArgs),
+    /// Write generated records (or a file's records) into a Kafka topic.
+    Produce(ProduceArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,6 +38,8 @@ pub enum SourceKind {
     Generator,
     /// Replay a file once.
     File,
+    /// Every partition of a Kafka topic (--brokers, --topic).
+    Kafka,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,7 +80,7 @@ pub struct RunArgs {
     /// The file to replay (with --source file).
     #[arg(long, value_name = "PATH", env = "FLOWSCOPE_PATH")]
     pub path: Option<PathBuf>,
-    /// Record format of the file.
+    /// Record format of the file or topic.
     #[arg(long, value_enum, default_value = "native", env = "FLOWSCOPE_FORMAT")]
     pub format: FormatArg,
     /// Address of the HTTP API and dashboard [default: 127.0.0.1:8080, plus the process index in a cluster].
@@ -117,8 +122,177 @@ pub struct RunArgs {
         env = "FLOWSCOPE_WINDOWS"
     )]
     pub windows: String,
+    /// Where checkpoints (Kafka offsets) and undeliverable dead letters are kept.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "flowscope-state",
+        env = "FLOWSCOPE_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     #[command(flatten)]
     pub generator: GeneratorArgs,
+}
+
+/// How to reach Kafka.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port...].
+    #[arg(long, value_name = "HOSTS", env = "FLOWSCOPE_BROKERS")]
+    pub brokers: Option<String>,
+    /// The topic of connection records.
+    #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_TOPIC")]
+    pub topic: Option<String>,
+    /// An extra librdkafka option, e.g. security.protocol=SASL_SSL (repeatable).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
+    pub kafka_options: Vec<String>,
+    /// Where malformed records go [default: <topic>.dead-letters].
+    #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
+}
+
+impl KafkaArgs {
+    /// The brokers, topic and options, or a message naming what is missing.
+    fn options(&self, command: &str) -> Result<(KafkaOptions, String), String> {
+        let brokers = self
+            .brokers
+            .clone()
+            .ok_or_else(|| format!("{command} needs --brokers HOST:PORT"))?;
+        let topic = self
+            .topic
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| format!("{command} needs --topic TOPIC"))?;
+        let options = KafkaOptions::new(brokers)
+            .with_extra(self.kafka_options.iter().map(String::as_str))
+            .map_err(|e| e.to_string())?;
+        Ok((options, topic))
+    }
+
+    fn given(&self) -> bool {
+        self.brokers.is_some()
+            || self.topic.is_some()
+            || !self.kafka_options.is_empty()
+            || self.dead_letter_topic.is_some()
+    }
+}
+
+/// `flowscope produce`: records into a topic.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Create the topic with this many partitions if it does not exist.
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<u32>,
+    /// Records per second [default: as fast as the brokers take them for --path; 5000 for
+    /// generated records, whose event time then follows the wall clock].
+    #[arg(long, value_name = "R")]
+    pub rate: Option<u64>,
+    /// Stop after this many records [default: endless for generated records].
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Format of the records written.
+    #[arg(long, value_enum, default_value = "native")]
+    pub format: FormatArg,
+    /// Send this file's records (one per line, unchanged) instead of generated ones.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Generated records: as fast as possible with simulated event time, instead of
+    /// event time following the wall clock.
+    #[arg(long)]
+    pub fast: bool,
+    /// Seed of the synthetic network.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Client hosts in the synthetic network.
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    pub hosts: u32,
+    /// Event time of the first generated record, ms since epoch [default: now].
+    #[arg(long, value_name = "MS")]
+    pub start_ms: Option<u64>,
+}
+
+/// Everything `flowscope produce` needs, validated.
+#[derive(Debug)]
+pub struct ProduceConfig {
+    pub options: KafkaOptions,
+    pub topic: String,
+    pub create_partitions: Option<u32>,
+    pub format: Format,
+    pub what: ProduceWhat,
+}
+
+#[derive(Debug)]
+pub enum ProduceWhat {
+    /// Each line of the file, unchanged, paced at `rate` records/s if given.
+    File {
+        path: PathBuf,
+        rate: Option<u64>,
+        count: Option<u64>,
+    },
+    /// Generated records; the generator's partitions are the topic's.
+    Generated(GeneratorConfig),
+}
+
+impl ProduceArgs {
+    pub fn into_config(self) -> Result<ProduceConfig, String> {
+        let (options, topic) = self.kafka.options("produce")?;
+        if self.kafka.dead_letter_topic.is_some() {
+            return Err("--dead-letter-topic is an option of run, not produce".into());
+        }
+        if self.partitions == Some(0) {
+            return Err("--partitions must be at least 1".into());
+        }
+        if self.rate == Some(0) {
+            return Err("--rate must be at least 1".into());
+        }
+        if !(1..=MAX_HOSTS).contains(&self.hosts) {
+            return Err(format!("--hosts must be from 1 to {MAX_HOSTS}"));
+        }
+        let what = match self.path {
+            Some(path) => {
+                if self.fast {
+                    return Err("--fast is for generated records, not --path".into());
+                }
+                ProduceWhat::File {
+                    path,
+                    rate: self.rate,
+                    count: self.count,
+                }
+            }
+            None => ProduceWhat::Generated(GeneratorConfig {
+                seed: self.seed,
+                // Set to the topic's partition count once it is known.
+                partitions: 1,
+                rate: self.rate.unwrap_or(5_000),
+                pace: if self.fast {
+                    Pace::Fast
+                } else {
+                    Pace::Realtime
+                },
+                start_ms: self.start_ms.unwrap_or_else(now_ms),
+                count: self.count,
+                hosts: self.hosts,
+                ..GeneratorConfig::default()
+            }),
+        };
+        Ok(ProduceConfig {
+            options,
+            topic,
+            create_partitions: self.partitions,
+            format: self.format.into(),
+            what,
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Options of the embedded generator.
@@ -189,7 +363,33 @@ impl RunArgs {
         }
         let windows =
             Windows::parse(&self.windows, &time).map_err(|e| format!("--windows: {e}"))?;
+        if self.source != SourceKind::Kafka && self.kafka.given() {
+            return Err(
+                "--brokers, --topic, --kafka-option and --dead-letter-topic are for --source kafka"
+                    .into(),
+            );
+        }
         let source = match self.source {
+            SourceKind::Kafka => {
+                if self.path.is_some() {
+                    return Err("--path is only for --source file".into());
+                }
+                let (options, topic) = self.kafka.options("--source kafka")?;
+                let dead_letter_topic = self
+                    .kafka
+                    .dead_letter_topic
+                    .clone()
+                    .unwrap_or_else(|| default_dead_letter_topic(&topic));
+                if dead_letter_topic == topic {
+                    return Err("--dead-letter-topic must differ from --topic".into());
+                }
+                SourceConfig::Kafka(KafkaSourceConfig {
+                    options,
+                    topic,
+                    format: self.format.into(),
+                    dead_letter_topic,
+                })
+            }
             SourceKind::Generator => {
                 if self.path.is_some() {
                     return Err("--path is only for --source file".into());
@@ -207,11 +407,7 @@ impl RunArgs {
                 if g.partitions > MAX_PARTITIONS {
                     return Err(format!("--partitions must be at most {MAX_PARTITIONS}"));
                 }
-                let start_ms = g.start_ms.unwrap_or_else(|| {
-                    SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64)
-                });
+                let start_ms = g.start_ms.unwrap_or_else(now_ms);
                 SourceConfig::Generator(GeneratorConfig {
                     seed: g.seed,
                     partitions: g.partitions,
@@ -265,6 +461,7 @@ impl RunArgs {
             windows,
             source,
             cluster,
+            state_dir: Some(self.state_dir),
         };
         engine.validate().map_err(|e| e.to_string())?;
         Ok(RunConfig { engine, http })

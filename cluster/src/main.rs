@@ -4,6 +4,7 @@
 mod cli;
 mod hostfile;
 mod http;
+mod produce;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,7 +50,36 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Produce(args) => match args.into_config() {
+            Ok(config) => match run_produce(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Produces until done or until Ctrl-C / SIGTERM, then waits for the acknowledgements.
+fn run_produce(config: cli::ProduceConfig) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let signalled = Arc::clone(&stop);
+    let _signals = std::thread::spawn(move || {
+        runtime.block_on(shutdown_signal());
+        signalled.store(true, Ordering::Relaxed);
+    });
+    produce::produce(config, &stop)
 }
 
 fn run(config: RunConfig) -> anyhow::Result<()> {

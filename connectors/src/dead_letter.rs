@@ -30,6 +30,10 @@ pub struct DeadLetter {
     /// The raw record, lossily decoded as UTF-8 and cut to [`MAX_DEAD_LETTER_BYTES`]; a cut
     /// record ends in `…[truncated N bytes]`.
     pub bytes: String,
+    /// The record's bytes exactly, when they must be forwarded whole (to the Kafka
+    /// dead-letter topic); not part of the serialised form.
+    #[serde(skip)]
+    pub raw: Option<Vec<u8>>,
 }
 
 impl DeadLetter {
@@ -53,7 +57,14 @@ impl DeadLetter {
             error,
             position,
             bytes: excerpt(prefix, total_len),
+            raw: None,
         }
+    }
+
+    /// Keeps the record's exact bytes with the letter.
+    pub fn with_raw(mut self, raw: Vec<u8>) -> DeadLetter {
+        self.raw = Some(raw);
+        self
     }
 }
 

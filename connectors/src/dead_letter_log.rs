@@ -29,7 +29,9 @@ impl DeadLetterLog {
         }
     }
 
-    pub fn record(&mut self, letter: DeadLetter) {
+    pub fn record(&mut self, mut letter: DeadLetter) {
+        // The exact bytes are for sinks; the log keeps the (bounded) excerpt only.
+        letter.raw = None;
         match self.counts.get_mut(&letter.reason) {
             Some(count) => *count = count.saturating_add(1),
             None => {
@@ -44,6 +46,15 @@ impl DeadLetterLog {
             self.recent.pop_front();
         }
         self.recent.push_back(letter);
+    }
+
+    /// Adds counts carried over from before a restart (a checkpoint), without letters.
+    pub fn add_counts(&mut self, counts: &BTreeMap<String, u64>) {
+        for (reason, count) in counts {
+            let entry = self.counts.entry(reason.clone()).or_insert(0);
+            *entry = entry.saturating_add(*count);
+            self.total = self.total.saturating_add(*count);
+        }
     }
 
     /// Dead letters counted so far, by reason.
@@ -95,6 +106,7 @@ mod tests {
                 offset,
             },
             bytes: String::new(),
+            raw: None,
         }
     }
 

@@ -43,6 +43,17 @@ pub enum ParseError {
 
     #[error("record is {len} bytes long, over the limit of {max} bytes")]
     TooLarge { len: u64, max: usize },
+
+    /// A message whose payload is empty or only whitespace: on a message transport every
+    /// payload is meant to be one record.
+    #[error("message is empty or only whitespace, not a record")]
+    EmptyRecord,
+
+    /// A message holding a line that describes records rather than being one (a Zeek `#`
+    /// header or comment line, a CSV header row). Messages are decoded independently, so
+    /// such a line cannot change how later ones are read.
+    #[error("message is a {what}, not a record; a message must hold exactly one record")]
+    NotARecord { what: &'static str },
 }
 
 impl ParseError {
@@ -58,6 +69,8 @@ impl ParseError {
             ParseError::MissingHeader { .. } => "missing_header",
             ParseError::InvalidHeader { .. } => "invalid_header",
             ParseError::TooLarge { .. } => "too_large",
+            ParseError::EmptyRecord => "empty_record",
+            ParseError::NotARecord { .. } => "not_a_record",
         }
     }
 }

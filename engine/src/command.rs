@@ -77,6 +77,11 @@ pub enum Part {
         letters: Vec<DeadLetter>,
         counts: BTreeMap<String, u64>,
     },
+    /// This worker is still rebuilding its views after a restart: they are exact only
+    /// from `ready_from` on.
+    CatchingUp {
+        ready_from: Millis,
+    },
 }
 
 /// A gathered answer.
@@ -90,6 +95,10 @@ pub enum Answer {
         letters: Vec<DeadLetter>,
         total: u64,
         by_reason: BTreeMap<String, u64>,
+    },
+    /// Some worker is still rebuilding its views after a restart.
+    CatchingUp {
+        ready_from: Millis,
     },
 }
 
@@ -109,4 +118,10 @@ pub enum PeekError {
     ShuttingDown,
     #[error("the engine has failed: {0}")]
     Failed(String),
+    #[error(
+        "the engine is catching up after a restart: it replays the records its checkpoint \
+         counted, and the views are exact again from as_of {ready_from} (now at {as_of}); \
+         /v1/status shows the progress"
+    )]
+    CatchingUp { as_of: Millis, ready_from: Millis },
 }

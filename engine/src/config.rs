@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flowscope_connectors::kafka::KafkaOptions;
 use flowscope_connectors::{Format, GeneratorConfig};
 use flowscope_operators::{Millis, TimeModel};
 use flowscope_queries::Windows;
@@ -16,14 +17,28 @@ pub enum SourceConfig {
     Generator(GeneratorConfig),
     /// A file replayed once, as one partition read by the first worker.
     File { path: PathBuf, format: Format },
+    /// Every partition of a Kafka topic, partition `p` read by worker `p % peers`.
+    Kafka(KafkaSourceConfig),
+}
+
+/// A Kafka topic as a source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KafkaSourceConfig {
+    pub options: KafkaOptions,
+    pub topic: String,
+    pub format: Format,
+    /// Where malformed records go, unchanged, with headers saying why.
+    pub dead_letter_topic: String,
 }
 
 impl SourceConfig {
-    /// How many partitions the source has; partition `p` is read by worker `p % peers`.
-    pub fn partitions(&self) -> u32 {
+    /// How many partitions the source has, if fixed; partition `p` is read by worker
+    /// `p % peers`. (A Kafka topic's partitions are looked up, and may grow.)
+    pub fn partitions(&self) -> Option<u32> {
         match self {
-            SourceConfig::Generator(g) => g.partitions,
-            SourceConfig::File { .. } => 1,
+            SourceConfig::Generator(g) => Some(g.partitions),
+            SourceConfig::File { .. } => Some(1),
+            SourceConfig::Kafka(_) => None,
         }
     }
 
@@ -32,6 +47,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Generator(_) => "generator".to_string(),
             SourceConfig::File { path, .. } => path.display().to_string(),
+            SourceConfig::Kafka(kafka) => kafka.topic.clone(),
         }
     }
 }
@@ -108,6 +124,9 @@ pub struct EngineConfig {
     pub windows: Windows,
     pub source: SourceConfig,
     pub cluster: ClusterConfig,
+    /// Where checkpoints (and dead letters that could not be delivered) are kept; used by
+    /// sources that can resume (Kafka).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A configuration that cannot run.
@@ -121,6 +140,8 @@ pub enum ConfigError {
     EmptyCluster,
     #[error("the generator needs at least one partition")]
     NoPartitions,
+    #[error("a Kafka source needs a state directory for its checkpoints (--state-dir)")]
+    NoStateDir,
 }
 
 impl EngineConfig {
@@ -133,6 +154,11 @@ impl EngineConfig {
                 serde_json::json!({ "generator": GeneratorConfig { start_ms: 0, ..g.clone() } })
             }
             SourceConfig::File { format, .. } => serde_json::json!({ "file": format.to_string() }),
+            SourceConfig::Kafka(kafka) => serde_json::json!({
+                "kafka": kafka.topic,
+                "format": kafka.format.to_string(),
+                "dead_letters": kafka.dead_letter_topic,
+            }),
         };
         serde_json::json!({
             "tick": self.time.tick(),
@@ -164,8 +190,11 @@ impl EngineConfig {
                 });
             }
         }
-        if self.source.partitions() == 0 {
+        if self.source.partitions() == Some(0) {
             return Err(ConfigError::NoPartitions);
+        }
+        if matches!(self.source, SourceConfig::Kafka(_)) && self.state_dir.is_none() {
+            return Err(ConfigError::NoStateDir);
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ use crate::command::{
     Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, ViewQuery,
 };
 use crate::config::{ConfigError, EngineConfig};
+use crate::ingest::{self, CheckpointWriter};
+use crate::source::SourceRuntime;
 use crate::status::ClusterStatus;
 use crate::worker;
 
@@ -32,6 +34,10 @@ pub enum EngineError {
     Source(String),
     #[error("cannot start the timely workers: {0}")]
     Timely(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error("{0}")]
+    Checkpoint(String),
 }
 
 /// Sentinel for "this worker has not seen a frontier yet".
@@ -48,6 +54,8 @@ struct PendingPeek {
 /// State shared by the workers of one process and its clients.
 pub struct Shared {
     pub(crate) config: EngineConfig,
+    /// What the process's sources share: resume points, the dead-letter sink, checkpoints.
+    pub(crate) runtime: Arc<SourceRuntime>,
     peers: usize,
     first_worker: usize,
     /// Commands from clients, pushed into the sequencer by the process's first worker.
@@ -69,12 +77,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    #[cfg(test)]
     fn new(config: EngineConfig) -> Self {
+        Shared::with_runtime(config, SourceRuntime::without_checkpoints())
+    }
+
+    fn with_runtime(config: EngineConfig, runtime: SourceRuntime) -> Self {
         let local = config.cluster.workers_per_process();
         let peers = config.cluster.peers();
         let first_worker = config.cluster.process() * local;
         Shared {
             config,
+            runtime: Arc::new(runtime),
             peers,
             first_worker,
             commands: crossbeam_channel::unbounded(),
@@ -175,6 +189,16 @@ impl Shared {
 
 /// Combines the parts of every worker into the answer.
 fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Millis) -> Answer {
+    let catching_up = parts
+        .iter()
+        .filter_map(|p| match p.part {
+            Part::CatchingUp { ready_from } => Some(ready_from),
+            _ => None,
+        })
+        .max();
+    if let Some(ready_from) = catching_up {
+        return Answer::CatchingUp { ready_from };
+    }
     match query {
         ViewQuery::Edges { limit, .. } => Answer::Edges(merge_edges(
             parts.into_iter().filter_map(|p| match p.part {
@@ -236,6 +260,7 @@ fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Mil
 pub struct Engine {
     shared: Arc<Shared>,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+    checkpoints: Option<CheckpointWriter>,
 }
 
 impl Engine {
@@ -243,9 +268,10 @@ impl Engine {
     /// cluster, this waits until every process of the host file is reachable.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         config.validate()?;
-        worker::check_source(&config).map_err(EngineError::Source)?;
+        let runtime = ingest::prepare(&config)?;
         let timely_config = config.cluster.timely_config();
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::with_runtime(config, runtime));
+        let checkpoints = CheckpointWriter::start(&shared.config, Arc::clone(&shared.runtime));
         let for_workers = Arc::clone(&shared);
         let (allocators, others) = timely_config
             .communication
@@ -259,6 +285,7 @@ impl Engine {
         Ok(Engine {
             shared,
             guards: Some(guards),
+            checkpoints,
         })
     }
 
@@ -285,10 +312,16 @@ impl Engine {
             return Ok(());
         };
         let panicked = guards.join().into_iter().filter_map(Result::err).next();
-        match (self.shared.failure(), panicked) {
-            (Some(failure), _) => Err(failure),
-            (None, Some(panic)) => Err(format!("a worker failed: {panic}")),
-            (None, None) => Ok(()),
+        // The workers have handed on their last snapshots: the final checkpoint.
+        let checkpointed = match self.checkpoints.take() {
+            Some(writer) => writer.finish(),
+            None => Ok(()),
+        };
+        match (self.shared.failure(), panicked, checkpointed) {
+            (Some(failure), _, _) => Err(failure),
+            (None, Some(panic), _) => Err(format!("a worker failed: {panic}")),
+            (None, None, Err(error)) => Err(error),
+            (None, None, Ok(())) => Ok(()),
         }
     }
 }
@@ -360,6 +393,10 @@ impl Client {
             query,
         }));
         match answer.recv_timeout(timeout) {
+            Ok(Answered {
+                as_of,
+                answer: Answer::CatchingUp { ready_from },
+            }) => Err(PeekError::CatchingUp { as_of, ready_from }),
             Ok(answered) => Ok(answered),
             Err(RecvTimeoutError::Timeout) => {
                 lock(&self.shared.pending).remove(&id);
@@ -413,6 +450,7 @@ mod tests {
                 offset,
             },
             bytes: "{".into(),
+            raw: None,
         }
     }
 
@@ -461,6 +499,7 @@ mod tests {
             windows: flowscope_queries::Windows::parse("30m", &time).unwrap(),
             source: crate::SourceConfig::Generator(Default::default()),
             cluster: crate::ClusterConfig::Single { workers: 2 },
+            state_dir: None,
         };
         let shared = Shared::new(config);
         assert_eq!(

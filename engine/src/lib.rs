@@ -4,21 +4,26 @@
 //!
 //! * [`config`] — the validated configuration, and the timely configuration built from it.
 //! * [`source`] — the source operator: partitions → events at their timely times.
+//! * [`checkpoint`] — what each partition contributed, so a restart loses and repeats nothing.
+//! * `ingest` — a process's source outside the dataflow: checks, resume points, the
+//!   dead-letter sink, the checkpoint writer.
 //! * [`command`] — what the control plane carries: commands, view queries, answers.
 //! * [`peek`] — the peek operator and the gathering of answers to the asking process.
 //! * [`status`] — per-worker counters and the cluster status merged from them.
 //! * [`worker`] — one worker's dataflows and its loop.
 //! * [`engine`] — starting the workers and the [`Client`] that the HTTP frontend uses.
 
+pub mod checkpoint;
 pub mod command;
 pub mod config;
 pub mod engine;
+mod ingest;
 pub mod peek;
 pub mod source;
 pub mod status;
 pub mod worker;
 
 pub use command::{Answer, Answered, PeekError, ViewQuery};
-pub use config::{ClusterConfig, ConfigError, EngineConfig, SourceConfig};
+pub use config::{ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, SourceConfig};
 pub use engine::{Client, Engine, EngineError};
 pub use status::{ClusterStatus, PartitionStatus, WorkerStatus};

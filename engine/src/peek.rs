@@ -63,7 +63,15 @@ pub fn serve_peeks<'scope>(
                     if needs_view && view_frontier.less_equal(read_at) {
                         return true;
                     }
+                    let ready_from = stats.borrow().ready_from;
                     let part = match &request.query {
+                        ViewQuery::Edges { .. } | ViewQuery::Host { .. }
+                            if ready_from.is_some_and(|ready| *read_at < ready) =>
+                        {
+                            Part::CatchingUp {
+                                ready_from: ready_from.unwrap_or_default(),
+                            }
+                        }
                         ViewQuery::Edges { window, filter, limit } => {
                             Part::Edges(GraphReader::new(&mut trace, *read_at, *window).edges(*filter, *limit))
                         }

@@ -6,18 +6,30 @@
 //! watermark: this worker's partitions together with the [`WatermarkBoard`] of every other
 //! worker's, so that an idle partition anywhere stops holding the source back and every
 //! record becomes visible once all input is idle.
+//!
+//! After a restart a partition first replays the records its checkpoint has already
+//! counted (see [`crate::checkpoint`]): they rebuild the views but are not counted again,
+//! and the frontier stays at the checkpoint's as_of until they are all read, so that they
+//! enter at the times they entered before. The operator also takes the snapshots that
+//! become checkpoints: each partition's offset, counters and replay marks, handed on once
+//! the views' frontier shows the records before the offset reflected.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowscope_connectors::{DeadLetter, EventPartition, PollStatus};
+use flowscope_connectors::{
+    DeadLetter, DeadLetterSink, EventPartition, PartitionSource, PollStatus,
+};
 use flowscope_events::Event;
 use flowscope_operators::{Millis, TimeModel, WatermarkReport, WatermarkTracker};
 use rustc_hash::FxHashMap;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
+use crate::checkpoint::{PartitionCheckpoint, ReplayMarks};
 use crate::status::{PartitionStatus, WorkerStats};
 
 /// Records read from one partition before the operator yields to the rest of the dataflow.
@@ -26,13 +38,10 @@ const CHUNK: usize = 4096;
 const CHUNKS_PER_ACTIVATION: usize = 32;
 /// How soon to look again at partitions that had nothing to give.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// One partition assigned to this worker.
-pub struct AssignedPartition {
-    pub source: String,
-    pub partition: u32,
-    pub reader: Box<dyn EventPartition>,
-}
+/// How often a snapshot of the partitions' offsets is taken for checkpoints.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
+/// Snapshots waiting for the views' frontier; older ones are dropped when the views lag.
+const MAX_PENDING_SNAPSHOTS: usize = 64;
 
 /// Settings of the source operator.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +49,8 @@ pub struct SourceTiming {
     pub time: TimeModel,
     pub lateness: Millis,
     pub idle_timeout: Duration,
+    /// How long records stay in the views (the longest window).
+    pub retention: Millis,
 }
 
 /// Every worker's latest watermark report, as this worker knows it, and this worker's
@@ -71,13 +82,140 @@ impl WatermarkBoard {
     }
 }
 
-/// Builds the source operator for this worker's `partitions`.
+/// The checkpoint entries of a process's partitions, as its sources hand them on, for the
+/// checkpoint writer.
+#[derive(Debug, Default)]
+pub struct CheckpointBoard {
+    pub partitions: BTreeMap<u32, PartitionCheckpoint>,
+    /// Bumped at every change, so the writer skips rounds with nothing new.
+    pub changes: u64,
+}
+
+/// What the sources of a process share beyond the dataflow: where to resume from, where
+/// dead letters go, and where checkpoint entries are handed on.
+pub struct SourceRuntime {
+    /// Checkpoint entries to resume from, by partition.
+    pub resume: BTreeMap<u32, PartitionCheckpoint>,
+    pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    /// Whether snapshots are taken at all (only sources that can resume are checkpointed).
+    pub checkpointing: bool,
+    pub board: Mutex<CheckpointBoard>,
+}
+
+impl SourceRuntime {
+    pub fn without_checkpoints() -> Self {
+        SourceRuntime {
+            resume: BTreeMap::new(),
+            dead_letters: None,
+            checkpointing: false,
+            board: Mutex::new(CheckpointBoard::default()),
+        }
+    }
+
+    fn deposit(&self, entries: impl IntoIterator<Item = (u32, PartitionCheckpoint)>) {
+        let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        for (partition, entry) in entries {
+            board.partitions.insert(partition, entry);
+        }
+        board.changes += 1;
+    }
+}
+
+/// Counters of one partition, carried in its checkpoint.
+#[derive(Clone, Debug, Default)]
+struct Counts {
+    records: u64,
+    late_records: u64,
+    dead_letters: BTreeMap<String, u64>,
+}
+
+/// One partition this worker reads.
+struct Reading {
+    partition: u32,
+    reader: Box<dyn EventPartition>,
+    finished: bool,
+    /// While replaying after a restart: the checkpoint being caught up with. Records
+    /// before its offset are read again but not counted.
+    replaying: Option<PartitionCheckpoint>,
+    counts: Counts,
+    /// The largest ts of every record before the reader's offset, earlier runs included.
+    max_ts: Option<Millis>,
+    marks: ReplayMarks,
+    /// The offset that the views' frontier shows reflected.
+    reflected_offset: Option<u64>,
+}
+
+impl Reading {
+    fn new(
+        partition: u32,
+        mut reader: Box<dyn EventPartition>,
+        resume: Option<&PartitionCheckpoint>,
+    ) -> Self {
+        let Some(entry) = resume else {
+            return Reading {
+                partition,
+                reader,
+                finished: false,
+                replaying: None,
+                counts: Counts::default(),
+                max_ts: None,
+                marks: ReplayMarks::default(),
+                reflected_offset: None,
+            };
+        };
+        let replaying = (reader.next_offset() < entry.offset).then(|| {
+            reader.stop_at(Some(entry.offset));
+            entry.clone()
+        });
+        Reading {
+            partition,
+            reader,
+            finished: false,
+            replaying,
+            counts: Counts {
+                records: entry.records,
+                late_records: entry.late_records,
+                dead_letters: entry.dead_letters.clone(),
+            },
+            max_ts: entry.max_ts,
+            marks: ReplayMarks::from_checkpoint(&entry.marks),
+            reflected_offset: Some(entry.offset),
+        }
+    }
+
+    /// This partition's checkpoint entry now, with the source's frontier at `as_of`.
+    fn snapshot(&self, as_of: Millis) -> PartitionCheckpoint {
+        if let Some(entry) = &self.replaying {
+            // Still catching up with it: it stays the partition's checkpoint.
+            return entry.clone();
+        }
+        PartitionCheckpoint {
+            offset: self.reader.next_offset(),
+            as_of,
+            records: self.counts.records,
+            late_records: self.counts.late_records,
+            dead_letters: self.counts.dead_letters.clone(),
+            max_ts: self.max_ts,
+            marks: self.marks.to_vec(),
+        }
+    }
+}
+
+/// Snapshots taken at one frontier, waiting for the views to reflect them.
+struct Snapshot {
+    as_of: Millis,
+    entries: Vec<(u32, PartitionCheckpoint)>,
+}
+
+/// Builds the source operator for this worker's share of `partitions`.
 ///
-/// A worker with no partitions reports that it holds nothing back and drops its
-/// capability. `stop` makes the operator drop its capability, so the dataflow can finish.
+/// A worker whose source has no partitions for it, and never will, reports that it holds
+/// nothing back and drops its capability. `stop` makes the operator take a final snapshot
+/// and drop its capability, so the dataflow can finish.
 pub fn event_source<'scope>(
     scope: Scope<'scope, Millis>,
-    mut partitions: Vec<AssignedPartition>,
+    mut partitions: Box<dyn PartitionSource>,
+    runtime: Arc<SourceRuntime>,
     timing: SourceTiming,
     stats: Rc<RefCell<WorkerStats>>,
     board: Rc<RefCell<WatermarkBoard>>,
@@ -86,40 +224,84 @@ pub fn event_source<'scope>(
     source(scope, "EventSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
-        let mut tracker =
-            WatermarkTracker::new(partitions.len(), timing.lateness, timing.idle_timeout);
-        let mut finished = vec![false; partitions.len()];
+        let mut tracker = WatermarkTracker::new(0, timing.lateness, timing.idle_timeout);
+        let mut readings: Vec<Reading> = Vec::new();
         let mut published: Option<WatermarkReport> = None;
         let mut events: Vec<Event> = Vec::with_capacity(CHUNK);
         let mut dead: Vec<DeadLetter> = Vec::new();
         let mut by_time: FxHashMap<Millis, Vec<Event>> = FxHashMap::default();
+        let mut pending: VecDeque<Snapshot> = VecDeque::new();
+        let mut next_snapshot = Instant::now();
         let worker = stats.borrow().worker;
+        let source_name = partitions.name().to_string();
         activator.activate();
 
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
             };
-            if partitions.is_empty() || stop.get() {
+            if stop.get() {
+                // The final checkpoint: everything read so far, counted once.
+                if runtime.checkpointing {
+                    let as_of = *cap.time();
+                    runtime.deposit(readings.iter().map(|r| (r.partition, r.snapshot(as_of))));
+                }
                 board.borrow_mut().outbox = Some(WatermarkReport::default());
                 capability = None;
                 return;
             }
+
+            partitions.service();
+            for (partition, reader) in partitions.discover() {
+                let reading = Reading::new(partition, reader, runtime.resume.get(&partition));
+                {
+                    let mut stats = stats.borrow_mut();
+                    if let Some(entry) = &reading.replaying {
+                        stats.ready_from =
+                            Some(stats.ready_from.map_or(entry.as_of, |r| r.max(entry.as_of)));
+                    }
+                    stats.records += reading.counts.records;
+                    stats.late_records += reading.counts.late_records;
+                    stats.dead_letters.add_counts(&reading.counts.dead_letters);
+                }
+                tracker.add_partition();
+                readings.push(reading);
+            }
+            if readings.is_empty() && !partitions.may_grow() {
+                board.borrow_mut().outbox = Some(WatermarkReport::default());
+                capability = None;
+                return;
+            }
+
+            // Replayed records must enter no later than they did before the restart.
+            let replay_cap = readings
+                .iter()
+                .filter_map(|r| r.replaying.as_ref().map(|e| e.as_of))
+                .min()
+                .unwrap_or(Millis::MAX);
             // The frontier as the records read so far move it: each record is placed against
             // the watermark of the records before it, however the reads happen to be
             // chunked, and the capability catches up at the end. Nothing can be complete
             // before the first tick, so that is the least frontier.
             let mut frontier = (*cap.time()).max(timing.time.tick());
+            let advance = |frontier: Millis, watermark: Millis| {
+                frontier.max(
+                    timing
+                        .time
+                        .frontier_for_watermark(watermark)
+                        .min(replay_cap),
+                )
+            };
             let mut more = false;
             let mut records = 0u64;
             let mut late = 0u64;
-            for (index, part) in partitions.iter_mut().enumerate() {
-                if finished[index] {
+            for (index, reading) in readings.iter_mut().enumerate() {
+                if reading.finished {
                     continue;
                 }
                 let mut last = PollStatus::Pending;
                 for _ in 0..CHUNKS_PER_ACTIVATION {
-                    let status = part.reader.poll(CHUNK, &mut events, &mut dead);
+                    let status = reading.reader.poll(CHUNK, &mut events, &mut dead);
                     last = status;
                     let now = Instant::now();
                     tracker.polled(
@@ -127,29 +309,66 @@ pub fn event_source<'scope>(
                         status == PollStatus::Ready || !events.is_empty(),
                         now,
                     );
+                    let counting = reading.replaying.is_none();
                     for event in events.drain(..) {
+                        reading.max_ts = Some(reading.max_ts.map_or(event.ts, |m| m.max(event.ts)));
                         if tracker.observe(index, event.ts, &timing.time) {
                             let own = tracker.report(now);
                             if let Some(watermark) =
                                 board.borrow().watermark(worker, &own, &timing.time)
                             {
-                                frontier =
-                                    frontier.max(timing.time.frontier_for_watermark(watermark));
+                                frontier = advance(frontier, watermark);
                             }
                         }
                         let own = timing.time.own_time(event.ts);
-                        if own < frontier {
-                            late += 1;
+                        if counting {
+                            if own < frontier {
+                                late += 1;
+                                reading.counts.late_records += 1;
+                            }
+                            records += 1;
+                            reading.counts.records += 1;
                         }
-                        records += 1;
                         by_time.entry(own.max(frontier)).or_default().push(event);
+                    }
+                    for letter in dead.drain(..) {
+                        // Replayed dead letters were counted and sent before the restart.
+                        if counting {
+                            if let Some(sink) = &runtime.dead_letters {
+                                sink.send(&letter);
+                            }
+                            *reading
+                                .counts
+                                .dead_letters
+                                .entry(letter.reason.clone())
+                                .or_insert(0) += 1;
+                            stats.borrow_mut().dead_letters.record(letter);
+                        }
+                    }
+                    if let Some(entry) = &reading.replaying {
+                        if reading.reader.next_offset() >= entry.offset {
+                            tracing::info!(
+                                source = %source_name,
+                                partition = reading.partition,
+                                offset = entry.offset,
+                                "caught up with the checkpoint"
+                            );
+                            // Counted from the checkpoint on; the maximum ts must include
+                            // the records before the replay's start too.
+                            reading.max_ts = match (reading.max_ts, entry.max_ts) {
+                                (Some(a), Some(b)) => Some(a.max(b)),
+                                (a, b) => a.or(b),
+                            };
+                            reading.reader.stop_at(None);
+                            reading.replaying = None;
+                        }
                     }
                     match status {
                         PollStatus::Ready => continue,
                         PollStatus::Pending => break,
                         PollStatus::Finished => {
                             // Never polled again: quiet from now on, so idle after the timeout.
-                            finished[index] = true;
+                            reading.finished = true;
                             tracker.polled(index, false, Instant::now());
                             break;
                         }
@@ -168,7 +387,7 @@ pub fn event_source<'scope>(
             {
                 let mut board = board.borrow_mut();
                 if let Some(watermark) = board.watermark(worker, &own, &timing.time) {
-                    frontier = frontier.max(timing.time.frontier_for_watermark(watermark));
+                    frontier = advance(frontier, watermark);
                 }
                 if published != Some(own) {
                     published = Some(own);
@@ -178,25 +397,79 @@ pub fn event_source<'scope>(
             if frontier > *cap.time() {
                 cap.downgrade(&frontier);
             }
+            let as_of = *cap.time();
+
+            // Snapshots for checkpoints, handed on once the views reflect them.
+            let views_upper = stats.borrow().frontier;
+            if runtime.checkpointing {
+                if now >= next_snapshot {
+                    next_snapshot = now + SNAPSHOT_EVERY;
+                    for reading in readings.iter_mut() {
+                        if reading.replaying.is_none() {
+                            reading.marks.note(
+                                reading.reader.next_offset(),
+                                reading.max_ts,
+                                as_of,
+                                &timing.time,
+                                timing.retention,
+                            );
+                        }
+                    }
+                    if pending.len() >= MAX_PENDING_SNAPSHOTS {
+                        pending.pop_back();
+                    }
+                    pending.push_back(Snapshot {
+                        as_of,
+                        entries: readings
+                            .iter()
+                            .map(|r| (r.partition, r.snapshot(as_of)))
+                            .collect(),
+                    });
+                }
+                let mut reflected = None;
+                while let Some(first) = pending.front() {
+                    // Every record before the offsets entered at a time ≤ as_of (or at its
+                    // own later time): reflected once the views have passed as_of.
+                    if views_upper.is_some_and(|upper| upper <= first.as_of) {
+                        break;
+                    }
+                    reflected = pending.pop_front();
+                }
+                if let Some(snapshot) = reflected {
+                    for (partition, entry) in &snapshot.entries {
+                        if let Some(reading) =
+                            readings.iter_mut().find(|r| r.partition == *partition)
+                        {
+                            reading.reflected_offset = Some(entry.offset);
+                        }
+                    }
+                    runtime.deposit(snapshot.entries);
+                }
+            }
 
             {
                 let mut stats = stats.borrow_mut();
                 stats.records += records;
                 stats.late_records += late;
-                for letter in dead.drain(..) {
-                    stats.dead_letters.record(letter);
-                }
-                stats.partitions = partitions
+                stats.partitions = readings
                     .iter()
                     .enumerate()
-                    .map(|(index, part)| PartitionStatus {
-                        source: part.source.clone(),
-                        partition: part.partition,
-                        worker,
-                        next_offset: part.reader.next_offset(),
-                        max_ts: tracker.max_ts(index),
-                        idle: tracker.is_idle(index, now),
-                        finished: finished[index],
+                    .map(|(index, reading)| {
+                        let next_offset = reading.reader.next_offset();
+                        let end_offset = reading.reader.end_offset();
+                        PartitionStatus {
+                            source: source_name.clone(),
+                            partition: reading.partition,
+                            worker,
+                            next_offset,
+                            reflected_offset: reading.reflected_offset,
+                            end_offset,
+                            lag: end_offset.map(|end| end.saturating_sub(next_offset)),
+                            replaying_until: reading.replaying.as_ref().map(|e| e.offset),
+                            max_ts: tracker.max_ts(index),
+                            idle: tracker.is_idle(index, now),
+                            finished: reading.finished,
+                        }
                     })
                     .collect();
             }

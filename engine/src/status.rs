@@ -14,6 +14,16 @@ pub struct PartitionStatus {
     pub worker: usize,
     /// The next offset to read: records before it have been consumed.
     pub next_offset: u64,
+    /// Records before this offset are reflected in the views (and in the last checkpoint
+    /// handed to the writer); only for checkpointed sources.
+    pub reflected_offset: Option<u64>,
+    /// The partition's end offset as the broker last reported it (Kafka).
+    pub end_offset: Option<u64>,
+    /// `end_offset − next_offset`: records waiting in the broker.
+    pub lag: Option<u64>,
+    /// After a restart, while the records up to this offset (counted before the restart)
+    /// are read again to rebuild the views.
+    pub replaying_until: Option<u64>,
     /// The largest event timestamp seen in this partition.
     pub max_ts: Option<Millis>,
     /// No data for the idle timeout: the partition does not hold the watermark back.
@@ -31,6 +41,8 @@ pub struct WorkerStatus {
     pub dead_letters: BTreeMap<String, u64>,
     /// The first as_of not yet complete in this worker's arrangements.
     pub frontier: Option<Millis>,
+    /// After a restart: views are exact from this as_of on (see [`WorkerStats::ready_from`]).
+    pub ready_from: Option<Millis>,
     pub partitions: Vec<PartitionStatus>,
 }
 
@@ -42,6 +54,9 @@ pub struct WorkerStats {
     pub late_records: u64,
     pub dead_letters: DeadLetterLog,
     pub frontier: Option<Millis>,
+    /// After a restart: the largest checkpoint as_of of this worker's partitions. Views read
+    /// before it would miss records still being replayed, so peeks wait for it.
+    pub ready_from: Option<Millis>,
     pub partitions: Vec<PartitionStatus>,
 }
 
@@ -53,6 +68,7 @@ impl WorkerStats {
             late_records: 0,
             dead_letters: DeadLetterLog::new(DEFAULT_DEAD_LETTER_CAPACITY),
             frontier: None,
+            ready_from: None,
             partitions: Vec::new(),
         }
     }
@@ -64,6 +80,7 @@ impl WorkerStats {
             late_records: self.late_records,
             dead_letters: self.dead_letters.counts().clone(),
             frontier: self.frontier,
+            ready_from: self.ready_from,
             partitions: self.partitions.clone(),
         }
     }
@@ -82,6 +99,13 @@ pub struct ClusterStatus {
     pub late_records: u64,
     pub dead_letters: u64,
     pub dead_letters_by_reason: BTreeMap<String, u64>,
+    /// After a restart, until every partition has replayed what its checkpoint counted
+    /// and the views have passed the checkpoint's as_of: view reads answer 503 meanwhile.
+    pub catching_up: bool,
+    /// The as_of from which the views are exact again after a restart.
+    pub ready_from: Option<Millis>,
+    /// Records still to replay, summed over the partitions that are catching up.
+    pub replay_remaining: u64,
     pub partitions: Vec<PartitionStatus>,
 }
 
@@ -96,6 +120,9 @@ impl ClusterStatus {
             late_records: 0,
             dead_letters: 0,
             dead_letters_by_reason: BTreeMap::new(),
+            catching_up: false,
+            ready_from: None,
+            replay_remaining: 0,
             partitions: Vec::new(),
         };
         let mut frontier: Option<Option<Millis>> = None;
@@ -113,7 +140,19 @@ impl ClusterStatus {
                 (Some(Some(a)), Some(b)) => Some(a.min(b)),
                 (Some(Some(a)), None) => Some(a),
             });
+            if let Some(ready) = part.ready_from {
+                status.ready_from = Some(status.ready_from.map_or(ready, |r| r.max(ready)));
+            }
             status.partitions.extend(part.partitions);
+        }
+        for partition in &status.partitions {
+            if let Some(until) = partition.replaying_until {
+                status.replay_remaining += until.saturating_sub(partition.next_offset);
+                status.catching_up = true;
+            }
+        }
+        if status.ready_from.is_some_and(|ready| as_of < ready) {
+            status.catching_up = true;
         }
         status.frontier = frontier.flatten();
         status
@@ -139,11 +178,16 @@ mod tests {
             late_records: records / 10,
             dead_letters: reasons.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
             frontier,
+            ready_from: None,
             partitions: vec![PartitionStatus {
                 source: "generator".into(),
                 partition: 3 - worker as u32,
                 worker,
                 next_offset: records,
+                reflected_offset: None,
+                end_offset: None,
+                lag: None,
+                replaying_until: None,
                 max_ts: Some(1_000),
                 idle: false,
                 finished: false,

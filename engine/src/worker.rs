@@ -10,7 +10,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowscope_connectors::{EventPartition, FilePartition, GeneratorPartition};
 use flowscope_operators::{Millis, WatermarkReport};
 use flowscope_queries::graph;
 use timely::dataflow::channels::pact::Pipeline;
@@ -20,73 +19,16 @@ use timely::synchronization::Sequencer;
 use timely::worker::Worker;
 
 use crate::command::{Command, PeekRequest};
-use crate::config::{EngineConfig, SourceConfig};
 use crate::engine::Shared;
+use crate::ingest;
 use crate::peek;
-use crate::source::{event_source, AssignedPartition, SourceTiming, WatermarkBoard};
+use crate::source::{event_source, SourceTiming, WatermarkBoard};
 use crate::status::WorkerStats;
 
 /// How often worker 0 lets the arrangements compact up to the latest complete time.
 const ADVANCE_EVERY: Duration = Duration::from_millis(100);
 /// The longest a worker parks when nothing wakes it.
 const PARK: Duration = Duration::from_millis(50);
-
-/// Checks, before any worker starts, that this process can open the partitions its
-/// workers will read (a file is read by worker 0 only, so only its process needs it).
-pub(crate) fn check_source(config: &EngineConfig) -> Result<(), String> {
-    let cluster = &config.cluster;
-    let first = cluster.process() * cluster.workers_per_process();
-    let local = first..first + cluster.workers_per_process();
-    let reads_here =
-        (0..config.source.partitions()).any(|p| local.contains(&(p as usize % cluster.peers())));
-    match &config.source {
-        SourceConfig::File { path, format } if reads_here => FilePartition::open(path, *format)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        _ => Ok(()),
-    }
-}
-
-/// The partitions that worker `index` of `peers` reads: partition `p` goes to `p % peers`.
-fn assigned_partitions(
-    config: &EngineConfig,
-    index: usize,
-    peers: usize,
-) -> Vec<AssignedPartition> {
-    let name = config.source.name();
-    (0..config.source.partitions())
-        .filter(|p| *p as usize % peers == index)
-        .map(|partition| {
-            let reader: Box<dyn EventPartition> = match &config.source {
-                SourceConfig::Generator(g) => Box::new(GeneratorPartition::new(g, partition)),
-                SourceConfig::File { path, format } => match FilePartition::open(path, *format) {
-                    Ok(file) => Box::new(file),
-                    // Checked before the workers started; if the file vanished since, the
-                    // partition reads nothing and says why in the dead letters.
-                    Err(error) => Box::new(FilePartition::from_reader(
-                        name.clone(),
-                        FailingReader(error.to_string()),
-                        *format,
-                    )),
-                },
-            };
-            AssignedPartition {
-                source: name.clone(),
-                partition,
-                reader,
-            }
-        })
-        .collect()
-}
-
-/// A reader whose every read fails with the error that kept a file from opening.
-struct FailingReader(String);
-
-impl std::io::Read for FailingReader {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(std::io::Error::other(self.0.clone()))
-    }
-}
 
 /// Marks the process as stopping when a worker leaves its loop — or fails: a panicking
 /// worker must not leave the HTTP frontend answering as if all were well.
@@ -126,6 +68,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         time: config.time,
         lateness: config.lateness,
         idle_timeout: config.idle_timeout,
+        retention: config.windows.longest().length,
     };
 
     // The sequencer orders commands by its workers' elapsed time; timely starts the worker
@@ -152,11 +95,12 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         input
     });
 
-    let partitions = assigned_partitions(&config, index, peers);
+    let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
     let mut requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
         let events = event_source(
             scope,
             partitions,
+            Arc::clone(&shared.runtime),
             timing,
             Rc::clone(&stats),
             Rc::clone(&board),

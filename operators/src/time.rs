@@ -145,6 +145,16 @@ impl WatermarkTracker {
         }
     }
 
+    /// Starts tracking one more partition (a partition that appeared in a running source);
+    /// returns its index.
+    pub fn add_partition(&mut self) -> usize {
+        self.partitions.push(PartitionClock {
+            max_ts: None,
+            quiet_since: None,
+        });
+        self.partitions.len() - 1
+    }
+
     /// Records a record with timestamp `ts` from `partition`. Returns true when the
     /// watermark may have moved to a later tick, so that callers recompute it only then:
     /// the partition's largest timestamp, less the lateness, entered a new tick.

@@ -63,6 +63,7 @@ impl From<PeekError> for ApiError {
             PeekError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             PeekError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             PeekError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "engine_failed"),
+            PeekError::CatchingUp { .. } => (StatusCode::SERVICE_UNAVAILABLE, "catching_up"),
         };
         ApiError {
             status,

@@ -7,6 +7,23 @@ use crate::error::{rejected_header, ParseError};
 use csv::{ReaderBuilder, StringRecord, Terminator, Trim};
 use flowscope_events::Event;
 
+/// flowscope's canonical CSV columns: the native field names in DESIGN §2 order. Files
+/// may order their columns as they like (the header says how); a CSV message has no
+/// header, so it must use exactly this order.
+pub const CSV_COLUMNS: [&str; 11] = [
+    "ts",
+    "src_ip",
+    "dst_ip",
+    "src_port",
+    "dst_port",
+    "proto",
+    "bytes_out",
+    "bytes_in",
+    "packets",
+    "duration_ms",
+    "status",
+];
+
 #[derive(Debug)]
 pub(crate) struct CsvDecoder {
     builder: ReaderBuilder,
@@ -94,14 +111,32 @@ fn read_one(
     text: &str,
     record: &mut StringRecord,
 ) -> Result<(), ParseError> {
-    match builder.from_reader(text.as_bytes()).read_record(record) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ParseError::InvalidCsv {
-            message: "no record in line".to_string(),
-        }),
-        Err(err) => Err(ParseError::InvalidCsv {
-            message: err.to_string(),
-        }),
+    let mut reader = builder.from_reader(text.as_bytes());
+    match reader.read_record(record) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ParseError::InvalidCsv {
+                message: "no record in line".to_string(),
+            })
+        }
+        Err(err) => {
+            return Err(ParseError::InvalidCsv {
+                message: err.to_string(),
+            })
+        }
+    }
+    // A file's lines never hold a '\n', but a message's payload may; whatever follows the
+    // first record must not be dropped unread.
+    let rest = usize::try_from(reader.position().byte())
+        .ok()
+        .and_then(|end| text.get(end..))
+        .unwrap_or_default();
+    if rest.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(ParseError::InvalidCsv {
+            message: "more than one record in one line".to_string(),
+        })
     }
 }
 
@@ -149,5 +184,29 @@ impl Columns {
             }
         }
         values.into_event()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_columns_are_the_native_fields_in_order() {
+        let names: Vec<&str> = NativeField::ALL
+            .into_iter()
+            .map(NativeField::name)
+            .collect();
+        assert_eq!(names, CSV_COLUMNS);
+    }
+
+    #[test]
+    fn a_second_record_in_one_line_is_an_error() {
+        let decoder = CsvDecoder::new();
+        let mut record = StringRecord::new();
+        assert!(read_one(&decoder.builder, "\"x\ny\",z\n", &mut record).is_ok());
+        assert_eq!(record.len(), 2);
+        let err = read_one(&decoder.builder, "1,2\n3,4", &mut record).unwrap_err();
+        assert_eq!(err.reason(), "invalid_csv");
     }
 }

@@ -5,6 +5,7 @@
 
 mod csv;
 mod json;
+mod message;
 mod native;
 mod timestamp;
 mod value;
@@ -15,6 +16,9 @@ use crate::format::Format;
 use csv::CsvDecoder;
 use flowscope_events::Event;
 use zeek::ZeekDecoder;
+
+pub use csv::CSV_COLUMNS;
+pub use message::MessageDecoder;
 
 /// The longest record, in bytes without its line terminator, that is decoded; longer ones
 /// are `too_large` dead letters.
@@ -70,6 +74,12 @@ impl Decoder {
                 return Err(err);
             }
         };
+        self.decode_text(text)
+    }
+
+    /// Decodes one non-blank line that has already passed the shared checks of
+    /// [`text_of`].
+    fn decode_text(&mut self, text: &str) -> Result<Option<Event>, ParseError> {
         match &mut self.state {
             State::Native => native::decode_json(text).map(Some),
             State::Zeek(zeek) => zeek.decode(text),

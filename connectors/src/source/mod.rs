@@ -21,8 +21,64 @@ pub trait EventPartition: Send {
         dead: &mut Vec<DeadLetter>,
     ) -> PollStatus;
 
-    /// The next offset this partition will read (for status pages).
+    /// The next offset this partition will read (for status pages and checkpoints).
     fn next_offset(&self) -> u64;
+
+    /// The partition's end offset as the broker last reported it, if known (for the lag).
+    fn end_offset(&self) -> Option<u64> {
+        None
+    }
+
+    /// Makes [`poll`](EventPartition::poll) give no record at or past `offset` until
+    /// lifted with `None`; once it is reached, [`next_offset`](EventPartition::next_offset)
+    /// is at least `offset`. The engine uses it to tell records it replays (already
+    /// counted before a restart) from new ones. Sources that are never resumed ignore it.
+    fn stop_at(&mut self, offset: Option<u64>) {
+        let _ = offset;
+    }
+}
+
+/// The partitions of one source that one worker reads. Kafka's may grow while running.
+pub trait PartitionSource {
+    /// The source's name in status pages.
+    fn name(&self) -> &str;
+
+    /// Partitions that are new since the last call (all of them, the first time), each
+    /// with its number. Called at every activation of the source; cheap when nothing is due.
+    fn discover(&mut self) -> Vec<(u32, Box<dyn EventPartition>)>;
+
+    /// Serves background work (a client's callbacks) at every activation.
+    fn service(&mut self) {}
+
+    /// Whether partitions may still appear: a worker with none keeps waiting for them.
+    fn may_grow(&self) -> bool {
+        false
+    }
+}
+
+/// A fixed set of partitions (a file, the generator).
+pub struct FixedPartitions {
+    name: String,
+    partitions: Vec<(u32, Box<dyn EventPartition>)>,
+}
+
+impl FixedPartitions {
+    pub fn new(name: impl Into<String>, partitions: Vec<(u32, Box<dyn EventPartition>)>) -> Self {
+        FixedPartitions {
+            name: name.into(),
+            partitions,
+        }
+    }
+}
+
+impl PartitionSource for FixedPartitions {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn discover(&mut self) -> Vec<(u32, Box<dyn EventPartition>)> {
+        std::mem::take(&mut self.partitions)
+    }
 }
 
 /// What a partition expects after a [`poll`](EventPartition::poll).

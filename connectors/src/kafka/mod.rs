@@ -1,0 +1,21 @@
+//! Kafka (DESIGN §2, §9): the engine's source ([`KafkaSource`], partitions assigned per
+//! worker, offsets owned by the engine), the dead-letter topic ([`KafkaDeadLetters`]), the
+//! producer behind `flowscope produce` ([`EventProducer`]) and topic administration. Every
+//! librdkafka configuration is built in [`config`].
+
+mod admin;
+mod config;
+mod dead_letters;
+mod produce;
+mod source;
+
+pub use admin::{ensure_topic, topic_partitions, TopicError};
+pub use config::{KafkaOptionError, KafkaOptions};
+pub use dead_letters::{headers as dead_letter_headers, KafkaDeadLetters};
+pub use produce::{EventProducer, ProduceError};
+pub use source::{ConsumerError, KafkaPartition, KafkaSource};
+
+/// The dead-letter topic of `topic` unless another is given: `<topic>.dead-letters`.
+pub fn default_dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dead-letters")
+}

@@ -1,0 +1,145 @@
+//! [`EventProducer`]: writes records into a topic, for `flowscope produce` (demos, load
+//! tests, replaying a capture into Kafka). Every record is acknowledged or counted as
+//! failed; none is dropped silently.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use super::config::KafkaOptions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("cannot create a Kafka producer: {0}")]
+    Create(KafkaError),
+    #[error("cannot write to {topic}: {source}")]
+    Send { topic: String, source: KafkaError },
+    #[error("{failed} record(s) could not be delivered to {topic} (first error: {first})")]
+    Undelivered {
+        topic: String,
+        failed: u64,
+        first: String,
+    },
+    #[error("records to {topic} still unacknowledged after {timeout:?}")]
+    FlushTimeout { topic: String, timeout: Duration },
+}
+
+#[derive(Default)]
+struct Deliveries {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+struct CountingContext {
+    deliveries: Arc<Deliveries>,
+}
+
+impl ClientContext for CountingContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!("Kafka (producer): {error}: {reason}");
+    }
+}
+
+impl ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.deliveries.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self
+                    .deliveries
+                    .first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+/// Writes records to one topic.
+pub struct EventProducer {
+    producer: ThreadedProducer<CountingContext>,
+    topic: String,
+    deliveries: Arc<Deliveries>,
+}
+
+impl EventProducer {
+    pub fn new(options: &KafkaOptions, topic: &str) -> Result<EventProducer, ProduceError> {
+        let deliveries = Arc::new(Deliveries::default());
+        let producer = options
+            .producer_config("flowscope-produce")
+            .create_with_context(CountingContext {
+                deliveries: Arc::clone(&deliveries),
+            })
+            .map_err(ProduceError::Create)?;
+        Ok(EventProducer {
+            producer,
+            topic: topic.to_string(),
+            deliveries,
+        })
+    }
+
+    /// Queues one record for `partition`, waiting while the producer's queue is full.
+    pub fn send(&self, partition: u32, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
+        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+        loop {
+            let record = BaseRecord::to(&self.topic)
+                .partition(partition)
+                .key(key)
+                .payload(payload);
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((source, _)) => {
+                    return Err(ProduceError::Send {
+                        topic: self.topic.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Records acknowledged by the brokers so far.
+    pub fn delivered(&self) -> u64 {
+        self.deliveries.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every queued record is acknowledged; an error if any failed.
+    pub fn flush(&self, timeout: Duration) -> Result<u64, ProduceError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|_| ProduceError::FlushTimeout {
+                topic: self.topic.clone(),
+                timeout,
+            })?;
+        let failed = self.deliveries.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let first = self
+                .deliveries
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            return Err(ProduceError::Undelivered {
+                topic: self.topic.clone(),
+                failed,
+                first,
+            });
+        }
+        Ok(self.delivered())
+    }
+}
