@@ -8,6 +8,9 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # jemalloc (the binary's allocator) is built from source with make.
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+# librdkafka is built from its vendored sources with cmake, with TLS from OpenSSL.
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
@@ -30,3 +33,24 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# Tansu, the Kafka-protocol broker that the Kafka tests and demos start, with its in-memory
+# storage engine (the `dynostore` feature). Building it takes a while (about 40 minutes on
+# two cores), so it is installed once; a binary without the memory engine is replaced.
+TANSU_VERSION=0.6.0
+tansu_bin="$(command -v tansu 2>/dev/null || true)"
+[ -z "$tansu_bin" ] && [ -x "$HOME/.cargo/bin/tansu" ] && tansu_bin="$HOME/.cargo/bin/tansu"
+tansu_ok=false
+if [ -n "$tansu_bin" ]; then
+  # A broker without the memory engine refuses it at once; a good one keeps running.
+  port=$(( 20000 + RANDOM % 20000 ))
+  probe=$(timeout 2 "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ 2>&1 || true)
+  if ! grep -q FeatureNotEnabled <<<"$probe"; then
+    tansu_ok=true
+  fi
+fi
+if [ "$tansu_ok" != true ]; then
+  echo "setup: installing tansu $TANSU_VERSION with its memory storage (cargo install; takes a while)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore --force
+fi

@@ -50,6 +50,7 @@ fn prepare_kafka(
     config: &EngineConfig,
     kafka: &KafkaSourceConfig,
 ) -> Result<SourceRuntime, EngineError> {
+    kafka.options.check().map_err(EngineError::Kafka)?;
     let partitions = kafka::topic_partitions(&kafka.options, &kafka.topic, BROKER_TIMEOUT)
         .map_err(|e| EngineError::Kafka(e.to_string()))?
         .ok_or_else(|| {

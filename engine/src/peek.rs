@@ -78,7 +78,14 @@ pub fn serve_peeks<'scope>(
                         ViewQuery::Host { ip, window, limit } => {
                             Part::Host(GraphReader::new(&mut trace, *read_at, *window).host(*ip, *limit))
                         }
-                        ViewQuery::Status => Part::Status(Box::new(stats.borrow().snapshot())),
+                        ViewQuery::Status => {
+                            let mut status = stats.borrow().snapshot();
+                            if local_index == 0 {
+                                status.dead_letter_sink =
+                                    shared.runtime.dead_letters.as_ref().map(|sink| sink.counts());
+                            }
+                            Part::Status(Box::new(status))
+                        }
                         ViewQuery::DeadLetters { limit } => {
                             let stats = stats.borrow();
                             Part::DeadLetters {

@@ -207,20 +207,34 @@ struct Snapshot {
     entries: Vec<(u32, PartitionCheckpoint)>,
 }
 
+/// What the source operator shares with its worker's loop.
+pub struct WorkerLinks {
+    pub stats: Rc<RefCell<WorkerStats>>,
+    pub board: Rc<RefCell<WatermarkBoard>>,
+    /// Set by the worker: take the final snapshot and stop.
+    pub stop: Rc<Cell<bool>>,
+    /// Set by the source once it has stopped.
+    pub stopped: Rc<Cell<bool>>,
+}
+
 /// Builds the source operator for this worker's share of `partitions`.
 ///
 /// A worker whose source has no partitions for it, and never will, reports that it holds
 /// nothing back and drops its capability. `stop` makes the operator take a final snapshot
-/// and drop its capability, so the dataflow can finish.
+/// and drop its capability, so the dataflow can finish; it sets `stopped` once it has.
 pub fn event_source<'scope>(
     scope: Scope<'scope, Millis>,
     mut partitions: Box<dyn PartitionSource>,
     runtime: Arc<SourceRuntime>,
     timing: SourceTiming,
-    stats: Rc<RefCell<WorkerStats>>,
-    board: Rc<RefCell<WatermarkBoard>>,
-    stop: Rc<Cell<bool>>,
+    links: WorkerLinks,
 ) -> Stream<'scope, Millis, Vec<Event>> {
+    let WorkerLinks {
+        stats,
+        board,
+        stop,
+        stopped,
+    } = links;
     source(scope, "EventSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
@@ -238,6 +252,7 @@ pub fn event_source<'scope>(
 
         move |output| {
             let Some(cap) = capability.as_mut() else {
+                stopped.set(true);
                 return;
             };
             if stop.get() {
@@ -248,6 +263,7 @@ pub fn event_source<'scope>(
                 }
                 board.borrow_mut().outbox = Some(WatermarkReport::default());
                 capability = None;
+                stopped.set(true);
                 return;
             }
 
@@ -270,6 +286,7 @@ pub fn event_source<'scope>(
             if readings.is_empty() && !partitions.may_grow() {
                 board.borrow_mut().outbox = Some(WatermarkReport::default());
                 capability = None;
+                stopped.set(true);
                 return;
             }
 
@@ -430,7 +447,8 @@ pub fn event_source<'scope>(
                 while let Some(first) = pending.front() {
                     // Every record before the offsets entered at a time ≤ as_of (or at its
                     // own later time): reflected once the views have passed as_of.
-                    if views_upper.is_some_and(|upper| upper <= first.as_of) {
+                    // (No frontier yet means nothing is reflected yet.)
+                    if views_upper.is_none_or(|upper| upper <= first.as_of) {
                         break;
                     }
                     reflected = pending.pop_front();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use flowscope_connectors::{DeadLetterLog, DEFAULT_DEAD_LETTER_CAPACITY};
+use flowscope_connectors::{DeadLetterLog, SinkCounts, DEFAULT_DEAD_LETTER_CAPACITY};
 use flowscope_operators::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,8 @@ pub struct WorkerStatus {
     /// After a restart: views are exact from this as_of on (see [`WorkerStats::ready_from`]).
     pub ready_from: Option<Millis>,
     pub partitions: Vec<PartitionStatus>,
+    /// The process's dead-letter sink, reported by its first worker only.
+    pub dead_letter_sink: Option<SinkCounts>,
 }
 
 /// A worker's live counters.
@@ -82,6 +84,7 @@ impl WorkerStats {
             frontier: self.frontier,
             ready_from: self.ready_from,
             partitions: self.partitions.clone(),
+            dead_letter_sink: None,
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct ClusterStatus {
     pub ready_from: Option<Millis>,
     /// Records still to replay, summed over the partitions that are catching up.
     pub replay_remaining: u64,
+    /// Dead letters written to the dead-letter topic, and kept on disk when it failed.
+    pub dead_letter_sink: Option<SinkCounts>,
     pub partitions: Vec<PartitionStatus>,
 }
 
@@ -123,6 +128,7 @@ impl ClusterStatus {
             catching_up: false,
             ready_from: None,
             replay_remaining: 0,
+            dead_letter_sink: None,
             partitions: Vec::new(),
         };
         let mut frontier: Option<Option<Millis>> = None;
@@ -140,6 +146,13 @@ impl ClusterStatus {
                 (Some(Some(a)), Some(b)) => Some(a.min(b)),
                 (Some(Some(a)), None) => Some(a),
             });
+            if let Some(sink) = part.dead_letter_sink {
+                let total = status
+                    .dead_letter_sink
+                    .get_or_insert_with(SinkCounts::default);
+                total.delivered += sink.delivered;
+                total.kept_on_disk += sink.kept_on_disk;
+            }
             if let Some(ready) = part.ready_from {
                 status.ready_from = Some(status.ready_from.map_or(ready, |r| r.max(ready)));
             }
@@ -179,6 +192,7 @@ mod tests {
             dead_letters: reasons.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
             frontier,
             ready_from: None,
+            dead_letter_sink: None,
             partitions: vec![PartitionStatus {
                 source: "generator".into(),
                 partition: 3 - worker as u32,

@@ -22,7 +22,7 @@ use crate::command::{Command, PeekRequest};
 use crate::engine::Shared;
 use crate::ingest;
 use crate::peek;
-use crate::source::{event_source, SourceTiming, WatermarkBoard};
+use crate::source::{event_source, SourceTiming, WatermarkBoard, WorkerLinks};
 use crate::status::WorkerStats;
 
 /// How often worker 0 lets the arrangements compact up to the latest complete time.
@@ -64,6 +64,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     let stats = Rc::new(RefCell::new(WorkerStats::new(index)));
     let board = Rc::new(RefCell::new(WatermarkBoard::new(peers)));
     let stop = Rc::new(Cell::new(false));
+    let stopped = Rc::new(Cell::new(false));
     let timing = SourceTiming {
         time: config.time,
         lateness: config.lateness,
@@ -102,9 +103,12 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             partitions,
             Arc::clone(&shared.runtime),
             timing,
-            Rc::clone(&stats),
-            Rc::clone(&board),
-            Rc::clone(&stop),
+            WorkerLinks {
+                stats: Rc::clone(&stats),
+                board: Rc::clone(&board),
+                stop: Rc::clone(&stop),
+                stopped: Rc::clone(&stopped),
+            },
         );
         let arranged = graph::render(events, config.time, config.windows.longest().length);
         let (input, requests) = scope.new_input::<Vec<PeekRequest>>();
@@ -177,7 +181,12 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         worker.step_or_park(Some(PARK));
     }
 
+    // Let the source take its final snapshot (the last checkpoint) before the dataflows go.
     stop.set(true);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !stopped.get() && Instant::now() < deadline {
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    }
     drop(requests);
     drop(reports);
     drop(sequencer);

@@ -92,7 +92,39 @@ pub async fn render(client: Client) -> Result<Response, ApiError> {
         clamp(status.workers as u64),
     );
 
+    gauge(
+        &mut registry,
+        "catching_up",
+        "1 while the engine replays what its checkpoint counted after a restart",
+        i64::from(status.catching_up),
+    );
+    gauge(
+        &mut registry,
+        "replay_remaining_records",
+        "Offsets still to replay before the views are exact again after a restart",
+        clamp(status.replay_remaining),
+    );
+    if let Some(sink) = status.dead_letter_sink {
+        let delivered: Counter = Counter::default();
+        delivered.inc_by(sink.delivered);
+        registry.register(
+            "dead_letters_delivered",
+            "Dead letters written to the dead-letter topic",
+            delivered,
+        );
+        let kept: Counter = Counter::default();
+        kept.inc_by(sink.kept_on_disk);
+        registry.register(
+            "dead_letters_kept_on_disk",
+            "Dead letters the dead-letter topic did not take, kept in the state directory",
+            kept,
+        );
+    }
+
     let offsets = Family::<PartitionLabels, Gauge>::default();
+    let reflected = Family::<PartitionLabels, Gauge>::default();
+    let ends = Family::<PartitionLabels, Gauge>::default();
+    let lags = Family::<PartitionLabels, Gauge>::default();
     let max_ts = Family::<PartitionLabels, Gauge>::default();
     for p in &status.partitions {
         let labels = PartitionLabels {
@@ -100,10 +132,34 @@ pub async fn render(client: Client) -> Result<Response, ApiError> {
             partition: p.partition.to_string(),
         };
         offsets.get_or_create(&labels).set(clamp(p.next_offset));
+        if let Some(offset) = p.reflected_offset {
+            reflected.get_or_create(&labels).set(clamp(offset));
+        }
+        if let Some(end) = p.end_offset {
+            ends.get_or_create(&labels).set(clamp(end));
+        }
+        if let Some(lag) = p.lag {
+            lags.get_or_create(&labels).set(clamp(lag));
+        }
         if let Some(ts) = p.max_ts {
             max_ts.get_or_create(&labels).set(clamp(ts));
         }
     }
+    registry.register(
+        "partition_reflected_offset",
+        "Records before this offset are reflected in the views and checkpointed, per partition",
+        reflected,
+    );
+    registry.register(
+        "partition_end_offset",
+        "The partition's end offset (high watermark) as the broker last reported it",
+        ends,
+    );
+    registry.register(
+        "partition_lag",
+        "Records in the broker not yet read, per partition",
+        lags,
+    );
     registry.register(
         "partition_next_offset",
         "Next offset to read, per source partition",

@@ -159,6 +159,21 @@ impl KafkaOptions {
     }
 }
 
+impl KafkaOptions {
+    /// Builds a consumer and a producer from these options and drops them: librdkafka
+    /// checks every option when a client is created, so a misspelt or invalid extra option
+    /// is reported before anything starts.
+    pub fn check(&self) -> Result<(), String> {
+        self.consumer_config("flowscope-check")
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .map_err(|e| format!("invalid Kafka consumer options: {e}"))?;
+        self.producer_config("flowscope-check")
+            .create::<rdkafka::producer::BaseProducer>()
+            .map_err(|e| format!("invalid Kafka producer options: {e}"))?;
+        Ok(())
+    }
+}
+
 impl fmt::Display for KafkaOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.brokers)
