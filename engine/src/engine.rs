@@ -351,6 +351,12 @@ impl Client {
         self.shared.latest_complete()
     }
 
+    /// After a restart from a checkpoint: the as_of from which the views are exact again
+    /// (records counted before the restart are replayed until then).
+    pub fn ready_from(&self) -> Option<Millis> {
+        self.shared.runtime.ready_from
+    }
+
     /// Reads a view at the latest complete as_of, waiting at most `timeout`.
     pub fn peek(&self, query: ViewQuery, timeout: Duration) -> Result<Answered, PeekError> {
         self.peek_at(query, None, timeout)

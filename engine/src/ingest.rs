@@ -95,8 +95,15 @@ fn prepare_kafka(
         resumed_partitions = resume.len(),
         "reading Kafka"
     );
+    let retention = config.windows.longest().length;
+    let ready_from = resume
+        .values()
+        .filter(|entry| entry.replay_from(&config.time, retention) < entry.offset)
+        .map(|entry| entry.as_of)
+        .max();
     Ok(SourceRuntime {
         resume,
+        ready_from,
         dead_letters: Some(Arc::new(sink)),
         checkpointing: true,
         board: Default::default(),

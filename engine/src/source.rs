@@ -96,6 +96,9 @@ pub struct CheckpointBoard {
 pub struct SourceRuntime {
     /// Checkpoint entries to resume from, by partition.
     pub resume: BTreeMap<u32, PartitionCheckpoint>,
+    /// The largest as_of of the entries that need a replay: the views are exact again
+    /// from there (peeks check it per worker; this is for the process's health check).
+    pub ready_from: Option<Millis>,
     pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
     /// Whether snapshots are taken at all (only sources that can resume are checkpointed).
     pub checkpointing: bool,
@@ -106,6 +109,7 @@ impl SourceRuntime {
     pub fn without_checkpoints() -> Self {
         SourceRuntime {
             resume: BTreeMap::new(),
+            ready_from: None,
             dead_letters: None,
             checkpointing: false,
             board: Mutex::new(CheckpointBoard::default()),

@@ -136,6 +136,14 @@ async fn health(client: Client) -> Result<Response, Rejection> {
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "stopping", "ready": false}),
         )
+    } else if let Some(ready_from) = client
+        .ready_from()
+        .filter(|ready| client.latest_complete().is_none_or(|as_of| as_of < *ready))
+    {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "catching_up", "ready": false, "ready_from": ready_from, "as_of": client.latest_complete()}),
+        )
     } else if let Some(as_of) = client.latest_complete() {
         (
             StatusCode::OK,
