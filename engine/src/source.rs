@@ -207,7 +207,10 @@ impl Reading {
 
 /// Snapshots taken at one frontier, waiting for the views to reflect them.
 struct Snapshot {
-    as_of: Millis,
+    /// The latest time a record before the offsets was placed at, up to `as_of`: once the
+    /// views have passed it, they reflect every record before the offsets (but those
+    /// placed at their own later time, which the views show when they reach it).
+    reflected_at: Millis,
     entries: Vec<(u32, PartitionCheckpoint)>,
 }
 
@@ -250,6 +253,8 @@ pub fn event_source<'scope>(
         let mut by_time: FxHashMap<Millis, Vec<Event>> = FxHashMap::default();
         let mut pending: VecDeque<Snapshot> = VecDeque::new();
         let mut next_snapshot = Instant::now();
+        // The latest time any record read so far was placed at.
+        let mut max_placed: Millis = 0;
         let worker = stats.borrow().worker;
         let source_name = partitions.name().to_string();
         activator.activate();
@@ -325,11 +330,11 @@ pub fn event_source<'scope>(
                     let status = reading.reader.poll(CHUNK, &mut events, &mut dead);
                     last = status;
                     let now = Instant::now();
-                    tracker.polled(
-                        index,
-                        status == PollStatus::Ready || !events.is_empty(),
-                        now,
-                    );
+                    // Nothing now, but not at the end either (a fetch on its way) is not quiet.
+                    let delivering = status == PollStatus::Ready
+                        || !events.is_empty()
+                        || (status == PollStatus::Pending && !reading.reader.at_end());
+                    tracker.polled(index, delivering, now);
                     let counting = reading.replaying.is_none();
                     for event in events.drain(..) {
                         reading.max_ts = Some(reading.max_ts.map_or(event.ts, |m| m.max(event.ts)));
@@ -399,6 +404,7 @@ pub fn event_source<'scope>(
                 more |= last == PollStatus::Ready;
             }
             for (at, mut batch) in by_time.drain() {
+                max_placed = max_placed.max(at);
                 let at_cap = cap.delayed(&at);
                 output.session(&at_cap).give_container(&mut batch);
             }
@@ -440,7 +446,7 @@ pub fn event_source<'scope>(
                         pending.pop_back();
                     }
                     pending.push_back(Snapshot {
-                        as_of,
+                        reflected_at: max_placed.min(as_of),
                         entries: readings
                             .iter()
                             .map(|r| (r.partition, r.snapshot(as_of)))
@@ -449,10 +455,8 @@ pub fn event_source<'scope>(
                 }
                 let mut reflected = None;
                 while let Some(first) = pending.front() {
-                    // Every record before the offsets entered at a time ≤ as_of (or at its
-                    // own later time): reflected once the views have passed as_of.
                     // (No frontier yet means nothing is reflected yet.)
-                    if views_upper.is_none_or(|upper| upper <= first.as_of) {
+                    if views_upper.is_none_or(|upper| upper <= first.reflected_at) {
                         break;
                     }
                     reflected = pending.pop_front();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flowscope_events::Event;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -65,6 +65,10 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition reaches the partition's queue too, where it is used.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
         tracing::warn!(topic = %self.topic, "Kafka: {error}: {reason}");
     }
 }
@@ -386,5 +390,9 @@ impl EventPartition for KafkaPartition {
 
     fn stop_at(&mut self, offset: Option<u64>) {
         self.stop_at = offset;
+    }
+
+    fn at_end(&self) -> bool {
+        self.at_end
     }
 }

@@ -29,6 +29,13 @@ pub trait EventPartition: Send {
         None
     }
 
+    /// Whether the last poll that found nothing had reached the partition's end, rather
+    /// than waiting for records on their way (a fetch in flight). Only a partition at its
+    /// end can turn idle and stop holding the watermark back.
+    fn at_end(&self) -> bool {
+        true
+    }
+
     /// Makes [`poll`](EventPartition::poll) give no record at or past `offset` until
     /// lifted with `None`; once it is reached, [`next_offset`](EventPartition::next_offset)
     /// is at least `offset`. The engine uses it to tell records it replays (already
