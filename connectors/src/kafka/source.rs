@@ -199,10 +199,7 @@ impl PartitionSource for KafkaSource {
             }
         };
         let mut found = Vec::new();
-        for partition in self.known..count {
-            if partition as usize % self.peers != self.worker {
-                continue;
-            }
+        for partition in new_partitions(self.known, count, self.worker, self.peers) {
             match self.assign(partition) {
                 Some(reader) => {
                     found.push((partition, Box::new(reader) as Box<dyn EventPartition>))
@@ -239,6 +236,13 @@ impl PartitionSource for KafkaSource {
     fn may_grow(&self) -> bool {
         true
     }
+}
+
+/// The partitions among `known..count` that worker `worker` of `peers` reads.
+fn new_partitions(known: u32, count: u32, worker: usize, peers: usize) -> Vec<u32> {
+    (known..count)
+        .filter(|p| *p as usize % peers == worker)
+        .collect()
 }
 
 /// One partition of the topic, read through its own queue.
@@ -394,5 +398,20 @@ impl EventPartition for KafkaPartition {
 
     fn at_end(&self) -> bool {
         self.at_end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_partitions;
+
+    #[test]
+    fn each_partition_goes_to_one_worker_and_growth_adds_only_the_new_ones() {
+        // 6 partitions over 4 workers, then the topic grows to 10.
+        let first: Vec<Vec<u32>> = (0..4).map(|w| new_partitions(0, 6, w, 4)).collect();
+        assert_eq!(first, vec![vec![0, 4], vec![1, 5], vec![2], vec![3]]);
+        let grown: Vec<Vec<u32>> = (0..4).map(|w| new_partitions(6, 10, w, 4)).collect();
+        assert_eq!(grown, vec![vec![8], vec![9], vec![6], vec![7]]);
+        assert!(new_partitions(10, 10, 0, 4).is_empty());
     }
 }
