@@ -7,10 +7,11 @@
 //! - `offset`: the records before it were read and counted (records, late records, dead
 //!   letters by reason are stored with it). After a restart they are read again to rebuild
 //!   the views but not counted again, and their dead letters are not sent again.
-//! - `as_of`: the source's frontier when they had all been read. Every one of them entered
-//!   the dataflow at a time ≤ `as_of` (or at its own later time). While a restarted source
-//!   replays them its frontier is held at `as_of`, so they enter at the same times as
-//!   before: at every as_of ≥ `as_of` the rebuilt views equal those of an uninterrupted run.
+//! - `as_of`: the latest time at or before the source's frontier at which one of them was
+//!   placed. Every one of them entered the dataflow at a time ≤ `as_of`, or at its own time
+//!   past the frontier. While a restarted source replays them its frontier is held at
+//!   `as_of`, so each enters at a time ≤ `as_of` again, or at the same own time: at every
+//!   as_of ≥ `as_of` the rebuilt views equal those of an uninterrupted run.
 //! - `marks`: (offset, largest ts of the records before it) pairs. Records leave the views
 //!   at `own_time(ts) + retention`, so a record can be skipped on replay only when it left
 //!   before `as_of`. The replay starts at the last mark whose records all left; out-of-order

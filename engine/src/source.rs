@@ -15,7 +15,7 @@
 //! the views' frontier shows the records before the offset reflected.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -205,11 +205,12 @@ impl Reading {
     }
 }
 
-/// Snapshots taken at one frontier, waiting for the views to reflect them.
+/// Snapshots taken at one moment, waiting for the views to reflect them.
 struct Snapshot {
-    /// The latest time a record before the offsets was placed at, up to `as_of`: once the
-    /// views have passed it, they reflect every record before the offsets (but those
-    /// placed at their own later time, which the views show when they reach it).
+    /// The latest time at or before the source's capability that a record before the
+    /// offsets was placed at: once the views have passed it, they reflect every record
+    /// before the offsets (but those placed at their own later time, which the views show
+    /// when they reach it). It is also the entries' `as_of`.
     reflected_at: Millis,
     entries: Vec<(u32, PartitionCheckpoint)>,
 }
@@ -253,8 +254,13 @@ pub fn event_source<'scope>(
         let mut by_time: FxHashMap<Millis, Vec<Event>> = FxHashMap::default();
         let mut pending: VecDeque<Snapshot> = VecDeque::new();
         let mut next_snapshot = Instant::now();
-        // The latest time any record read so far was placed at.
-        let mut max_placed: Millis = 0;
+        // Where records were placed: the latest time at or before the capability
+        // (`placed_upto`: a checkpoint's as_of, see `crate::checkpoint`), the times past
+        // it (records ahead of the watermark), and the latest of all (reported to the
+        // other workers, so that records placed late at the frontier become visible).
+        let mut placed_upto: Millis = 0;
+        let mut placed_ahead: BTreeSet<Millis> = BTreeSet::new();
+        let mut max_placed: Option<Millis> = None;
         let worker = stats.borrow().worker;
         let source_name = partitions.name().to_string();
         activator.activate();
@@ -267,8 +273,11 @@ pub fn event_source<'scope>(
             if stop.get() {
                 // The final checkpoint: everything read so far, counted once.
                 if runtime.checkpointing {
-                    let as_of = *cap.time();
-                    runtime.deposit(readings.iter().map(|r| (r.partition, r.snapshot(as_of))));
+                    runtime.deposit(
+                        readings
+                            .iter()
+                            .map(|r| (r.partition, r.snapshot(placed_upto))),
+                    );
                 }
                 board.borrow_mut().outbox = Some(WatermarkReport::default());
                 capability = None;
@@ -339,7 +348,8 @@ pub fn event_source<'scope>(
                     for event in events.drain(..) {
                         reading.max_ts = Some(reading.max_ts.map_or(event.ts, |m| m.max(event.ts)));
                         if tracker.observe(index, event.ts, &timing.time) {
-                            let own = tracker.report(now);
+                            let mut own = tracker.report(now);
+                            own.placed = max_placed;
                             if let Some(watermark) =
                                 board.borrow().watermark(worker, &own, &timing.time)
                             {
@@ -404,13 +414,15 @@ pub fn event_source<'scope>(
                 more |= last == PollStatus::Ready;
             }
             for (at, mut batch) in by_time.drain() {
-                max_placed = max_placed.max(at);
+                max_placed = Some(max_placed.map_or(at, |m| m.max(at)));
+                placed_ahead.insert(at);
                 let at_cap = cap.delayed(&at);
                 output.session(&at_cap).give_container(&mut batch);
             }
 
             let now = Instant::now();
-            let own = tracker.report(now);
+            let mut own = tracker.report(now);
+            own.placed = max_placed;
             {
                 let mut board = board.borrow_mut();
                 if let Some(watermark) = board.watermark(worker, &own, &timing.time) {
@@ -424,7 +436,14 @@ pub fn event_source<'scope>(
             if frontier > *cap.time() {
                 cap.downgrade(&frontier);
             }
-            let as_of = *cap.time();
+            while let Some(&at) = placed_ahead.first() {
+                if at > *cap.time() {
+                    break;
+                }
+                placed_upto = placed_upto.max(at);
+                placed_ahead.pop_first();
+            }
+            let as_of = placed_upto;
 
             // Snapshots for checkpoints, handed on once the views reflect them.
             let views_upper = stats.borrow().frontier;
@@ -446,7 +465,7 @@ pub fn event_source<'scope>(
                         pending.pop_back();
                     }
                     pending.push_back(Snapshot {
-                        reflected_at: max_placed.min(as_of),
+                        reflected_at: as_of,
                         entries: readings
                             .iter()
                             .map(|r| (r.partition, r.snapshot(as_of)))

@@ -88,12 +88,18 @@ pub struct WatermarkReport {
     pub unknown: bool,
     /// The largest timestamp the worker has seen in any partition.
     pub max_seen: Option<Millis>,
+    /// The latest timely time the worker's source placed a record at. A late record is
+    /// placed at the frontier; once all input is idle the frontier moves past this too,
+    /// so that it becomes visible.
+    #[serde(default)]
+    pub placed: Option<Millis>,
 }
 
 impl WatermarkReport {
     /// The watermark of a whole source from every worker's report: the least active
     /// watermark; while nothing is active, past the largest timestamp seen anywhere (at the
-    /// next tick boundary, so the tick holding that record becomes complete). `None` while
+    /// next tick boundary, so the tick holding that record becomes complete) and past the
+    /// latest time a record was placed at (a late record placed at the frontier). `None` while
     /// it cannot be known (a worker has not reported, or has an active partition without data).
     pub fn combine<'a>(
         reports: impl IntoIterator<Item = Option<&'a WatermarkReport>>,
@@ -101,6 +107,7 @@ impl WatermarkReport {
     ) -> Option<Millis> {
         let mut active: Option<Millis> = None;
         let mut max_seen: Option<Millis> = None;
+        let mut placed: Option<Millis> = None;
         for report in reports {
             let report = report?;
             if report.unknown {
@@ -112,8 +119,18 @@ impl WatermarkReport {
             if let Some(m) = report.max_seen {
                 max_seen = Some(max_seen.map_or(m, |x| x.max(m)));
             }
+            if let Some(p) = report.placed {
+                placed = Some(placed.map_or(p, |x| x.max(p)));
+            }
         }
-        active.or_else(|| max_seen.map(|m| time.next_boundary(m)))
+        active.or_else(|| {
+            let past_seen = max_seen.map(|m| time.next_boundary(m));
+            // A watermark of `placed` gives a frontier past it.
+            match (past_seen, placed) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        })
     }
 }
 
@@ -300,11 +317,13 @@ mod tests {
             active: Some(900_000),
             unknown: false,
             max_seen: Some(905_000),
+            placed: None,
         };
         let idle = WatermarkReport {
             active: None,
             unknown: false,
             max_seen: Some(100_000),
+            placed: None,
         };
         assert_eq!(
             WatermarkReport::combine([Some(&busy), Some(&idle)], &t),
@@ -331,6 +350,30 @@ mod tests {
         assert_eq!(
             WatermarkReport::combine([Some(&busy), Some(&WatermarkReport::default())], &t),
             Some(900_000)
+        );
+    }
+
+    /// Regression: records that arrived late once all input was idle were placed at the
+    /// frontier, which then never moved past them, so they were counted but never visible.
+    #[test]
+    fn once_idle_the_watermark_passes_records_placed_late_at_the_frontier() {
+        let t = TimeModel::new(1000).unwrap();
+        let idle = WatermarkReport {
+            active: None,
+            unknown: false,
+            max_seen: Some(109_999),
+            placed: Some(111_000),
+        };
+        let watermark = WatermarkReport::combine([Some(&idle)], &t).unwrap();
+        assert!(t.frontier_for_watermark(watermark) > 111_000);
+        // While a partition is active, the watermark follows it alone.
+        let busy = WatermarkReport {
+            active: Some(50_000),
+            ..idle
+        };
+        assert_eq!(
+            WatermarkReport::combine([Some(&busy), Some(&idle)], &t),
+            Some(50_000)
         );
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tansu;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, TcpListener};
 use std::path::Path;
