@@ -244,7 +244,15 @@ pub fn event_source<'scope>(
         stopped,
     } = links;
     source(scope, "EventSource", move |capability, info| {
-        let activator = scope.activator_for(info.address);
+        let activator = scope.activator_for(Rc::clone(&info.address));
+        // Partitions that can say when records arrive wake the operator from their own
+        // threads, rather than waiting for the next poll.
+        let waker: Arc<dyn Fn() + Send + Sync> = {
+            let sync = Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+            Arc::new(move || {
+                let _ = sync.lock().map(|activator| activator.activate());
+            })
+        };
         let mut capability = Some(capability);
         let mut tracker = WatermarkTracker::new(0, timing.lateness, timing.idle_timeout);
         let mut readings: Vec<Reading> = Vec::new();
@@ -286,7 +294,8 @@ pub fn event_source<'scope>(
             }
 
             partitions.service();
-            for (partition, reader) in partitions.discover() {
+            for (partition, mut reader) in partitions.discover() {
+                reader.on_ready(Arc::clone(&waker));
                 let reading = Reading::new(partition, reader, runtime.resume.get(&partition));
                 {
                     let mut stats = stats.borrow_mut();

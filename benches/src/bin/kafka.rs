@@ -1,4 +1,4 @@
-//! `cargo run --release -p flowscope-benches --bin kafka -- [--brokers H:P] [--records N]
+//! `cargo run --release -p flowscope-benches --bin kafka -- [--brokers H:P] [--kafka-option K=V]... [--records N]
 //! [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]`
 //!
 //! End-to-end through a Kafka-protocol broker (a Tansu broker with in-memory storage is
@@ -34,6 +34,8 @@ use flowscope_queries::Windows;
 
 struct Options {
     brokers: Option<String>,
+    /// Extra librdkafka options for the engine's clients.
+    kafka_options: Vec<String>,
     records: u64,
     partitions: u32,
     workers: usize,
@@ -42,13 +44,14 @@ struct Options {
 }
 
 fn usage(message: &str) -> ! {
-    eprintln!("{message}\nusage: kafka [--brokers H:P] [--records N] [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]");
+    eprintln!("{message}\nusage: kafka [--brokers H:P] [--kafka-option K=V]... [--records N] [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]");
     std::process::exit(2)
 }
 
 fn parse() -> Options {
     let mut options = Options {
         brokers: None,
+        kafka_options: Vec::new(),
         records: 2_000_000,
         partitions: 4,
         workers: 2,
@@ -63,6 +66,7 @@ fn parse() -> Options {
         };
         match flag.as_str() {
             "--brokers" => options.brokers = Some(value()),
+            "--kafka-option" => options.kafka_options.push(value()),
             "--records" => {
                 options.records = value().parse().unwrap_or_else(|_| usage("bad --records"))
             }
@@ -187,7 +191,7 @@ fn produce(producer: &EventProducer, config: &GeneratorConfig, stop: &AtomicBool
 }
 
 fn engine_config(
-    brokers: &str,
+    kafka: &KafkaOptions,
     topic: &str,
     workers: usize,
     state_dir: PathBuf,
@@ -201,7 +205,7 @@ fn engine_config(
         idle_timeout: Duration::from_millis(200),
         windows: Windows::parse("30m,2h,24h", &time).expect("valid windows"),
         source: SourceConfig::Kafka(KafkaSourceConfig {
-            options: KafkaOptions::new(brokers),
+            options: kafka.clone(),
             topic: topic.to_string(),
             format: Format::Native,
             dead_letter_topic: format!("{topic}.dead-letters"),
@@ -215,9 +219,23 @@ fn engine_config(
 /// every record; returns when that happened.
 fn wait_complete(engine: &Engine, records: u64) -> Instant {
     let client = engine.client();
+    let started = Instant::now();
+    let mut report = Instant::now();
     loop {
         if let Ok(answered) = client.peek(ViewQuery::Status, Duration::from_secs(60)) {
             if let Answer::Status(status) = answered.answer {
+                if std::env::var_os("BENCH_PROGRESS").is_some()
+                    && report.elapsed() >= Duration::from_millis(500)
+                {
+                    report = Instant::now();
+                    eprintln!(
+                        "{:>6.1}s records {} as_of {} catching_up {}",
+                        started.elapsed().as_secs_f64(),
+                        status.records,
+                        status.as_of,
+                        status.catching_up
+                    );
+                }
                 let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
                 if status.records >= records
                     && !status.catching_up
@@ -248,7 +266,9 @@ fn main() {
             (Some(broker), brokers)
         }
     };
-    let kafka = KafkaOptions::new(&brokers);
+    let kafka = KafkaOptions::new(&brokers)
+        .with_extra(options.kafka_options.iter().map(String::as_str))
+        .unwrap_or_else(|e| usage(&e.to_string()));
     let stop = AtomicBool::new(false);
 
     // 1. Throughput.
@@ -276,14 +296,7 @@ fn main() {
         sent as f64 / produce_secs
     );
     let state = tempdir();
-    let config = engine_config(
-        &brokers,
-        &topic,
-        options.workers,
-        state.clone(),
-        1_000,
-        5_000,
-    );
+    let config = engine_config(&kafka, &topic, options.workers, state.clone(), 1_000, 5_000);
     let started = Instant::now();
     let engine = Engine::start(config.clone()).expect("engine");
     let done = wait_complete(&engine, sent);
@@ -311,7 +324,7 @@ fn main() {
     //    so that the watermark follows the data as closely as the time model allows.
     let topic = format!("fresh-{}", now_ms());
     ensure_topic(&kafka, &topic, options.partitions, Duration::from_secs(10)).expect("topic");
-    let config = engine_config(&brokers, &topic, options.workers, tempdir(), 100, 0);
+    let config = engine_config(&kafka, &topic, options.workers, tempdir(), 100, 0);
     let engine = Engine::start(config).expect("engine");
     let client = engine.client();
     let running = Arc::new(AtomicBool::new(true));

@@ -1,7 +1,7 @@
 //! The native record: flowscope's own field names (DESIGN §2), shared by the native JSON
 //! and CSV formats, and the native JSON line format itself.
 
-use super::json::parse_object;
+use super::json::parse_fields;
 use super::timestamp::millis_timestamp;
 use super::value::{count, ip, port, required, Raw};
 use crate::error::ParseError;
@@ -130,10 +130,13 @@ fn named<T: std::str::FromStr>(
 
 /// Decodes one native JSON line; extra fields are ignored.
 pub(crate) fn decode_json(text: &str) -> Result<Event, ParseError> {
-    let object = parse_object(text)?;
+    let values = parse_fields::<FIELD_COUNT>(text, |name| {
+        NativeField::from_name(name).map(|field| field as usize)
+    })?;
     let mut fields = NativeFields::default();
     for field in NativeField::ALL {
-        fields.set(field, object.get(field.name()).and_then(Raw::from_json));
+        let value = values.get(field as usize).and_then(Option::as_ref);
+        fields.set(field, value.and_then(|v| v.raw()));
     }
     fields.into_event()
 }

@@ -126,6 +126,10 @@ impl KafkaOptions {
             // The end offset (high watermark) of each partition, for the lag, comes from
             // the fetch responses as librdkafka's statistics report them; once a second.
             .set("statistics.interval.ms", "1000")
+            // Some brokers (Tansu among them) hold a fetch for the whole wait even when
+            // records are there; a short wait keeps reading fast on them, and costs at
+            // most a few empty fetches per second on an idle Kafka.
+            .set("fetch.wait.max.ms", "50")
             // Prefetch per partition, bounded: when the dataflow falls behind the engine
             // stops polling and this is all that waits in memory.
             .set("queued.max.messages.kbytes", "16384")

@@ -399,6 +399,11 @@ impl EventPartition for KafkaPartition {
     fn at_end(&self) -> bool {
         self.at_end
     }
+
+    fn on_ready(&mut self, wake: Arc<dyn Fn() + Send + Sync>) {
+        // Called on librdkafka's thread when the queue turns non-empty.
+        self.queue.set_nonempty_callback(move || wake());
+    }
 }
 
 #[cfg(test)]

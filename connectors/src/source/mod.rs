@@ -29,6 +29,13 @@ pub trait EventPartition: Send {
         None
     }
 
+    /// Asks the partition to call `wake` when records arrive after a poll found none, so
+    /// that the engine need not poll on a timer (Kafka's partition queues can). Sources
+    /// that cannot ignore it and are polled on a short timer.
+    fn on_ready(&mut self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
+
     /// Whether the last poll that found nothing had reached the partition's end, rather
     /// than waiting for records on their way (a fetch in flight). Only a partition at its
     /// end can turn idle and stop holding the watermark back.
