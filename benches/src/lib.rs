@@ -80,3 +80,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Resets the peak resident set size that [`peak_rss_bytes`] reports (Linux: writing 5
+/// to `/proc/self/clear_refs`), so that a later phase is measured on its own. Returns
+/// whether it could.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

@@ -36,6 +36,9 @@ use crate::status::{PartitionStatus, WorkerStats};
 const CHUNK: usize = 4096;
 /// Chunks per partition per activation: bounds how long one activation runs.
 const CHUNKS_PER_ACTIVATION: usize = 32;
+/// How long one activation may read: commands (peeks, status) are sequenced between
+/// steps of the worker, so a long activation would delay every answer.
+const ACTIVATION_BUDGET: Duration = Duration::from_millis(50);
 /// How soon to look again at partitions that had nothing to give.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often a snapshot of the partitions' offsets is taken for checkpoints.
@@ -261,6 +264,7 @@ pub fn event_source<'scope>(
         let mut dead: Vec<DeadLetter> = Vec::new();
         let mut by_time: FxHashMap<Millis, Vec<Event>> = FxHashMap::default();
         let mut pending: VecDeque<Snapshot> = VecDeque::new();
+        let mut rotation = 0usize;
         let mut next_snapshot = Instant::now();
         // Where records were placed: the latest time at or before the capability
         // (`placed_upto`: a checkpoint's as_of, see `crate::checkpoint`), the times past
@@ -339,12 +343,23 @@ pub fn event_source<'scope>(
             let mut more = false;
             let mut records = 0u64;
             let mut late = 0u64;
-            for (index, reading) in readings.iter_mut().enumerate() {
+            // Partitions take turns at going first, so that the time budget cannot starve one.
+            let activation_started = Instant::now();
+            let count = readings.len();
+            let first = if count == 0 { 0 } else { rotation % count };
+            rotation = rotation.wrapping_add(1);
+            for index in (0..count).map(|step| (first + step) % count) {
+                let reading = &mut readings[index];
                 if reading.finished {
                     continue;
                 }
                 let mut last = PollStatus::Pending;
                 for _ in 0..CHUNKS_PER_ACTIVATION {
+                    if activation_started.elapsed() >= ACTIVATION_BUDGET {
+                        // Let the rest of the dataflow (and the control plane) run first.
+                        more = true;
+                        break;
+                    }
                     let status = reading.reader.poll(CHUNK, &mut events, &mut dead);
                     last = status;
                     let now = Instant::now();

@@ -1,4 +1,4 @@
-//! `cargo run --release -p flowscope-benches --bin kafka -- [--brokers H:P] [--kafka-option K=V]... [--records N]
+//! `cargo run --release -p flowscope-benches --bin kafka -- [--brokers H:P] [--kafka-option K=V]... [--windows LIST] [--records N]
 //! [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]`
 //!
 //! End-to-end through a Kafka-protocol broker (a Tansu broker with in-memory storage is
@@ -9,7 +9,7 @@
 //!    visible in the views (broker, producer and engine share the machine).
 //! 2. **recovery**: the engine is stopped (final checkpoint) and started again on the same
 //!    state directory; the time until the views are exact again, per million records
-//!    replayed (a 24 h window keeps every record, so all of them are replayed).
+//!    replayed (with the default 24 h window every record is replayed).
 //! 3. **freshness**: records produced at a fixed rate with event time = wall clock; the
 //!    staleness of the views (`now − as_of`) sampled every 10 ms, p50 / p99 / max.
 
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowscope_benches::peak_rss_bytes;
+use flowscope_benches::{peak_rss_bytes, reset_peak_rss};
 use flowscope_connectors::kafka::{ensure_topic, topic_partitions, EventProducer, KafkaOptions};
 use flowscope_connectors::{encode, Format, GeneratorConfig, GeneratorPartition, Pace};
 use flowscope_engine::{
@@ -41,10 +41,11 @@ struct Options {
     workers: usize,
     freshness_rate: u64,
     freshness_seconds: u64,
+    windows: String,
 }
 
 fn usage(message: &str) -> ! {
-    eprintln!("{message}\nusage: kafka [--brokers H:P] [--kafka-option K=V]... [--records N] [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]");
+    eprintln!("{message}\nusage: kafka [--brokers H:P] [--kafka-option K=V]... [--windows LIST] [--records N] [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]");
     std::process::exit(2)
 }
 
@@ -57,6 +58,7 @@ fn parse() -> Options {
         workers: 2,
         freshness_rate: 100_000,
         freshness_seconds: 20,
+        windows: "30m,2h,24h".to_string(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -67,6 +69,7 @@ fn parse() -> Options {
         match flag.as_str() {
             "--brokers" => options.brokers = Some(value()),
             "--kafka-option" => options.kafka_options.push(value()),
+            "--windows" => options.windows = value(),
             "--records" => {
                 options.records = value().parse().unwrap_or_else(|_| usage("bad --records"))
             }
@@ -191,6 +194,7 @@ fn produce(producer: &EventProducer, config: &GeneratorConfig, stop: &AtomicBool
 }
 
 fn engine_config(
+    windows: &str,
     kafka: &KafkaOptions,
     topic: &str,
     workers: usize,
@@ -203,7 +207,8 @@ fn engine_config(
         time,
         lateness,
         idle_timeout: Duration::from_millis(200),
-        windows: Windows::parse("30m,2h,24h", &time).expect("valid windows"),
+        windows: Windows::parse(windows, &time)
+            .unwrap_or_else(|e| usage(&format!("--windows: {e}"))),
         source: SourceConfig::Kafka(KafkaSourceConfig {
             options: kafka.clone(),
             topic: topic.to_string(),
@@ -296,16 +301,28 @@ fn main() {
         sent as f64 / produce_secs
     );
     let state = tempdir();
-    let config = engine_config(&kafka, &topic, options.workers, state.clone(), 1_000, 5_000);
+    let config = engine_config(
+        &options.windows,
+        &kafka,
+        &topic,
+        options.workers,
+        state.clone(),
+        1_000,
+        5_000,
+    );
+    // The producer's buffers are gone; measure the engine's memory on its own.
+    drop(producer);
+    let reset = reset_peak_rss();
     let started = Instant::now();
     let engine = Engine::start(config.clone()).expect("engine");
     let done = wait_complete(&engine, sent);
     let secs = done.duration_since(started).as_secs_f64();
     println!(
-        "consume ({} workers): {sent} records in {secs:.2}s = {:.0} records/s end-to-end, peak RSS {} MiB",
+        "consume ({} workers): {sent} records in {secs:.2}s = {:.0} records/s end-to-end, peak RSS {} MiB{}",
         options.workers,
         sent as f64 / secs,
-        peak_rss_bytes().unwrap_or(0) >> 20
+        peak_rss_bytes().unwrap_or(0) >> 20,
+        if reset { " (while consuming)" } else { " (whole run)" }
     );
     engine.shutdown().expect("clean shutdown");
 
@@ -324,7 +341,15 @@ fn main() {
     //    so that the watermark follows the data as closely as the time model allows.
     let topic = format!("fresh-{}", now_ms());
     ensure_topic(&kafka, &topic, options.partitions, Duration::from_secs(10)).expect("topic");
-    let config = engine_config(&kafka, &topic, options.workers, tempdir(), 100, 0);
+    let config = engine_config(
+        &options.windows,
+        &kafka,
+        &topic,
+        options.workers,
+        tempdir(),
+        100,
+        0,
+    );
     let engine = Engine::start(config).expect("engine");
     let client = engine.client();
     let running = Arc::new(AtomicBool::new(true));
