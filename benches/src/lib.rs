@@ -51,6 +51,8 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig) -> PipelineRun {
         source: SourceConfig::Generator(generator),
         cluster: ClusterConfig::Single { workers },
         state_dir: None,
+        analysis: Default::default(),
+        alerts: None,
     };
     let started = Instant::now();
     let engine = Engine::start(config).expect("the engine starts");

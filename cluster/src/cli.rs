@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use flowscope_connectors::kafka::{default_dead_letter_topic, KafkaOptions};
 use flowscope_connectors::{Format, GeneratorConfig, Pace};
-use flowscope_engine::{ClusterConfig, EngineConfig, KafkaSourceConfig, SourceConfig};
+use flowscope_engine::{
+    AlertsConfig, ClusterConfig, EngineConfig, KafkaSourceConfig, SourceConfig,
+};
 use flowscope_operators::TimeModel;
 use flowscope_queries::Windows;
 
@@ -130,6 +132,13 @@ pub struct RunArgs {
         env = "FLOWSCOPE_STATE_DIR"
     )]
     pub state_dir: PathBuf,
+    /// Analysis settings (sensitive ports, private ranges, severity bands, anomaly
+    /// thresholds) in TOML; see docs/risk-and-anomalies.md [default: DESIGN §4's].
+    #[arg(long, value_name = "FILE", env = "FLOWSCOPE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Write anomalies and severity changes as JSON to this Kafka topic (needs --brokers).
+    #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_ALERTS_TOPIC")]
+    pub alerts_topic: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -169,6 +178,11 @@ impl KafkaArgs {
             .with_extra(self.kafka_options.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
         Ok((options, topic))
+    }
+
+    /// Whether options that only a Kafka source uses were given.
+    fn given_for_source(&self) -> bool {
+        self.topic.is_some() || self.dead_letter_topic.is_some()
     }
 
     fn given(&self) -> bool {
@@ -363,12 +377,44 @@ impl RunArgs {
         }
         let windows =
             Windows::parse(&self.windows, &time).map_err(|e| format!("--windows: {e}"))?;
-        if self.source != SourceKind::Kafka && self.kafka.given() {
+        if self.source != SourceKind::Kafka && self.kafka.given_for_source() {
+            return Err("--topic and --dead-letter-topic are for --source kafka".into());
+        }
+        if self.source != SourceKind::Kafka
+            && self.alerts_topic.is_none()
+            && self.kafka.given()
+        {
             return Err(
-                "--brokers, --topic, --kafka-option and --dead-letter-topic are for --source kafka"
-                    .into(),
+                "--brokers and --kafka-option are for --source kafka or --alerts-topic".into(),
             );
         }
+        let analysis = match &self.config {
+            Some(path) => crate::config_file::load(path)?,
+            None => Default::default(),
+        };
+        let alerts = match &self.alerts_topic {
+            Some(topic) if topic.trim().is_empty() => {
+                return Err("--alerts-topic must not be empty".into())
+            }
+            Some(topic) => {
+                let brokers = self
+                    .kafka
+                    .brokers
+                    .clone()
+                    .ok_or("--alerts-topic needs --brokers HOST:PORT")?;
+                let options = KafkaOptions::new(brokers)
+                    .with_extra(self.kafka.kafka_options.iter().map(String::as_str))
+                    .map_err(|e| e.to_string())?;
+                if self.kafka.topic.as_deref() == Some(topic.as_str()) {
+                    return Err("--alerts-topic must differ from --topic".into());
+                }
+                Some(AlertsConfig {
+                    options,
+                    topic: topic.clone(),
+                })
+            }
+            None => None,
+        };
         let source = match self.source {
             SourceKind::Kafka => {
                 if self.path.is_some() {
@@ -462,6 +508,8 @@ impl RunArgs {
             source,
             cluster,
             state_dir: Some(self.state_dir),
+            analysis,
+            alerts,
         };
         engine.validate().map_err(|e| e.to_string())?;
         Ok(RunConfig { engine, http })

@@ -2,6 +2,7 @@
 //! stops cleanly on Ctrl-C / SIGTERM or when the cluster shuts down.
 
 mod cli;
+mod config_file;
 mod hostfile;
 mod http;
 mod produce;

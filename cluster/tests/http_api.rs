@@ -238,7 +238,17 @@ fn bad_requests_get_json_errors() {
     let (fs, _dir, _) = serve(&events, &[], "30m,2h,24h");
     let cases = [
         ("/nope", 404, "not_found"),
-        ("/v1/risks/zzz", 404, "not_found"),
+        ("/v1/nope/deeper", 404, "not_found"),
+        ("/v1/risks/zzz", 400, "bad_ip"),
+        ("/v1/risks?severity=high", 400, "bad_severity"),
+        ("/v1/risks?window=7m", 400, "unknown_window"),
+        ("/v1/risks?limit=0", 400, "bad_limit"),
+        ("/v1/risks?sev=low", 400, "unknown_parameter"),
+        ("/v1/risks/10.0.0.1?history=maybe", 400, "bad_flag"),
+        ("/v1/risks/10.0.0.1?window=1y", 400, "unknown_window"),
+        ("/v1/anomalies?kind=policy_violation", 400, "bad_kind"),
+        ("/v1/anomalies?window=7m", 400, "unknown_window"),
+        ("/v1/anomalies?limit=ten", 400, "bad_limit"),
         ("/v1/graph/edges?window=7m", 400, "unknown_window"),
         ("/v1/graph/edges?limit=0", 400, "bad_limit"),
         ("/v1/graph/edges?limit=10001", 400, "bad_limit"),

@@ -7,7 +7,9 @@ use flowscope_connectors::DeadLetter;
 use flowscope_operators::Millis;
 use std::collections::BTreeMap;
 
-use flowscope_queries::{EdgeFilter, EdgeRow, HostAnswer};
+use flowscope_operators::anomaly::{Anomaly, AnomalyKind};
+use flowscope_operators::risk::Severity;
+use flowscope_queries::{EdgeFilter, EdgeRow, HostAnswer, RiskRow, WindowHistory};
 use serde::{Deserialize, Serialize};
 
 use crate::status::{ClusterStatus, WorkerStatus};
@@ -51,10 +53,31 @@ pub enum ViewQuery {
         window: Millis,
         limit: usize,
     },
+    /// The highest risk scores of a window, of one severity or all.
+    Risks {
+        window: Millis,
+        severity: Option<Severity>,
+        limit: usize,
+    },
+    /// One host's score in every window, and its history if asked.
+    RiskHost { ip: IpAddr, history: bool },
+    /// The most recent anomalies of a window, of one kind or all.
+    Anomalies {
+        window: Millis,
+        kind: Option<AnomalyKind>,
+        limit: usize,
+    },
     /// Counters, frontiers and partitions of every worker.
     Status,
     /// The most recent dead letters of every worker.
     DeadLetters { limit: usize },
+}
+
+impl ViewQuery {
+    /// Whether the query reads the views (and so must wait for them to be complete).
+    pub fn reads_a_view(&self) -> bool {
+        !matches!(self, ViewQuery::Status | ViewQuery::DeadLetters { .. })
+    }
 }
 
 /// One worker's part of an answer, on its way to the origin worker.
@@ -71,6 +94,9 @@ pub struct PartAnswer {
 pub enum Part {
     Edges(Vec<EdgeRow>),
     Host(HostAnswer),
+    Risks(Vec<RiskRow>),
+    RiskHost(RiskHostAnswer),
+    Anomalies(Vec<Anomaly>),
     Status(Box<WorkerStatus>),
     DeadLetters {
         worker: usize,
@@ -84,11 +110,22 @@ pub enum Part {
     },
 }
 
+/// A host's scores: `(window length, row)` for each window it has one in, and, when
+/// asked for, how its score changed in each window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskHostAnswer {
+    pub rows: Vec<(Millis, RiskRow)>,
+    pub history: Option<Vec<WindowHistory>>,
+}
+
 /// A gathered answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Edges(Vec<EdgeRow>),
     Host(HostAnswer),
+    Risks(Vec<RiskRow>),
+    RiskHost(RiskHostAnswer),
+    Anomalies(Vec<Anomaly>),
     Status(ClusterStatus),
     DeadLetters {
         /// The most recent letters of each worker, worker by worker, newest first.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use flowscope_connectors::kafka::KafkaOptions;
 use flowscope_connectors::{Format, GeneratorConfig};
 use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::Windows;
+use flowscope_queries::{RiskSettings, Windows};
 use serde::{Deserialize, Serialize};
 
 /// Where events come from.
@@ -127,6 +127,17 @@ pub struct EngineConfig {
     /// Where checkpoints (and dead letters that could not be delivered) are kept; used by
     /// sources that can resume (Kafka).
     pub state_dir: Option<PathBuf>,
+    /// How hosts are scored and which anomalies are reported.
+    pub analysis: RiskSettings,
+    /// Where alerts go, if anywhere.
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// The Kafka topic that receives anomaly and severity alerts as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertsConfig {
+    pub options: KafkaOptions,
+    pub topic: String,
 }
 
 /// A configuration that cannot run.
@@ -142,6 +153,8 @@ pub enum ConfigError {
     NoPartitions,
     #[error("a Kafka source needs a state directory for its checkpoints (--state-dir)")]
     NoStateDir,
+    #[error("risk settings: {0}")]
+    Analysis(String),
 }
 
 impl EngineConfig {
@@ -168,6 +181,7 @@ impl EngineConfig {
             "source": source,
             "workers": self.cluster.workers_per_process(),
             "processes": self.cluster.processes(),
+            "analysis": self.analysis,
         })
         .to_string()
     }
@@ -196,6 +210,10 @@ impl EngineConfig {
         if matches!(self.source, SourceConfig::Kafka(_)) && self.state_dir.is_none() {
             return Err(ConfigError::NoStateDir);
         }
+        self.analysis
+            .risk
+            .validate()
+            .map_err(ConfigError::Analysis)?;
         Ok(())
     }
 }

@@ -15,9 +15,12 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use flowscope_operators::Millis;
 use flowscope_queries::graph::{merge_edges, merge_host};
+use flowscope_queries::risk::{merge_anomalies, merge_history, merge_top};
 
+use crate::alerts::AlertSink;
 use crate::command::{
-    Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, ViewQuery,
+    Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, RiskHostAnswer,
+    ViewQuery,
 };
 use crate::config::{ConfigError, EngineConfig};
 use crate::ingest::{self, CheckpointWriter};
@@ -56,6 +59,8 @@ pub struct Shared {
     pub(crate) config: EngineConfig,
     /// What the process's sources share: resume points, the dead-letter sink, checkpoints.
     pub(crate) runtime: Arc<SourceRuntime>,
+    /// Where alerts go (`--alerts-topic`), and how many went.
+    pub(crate) alerts: AlertSink,
     peers: usize,
     first_worker: usize,
     /// Commands from clients, pushed into the sequencer by the process's first worker.
@@ -79,16 +84,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     #[cfg(test)]
     fn new(config: EngineConfig) -> Self {
-        Shared::with_runtime(config, SourceRuntime::without_checkpoints())
+        let alerts = AlertSink::new(&config).expect("no alerts topic in tests");
+        Shared::with_runtime(config, SourceRuntime::without_checkpoints(), alerts)
     }
 
-    fn with_runtime(config: EngineConfig, runtime: SourceRuntime) -> Self {
+    fn with_runtime(config: EngineConfig, runtime: SourceRuntime, alerts: AlertSink) -> Self {
         let local = config.cluster.workers_per_process();
         let peers = config.cluster.peers();
         let first_worker = config.cluster.process() * local;
         Shared {
             config,
             runtime: Arc::new(runtime),
+            alerts,
             peers,
             first_worker,
             commands: crossbeam_channel::unbounded(),
@@ -214,6 +221,35 @@ fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Mil
                 _ => None,
             }),
         )),
+        ViewQuery::Risks { limit, .. } => Answer::Risks(merge_top(
+            parts.into_iter().filter_map(|p| match p.part {
+                Part::Risks(rows) => Some(rows),
+                _ => None,
+            }),
+            *limit,
+        )),
+        ViewQuery::RiskHost { history, .. } => {
+            let mut rows = Vec::new();
+            let mut histories = Vec::new();
+            for part in parts {
+                if let Part::RiskHost(answer) = part.part {
+                    rows.extend(answer.rows);
+                    histories.extend(answer.history);
+                }
+            }
+            rows.sort();
+            Answer::RiskHost(RiskHostAnswer {
+                rows,
+                history: history.then(|| merge_history(histories)),
+            })
+        }
+        ViewQuery::Anomalies { limit, .. } => Answer::Anomalies(merge_anomalies(
+            parts.into_iter().filter_map(|p| match p.part {
+                Part::Anomalies(rows) => Some(rows),
+                _ => None,
+            }),
+            *limit,
+        )),
         ViewQuery::Status => {
             let mut workers: Vec<_> = parts
                 .into_iter()
@@ -269,8 +305,9 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         config.validate()?;
         let runtime = ingest::prepare(&config)?;
+        let alerts = AlertSink::new(&config).map_err(EngineError::Kafka)?;
         let timely_config = config.cluster.timely_config();
-        let shared = Arc::new(Shared::with_runtime(config, runtime));
+        let shared = Arc::new(Shared::with_runtime(config, runtime, alerts));
         let checkpoints = CheckpointWriter::start(&shared.config, Arc::clone(&shared.runtime));
         let for_workers = Arc::clone(&shared);
         let (allocators, others) = timely_config
@@ -317,6 +354,9 @@ impl Engine {
             Some(writer) => writer.finish(),
             None => Ok(()),
         };
+        if let Err(error) = self.shared.alerts.flush() {
+            tracing::error!("alerts: {error}");
+        }
         match (self.shared.failure(), panicked, checkpointed) {
             (Some(failure), _, _) => Err(failure),
             (None, Some(panic), _) => Err(format!("a worker failed: {panic}")),
@@ -506,6 +546,8 @@ mod tests {
             source: crate::SourceConfig::Generator(Default::default()),
             cluster: crate::ClusterConfig::Single { workers: 2 },
             state_dir: None,
+            analysis: Default::default(),
+            alerts: None,
         };
         let shared = Shared::new(config);
         assert_eq!(

@@ -13,6 +13,7 @@
 //! * [`worker`] — one worker's dataflows and its loop.
 //! * [`engine`] — starting the workers and the [`Client`] that the HTTP frontend uses.
 
+pub mod alerts;
 pub mod checkpoint;
 pub mod command;
 pub mod config;
@@ -24,6 +25,9 @@ pub mod status;
 pub mod worker;
 
 pub use command::{Answer, Answered, PeekError, ViewQuery};
-pub use config::{ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, SourceConfig};
+pub use command::RiskHostAnswer;
+pub use config::{
+    AlertsConfig, ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, SourceConfig,
+};
 pub use engine::{Client, Engine, EngineError};
 pub use status::{ClusterStatus, PartitionStatus, WorkerStatus};

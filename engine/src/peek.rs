@@ -12,30 +12,60 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::TraceReader;
 use flowscope_operators::Millis;
 use flowscope_queries::graph::GraphReader;
-use flowscope_queries::GraphTrace;
+use flowscope_queries::{GraphTrace, RiskReader, RiskTraces};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Exchange, Operator};
 use timely::dataflow::Stream;
+use timely::progress::frontier::AntichainRef;
 use timely::progress::Antichain;
 
-use crate::command::{Part, PartAnswer, PeekRequest, ViewQuery};
+use crate::command::{Part, PartAnswer, PeekRequest, RiskHostAnswer, ViewQuery};
 use crate::engine::Shared;
 use crate::status::WorkerStats;
 
-/// Serves peek requests from the graph arrangement and this worker's counters.
+/// The arrangements a worker answers peeks from.
+pub struct Views {
+    pub graph: GraphTrace,
+    pub risk: RiskTraces,
+}
+
+impl Views {
+    /// Lets every arrangement forget what no read needs: times before `readable` (the
+    /// risk history keeps the longest window more) and merged batches before `complete`.
+    fn compact(&mut self, readable: &Antichain<Millis>, complete: AntichainRef<'_, Millis>, longest: Millis) {
+        let history: Antichain<Millis> = readable
+            .iter()
+            .map(|t| t.saturating_sub(longest))
+            .collect();
+        self.graph.set_logical_compaction(readable.borrow());
+        self.risk.ranked.set_logical_compaction(readable.borrow());
+        self.risk.by_host.set_logical_compaction(readable.borrow());
+        self.risk.anomalies.set_logical_compaction(readable.borrow());
+        self.risk.history.set_logical_compaction(history.borrow());
+        self.graph.set_physical_compaction(complete);
+        self.risk.ranked.set_physical_compaction(complete);
+        self.risk.by_host.set_physical_compaction(complete);
+        self.risk.anomalies.set_physical_compaction(complete);
+        self.risk.history.set_physical_compaction(complete);
+    }
+}
+
+/// Serves peek requests from the views' arrangements and this worker's counters.
+/// `progress` completes a time once every arrangement in `views` has.
 pub fn serve_peeks<'scope>(
-    arranged: Arranged<'scope, GraphTrace>,
+    progress: Stream<'scope, Millis, Vec<()>>,
+    mut views: Views,
     requests: Stream<'scope, Millis, Vec<PeekRequest>>,
     stats: Rc<RefCell<WorkerStats>>,
     shared: Arc<Shared>,
     local_index: usize,
 ) -> Stream<'scope, Millis, Vec<PartAnswer>> {
-    let mut trace = arranged.trace;
-    arranged.stream.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<PartAnswer>>, _, _, _, _>(
+    let windows: Vec<Millis> = shared.config.windows.iter().map(|w| w.length).collect();
+    let longest = shared.config.windows.longest().length;
+    progress.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<PartAnswer>>, _, _, _, _>(
         requests,
         Pipeline,
         Pipeline,
@@ -59,24 +89,39 @@ pub fn serve_peeks<'scope>(
                 shared.publish_upper(local_index, upper);
 
                 pending.retain(|(cap, request, read_at)| {
-                    let needs_view = matches!(request.query, ViewQuery::Edges { .. } | ViewQuery::Host { .. });
+                    let needs_view = request.query.reads_a_view();
                     if needs_view && view_frontier.less_equal(read_at) {
                         return true;
                     }
                     let ready_from = stats.borrow().ready_from;
                     let part = match &request.query {
-                        ViewQuery::Edges { .. } | ViewQuery::Host { .. }
-                            if ready_from.is_some_and(|ready| *read_at < ready) =>
+                        query if query.reads_a_view() && ready_from.is_some_and(|ready| *read_at < ready) =>
                         {
                             Part::CatchingUp {
                                 ready_from: ready_from.unwrap_or_default(),
                             }
                         }
                         ViewQuery::Edges { window, filter, limit } => {
-                            Part::Edges(GraphReader::new(&mut trace, *read_at, *window).edges(*filter, *limit))
+                            Part::Edges(GraphReader::new(&mut views.graph, *read_at, *window).edges(*filter, *limit))
                         }
                         ViewQuery::Host { ip, window, limit } => {
-                            Part::Host(GraphReader::new(&mut trace, *read_at, *window).host(*ip, *limit))
+                            Part::Host(GraphReader::new(&mut views.graph, *read_at, *window).host(*ip, *limit))
+                        }
+                        ViewQuery::Risks { window, severity, limit } => {
+                            let config = &shared.config.analysis.risk;
+                            Part::Risks(RiskReader::new(&mut views.risk, *read_at, config).top(*window, *severity, *limit))
+                        }
+                        ViewQuery::RiskHost { ip, history } => {
+                            let config = &shared.config.analysis.risk;
+                            let mut reader = RiskReader::new(&mut views.risk, *read_at, config);
+                            Part::RiskHost(RiskHostAnswer {
+                                rows: reader.host(*ip),
+                                history: history.then(|| reader.history(*ip, &windows, longest)),
+                            })
+                        }
+                        ViewQuery::Anomalies { window, kind, limit } => {
+                            let config = &shared.config.analysis.risk;
+                            Part::Anomalies(RiskReader::new(&mut views.risk, *read_at, config).anomalies(*window, *kind, *limit))
                         }
                         ViewQuery::Status => {
                             let mut status = stats.borrow().snapshot();
@@ -109,8 +154,7 @@ pub fn serve_peeks<'scope>(
                 for (_, _, read_at) in &pending {
                     readable.insert(*read_at);
                 }
-                trace.set_logical_compaction(readable.borrow());
-                trace.set_physical_compaction(view_frontier.frontier());
+                views.compact(&readable, view_frontier.frontier(), longest);
             }
         },
     )

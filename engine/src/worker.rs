@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowscope_operators::{Millis, WatermarkReport};
-use flowscope_queries::graph;
+use flowscope_queries::{graph, risk};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::{Input, Operator};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Concat, Input, Operator};
 use timely::synchronization::Sequencer;
 use timely::worker::Worker;
 
+use crate::alerts;
 use crate::command::{Command, PeekRequest};
 use crate::engine::Shared;
 use crate::ingest;
@@ -111,9 +113,17 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             },
         );
         let arranged = graph::render(events, config.time, config.windows.longest().length);
+        let risks = risk::render(&arranged, config.time, &config.windows, &config.analysis);
+        alerts::deliver(risks.alerts, Arc::clone(&shared));
+        let progress = arranged.stream.clone().map(|_| ()).concat(risks.progress);
+        let views = peek::Views {
+            graph: arranged.trace,
+            risk: risks.traces,
+        };
         let (input, requests) = scope.new_input::<Vec<PeekRequest>>();
         let parts = peek::serve_peeks(
-            arranged,
+            progress,
+            views,
             requests,
             Rc::clone(&stats),
             Arc::clone(&shared),

@@ -3,9 +3,15 @@
 //! Nothing here performs I/O: the crate owns the time model ([`time`]), the aggregate
 //! types that travel as differential "diffs" ([`aggregates`]), the windowing operator that
 //! pre-aggregates records by (key, tick) and retracts them in the future ([`window`]), and
-//! small algorithms shared by views ([`topk`]).
+//! small algorithms shared by views ([`topk`]). Risk scoring ([`risk`]) and the anomaly
+//! rules ([`anomaly`]) are pure functions; [`host_state`] keeps each source host's windows
+//! and [`host_windows`] is the operator that maintains them incrementally.
 
 pub mod aggregates;
+pub mod anomaly;
+pub mod host_state;
+pub mod host_windows;
+pub mod risk;
 pub mod time;
 pub mod topk;
 pub mod window;

@@ -4,9 +4,14 @@
 //!
 //! * [`windows`] — the named windows (30m, 2h, 24h by default) every windowed view offers.
 //! * [`graph`] — the connection graph: edges and hosts per window.
+//! * [`risk`] — risk scores and anomalies per source host and window, from the graph's
+//!   updates; [`read`] holds the cursor walks their readers share.
 
 pub mod graph;
+pub mod read;
+pub mod risk;
 pub mod windows;
 
 pub use graph::{EdgeFilter, EdgeRow, GraphTrace, HostAnswer, HostSummary};
+pub use risk::{RiskReader, RiskRow, RiskSettings, RiskTraces, WindowHistory};
 pub use windows::{parse_duration_ms, WindowSpec, Windows, WindowsError};

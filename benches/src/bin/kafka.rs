@@ -217,6 +217,8 @@ fn engine_config(
         }),
         cluster: ClusterConfig::Single { workers },
         state_dir: Some(state_dir),
+        analysis: Default::default(),
+        alerts: None,
     }
 }
 

@@ -7,6 +7,7 @@
 mod error;
 mod metrics;
 mod params;
+mod risk;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -74,9 +75,28 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
     let host = warp::path!("v1" / "graph" / "hosts" / String)
         .and(warp::get())
         .and(query)
-        .and(with_client)
+        .and(with_client.clone())
         .and_then(|ip: String, q: String, client: Client| async move {
             respond(host(client, ip, q).await)
+        });
+    let risks = warp::path!("v1" / "risks")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(|q: String, client: Client| async move { respond(risk::risks(client, q).await) });
+    let risk_host = warp::path!("v1" / "risks" / String)
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(|ip: String, q: String, client: Client| async move {
+            respond(risk::host(client, ip, q).await)
+        });
+    let anomalies = warp::path!("v1" / "anomalies")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(|q: String, client: Client| async move {
+            respond(risk::anomalies(client, q).await)
         });
     let dashboard = warp::path::end()
         .and(warp::get())
@@ -92,6 +112,12 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         .or(edges)
         .unify()
         .or(host)
+        .unify()
+        .or(risks)
+        .unify()
+        .or(risk_host)
+        .unify()
+        .or(anomalies)
         .unify()
         .or(dashboard)
         .unify();

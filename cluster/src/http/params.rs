@@ -45,6 +45,28 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// An optional parameter parsed with its type's `FromStr`, whose error says what is
+    /// accepted.
+    pub fn parsed<T: std::str::FromStr<Err = String>>(&self, key: &str) -> Result<Option<T>, String> {
+        self.get(key).map(str::parse).transpose()
+    }
+
+    /// A yes/no parameter: `1`/`true` or `0`/`false`, absent meaning no.
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("0") | Some("false") => Ok(false),
+            Some("1") | Some("true") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(
+                "bad_flag",
+                format!("{key} must be 1, 0, true or false, got {other:?}"),
+            )),
+        }
+    }
+
     pub fn ip(&self, key: &str) -> Result<Option<IpAddr>, ApiError> {
         self.get(key).map(|v| parse_ip(key, v)).transpose()
     }

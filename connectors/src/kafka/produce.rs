@@ -75,9 +75,18 @@ pub struct EventProducer {
 
 impl EventProducer {
     pub fn new(options: &KafkaOptions, topic: &str) -> Result<EventProducer, ProduceError> {
+        EventProducer::named(options, topic, "flowscope-produce")
+    }
+
+    /// A producer whose connections carry `client_id`, so brokers' logs tell them apart.
+    pub fn named(
+        options: &KafkaOptions,
+        topic: &str,
+        client_id: &str,
+    ) -> Result<EventProducer, ProduceError> {
         let deliveries = Arc::new(Deliveries::default());
         let producer = options
-            .producer_config("flowscope-produce")
+            .producer_config(client_id)
             .create_with_context(CountingContext {
                 deliveries: Arc::clone(&deliveries),
             })
@@ -91,12 +100,21 @@ impl EventProducer {
 
     /// Queues one record for `partition`, waiting while the producer's queue is full.
     pub fn send(&self, partition: u32, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
-        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+        self.send_to(Some(partition), key, payload)
+    }
+
+    /// Queues one record for the partition the producer's partitioner picks from `key`
+    /// (the same key always lands in the same partition), waiting while the queue is full.
+    pub fn send_keyed(&self, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
+        self.send_to(None, key, payload)
+    }
+
+    fn send_to(&self, partition: Option<u32>, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
         loop {
-            let record = BaseRecord::to(&self.topic)
-                .partition(partition)
-                .key(key)
-                .payload(payload);
+            let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
+            if let Some(partition) = partition {
+                record = record.partition(i32::try_from(partition).unwrap_or(i32::MAX));
+            }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -115,6 +133,15 @@ impl EventProducer {
     /// Records acknowledged by the brokers so far.
     pub fn delivered(&self) -> u64 {
         self.deliveries.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Records the brokers refused or that timed out so far.
+    pub fn failed(&self) -> u64 {
+        self.deliveries.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Waits until every queued record is acknowledged; an error if any failed.

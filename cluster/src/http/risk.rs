@@ -1,0 +1,122 @@
+//! The risk and anomaly routes: `/v1/risks`, `/v1/risks/{ip}`, `/v1/anomalies`.
+
+use std::net::IpAddr;
+
+use flowscope_engine::{Answer, Client, ViewQuery};
+use flowscope_operators::anomaly::AnomalyKind;
+use flowscope_operators::risk::Severity;
+use serde_json::{json, Value};
+use warp::reply::Response;
+
+use super::params::{self, Params};
+use super::{json_reply, peek, window_json, ApiError};
+
+/// `GET /v1/risks?window=&severity=&limit=`: highest score first, ties by address.
+pub async fn risks(client: Client, raw: String) -> Result<Response, ApiError> {
+    let params = Params::parse(&raw, &["window", "severity", "limit"])?;
+    let window = params.window(client.config())?;
+    let severity = params
+        .parsed::<Severity>("severity")
+        .map_err(|message| ApiError::bad_request("bad_severity", message))?;
+    let limit = params.limit(100, 10_000)?;
+    let answered = peek(
+        &client,
+        ViewQuery::Risks {
+            window: window.length,
+            severity,
+            limit,
+        },
+    )
+    .await?;
+    let Answer::Risks(rows) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a risk peek"));
+    };
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": window_json(&window.name, window.length, answered.as_of),
+        "severity": severity,
+        "rows": rows,
+    })))
+}
+
+/// `GET /v1/risks/{ip}?window=&history=1`: the host in every window (or one), side by
+/// side, and how its score changed.
+pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiError> {
+    let ip = percent_encoding::percent_decode_str(&ip).decode_utf8_lossy();
+    let ip: IpAddr = params::parse_ip("ip", &ip)?;
+    let params = Params::parse(&raw, &["window", "history"])?;
+    let only = match params.has("window") {
+        true => Some(params.window(client.config())?),
+        false => None,
+    };
+    let history = params.flag("history")?;
+    let answered = peek(&client, ViewQuery::RiskHost { ip, history }).await?;
+    let Answer::RiskHost(answer) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a risk peek"));
+    };
+    let as_of = answered.as_of;
+    let config = client.config();
+    let selected: Vec<_> = config
+        .windows
+        .iter()
+        .filter(|w| only.as_ref().is_none_or(|o| o.length == w.length))
+        .collect();
+    let windows: Vec<Value> = selected
+        .iter()
+        .map(|w| {
+            let window = window_json(&w.name, w.length, as_of);
+            match answer.rows.iter().find(|(length, _)| *length == w.length) {
+                Some((_, row)) => json!({
+                    "window": window,
+                    "score": row.score,
+                    "severity": row.severity,
+                    "connections": row.connections,
+                    "factors": row.factors,
+                }),
+                None => json!({ "window": window, "score": null, "severity": null }),
+            }
+        })
+        .collect();
+    let mut body = json!({ "as_of": as_of, "ip": ip, "windows": windows });
+    if let Some(histories) = answer.history {
+        let history: Vec<Value> = selected
+            .iter()
+            .filter_map(|w| {
+                histories
+                    .iter()
+                    .find(|h| h.window == w.length)
+                    .map(|h| json!({ "window": w.name, "changes": h.changes }))
+            })
+            .collect();
+        body["history"] = Value::Array(history);
+    }
+    Ok(json_reply(&body))
+}
+
+/// `GET /v1/anomalies?window=&kind=&limit=`: newest detection first.
+pub async fn anomalies(client: Client, raw: String) -> Result<Response, ApiError> {
+    let params = Params::parse(&raw, &["window", "kind", "limit"])?;
+    let window = params.window(client.config())?;
+    let kind = params
+        .parsed::<AnomalyKind>("kind")
+        .map_err(|message| ApiError::bad_request("bad_kind", message))?;
+    let limit = params.limit(100, 10_000)?;
+    let answered = peek(
+        &client,
+        ViewQuery::Anomalies {
+            window: window.length,
+            kind,
+            limit,
+        },
+    )
+    .await?;
+    let Answer::Anomalies(rows) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to an anomaly peek"));
+    };
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": window_json(&window.name, window.length, answered.as_of),
+        "kind": kind,
+        "rows": rows,
+    })))
+}

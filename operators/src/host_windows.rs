@@ -1,0 +1,318 @@
+//! The timely operator that maintains every source host's [`HostState`] and turns its
+//! changes into differential updates: risk rows and anomaly rows per window, plus
+//! detection and severity events for alerting.
+//!
+//! Input: a host's outbound (destination, port, tick) groups as they enter, with the
+//! time they enter at — the updates of the graph arrangement (the same groups, so no
+//! second copy of the records). Each window's contents are then maintained here: a group
+//! is added to window `W` when it enters before its own time + `W`, and its tick is
+//! subtracted at own time + `W`. The graph's own retractions (at own time + the longest
+//! window) are ignored.
+//!
+//! Times are processed strictly in order once the input frontier has passed them, so every
+//! output at time `t` reflects exactly the groups that entered by `t`; the operator holds
+//! one capability for the earliest time it still has work for (an entry, an expiry, or a
+//! baseline bucket boundary).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::Stream;
+
+use crate::anomaly::Anomaly;
+use crate::host_state::{Change, Contact, HostRules, HostState};
+use crate::risk::{Risk, Severity};
+use crate::time::Millis;
+
+/// One update the operator emits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HostOutput {
+    /// A row of the risk view of `window` (with the update's diff).
+    Risk {
+        window: Millis,
+        ip: IpAddr,
+        risk: Risk,
+    },
+    /// A row of the anomaly view of `window` (with the update's diff).
+    Anomaly { window: Millis, anomaly: Anomaly },
+    /// An event, not a row: a detection started (diff always 1).
+    Detected { window: Millis, anomaly: Anomaly },
+    /// An event, not a row: a host's severity changed (diff always 1).
+    SeverityChanged {
+        window: Millis,
+        ip: IpAddr,
+        from: Severity,
+        to: Severity,
+        score: Option<u8>,
+    },
+}
+
+/// The work waiting at one time.
+#[derive(Default)]
+struct Pending {
+    entries: Vec<(IpAddr, Contact)>,
+    /// (host, own time of the tick, window index)
+    expiries: Vec<(IpAddr, Millis, usize)>,
+}
+
+/// Maintains risk and anomaly rows from a stream of `(host, contact)` updates.
+pub trait HostWindows<'scope> {
+    /// Renders the per-host state machine; the input must be partitioned by host (every
+    /// update of a host on the same worker), as an arrangement keyed by host already is.
+    fn host_windows_named(
+        self,
+        name: &str,
+        rules: HostRules,
+    ) -> Stream<'scope, Millis, Vec<(HostOutput, Millis, isize)>>;
+}
+
+impl<'scope> HostWindows<'scope>
+    for Stream<'scope, Millis, Vec<((IpAddr, Contact), Millis, isize)>>
+{
+    fn host_windows_named(
+        self,
+        name: &str,
+        rules: HostRules,
+    ) -> Stream<'scope, Millis, Vec<(HostOutput, Millis, isize)>> {
+        self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(HostOutput, Millis, isize)>>, _, _, _>(
+            Pipeline,
+            name,
+            move |_capability, _info| {
+                let longest = rules.longest();
+                let mut hosts: FxHashMap<IpAddr, HostState> = FxHashMap::default();
+                let mut pending: BTreeMap<Millis, Pending> = BTreeMap::new();
+                let mut held: Option<Capability<Millis>> = None;
+                // The last time processed: bucket boundaries after it are still to come.
+                let mut processed: Option<Millis> = None;
+                let mut next_sweep: Millis = 0;
+                let mut changes = Vec::new();
+                let mut updates = Vec::new();
+
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        for ((host, contact), at, diff) in data.flat_map(|c| c.drain(..)) {
+                            // Only entries: the graph retracts a group at own + longest.
+                            let own = rules.time.own_time(contact.span.first);
+                            if at >= own + longest || diff <= 0 {
+                                continue;
+                            }
+                            pending.entry(at).or_default().entries.push((host, contact));
+                        }
+                        if held.as_ref().is_none_or(|h| h.time() > cap.time()) {
+                            held = Some(cap);
+                        }
+                    });
+
+                    loop {
+                        let next_pending = pending.keys().next().copied();
+                        let next_boundary = processed
+                            .and_then(|after| next_boundary(after, &rules, &hosts));
+                        let Some(at) = [next_pending, next_boundary].into_iter().flatten().min()
+                        else {
+                            break;
+                        };
+                        if frontier.less_equal(&at) {
+                            break;
+                        }
+                        let Some(cap) = held.as_mut() else {
+                            // Unreachable: work is only pending under a held capability.
+                            break;
+                        };
+                        cap.downgrade(&at);
+                        let work = pending.remove(&at).unwrap_or_default();
+                        let mut touched: Vec<IpAddr> = Vec::new();
+
+                        // Expiries first: a tick leaves window W at own + W, before
+                        // whatever enters at that same time.
+                        for (host, own, w) in work.expiries {
+                            if let Some(state) = hosts.get_mut(&host) {
+                                state.expire(own, w, &rules);
+                                touched.push(host);
+                            }
+                        }
+                        for (host, contact) in &work.entries {
+                            let state = hosts
+                                .entry(*host)
+                                .or_insert_with(|| HostState::new(*host, &rules));
+                            let own = rules.time.own_time(contact.span.first);
+                            for w in state.enter(contact, at, &rules) {
+                                pending
+                                    .entry(own + rules.windows[w])
+                                    .or_default()
+                                    .expiries
+                                    .push((*host, own, w));
+                            }
+                            touched.push(*host);
+                        }
+                        if processed.is_some_and(|after| is_boundary_between(after, at, &rules)) {
+                            for (w, _) in rules.windows.iter().enumerate() {
+                                if rules.has_baseline(w) {
+                                    touched.extend(
+                                        hosts
+                                            .iter()
+                                            .filter(|(_, s)| s.has_buckets(w))
+                                            .map(|(ip, _)| *ip),
+                                    );
+                                }
+                            }
+                        }
+                        touched.sort_unstable();
+                        touched.dedup();
+                        for host in touched {
+                            if let Some(state) = hosts.get_mut(&host) {
+                                state.evaluate(at, &rules, &mut changes);
+                            }
+                        }
+                        for change in changes.drain(..) {
+                            emit(change, at, &mut updates);
+                        }
+                        if !updates.is_empty() {
+                            output.session(&*cap).give_iterator(updates.drain(..));
+                        }
+                        processed = Some(at);
+
+                        // Now and then, forget what can no longer matter.
+                        if at >= next_sweep {
+                            next_sweep = at + longest;
+                            hosts.retain(|_, state| {
+                                state.forget(at, &rules);
+                                !state.is_empty()
+                            });
+                        }
+                    }
+
+                    // Hold a capability only for the earliest time with work left.
+                    let next_pending = pending.keys().next().copied();
+                    let next_boundary =
+                        processed.and_then(|after| next_boundary(after, &rules, &hosts));
+                    match [next_pending, next_boundary].into_iter().flatten().min() {
+                        Some(next) => {
+                            if let Some(cap) = held.as_mut() {
+                                if *cap.time() < next {
+                                    cap.downgrade(&next);
+                                }
+                            }
+                        }
+                        None => held = None,
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// The updates one change makes at time `at`.
+fn emit(change: Change, at: Millis, out: &mut Vec<(HostOutput, Millis, isize)>) {
+    match change {
+        Change::Risk {
+            window,
+            ip,
+            old,
+            new,
+        } => {
+            if let Some(risk) = old {
+                out.push((HostOutput::Risk { window, ip, risk }, at, -1));
+            }
+            if let Some(risk) = new {
+                out.push((HostOutput::Risk { window, ip, risk }, at, 1));
+            }
+        }
+        Change::Anomaly {
+            window,
+            anomaly,
+            diff,
+        } => out.push((HostOutput::Anomaly { window, anomaly }, at, diff)),
+        Change::Detected { window, anomaly } => {
+            out.push((HostOutput::Detected { window, anomaly }, at, 1))
+        }
+        Change::Severity {
+            window,
+            ip,
+            from,
+            to,
+            score,
+        } => out.push((
+            HostOutput::SeverityChanged {
+                window,
+                ip,
+                from,
+                to,
+                score,
+            },
+            at,
+            1,
+        )),
+    }
+}
+
+/// The times at which some window's baseline buckets shift: `T ≡ 0` or `T ≡ longest`
+/// (mod `W`) for each window `W` with a baseline.
+fn boundaries_after(after: Millis, rules: &HostRules) -> Option<Millis> {
+    let longest = rules.longest();
+    rules
+        .windows
+        .iter()
+        .enumerate()
+        .filter(|(w, _)| rules.has_baseline(*w))
+        .flat_map(|(_, &length)| {
+            [0, longest % length].map(|residue| {
+                let base = after - after % length + residue;
+                if base > after {
+                    base
+                } else {
+                    base + length
+                }
+            })
+        })
+        .min()
+}
+
+fn next_boundary(
+    after: Millis,
+    rules: &HostRules,
+    hosts: &FxHashMap<IpAddr, HostState>,
+) -> Option<Millis> {
+    let any = (0..rules.windows.len())
+        .any(|w| rules.has_baseline(w) && hosts.values().any(|s| s.has_buckets(w)));
+    if any {
+        boundaries_after(after, rules)
+    } else {
+        None
+    }
+}
+
+/// Whether a bucket boundary lies in `(after, at]`.
+fn is_boundary_between(after: Millis, at: Millis, rules: &HostRules) -> bool {
+    boundaries_after(after, rules).is_some_and(|b| b <= at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::AnomalyConfig;
+    use crate::risk::RiskConfig;
+    use crate::time::TimeModel;
+
+    #[test]
+    fn boundaries_follow_both_residues() {
+        let rules = HostRules {
+            time: TimeModel::new(1_000).unwrap(),
+            windows: vec![3_000, 10_000, 25_000],
+            risk: RiskConfig::default(),
+            anomalies: AnomalyConfig::default(),
+        };
+        // W = 3 s: residues 0 and 25 % 3 = 1; W = 10 s: residues 0 and 5.
+        assert_eq!(boundaries_after(0, &rules), Some(1_000));
+        assert_eq!(boundaries_after(1_000, &rules), Some(3_000));
+        assert_eq!(boundaries_after(3_000, &rules), Some(4_000));
+        assert_eq!(boundaries_after(4_000, &rules), Some(5_000));
+        assert_eq!(boundaries_after(5_000, &rules), Some(6_000));
+    }
+}

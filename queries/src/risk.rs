@@ -1,0 +1,474 @@
+//! The risk and anomaly views (DESIGN §4, docs/risk-and-anomalies.md).
+//!
+//! Rendered from the graph arrangement's own updates — each source host's outbound
+//! (destination, port, tick) groups as they enter — by the `host_windows` operator, which
+//! keeps every window of every host on the worker that owns the host. Its rows are
+//! arranged, without moving between workers, four ways:
+//!
+//! * by (window, score descending, address) — `/v1/risks` reads the top rows in order
+//!   instead of sorting every host;
+//! * by host — a host's rows in every window;
+//! * by host, scores only, with history kept for the longest window — how a score changed;
+//! * by (window, first detected descending, host, kind) — the anomaly list, newest first.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
+use flowscope_operators::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
+use flowscope_operators::host_state::{Contact, HostRules};
+use flowscope_operators::host_windows::{HostOutput, HostWindows};
+use flowscope_operators::risk::{Factors, Risk, RiskConfig, Severity};
+use flowscope_operators::{Millis, TimeModel};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Concatenate;
+use timely::dataflow::{Scope, Stream};
+
+use crate::graph::{Direction, GraphTrace};
+use crate::read::{updates_of, visit_rows, Next, RowTrace};
+use crate::windows::Windows;
+
+/// How hosts are scored and which anomalies are reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskSettings {
+    pub risk: RiskConfig,
+    pub anomalies: AnomalyConfig,
+}
+
+/// A host's score in one window, as served over HTTP (DESIGN §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RiskRow {
+    pub ip: IpAddr,
+    pub score: u8,
+    pub severity: Severity,
+    pub connections: u64,
+    pub factors: Factors,
+}
+
+impl RiskRow {
+    pub fn new(ip: IpAddr, risk: Risk) -> Self {
+        RiskRow {
+            ip,
+            score: risk.score,
+            severity: risk.severity,
+            connections: risk.connections,
+            factors: risk.factors,
+        }
+    }
+
+    /// Highest score first, ties by address.
+    pub fn ranking(a: &RiskRow, b: &RiskRow) -> Ordering {
+        b.score.cmp(&a.score).then_with(|| a.ip.cmp(&b.ip))
+    }
+}
+
+/// One point of a score's history: from `as_of` on, the host's score was `score`
+/// (`None`: the host had no score in the window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreChange {
+    pub as_of: Millis,
+    pub score: Option<u8>,
+    pub severity: Option<Severity>,
+}
+
+/// A host's score history in one window: the score at the start of the retained span,
+/// then every change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowHistory {
+    pub window: Millis,
+    pub changes: Vec<ScoreChange>,
+}
+
+/// An event for alerting, at the time the view changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Alert {
+    Detected {
+        at: Millis,
+        window: Millis,
+        anomaly: Anomaly,
+    },
+    Severity {
+        at: Millis,
+        window: Millis,
+        ip: IpAddr,
+        from: Severity,
+        to: Severity,
+        score: Option<u8>,
+    },
+}
+
+/// Differential updates of `(key, value)` rows.
+type RowUpdates<K, V> = Vec<((K, V), Millis, isize)>;
+/// A window's score updates: time → (score, severity) → diff.
+type ScoreUpdates = BTreeMap<Millis, BTreeMap<(u8, Severity), isize>>;
+
+/// Ranking key: (window, score descending, address).
+pub type RankKey = (Millis, Reverse<u8>, IpAddr);
+/// Anomaly key: (window, first detected descending, host, kind).
+pub type AnomalyKey = (Millis, Reverse<Millis>, IpAddr, AnomalyKind);
+
+/// The arrangements of the risk and anomaly views on one worker.
+pub struct RiskTraces {
+    pub ranked: RowTrace<RankKey, RiskRow>,
+    pub by_host: RowTrace<IpAddr, (Millis, RiskRow)>,
+    /// (window, score, severity) by host, compacted no further than the longest window.
+    pub history: RowTrace<IpAddr, (Millis, u8, Severity)>,
+    pub anomalies: RowTrace<AnomalyKey, Evidence>,
+}
+
+/// What [`render`] builds.
+pub struct RiskRendered<'scope> {
+    pub traces: RiskTraces,
+    /// Detections and severity changes, at the time they happen.
+    pub alerts: Stream<'scope, Millis, Vec<Alert>>,
+    /// Completes a time once every risk arrangement has.
+    pub progress: Stream<'scope, Millis, Vec<()>>,
+}
+
+fn arrange_rows<'scope, K, V>(
+    rows: Stream<'scope, Millis, RowUpdates<K, V>>,
+    name: &str,
+) -> Arranged<'scope, RowTrace<K, V>>
+where
+    K: Ord + Clone + 'static,
+    V: Ord + Clone + 'static,
+{
+    // The rows of a host are made on the worker that owns the host: they stay there.
+    arrange_core::<_, _, ValBatcher<K, V, Millis, isize>, ValSpine<K, V, Millis, isize>>(
+        rows,
+        Pipeline,
+        name,
+        ValBatcher::new,
+    )
+}
+
+/// Renders the risk and anomaly views from the graph arrangement.
+pub fn render<'scope>(
+    graph: &Arranged<'scope, GraphTrace>,
+    time: TimeModel,
+    windows: &Windows,
+    settings: &RiskSettings,
+) -> RiskRendered<'scope> {
+    let rules = HostRules {
+        time,
+        windows: windows.iter().map(|w| w.length).collect(),
+        risk: settings.risk.clone(),
+        anomalies: settings.anomalies,
+    };
+    let scope: Scope<'scope, Millis> = graph.stream.scope();
+    let outputs = graph
+        .clone()
+        .flat_map_ref(|host, adjacency| {
+            (adjacency.direction == Direction::Out).then_some((*host, *adjacency))
+        })
+        .inner
+        .map(|((host, adjacency), at, stats)| {
+            let contact = Contact {
+                dst: adjacency.peer,
+                dst_port: adjacency.dst_port,
+                span: adjacency.span,
+                stats,
+            };
+            ((host, contact), at, if stats.count > 0 { 1 } else { -1 })
+        })
+        .host_windows_named("HostWindows", rules);
+
+    let ranked = arrange_rows(
+        outputs.clone().flat_map(|(output, at, diff)| match output {
+            HostOutput::Risk { window, ip, risk } => Some((
+                ((window, Reverse(risk.score), ip), RiskRow::new(ip, risk)),
+                at,
+                diff,
+            )),
+            _ => None,
+        }),
+        "RiskRanked",
+    );
+    let by_host = arrange_rows(
+        outputs.clone().flat_map(|(output, at, diff)| match output {
+            HostOutput::Risk { window, ip, risk } => {
+                Some(((ip, (window, RiskRow::new(ip, risk))), at, diff))
+            }
+            _ => None,
+        }),
+        "RiskByHost",
+    );
+    let history = arrange_rows(
+        outputs.clone().flat_map(|(output, at, diff)| match output {
+            HostOutput::Risk { window, ip, risk } => {
+                Some(((ip, (window, risk.score, risk.severity)), at, diff))
+            }
+            _ => None,
+        }),
+        "RiskHistory",
+    );
+    let anomalies = arrange_rows(
+        outputs.clone().flat_map(|(output, at, diff)| match output {
+            HostOutput::Anomaly { window, anomaly } => Some((
+                (
+                    (
+                        window,
+                        Reverse(anomaly.first_detected),
+                        anomaly.host,
+                        anomaly.kind,
+                    ),
+                    anomaly.evidence,
+                ),
+                at,
+                diff,
+            )),
+            _ => None,
+        }),
+        "Anomalies",
+    );
+    let alerts = outputs.flat_map(|(output, at, _)| match output {
+        HostOutput::Detected { window, anomaly } => Some(Alert::Detected {
+            at,
+            window,
+            anomaly,
+        }),
+        HostOutput::SeverityChanged {
+            window,
+            ip,
+            from,
+            to,
+            score,
+        } => Some(Alert::Severity {
+            at,
+            window,
+            ip,
+            from,
+            to,
+            score,
+        }),
+        _ => None,
+    });
+    let progress = scope.concatenate([
+        ranked.stream.clone().map(|_| ()),
+        by_host.stream.clone().map(|_| ()),
+        history.stream.clone().map(|_| ()),
+        anomalies.stream.clone().map(|_| ()),
+    ]);
+    RiskRendered {
+        traces: RiskTraces {
+            ranked: ranked.trace,
+            by_host: by_host.trace,
+            history: history.trace,
+            anomalies: anomalies.trace,
+        },
+        alerts,
+        progress,
+    }
+}
+
+/// The lowest and highest score of a severity under `bands`.
+fn score_range(severity: Option<Severity>, config: &RiskConfig) -> (u8, u8) {
+    let bands = config.bands;
+    match severity {
+        None => (1, 100),
+        Some(Severity::Critical) => (bands.critical, 100),
+        Some(Severity::Medium) => (bands.medium, bands.critical - 1),
+        Some(Severity::Low) => (1, bands.medium - 1),
+    }
+}
+
+/// Reads a worker's part of the risk and anomaly views at one `as_of`.
+///
+/// The caller must only read at an `as_of` that the arrangements have completed and that
+/// their logical compaction has not passed.
+pub struct RiskReader<'t> {
+    traces: &'t mut RiskTraces,
+    as_of: Millis,
+    config: RiskConfig,
+}
+
+impl<'t> RiskReader<'t> {
+    pub fn new(traces: &'t mut RiskTraces, as_of: Millis, config: &RiskConfig) -> Self {
+        RiskReader {
+            traces,
+            as_of,
+            config: config.clone(),
+        }
+    }
+
+    /// This worker's `limit` highest-scored hosts in `window`, of one severity or all.
+    pub fn top(&mut self, window: Millis, severity: Option<Severity>, limit: usize) -> Vec<RiskRow> {
+        let (low, high) = score_range(severity, &self.config);
+        let mut rows = Vec::new();
+        if limit == 0 {
+            return rows;
+        }
+        let from: RankKey = (window, Reverse(high), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        visit_rows(&mut self.traces.ranked, self.as_of, Some(&from), |key, values| {
+            if key.0 != window || key.1 .0 < low {
+                return Next::Stop;
+            }
+            rows.extend(values.into_iter().map(|(row, _)| row));
+            if rows.len() >= limit {
+                Next::Stop
+            } else {
+                Next::Continue
+            }
+        });
+        rows.truncate(limit);
+        rows
+    }
+
+    /// The host's row in each window where it has a score, shortest window first; empty
+    /// on every worker but the host's.
+    pub fn host(&mut self, ip: IpAddr) -> Vec<(Millis, RiskRow)> {
+        let mut rows = Vec::new();
+        visit_rows(&mut self.traces.by_host, self.as_of, Some(&ip), |key, values| {
+            if *key == ip {
+                rows.extend(values.into_iter().map(|(row, _)| row));
+            }
+            Next::Stop
+        });
+        rows.sort();
+        rows
+    }
+
+    /// The host's score history in every window over `(as_of − longest, as_of]`.
+    pub fn history(&mut self, ip: IpAddr, windows: &[Millis], longest: Millis) -> Vec<WindowHistory> {
+        let start = self.as_of.saturating_sub(longest);
+        // window → time → score → count
+        let mut updates: BTreeMap<Millis, ScoreUpdates> = BTreeMap::new();
+        updates_of(&mut self.traces.history, self.as_of, &ip, |&(window, score, severity), time, diff| {
+            *updates
+                .entry(window)
+                .or_default()
+                .entry(time.max(start))
+                .or_default()
+                .entry((score, severity))
+                .or_insert(0) += diff;
+        });
+        windows
+            .iter()
+            .map(|&window| {
+                let mut present: BTreeMap<(u8, Severity), isize> = BTreeMap::new();
+                let mut changes = Vec::new();
+                let mut shown: Option<Option<(u8, Severity)>> = None;
+                let by_time = updates.remove(&window).unwrap_or_default();
+                let mut times = by_time.into_iter().peekable();
+                // The state at `start` first, then each later time.
+                let mut at = start;
+                loop {
+                    while let Some((_, _)) = times.peek().filter(|(t, _)| *t <= at) {
+                        let (_, changes_at) = times.next().expect("peeked");
+                        for (value, diff) in changes_at {
+                            let count = present.entry(value).or_insert(0);
+                            *count += diff;
+                            if *count == 0 {
+                                present.remove(&value);
+                            }
+                        }
+                    }
+                    let now = present
+                        .iter()
+                        .find(|(_, count)| **count > 0)
+                        .map(|(value, _)| *value);
+                    if shown != Some(now) {
+                        changes.push(ScoreChange {
+                            as_of: at,
+                            score: now.map(|(s, _)| s),
+                            severity: now.map(|(_, s)| s),
+                        });
+                        shown = Some(now);
+                    }
+                    match times.peek() {
+                        Some((t, _)) => at = *t,
+                        None => break,
+                    }
+                }
+                WindowHistory { window, changes }
+            })
+            .collect()
+    }
+
+    /// This worker's `limit` most recent anomalies in `window`, of one kind or all.
+    pub fn anomalies(&mut self, window: Millis, kind: Option<AnomalyKind>, limit: usize) -> Vec<Anomaly> {
+        let mut rows = Vec::new();
+        if limit == 0 {
+            return rows;
+        }
+        let from: AnomalyKey = (
+            window,
+            Reverse(Millis::MAX),
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            AnomalyKind::PortScan,
+        );
+        visit_rows(&mut self.traces.anomalies, self.as_of, Some(&from), |key, values| {
+            let (key_window, Reverse(first_detected), host, key_kind) = *key;
+            if key_window != window {
+                return Next::Stop;
+            }
+            if kind.is_none_or(|k| k == key_kind) {
+                rows.extend(values.into_iter().map(|(evidence, _)| Anomaly {
+                    host,
+                    kind: key_kind,
+                    first_detected,
+                    evidence,
+                }));
+            }
+            if rows.len() >= limit {
+                Next::Stop
+            } else {
+                Next::Continue
+            }
+        });
+        rows.sort_by(anomaly_order);
+        rows.truncate(limit);
+        rows
+    }
+}
+
+/// Newest first, then by host, kind and evidence.
+pub fn anomaly_order(a: &Anomaly, b: &Anomaly) -> Ordering {
+    b.first_detected
+        .cmp(&a.first_detected)
+        .then_with(|| a.host.cmp(&b.host))
+        .then_with(|| a.kind.cmp(&b.kind))
+        .then_with(|| a.evidence.cmp(&b.evidence))
+}
+
+/// Merges the workers' top lists.
+pub fn merge_top(parts: impl IntoIterator<Item = Vec<RiskRow>>, limit: usize) -> Vec<RiskRow> {
+    let mut rows: Vec<RiskRow> = parts.into_iter().flatten().collect();
+    rows.sort_by(RiskRow::ranking);
+    rows.truncate(limit);
+    rows
+}
+
+/// Merges the workers' parts of a host's rows: only the host's worker has any.
+pub fn merge_host(parts: impl IntoIterator<Item = Vec<(Millis, RiskRow)>>) -> Vec<(Millis, RiskRow)> {
+    let mut rows: Vec<_> = parts.into_iter().flatten().collect();
+    rows.sort();
+    rows
+}
+
+/// Merges the workers' parts of a host's history: the host's worker is the one whose
+/// history ever shows a score.
+pub fn merge_history(parts: impl IntoIterator<Item = Vec<WindowHistory>>) -> Vec<WindowHistory> {
+    let mut parts: Vec<Vec<WindowHistory>> = parts.into_iter().collect();
+    let owner = parts.iter().position(|part| {
+        part.iter()
+            .any(|w| w.changes.iter().any(|c| c.score.is_some()))
+    });
+    match owner {
+        Some(i) => parts.swap_remove(i),
+        None => parts.into_iter().next().unwrap_or_default(),
+    }
+}
+
+/// Merges the workers' anomaly lists.
+pub fn merge_anomalies(parts: impl IntoIterator<Item = Vec<Anomaly>>, limit: usize) -> Vec<Anomaly> {
+    let mut rows: Vec<Anomaly> = parts.into_iter().flatten().collect();
+    rows.sort_by(anomaly_order);
+    rows.truncate(limit);
+    rows
+}
