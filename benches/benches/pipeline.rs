@@ -1,11 +1,12 @@
-//! Criterion benchmark of the whole pipeline into the graph view, with 1 and 2 workers.
+//! Criterion benchmark of the whole pipeline, with 1 and 2 workers, into the graph view
+//! alone and into the graph, risk and anomaly views.
 //!
 //! `cargo bench -p flowscope-benches --bench pipeline`
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use flowscope_benches::{generator, run_pipeline};
+use flowscope_benches::{generator, run_pipeline, Views};
 
 // Differential's batchers and spines allocate and free large buffers at a high rate;
 // jemalloc keeps freed pages for reuse instead of returning them to the kernel and
@@ -21,14 +22,15 @@ fn pipeline(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(RECORDS));
-    for workers in [1usize, 2] {
-        group.bench_with_input(
-            BenchmarkId::new("generator_to_graph", workers),
-            &workers,
-            |b, &workers| {
-                b.iter(|| run_pipeline(workers, generator(RECORDS, 2_000, 20_000)));
-            },
-        );
+    for (name, views) in [
+        ("generator_to_graph", Views::Graph),
+        ("generator_to_graph_and_risk", Views::GraphAndRisk),
+    ] {
+        for workers in [1usize, 2] {
+            group.bench_with_input(BenchmarkId::new(name, workers), &workers, |b, &workers| {
+                b.iter(|| run_pipeline(workers, generator(RECORDS, 2_000, 20_000), views));
+            });
+        }
     }
     group.finish();
 }

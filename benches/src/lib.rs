@@ -39,8 +39,18 @@ pub fn generator(records: u64, hosts: u32, rate: u64) -> GeneratorConfig {
     }
 }
 
-/// Runs the engine with `workers` threads until every generated record is visible.
-pub fn run_pipeline(workers: usize, generator: GeneratorConfig) -> PipelineRun {
+/// Which views a pipeline run maintains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Views {
+    /// The connection graph only.
+    Graph,
+    /// The graph, risk scores and anomalies (the default of `flowscope run`).
+    GraphAndRisk,
+}
+
+/// Runs the engine with `workers` threads until every generated record is visible in
+/// every view it maintains.
+pub fn run_pipeline(workers: usize, generator: GeneratorConfig, views: Views) -> PipelineRun {
     let time = TimeModel::new(1000).expect("a valid tick");
     let records = generator.count.expect("benchmarks need a record count");
     let config = EngineConfig {
@@ -51,6 +61,7 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig) -> PipelineRun {
         source: SourceConfig::Generator(generator),
         cluster: ClusterConfig::Single { workers },
         state_dir: None,
+        risk_views: views == Views::GraphAndRisk,
         analysis: Default::default(),
         alerts: None,
     };

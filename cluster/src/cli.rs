@@ -136,6 +136,9 @@ pub struct RunArgs {
     /// thresholds) in TOML; see docs/risk-and-anomalies.md [default: DESIGN §4's].
     #[arg(long, value_name = "FILE", env = "FLOWSCOPE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Run the connection graph only, without the risk and anomaly views.
+    #[arg(long, env = "FLOWSCOPE_NO_RISK_VIEWS", conflicts_with_all = ["config", "alerts_topic"])]
+    pub no_risk_views: bool,
     /// Write anomalies and severity changes as JSON to this Kafka topic (needs --brokers).
     #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_ALERTS_TOPIC")]
     pub alerts_topic: Option<String>,
@@ -508,6 +511,7 @@ impl RunArgs {
             source,
             cluster,
             state_dir: Some(self.state_dir),
+            risk_views: !self.no_risk_views,
             analysis,
             alerts,
         };

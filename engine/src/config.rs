@@ -127,6 +127,8 @@ pub struct EngineConfig {
     /// Where checkpoints (and dead letters that could not be delivered) are kept; used by
     /// sources that can resume (Kafka).
     pub state_dir: Option<PathBuf>,
+    /// Whether the risk and anomaly views run (off: the graph view only).
+    pub risk_views: bool,
     /// How hosts are scored and which anomalies are reported.
     pub analysis: RiskSettings,
     /// Where alerts go, if anywhere.
@@ -181,6 +183,7 @@ impl EngineConfig {
             "source": source,
             "workers": self.cluster.workers_per_process(),
             "processes": self.cluster.processes(),
+            "risk_views": self.risk_views,
             "analysis": self.analysis,
         })
         .to_string()

@@ -546,6 +546,7 @@ mod tests {
             source: crate::SourceConfig::Generator(Default::default()),
             cluster: crate::ClusterConfig::Single { workers: 2 },
             state_dir: None,
+            risk_views: true,
             analysis: Default::default(),
             alerts: None,
         };

@@ -29,27 +29,19 @@ use crate::status::WorkerStats;
 /// The arrangements a worker answers peeks from.
 pub struct Views {
     pub graph: GraphTrace,
-    pub risk: RiskTraces,
+    /// Absent when the risk views are off.
+    pub risk: Option<RiskTraces>,
 }
 
 impl Views {
-    /// Lets every arrangement forget what no read needs: times before `readable` (the
-    /// risk history keeps the longest window more) and merged batches before `complete`.
+    /// Lets every arrangement forget what no read needs: times before `readable` and
+    /// merged batches before `complete`.
     fn compact(&mut self, readable: &Antichain<Millis>, complete: AntichainRef<'_, Millis>, longest: Millis) {
-        let history: Antichain<Millis> = readable
-            .iter()
-            .map(|t| t.saturating_sub(longest))
-            .collect();
         self.graph.set_logical_compaction(readable.borrow());
-        self.risk.ranked.set_logical_compaction(readable.borrow());
-        self.risk.by_host.set_logical_compaction(readable.borrow());
-        self.risk.anomalies.set_logical_compaction(readable.borrow());
-        self.risk.history.set_logical_compaction(history.borrow());
         self.graph.set_physical_compaction(complete);
-        self.risk.ranked.set_physical_compaction(complete);
-        self.risk.by_host.set_physical_compaction(complete);
-        self.risk.anomalies.set_physical_compaction(complete);
-        self.risk.history.set_physical_compaction(complete);
+        if let Some(risk) = self.risk.as_mut() {
+            risk.compact(readable.borrow(), complete, longest);
+        }
     }
 }
 
@@ -107,22 +99,27 @@ pub fn serve_peeks<'scope>(
                         ViewQuery::Host { ip, window, limit } => {
                             Part::Host(GraphReader::new(&mut views.graph, *read_at, *window).host(*ip, *limit))
                         }
-                        ViewQuery::Risks { window, severity, limit } => {
-                            let config = &shared.config.analysis.risk;
-                            Part::Risks(RiskReader::new(&mut views.risk, *read_at, config).top(*window, *severity, *limit))
-                        }
-                        ViewQuery::RiskHost { ip, history } => {
-                            let config = &shared.config.analysis.risk;
-                            let mut reader = RiskReader::new(&mut views.risk, *read_at, config);
-                            Part::RiskHost(RiskHostAnswer {
-                                rows: reader.host(*ip),
-                                history: history.then(|| reader.history(*ip, &windows, longest)),
-                            })
-                        }
-                        ViewQuery::Anomalies { window, kind, limit } => {
-                            let config = &shared.config.analysis.risk;
-                            Part::Anomalies(RiskReader::new(&mut views.risk, *read_at, config).anomalies(*window, *kind, *limit))
-                        }
+                        // Without risk views (never asked for by the frontend) the parts are empty.
+                        ViewQuery::Risks { window, severity, limit } => Part::Risks(match views.risk.as_mut() {
+                            Some(traces) => RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
+                                .top(*window, *severity, *limit),
+                            None => Vec::new(),
+                        }),
+                        ViewQuery::RiskHost { ip, history } => Part::RiskHost(match views.risk.as_mut() {
+                            Some(traces) => {
+                                let mut reader = RiskReader::new(traces, *read_at, &shared.config.analysis.risk);
+                                RiskHostAnswer {
+                                    rows: reader.host(*ip),
+                                    history: history.then(|| reader.history(*ip, &windows, longest)),
+                                }
+                            }
+                            None => RiskHostAnswer::default(),
+                        }),
+                        ViewQuery::Anomalies { window, kind, limit } => Part::Anomalies(match views.risk.as_mut() {
+                            Some(traces) => RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
+                                .anomalies(*window, *kind, *limit),
+                            None => Vec::new(),
+                        }),
                         ViewQuery::Status => {
                             let mut status = stats.borrow().snapshot();
                             if local_index == 0 {

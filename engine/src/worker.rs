@@ -113,12 +113,17 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             },
         );
         let arranged = graph::render(events, config.time, config.windows.longest().length);
-        let risks = risk::render(&arranged, config.time, &config.windows, &config.analysis);
-        alerts::deliver(risks.alerts, Arc::clone(&shared));
-        let progress = arranged.stream.clone().map(|_| ()).concat(risks.progress);
+        let mut progress = arranged.stream.clone().map(|_| ());
+        let mut risk_traces = None;
+        if config.risk_views {
+            let risks = risk::render(&arranged, config.time, &config.windows, &config.analysis);
+            alerts::deliver(risks.alerts, Arc::clone(&shared));
+            progress = progress.concat(risks.progress);
+            risk_traces = Some(risks.traces);
+        }
         let views = peek::Views {
             graph: arranged.trace,
-            risk: risks.traces,
+            risk: risk_traces,
         };
         let (input, requests) = scope.new_input::<Vec<PeekRequest>>();
         let parts = peek::serve_peeks(

@@ -37,6 +37,11 @@ pub struct HostRules {
 }
 
 impl HostRules {
+    /// Whether `port` is sensitive, in O(1).
+    fn is_sensitive(&self, port: u16) -> bool {
+        self.risk.is_sensitive(port)
+    }
+
     pub fn longest(&self) -> Millis {
         *self.windows.last().expect("at least one window")
     }
@@ -78,73 +83,45 @@ impl Sums {
 }
 
 /// Everything of one tick of a host's records that has entered so far.
-#[derive(Default)]
-/// (`Default` gives `first_ts` 0; [`HostState::enter`] sets it.)
 struct TickData {
     /// The earliest timestamp in this tick.
     first_ts: Millis,
     sums: Sums,
-    /// Destination → (first, last) timestamp in this tick.
-    dsts: FxHashMap<IpAddr, (Millis, Millis)>,
-    ports: FxHashSet<u16>,
+    /// Destinations and ports seen in the tick, with repeats until [`TickData::dedup`].
+    dsts: Vec<IpAddr>,
+    ports: Vec<u16>,
 }
 
-/// One window's running view of a host.
+impl TickData {
+    fn dedup(&mut self) {
+        self.dsts.sort_unstable();
+        self.dsts.dedup();
+        self.ports.sort_unstable();
+        self.ports.dedup();
+    }
+}
+
+/// A destination address or port of a host, as the windows see it.
+///
+/// `latest` is the own time of the newest tick (among those entered) that holds it. It is
+/// in window `W` at time `T` iff `latest + W > T`, so one number serves every window: a
+/// tick leaving `W` takes the value out of `W` only if it was that newest tick.
 #[derive(Default)]
-struct WindowAccum {
-    sums: Sums,
-    /// Destination → how many of the window's ticks hold it.
-    dsts: FxHashMap<IpAddr, u32>,
-    ports: FxHashMap<u16, u32>,
-    sensitive_ports: u64,
+struct Seen {
+    latest: Millis,
 }
 
-impl WindowAccum {
-    fn counters(&self) -> HostCounters {
-        HostCounters {
-            connections: self.sums.connections,
-            failed: self.sums.failed,
-            destinations: self.dsts.len() as u64,
-            ports: self.ports.len() as u64,
-            sensitive_ports: self.sensitive_ports,
-            external_bytes: self.sums.external_bytes,
-        }
-    }
-
-    fn add_dst(&mut self, dst: IpAddr) {
-        *self.dsts.entry(dst).or_insert(0) += 1;
-    }
-
-    fn add_port(&mut self, port: u16, rules: &HostRules) {
-        let count = self.ports.entry(port).or_insert(0);
-        *count += 1;
-        if *count == 1 && rules.risk.is_sensitive(port) {
-            self.sensitive_ports += 1;
-        }
-    }
-
-    fn subtract_tick(&mut self, tick: &TickData, rules: &HostRules) {
-        self.sums.subtract(&tick.sums);
-        for dst in tick.dsts.keys() {
-            if let Some(count) = self.dsts.get_mut(dst) {
-                *count -= 1;
-                if *count == 0 {
-                    self.dsts.remove(dst);
-                }
-            }
-        }
-        for port in &tick.ports {
-            if let Some(count) = self.ports.get_mut(port) {
-                *count -= 1;
-                if *count == 0 {
-                    self.ports.remove(port);
-                    if rules.risk.is_sensitive(*port) {
-                        self.sensitive_ports -= 1;
-                    }
-                }
-            }
-        }
-    }
+/// What a host knows of one destination address.
+#[derive(Default)]
+struct DstState {
+    seen: Seen,
+    /// Whether the address is outside the private ranges (judged once).
+    external: bool,
+    /// The newest timestamp of the host's records to it: when a new record falls in the
+    /// same baseline bucket as this one, the bucket already counts it.
+    latest_ts: Millis,
+    /// Only for non-private destinations: the history behind first contacts.
+    pair: Option<Box<PairHistory>>,
 }
 
 /// One (host, non-private destination) pair, for `new_external_destination`.
@@ -193,19 +170,43 @@ pub enum Change {
     },
 }
 
+/// One window's running totals of a host.
+#[derive(Default, Clone, Copy)]
+struct WindowTotals {
+    sums: Sums,
+    destinations: u64,
+    ports: u64,
+    sensitive_ports: u64,
+}
+
 /// One source host.
 pub struct HostState {
     ip: IpAddr,
     ticks: BTreeMap<Millis, TickData>,
-    windows: Vec<WindowAccum>,
-    /// Per window with a baseline: bucket index → distinct destinations in it.
-    buckets: Vec<BTreeMap<u64, FxHashSet<IpAddr>>>,
-    external: FxHashMap<IpAddr, PairHistory>,
-    /// Pairs to re-evaluate at the next [`HostState::evaluate`].
+    totals: Vec<WindowTotals>,
+    dsts: FxHashMap<IpAddr, DstState>,
+    ports: FxHashMap<u16, Seen>,
+    /// (window with a baseline, bucket index) → distinct destinations in the bucket.
+    buckets: BTreeMap<(usize, u64), FxHashSet<IpAddr>>,
+    /// Non-private destinations to re-evaluate at the next [`HostState::evaluate`].
     touched_pairs: BTreeSet<IpAddr>,
     shown_risk: Vec<Option<Risk>>,
     scans: Vec<Episode>,
     spikes: Vec<Episode>,
+}
+
+/// Which windows `value` enters when a tick with own time `own` holding it enters at `at`:
+/// those where it was absent (its newest tick had left) and now is present.
+fn entering(seen: &mut Seen, is_new: bool, own: Millis, at: Millis, windows: &[Millis], mut enter: impl FnMut(usize)) {
+    let old = (!is_new).then_some(seen.latest);
+    let latest = old.map_or(own, |l| l.max(own));
+    seen.latest = latest;
+    for (w, &length) in windows.iter().enumerate() {
+        let was = old.is_some_and(|l| l + length > at);
+        if !was && latest + length > at {
+            enter(w);
+        }
+    }
 }
 
 impl HostState {
@@ -214,9 +215,10 @@ impl HostState {
         HostState {
             ip,
             ticks: BTreeMap::new(),
-            windows: (0..n).map(|_| WindowAccum::default()).collect(),
-            buckets: (0..n).map(|_| BTreeMap::new()).collect(),
-            external: FxHashMap::default(),
+            totals: vec![WindowTotals::default(); n],
+            dsts: FxHashMap::default(),
+            ports: FxHashMap::default(),
+            buckets: BTreeMap::new(),
             touched_pairs: BTreeSet::new(),
             shown_risk: vec![None; n],
             scans: vec![Episode::default(); n],
@@ -224,12 +226,26 @@ impl HostState {
         }
     }
 
-    /// Adds a contact that enters at `at`. Returns the windows (indices) whose expiry of
-    /// this contact's tick the caller must schedule (at own time + window), non-empty
-    /// only when the tick is new to the host.
-    pub fn enter(&mut self, contact: &Contact, at: Millis, rules: &HostRules) -> Vec<usize> {
+    /// Adds a contact that enters at `at`. Leaves in `expiries` the windows (indices) whose
+    /// expiry of this contact's tick the caller must schedule (at own time + window),
+    /// non-empty only when the tick is new to the host.
+    pub fn enter(
+        &mut self,
+        contact: &Contact,
+        at: Millis,
+        rules: &HostRules,
+        expiries: &mut Vec<usize>,
+    ) {
         let own = rules.time.own_time(contact.span.first);
-        let is_external = !rules.risk.is_private(contact.dst);
+        let mut is_new = false;
+        let dst = self.dsts.entry(contact.dst).or_insert_with(|| {
+            is_new = true;
+            DstState {
+                external: !rules.risk.is_private(contact.dst),
+                ..DstState::default()
+            }
+        });
+        let is_external = dst.external;
         let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
         let sums = Sums {
             connections: unsigned(contact.stats.count),
@@ -240,58 +256,67 @@ impl HostState {
                 0
             },
         };
-        let new_tick = !self.ticks.contains_key(&own);
-        let tick = self.ticks.entry(own).or_insert_with(|| TickData {
-            first_ts: contact.span.first,
-            ..TickData::default()
-        });
+        expiries.clear();
+        let tick = match self.ticks.entry(own) {
+            std::collections::btree_map::Entry::Occupied(tick) => tick.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                expiries.extend(
+                    rules
+                        .windows
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &length)| at < own + length)
+                        .map(|(w, _)| w),
+                );
+                slot.insert(TickData {
+                    first_ts: contact.span.first,
+                    sums: Sums::default(),
+                    dsts: Vec::new(),
+                    ports: Vec::new(),
+                })
+            }
+        };
         tick.first_ts = tick.first_ts.min(contact.span.first);
         tick.sums.add(&sums);
-        let mut new_dst = false;
-        tick.dsts
-            .entry(contact.dst)
-            .and_modify(|(first, last)| {
-                *first = (*first).min(contact.span.first);
-                *last = (*last).max(contact.span.last);
-            })
-            .or_insert_with(|| {
-                new_dst = true;
-                (contact.span.first, contact.span.last)
-            });
-        let new_port = tick.ports.insert(contact.dst_port);
-        let mut expiries = Vec::new();
+        tick.dsts.push(contact.dst);
+        tick.ports.push(contact.dst_port);
         for (w, &length) in rules.windows.iter().enumerate() {
-            if at >= own + length {
-                continue;
-            }
-            let accum = &mut self.windows[w];
-            accum.sums.add(&sums);
-            if new_dst {
-                accum.add_dst(contact.dst);
-            }
-            if new_port {
-                accum.add_port(contact.dst_port, rules);
-            }
-            if new_tick {
-                expiries.push(w);
+            if at < own + length {
+                self.totals[w].sums.add(&sums);
             }
         }
+
+        let totals = &mut self.totals;
+        entering(&mut dst.seen, is_new, own, at, &rules.windows, |w| {
+            totals[w].destinations += 1;
+        });
         for w in 0..rules.windows.len() {
             if !rules.has_baseline(w) {
                 continue;
             }
             let length = rules.windows[w];
             let bucket = contact.span.first / length;
+            // Fast path: the destination's newest record already put it in this bucket.
+            if !is_new && dst.latest_ts / length == bucket {
+                continue;
+            }
             // A bucket already older than every baseline can never count again.
             if bucket >= baseline_buckets(at, length, rules.longest()).start {
-                self.buckets[w].entry(bucket).or_default().insert(contact.dst);
+                self.buckets.entry((w, bucket)).or_default().insert(contact.dst);
             }
         }
+        dst.latest_ts = if is_new {
+            contact.span.last
+        } else {
+            dst.latest_ts.max(contact.span.last)
+        };
         if is_external {
             let n = rules.windows.len();
-            let pair = self.external.entry(contact.dst).or_insert_with(|| PairHistory {
-                listed: vec![None; n],
-                ..PairHistory::default()
+            let pair = dst.pair.get_or_insert_with(|| {
+                Box::new(PairHistory {
+                    listed: vec![None; n],
+                    ..PairHistory::default()
+                })
             });
             pair.ticks
                 .entry(own)
@@ -302,28 +327,69 @@ impl HostState {
                 .or_insert((contact.span.first, contact.span.last));
             self.touched_pairs.insert(contact.dst);
         }
-        expiries
+
+        let mut is_new = false;
+        let port = self.ports.entry(contact.dst_port).or_insert_with(|| {
+            is_new = true;
+            Seen::default()
+        });
+        let sensitive = rules.is_sensitive(contact.dst_port);
+        entering(port, is_new, own, at, &rules.windows, |w| {
+            totals[w].ports += 1;
+            if sensitive {
+                totals[w].sensitive_ports += 1;
+            }
+        });
     }
 
     /// The tick with own time `own` leaves window `w`; when `w` is the longest window the
     /// tick is forgotten.
     pub fn expire(&mut self, own: Millis, w: usize, rules: &HostRules) {
-        let Some(tick) = self.ticks.get(&own) else {
+        let Some(tick) = self.ticks.get_mut(&own) else {
             return;
         };
-        self.windows[w].subtract_tick(tick, rules);
-        for dst in tick.dsts.keys() {
-            if self.external.contains_key(dst) {
-                self.touched_pairs.insert(*dst);
+        tick.dedup();
+        let totals = &mut self.totals[w];
+        totals.sums.subtract(&tick.sums);
+        let last_window = w + 1 == rules.windows.len();
+        for dst in &tick.dsts {
+            let Some(state) = self.dsts.get_mut(dst) else {
+                continue;
+            };
+            if state.seen.latest == own {
+                totals.destinations -= 1;
             }
-        }
-        if w + 1 == rules.windows.len() {
-            let tick = self.ticks.remove(&own).expect("present");
-            for dst in tick.dsts.keys() {
-                if let Some(pair) = self.external.get_mut(dst) {
+            if let Some(pair) = state.pair.as_mut() {
+                self.touched_pairs.insert(*dst);
+                if last_window {
                     if let Some((_, last)) = pair.ticks.remove(&own) {
                         pair.before = Some(pair.before.map_or(last, |b| b.max(last)));
                     }
+                }
+            }
+        }
+        for port in &tick.ports {
+            if self.ports.get(port).is_some_and(|seen| seen.latest == own) {
+                totals.ports -= 1;
+                if rules.is_sensitive(*port) {
+                    totals.sensitive_ports -= 1;
+                }
+                if last_window {
+                    self.ports.remove(port);
+                }
+            }
+        }
+        if last_window {
+            let tick = self.ticks.remove(&own).expect("present");
+            for dst in &tick.dsts {
+                // A destination whose newest tick has left every window is forgotten,
+                // unless its first-contact history may still matter.
+                let forget = self
+                    .dsts
+                    .get(dst)
+                    .is_some_and(|s| s.seen.latest == own && s.pair.is_none());
+                if forget {
+                    self.dsts.remove(dst);
                 }
             }
         }
@@ -334,20 +400,19 @@ impl HostState {
     /// lookback of their last contact.
     pub fn forget(&mut self, at: Millis, rules: &HostRules) {
         let longest = rules.longest();
-        for (w, buckets) in self.buckets.iter_mut().enumerate() {
-            let first = baseline_buckets(at, rules.windows[w], longest).start;
-            while let Some(entry) = buckets.first_entry() {
-                if *entry.key() >= first {
-                    break;
-                }
-                entry.remove();
-            }
-        }
+        self.buckets.retain(|&(w, bucket), _| {
+            bucket >= baseline_buckets(at, rules.windows[w], longest).start
+        });
         // A record entering at `at` or later has ts ≥ at − longest − tick; it is within
         // the lookback of `before` iff ts − longest ≤ before.
         let horizon = at.saturating_sub(2 * longest + 2 * rules.time.tick());
-        self.external.retain(|_, pair| {
-            !pair.ticks.is_empty()
+        self.dsts.retain(|_, state| {
+            let Some(pair) = &state.pair else {
+                return true;
+            };
+            let in_windows = state.seen.latest + longest > at;
+            in_windows
+                || !pair.ticks.is_empty()
                 || pair.listed.iter().any(Option::is_some)
                 || pair.before.is_some_and(|b| b >= horizon)
         });
@@ -356,8 +421,8 @@ impl HostState {
     /// Whether the host holds nothing and shows nothing, so that it can be dropped.
     pub fn is_empty(&self) -> bool {
         self.ticks.is_empty()
-            && self.external.is_empty()
-            && self.buckets.iter().all(BTreeMap::is_empty)
+            && self.dsts.is_empty()
+            && self.buckets.is_empty()
             && self.shown_risk.iter().all(Option::is_none)
             && self.scans.iter().all(|e| e.shown.is_none())
             && self.spikes.iter().all(|e| e.shown.is_none())
@@ -366,7 +431,7 @@ impl HostState {
     /// Whether the host has baseline data in window `w` (so a bucket boundary may change
     /// its `fanout_spike`).
     pub fn has_buckets(&self, w: usize) -> bool {
-        !self.buckets[w].is_empty()
+        self.buckets.range((w, 0)..=(w, u64::MAX)).next().is_some()
     }
 
     fn baseline(&self, at: Millis, w: usize, rules: &HostRules) -> Baseline {
@@ -376,8 +441,9 @@ impl HostState {
         // a host first seen an hour ago has an hour of baseline, not a day of silence.
         let earliest = self.ticks.values().next().map_or(Millis::MAX, |t| t.first_ts);
         range.start = range.start.max(earliest / length).min(range.end);
-        let destinations = self.buckets[w]
-            .range(range.clone())
+        let destinations = self
+            .buckets
+            .range((w, range.start)..(w, range.end))
             .map(|(_, dsts)| dsts.len() as u64)
             .sum();
         Baseline {
@@ -390,7 +456,15 @@ impl HostState {
     pub fn evaluate(&mut self, at: Millis, rules: &HostRules, changes: &mut Vec<Change>) {
         let ip = self.ip;
         for (w, &window) in rules.windows.iter().enumerate() {
-            let counters = self.windows[w].counters();
+            let totals = self.totals[w];
+            let counters = HostCounters {
+                connections: totals.sums.connections,
+                failed: totals.sums.failed,
+                destinations: totals.destinations,
+                ports: totals.ports,
+                sensitive_ports: totals.sensitive_ports,
+                external_bytes: totals.sums.external_bytes,
+            };
             let risk = (counters.connections > 0).then(|| score(&counters, &rules.risk));
             let old = self.shown_risk[w];
             if risk != old {
@@ -441,7 +515,7 @@ impl HostState {
 
         let lookback = rules.longest();
         for dst in std::mem::take(&mut self.touched_pairs) {
-            let Some(pair) = self.external.get_mut(&dst) else {
+            let Some(pair) = self.dsts.get_mut(&dst).and_then(|s| s.pair.as_mut()) else {
                 continue;
             };
             let contacts = first_contacts(&pair.ticks, pair.before, lookback);

@@ -23,19 +23,31 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
+use crate::aggregates::FlowStats;
 use crate::anomaly::Anomaly;
 use crate::host_state::{Change, Contact, HostRules, HostState};
-use crate::risk::{Risk, Severity};
+use crate::risk::{HostCounters, Risk, Severity};
 use crate::time::Millis;
+use crate::window::TickSpan;
 
 /// One update the operator emits.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum HostOutput {
-    /// A row of the risk view of `window` (with the update's diff).
+    /// A row of the risk view of `window` (with the update's diff): the host's score and
+    /// the counters it comes from (the factors follow from them).
     Risk {
         window: Millis,
         ip: IpAddr,
-        risk: Risk,
+        score: u8,
+        counters: HostCounters,
+    },
+    /// A host's score and severity in `window` (with the update's diff): like `Risk`, but
+    /// changing only when they do, for the score history.
+    Score {
+        window: Millis,
+        ip: IpAddr,
+        score: u8,
+        severity: Severity,
     },
     /// A row of the anomaly view of `window` (with the update's diff).
     Anomaly { window: Millis, anomaly: Anomaly },
@@ -51,10 +63,23 @@ pub enum HostOutput {
     },
 }
 
+/// A host's outbound group as the graph arrangement holds it; its counters travel as the
+/// update's diff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ContactKey {
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub span: TickSpan,
+}
+
+/// Updates of `(host, group)` with the group's counters as the diff.
+pub type ContactUpdates = Vec<((IpAddr, ContactKey), Millis, FlowStats)>;
+
 /// The work waiting at one time.
 #[derive(Default)]
 struct Pending {
-    entries: Vec<(IpAddr, Contact)>,
+    /// Input containers whose updates are all at this time, kept whole rather than copied.
+    entries: Vec<ContactUpdates>,
     /// (host, own time of the tick, window index)
     expiries: Vec<(IpAddr, Millis, usize)>,
 }
@@ -70,9 +95,7 @@ pub trait HostWindows<'scope> {
     ) -> Stream<'scope, Millis, Vec<(HostOutput, Millis, isize)>>;
 }
 
-impl<'scope> HostWindows<'scope>
-    for Stream<'scope, Millis, Vec<((IpAddr, Contact), Millis, isize)>>
-{
+impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
     fn host_windows_named(
         self,
         name: &str,
@@ -91,19 +114,32 @@ impl<'scope> HostWindows<'scope>
                 let mut next_sweep: Millis = 0;
                 let mut changes = Vec::new();
                 let mut updates = Vec::new();
+                let mut expiries = Vec::new();
 
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
                         let Some(cap) = cap.retain_least(output.output_index()) else {
                             return;
                         };
-                        for ((host, contact), at, diff) in data.flat_map(|c| c.drain(..)) {
+                        for container in data {
                             // Only entries: the graph retracts a group at own + longest.
-                            let own = rules.time.own_time(contact.span.first);
-                            if at >= own + longest || diff <= 0 {
+                            container.retain(|((_, key), at, stats)| {
+                                *at < rules.time.own_time(key.span.first) + longest && stats.count > 0
+                            });
+                            let Some(&(_, first, _)) = container.first() else {
                                 continue;
+                            };
+                            if container.iter().all(|(_, at, _)| *at == first) {
+                                pending.entry(first).or_default().entries.push(std::mem::take(container));
+                            } else {
+                                let mut by_time: BTreeMap<Millis, ContactUpdates> = BTreeMap::new();
+                                for update in container.drain(..) {
+                                    by_time.entry(update.1).or_default().push(update);
+                                }
+                                for (at, updates) in by_time {
+                                    pending.entry(at).or_default().entries.push(updates);
+                                }
                             }
-                            pending.entry(at).or_default().entries.push((host, contact));
                         }
                         if held.as_ref().is_none_or(|h| h.time() > cap.time()) {
                             held = Some(cap);
@@ -137,19 +173,36 @@ impl<'scope> HostWindows<'scope>
                                 touched.push(host);
                             }
                         }
-                        for (host, contact) in &work.entries {
-                            let state = hosts
-                                .entry(*host)
-                                .or_insert_with(|| HostState::new(*host, &rules));
-                            let own = rules.time.own_time(contact.span.first);
-                            for w in state.enter(contact, at, &rules) {
-                                pending
-                                    .entry(own + rules.windows[w])
-                                    .or_default()
-                                    .expiries
-                                    .push((*host, own, w));
+                        for updates in &work.entries {
+                            // Updates come in key order: look each host up once per run.
+                            let mut current: Option<(IpAddr, &mut HostState)> = None;
+                            for &((host, key), _, stats) in updates {
+                                if current.as_ref().is_none_or(|(ip, _)| *ip != host) {
+                                    touched.push(host);
+                                    let state = hosts
+                                        .entry(host)
+                                        .or_insert_with(|| HostState::new(host, &rules));
+                                    current = Some((host, state));
+                                }
+                                let Some((_, state)) = current.as_mut() else {
+                                    continue;
+                                };
+                                let contact = Contact {
+                                    dst: key.dst,
+                                    dst_port: key.dst_port,
+                                    span: key.span,
+                                    stats,
+                                };
+                                let own = rules.time.own_time(key.span.first);
+                                state.enter(&contact, at, &rules, &mut expiries);
+                                for &w in &expiries {
+                                    pending
+                                        .entry(own + rules.windows[w])
+                                        .or_default()
+                                        .expiries
+                                        .push((host, own, w));
+                                }
                             }
-                            touched.push(*host);
                         }
                         if processed.is_some_and(|after| is_boundary_between(after, at, &rules)) {
                             for (w, _) in rules.windows.iter().enumerate() {
@@ -217,11 +270,27 @@ fn emit(change: Change, at: Millis, out: &mut Vec<(HostOutput, Millis, isize)>) 
             old,
             new,
         } => {
+            let score = |r: &Risk| (r.score, r.severity);
+            let score_changed = old.as_ref().map(score) != new.as_ref().map(score);
+            let row = |r: &Risk| HostOutput::Risk {
+                window,
+                ip,
+                score: r.score,
+                counters: r.counters(),
+            };
             if let Some(risk) = old {
-                out.push((HostOutput::Risk { window, ip, risk }, at, -1));
+                out.push((row(&risk), at, -1));
+                if score_changed {
+                    let (score, severity) = (risk.score, risk.severity);
+                    out.push((HostOutput::Score { window, ip, score, severity }, at, -1));
+                }
             }
             if let Some(risk) = new {
-                out.push((HostOutput::Risk { window, ip, risk }, at, 1));
+                out.push((row(&risk), at, 1));
+                if score_changed {
+                    let (score, severity) = (risk.score, risk.severity);
+                    out.push((HostOutput::Score { window, ip, score, severity }, at, 1));
+                }
             }
         }
         Change::Anomaly {

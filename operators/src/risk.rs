@@ -51,6 +51,7 @@ impl Default for RiskConfig {
 
 impl RiskConfig {
     pub fn is_sensitive(&self, port: u16) -> bool {
+        // A handful of ports: a scan of a short list beats hashing.
         self.sensitive_ports.contains(&port)
     }
 
@@ -187,6 +188,20 @@ pub struct Risk {
     pub factors: Factors,
 }
 
+impl Risk {
+    /// The counters the score was computed from (each factor keeps its raw value).
+    pub fn counters(&self) -> HostCounters {
+        HostCounters {
+            connections: self.connections,
+            failed: self.factors.failures.value,
+            destinations: self.factors.fanout.value,
+            ports: self.factors.ports.value,
+            sensitive_ports: self.factors.sensitive.value,
+            external_bytes: self.factors.external.value,
+        }
+    }
+}
+
 fn capped(cap: u64, points: u64) -> u8 {
     // `cap` ≤ 25, so the result always fits.
     points.min(cap) as u8
@@ -262,6 +277,19 @@ mod tests {
             failed,
             ..HostCounters::default()
         }
+    }
+
+    #[test]
+    fn a_risk_gives_back_its_counters() {
+        let c = HostCounters {
+            connections: 12,
+            failed: 3,
+            destinations: 7,
+            ports: 4,
+            sensitive_ports: 1,
+            external_bytes: 99,
+        };
+        assert_eq!(score(&c, &RiskConfig::default()).counters(), c);
     }
 
     #[test]

@@ -19,15 +19,18 @@ use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use flowscope_operators::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
-use flowscope_operators::host_state::{Contact, HostRules};
-use flowscope_operators::host_windows::{HostOutput, HostWindows};
-use flowscope_operators::risk::{Factors, Risk, RiskConfig, Severity};
+use flowscope_operators::host_state::HostRules;
+use flowscope_operators::host_windows::{ContactKey, HostOutput, HostWindows};
+use flowscope_operators::risk::{score, Factors, HostCounters, Risk, RiskConfig, Severity};
 use flowscope_operators::{Millis, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::Concatenate;
+use differential_dataflow::trace::TraceReader;
 use timely::dataflow::{Scope, Stream};
+use timely::progress::frontier::AntichainRef;
+use timely::progress::Antichain;
 
 use crate::graph::{Direction, GraphTrace};
 use crate::read::{updates_of, visit_rows, Next, RowTrace};
@@ -114,11 +117,29 @@ pub type AnomalyKey = (Millis, Reverse<Millis>, IpAddr, AnomalyKind);
 
 /// The arrangements of the risk and anomaly views on one worker.
 pub struct RiskTraces {
-    pub ranked: RowTrace<RankKey, RiskRow>,
-    pub by_host: RowTrace<IpAddr, (Millis, RiskRow)>,
-    /// (window, score, severity) by host, compacted no further than the longest window.
+    /// The counters behind each row; the row itself follows from them and the settings.
+    pub ranked: RowTrace<RankKey, HostCounters>,
+    /// (window, score, severity) by host, compacted no further than the longest window: a
+    /// host's current rows (found through `ranked`) and their history.
     pub history: RowTrace<IpAddr, (Millis, u8, Severity)>,
     pub anomalies: RowTrace<AnomalyKey, Evidence>,
+}
+
+impl RiskTraces {
+    /// Lets the arrangements forget times before `readable` (the history keeps `longest`
+    /// more) and merge batches before `complete`.
+    pub fn compact(&mut self, readable: AntichainRef<'_, Millis>, complete: AntichainRef<'_, Millis>, longest: Millis) {
+        let history: Antichain<Millis> = readable
+            .iter()
+            .map(|t| t.saturating_sub(longest))
+            .collect();
+        self.ranked.set_logical_compaction(readable);
+        self.anomalies.set_logical_compaction(readable);
+        self.history.set_logical_compaction(history.borrow());
+        self.ranked.set_physical_compaction(complete);
+        self.anomalies.set_physical_compaction(complete);
+        self.history.set_physical_compaction(complete);
+    }
 }
 
 /// What [`render`] builds.
@@ -164,51 +185,58 @@ pub fn render<'scope>(
     let outputs = graph
         .clone()
         .flat_map_ref(|host, adjacency| {
-            (adjacency.direction == Direction::Out).then_some((*host, *adjacency))
+            (adjacency.direction == Direction::Out).then_some((
+                *host,
+                ContactKey {
+                    dst: adjacency.peer,
+                    dst_port: adjacency.dst_port,
+                    span: adjacency.span,
+                },
+            ))
         })
         .inner
-        .map(|((host, adjacency), at, stats)| {
-            let contact = Contact {
-                dst: adjacency.peer,
-                dst_port: adjacency.dst_port,
-                span: adjacency.span,
-                stats,
-            };
-            ((host, contact), at, if stats.count > 0 { 1 } else { -1 })
-        })
         .host_windows_named("HostWindows", rules);
 
+    // One stream per kind of output, each update routed once rather than cloned for all.
+    let mut parts = outputs
+        .partition(4, |update| {
+            let part = match update.0 {
+                HostOutput::Risk { .. } => 0,
+                HostOutput::Score { .. } => 1,
+                HostOutput::Anomaly { .. } => 2,
+                HostOutput::Detected { .. } | HostOutput::SeverityChanged { .. } => 3,
+            };
+            (part, update)
+        })
+        .into_iter();
+    let mut next = || parts.next().expect("four parts");
+    let (risks, scores, anomaly_rows, events) = (next(), next(), next(), next());
     let ranked = arrange_rows(
-        outputs.clone().flat_map(|(output, at, diff)| match output {
-            HostOutput::Risk { window, ip, risk } => Some((
-                ((window, Reverse(risk.score), ip), RiskRow::new(ip, risk)),
-                at,
-                diff,
-            )),
+        risks.flat_map(|(output, at, diff)| match output {
+            HostOutput::Risk {
+                window,
+                ip,
+                score,
+                counters,
+            } => Some((((window, Reverse(score), ip), counters), at, diff)),
             _ => None,
         }),
         "RiskRanked",
     );
-    let by_host = arrange_rows(
-        outputs.clone().flat_map(|(output, at, diff)| match output {
-            HostOutput::Risk { window, ip, risk } => {
-                Some(((ip, (window, RiskRow::new(ip, risk))), at, diff))
-            }
-            _ => None,
-        }),
-        "RiskByHost",
-    );
     let history = arrange_rows(
-        outputs.clone().flat_map(|(output, at, diff)| match output {
-            HostOutput::Risk { window, ip, risk } => {
-                Some(((ip, (window, risk.score, risk.severity)), at, diff))
-            }
+        scores.flat_map(|(output, at, diff)| match output {
+            HostOutput::Score {
+                window,
+                ip,
+                score,
+                severity,
+            } => Some(((ip, (window, score, severity)), at, diff)),
             _ => None,
         }),
         "RiskHistory",
     );
     let anomalies = arrange_rows(
-        outputs.clone().flat_map(|(output, at, diff)| match output {
+        anomaly_rows.flat_map(|(output, at, diff)| match output {
             HostOutput::Anomaly { window, anomaly } => Some((
                 (
                     (
@@ -226,7 +254,7 @@ pub fn render<'scope>(
         }),
         "Anomalies",
     );
-    let alerts = outputs.flat_map(|(output, at, _)| match output {
+    let alerts = events.flat_map(|(output, at, _)| match output {
         HostOutput::Detected { window, anomaly } => Some(Alert::Detected {
             at,
             window,
@@ -250,14 +278,12 @@ pub fn render<'scope>(
     });
     let progress = scope.concatenate([
         ranked.stream.clone().map(|_| ()),
-        by_host.stream.clone().map(|_| ()),
         history.stream.clone().map(|_| ()),
         anomalies.stream.clone().map(|_| ()),
     ]);
     RiskRendered {
         traces: RiskTraces {
             ranked: ranked.trace,
-            by_host: by_host.trace,
             history: history.trace,
             anomalies: anomalies.trace,
         },
@@ -308,7 +334,12 @@ impl<'t> RiskReader<'t> {
             if key.0 != window || key.1 .0 < low {
                 return Next::Stop;
             }
-            rows.extend(values.into_iter().map(|(row, _)| row));
+            let config = &self.config;
+            rows.extend(
+                values
+                    .into_iter()
+                    .map(|(counters, _)| RiskRow::new(key.2, score(&counters, config))),
+            );
             if rows.len() >= limit {
                 Next::Stop
             } else {
@@ -322,13 +353,28 @@ impl<'t> RiskReader<'t> {
     /// The host's row in each window where it has a score, shortest window first; empty
     /// on every worker but the host's.
     pub fn host(&mut self, ip: IpAddr) -> Vec<(Millis, RiskRow)> {
-        let mut rows = Vec::new();
-        visit_rows(&mut self.traces.by_host, self.as_of, Some(&ip), |key, values| {
-            if *key == ip {
-                rows.extend(values.into_iter().map(|(row, _)| row));
-            }
-            Next::Stop
+        // The history arrangement says in which windows the host has which score now ...
+        let mut current: BTreeMap<(Millis, u8), isize> = BTreeMap::new();
+        updates_of(&mut self.traces.history, self.as_of, &ip, |&(window, score, _), _, diff| {
+            *current.entry((window, score)).or_insert(0) += diff;
         });
+        // ... and the ranking holds the counters of exactly that (window, score, host).
+        let mut rows = Vec::new();
+        for ((window, points), count) in current {
+            if count <= 0 {
+                continue;
+            }
+            let key: RankKey = (window, Reverse(points), ip);
+            let config = &self.config;
+            visit_rows(&mut self.traces.ranked, self.as_of, Some(&key), |found, values| {
+                if *found == key {
+                    rows.extend(values.into_iter().map(|(counters, _)| {
+                        (window, RiskRow::new(ip, score(&counters, config)))
+                    }));
+                }
+                Next::Stop
+            });
+        }
         rows.sort();
         rows
     }

@@ -217,6 +217,7 @@ fn engine_config(
         }),
         cluster: ClusterConfig::Single { workers },
         state_dir: Some(state_dir),
+        risk_views: true,
         analysis: Default::default(),
         alerts: None,
     }

@@ -1,8 +1,9 @@
 //! `cargo run --release -p flowscope-benches --bin pipeline -- [--workers N] [--records N]
-//! [--hosts N] [--rate R] [--count-edges]`
+//! [--hosts N] [--rate R] [--graph-only] [--count-edges]`
 //!
 //! Runs the whole pipeline (generator → source → windowed pre-aggregation → graph
-//! arrangement) once and prints records/s and peak memory. With `--count-edges` it only
+//! arrangement → risk scores and anomalies) once and prints records/s and peak memory;
+//! `--graph-only` leaves out the risk and anomaly views, to measure what they add. With `--count-edges` it only
 //! counts the distinct edges the same settings generate (run apart, so that counting does
 //! not add to the engine's peak memory).
 
@@ -15,7 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::collections::HashSet;
 
-use flowscope_benches::{generator, peak_rss_bytes, run_pipeline};
+use flowscope_benches::{generator, peak_rss_bytes, run_pipeline, Views};
 use flowscope_connectors::GeneratorPartition;
 
 fn main() {
@@ -24,6 +25,7 @@ fn main() {
     let mut hosts = 2_000u32;
     let mut rate = 20_000u64;
     let mut count_edges = false;
+    let mut views = Views::GraphAndRisk;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -36,6 +38,7 @@ fn main() {
             "--hosts" => hosts = value().parse().unwrap_or_else(|_| usage("bad --hosts")),
             "--rate" => rate = value().parse().unwrap_or_else(|_| usage("bad --rate")),
             "--count-edges" => count_edges = true,
+            "--graph-only" => views = Views::Graph,
             other => usage(&format!("unknown option {other}")),
         }
     }
@@ -54,9 +57,9 @@ fn main() {
         );
         return;
     }
-    let run = run_pipeline(workers, config);
+    let run = run_pipeline(workers, config, views);
     println!(
-        "workers={workers} records={} hosts={hosts} rate={rate} seconds={:.2} records_per_second={:.0} peak_rss_mib={:.0}",
+        "views={views:?} workers={workers} records={} hosts={hosts} rate={rate} seconds={:.2} records_per_second={:.0} peak_rss_mib={:.0}",
         run.records,
         run.elapsed.as_secs_f64(),
         run.records_per_second(),
@@ -65,6 +68,6 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("pipeline: {problem}\nusage: pipeline [--workers N] [--records N] [--hosts N] [--rate R] [--count-edges]");
+    eprintln!("pipeline: {problem}\nusage: pipeline [--workers N] [--records N] [--hosts N] [--rate R] [--graph-only] [--count-edges]");
     std::process::exit(2);
 }

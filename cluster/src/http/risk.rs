@@ -11,8 +11,22 @@ use warp::reply::Response;
 use super::params::{self, Params};
 use super::{json_reply, peek, window_json, ApiError};
 
+/// The risk routes answer 404 `view_disabled` when the engine runs without them.
+fn require_risk_views(client: &Client) -> Result<(), ApiError> {
+    if client.config().risk_views {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: warp::http::StatusCode::NOT_FOUND,
+        code: "view_disabled",
+        message: "the risk and anomaly views are off (the engine runs with --no-risk-views)"
+            .into(),
+    })
+}
+
 /// `GET /v1/risks?window=&severity=&limit=`: highest score first, ties by address.
 pub async fn risks(client: Client, raw: String) -> Result<Response, ApiError> {
+    require_risk_views(&client)?;
     let params = Params::parse(&raw, &["window", "severity", "limit"])?;
     let window = params.window(client.config())?;
     let severity = params
@@ -42,6 +56,7 @@ pub async fn risks(client: Client, raw: String) -> Result<Response, ApiError> {
 /// `GET /v1/risks/{ip}?window=&history=1`: the host in every window (or one), side by
 /// side, and how its score changed.
 pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiError> {
+    require_risk_views(&client)?;
     let ip = percent_encoding::percent_decode_str(&ip).decode_utf8_lossy();
     let ip: IpAddr = params::parse_ip("ip", &ip)?;
     let params = Params::parse(&raw, &["window", "history"])?;
@@ -95,6 +110,7 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
 
 /// `GET /v1/anomalies?window=&kind=&limit=`: newest detection first.
 pub async fn anomalies(client: Client, raw: String) -> Result<Response, ApiError> {
+    require_risk_views(&client)?;
     let params = Params::parse(&raw, &["window", "kind", "limit"])?;
     let window = params.window(client.config())?;
     let kind = params
