@@ -383,10 +383,7 @@ impl RunArgs {
         if self.source != SourceKind::Kafka && self.kafka.given_for_source() {
             return Err("--topic and --dead-letter-topic are for --source kafka".into());
         }
-        if self.source != SourceKind::Kafka
-            && self.alerts_topic.is_none()
-            && self.kafka.given()
-        {
+        if self.source != SourceKind::Kafka && self.alerts_topic.is_none() && self.kafka.given() {
             return Err(
                 "--brokers and --kafka-option are for --source kafka or --alerts-topic".into(),
             );

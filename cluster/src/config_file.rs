@@ -96,11 +96,16 @@ pub fn parse(text: &str) -> Result<RiskSettings, String> {
         min_connections: scan.min_connections.unwrap_or(defaults.min_connections),
         min_ports: scan.min_ports.unwrap_or(defaults.min_ports),
         min_hosts: scan.min_hosts.unwrap_or(defaults.min_hosts),
-        min_failed_percent: scan.min_failed_percent.unwrap_or(defaults.min_failed_percent),
+        min_failed_percent: scan
+            .min_failed_percent
+            .unwrap_or(defaults.min_failed_percent),
     };
     let rule = settings.anomalies.port_scan;
     if rule.min_connections == 0 || rule.min_ports == 0 || rule.min_hosts == 0 {
-        return Err("anomalies.port_scan: min_connections, min_ports and min_hosts must be at least 1".into());
+        return Err(
+            "anomalies.port_scan: min_connections, min_ports and min_hosts must be at least 1"
+                .into(),
+        );
     }
     if rule.min_failed_percent > 100 {
         return Err("anomalies.port_scan: min_failed_percent must be from 0 to 100".into());
@@ -153,7 +158,10 @@ mod tests {
         assert_eq!(settings.risk.sensitive_ports, vec![8443]);
         assert!(settings.risk.is_private("100.64.1.1".parse().unwrap()));
         assert!(!settings.risk.is_private("10.0.0.1".parse().unwrap()));
-        assert_eq!((settings.risk.bands.medium, settings.risk.bands.critical), (40, 90));
+        assert_eq!(
+            (settings.risk.bands.medium, settings.risk.bands.critical),
+            (40, 90)
+        );
         assert_eq!(settings.anomalies.port_scan.min_failed_percent, 80);
         assert_eq!(settings.anomalies.port_scan.min_connections, 20);
         assert_eq!(settings.anomalies.fanout_spike.factor, 3);

@@ -48,11 +48,32 @@ fn capture() -> Vec<Event> {
             Status::Established
         };
         let dst = format!("10.0.1.{}", i + 1);
-        events.push(event(START + i * 100, SCANNER, &dst, (i + 1) as u16, 60, status));
+        events.push(event(
+            START + i * 100,
+            SCANNER,
+            &dst,
+            (i + 1) as u16,
+            60,
+            status,
+        ));
     }
-    events.push(event(START + 1_500, UPLOADER, "8.8.8.8", 443, 25_000_000, Status::Established));
+    events.push(event(
+        START + 1_500,
+        UPLOADER,
+        "8.8.8.8",
+        443,
+        25_000_000,
+        Status::Established,
+    ));
     for i in 0..5u64 {
-        events.push(event(START + 2_000 + i * 10, SSH_CLIENT, "2001:db8::1", 22, 1_000, Status::Established));
+        events.push(event(
+            START + 2_000 + i * 10,
+            SSH_CLIENT,
+            "2001:db8::1",
+            22,
+            1_000,
+            Status::Established,
+        ));
     }
     events
 }
@@ -131,7 +152,11 @@ fn risks_and_anomalies_of_a_hand_computed_capture() {
         let (code, answer) = fs.get(&format!("/v1/risks?window={window}"));
         assert_eq!(code, 200, "{answer}");
         assert_eq!(answer["window"]["name"], window);
-        assert_eq!(rows(&answer), vec![scanner_row(), ssh_row(), uploader_row()], "{window}");
+        assert_eq!(
+            rows(&answer),
+            vec![scanner_row(), ssh_row(), uploader_row()],
+            "{window}"
+        );
     }
     let (_, medium) = fs.get("/v1/risks?severity=medium");
     assert_eq!(rows(&medium), vec![scanner_row()]);
@@ -153,9 +178,16 @@ fn risks_and_anomalies_of_a_hand_computed_capture() {
     }
     for history in host["history"].as_array().unwrap() {
         let changes = history["changes"].as_array().unwrap();
-        assert_eq!(changes[0]["score"], Value::Null, "no score a day before: {history}");
+        assert_eq!(
+            changes[0]["score"],
+            Value::Null,
+            "no score a day before: {history}"
+        );
         assert_eq!(changes.last().unwrap()["score"], 40, "{history}");
-        let times: Vec<u64> = changes.iter().map(|c| c["as_of"].as_u64().unwrap()).collect();
+        let times: Vec<u64> = changes
+            .iter()
+            .map(|c| c["as_of"].as_u64().unwrap())
+            .collect();
         assert!(times.windows(2).all(|p| p[0] < p[1]), "{history}");
     }
     // An IPv6 host, percent-encoded, and one window only.
@@ -167,7 +199,11 @@ fn risks_and_anomalies_of_a_hand_computed_capture() {
     // A host never seen has no score anywhere.
     let (code, stranger) = fs.get("/v1/risks/10.9.9.9");
     assert_eq!(code, 200);
-    assert!(stranger["windows"].as_array().unwrap().iter().all(|w| w["score"].is_null()));
+    assert!(stranger["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["score"].is_null()));
 
     // Anomalies: the scan (30 connections, 30 ports, 80 % failed) and the two first
     // contacts with public addresses; no fan-out spike (30 < 50 destinations).
@@ -176,7 +212,12 @@ fn risks_and_anomalies_of_a_hand_computed_capture() {
     let found = rows(&anomalies);
     let kinds: Vec<(String, String)> = found
         .iter()
-        .map(|a| (a["host"].as_str().unwrap().to_string(), a["kind"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["host"].as_str().unwrap().to_string(),
+                a["kind"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         kinds,
@@ -185,7 +226,10 @@ fn risks_and_anomalies_of_a_hand_computed_capture() {
             // at or after the own time of its 20th record (START + 2 000; ties sort by
             // host); the first contacts carry their records' timestamps.
             (SCANNER.to_string(), "port_scan".to_string()),
-            (SSH_CLIENT.to_string(), "new_external_destination".to_string()),
+            (
+                SSH_CLIENT.to_string(),
+                "new_external_destination".to_string()
+            ),
             (UPLOADER.to_string(), "new_external_destination".to_string()),
         ],
         "{anomalies}"
@@ -262,7 +306,13 @@ fn a_bad_config_file_is_refused_with_its_mistake_named() {
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[risk]\nsensitive_port = [22]\n").unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
-        .args(["run", "--config", config.to_str().unwrap(), "--http", "127.0.0.1:0"])
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -294,7 +344,19 @@ fn alerts_go_to_the_alerts_topic_as_json() {
         &events,
         &["--brokers", tansu.brokers(), "--alerts-topic", "alerts"],
     );
-    // Let the producer deliver, then stop (which flushes it).
+    let metrics = reqwest::blocking::get(format!("{}/metrics", fs.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("flowscope_alerts_sent_total "))
+        .unwrap_or_else(|| panic!("no alert counter in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(sent >= 8, "{metrics}");
+    // Stop, which flushes the producer.
     let status = fs.terminate();
     assert!(status.success(), "{status}");
 
@@ -308,23 +370,39 @@ fn alerts_go_to_the_alerts_topic_as_json() {
         .collect();
     let mut by_kind: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
     for alert in &alerts {
-        let kind = alert["kind"].as_str().or(alert["to"].as_str()).unwrap_or("?");
+        let kind = alert["kind"]
+            .as_str()
+            .or(alert["to"].as_str())
+            .unwrap_or("?");
         by_kind
-            .entry((alert["host"].as_str().unwrap().to_string(), kind.to_string()))
+            .entry((
+                alert["host"].as_str().unwrap().to_string(),
+                kind.to_string(),
+            ))
             .or_default()
             .push(alert);
     }
     let scans = &by_kind[&(SCANNER.to_string(), "port_scan".to_string())];
-    let mut windows: Vec<&str> = scans.iter().map(|a| a["window"].as_str().unwrap()).collect();
+    let mut windows: Vec<&str> = scans
+        .iter()
+        .map(|a| a["window"].as_str().unwrap())
+        .collect();
     windows.sort();
     assert_eq!(windows, vec!["24h", "2h", "30m"], "{alerts:#?}");
-    assert!(scans.iter().all(|a| a["type"] == "anomaly"
-        && a["evidence"]["distinct_ports"].as_u64().is_some()));
+    assert!(scans
+        .iter()
+        .all(|a| a["type"] == "anomaly" && a["evidence"]["distinct_ports"].as_u64().is_some()));
     let medium = &by_kind[&(SCANNER.to_string(), "medium".to_string())];
-    assert!(medium.iter().all(|a| a["type"] == "severity" && a["score"].as_u64().is_some()));
+    assert!(medium
+        .iter()
+        .all(|a| a["type"] == "severity" && a["score"].as_u64().is_some()));
     for (host, dst) in [(UPLOADER, "8.8.8.8"), (SSH_CLIENT, "2001:db8::1")] {
         let contacts = &by_kind[&(host.to_string(), "new_external_destination".to_string())];
-        assert_eq!(contacts.len(), 1, "one alert per first contact: {alerts:#?}");
+        assert_eq!(
+            contacts.len(),
+            1,
+            "one alert per first contact: {alerts:#?}"
+        );
         assert_eq!(contacts[0]["evidence"]["dst_ip"], dst);
         assert_eq!(contacts[0]["window"], "30m");
     }

@@ -20,6 +20,23 @@ use timely::dataflow::Stream;
 use crate::config::{AlertsConfig, EngineConfig};
 use crate::engine::Shared;
 
+/// How many alerts one process raised and where they went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlertCounts {
+    /// Whether an alerts topic is configured.
+    pub configured: bool,
+    /// Handed to the producer.
+    pub queued: u64,
+    /// The producer would not queue them.
+    pub refused: u64,
+    /// Raised while replaying after a restart, not sent again.
+    pub skipped: u64,
+    /// Acknowledged by the brokers.
+    pub delivered: u64,
+    /// Queued but never acknowledged (refused by the brokers or timed out).
+    pub undelivered: u64,
+}
+
 /// Where a process's alerts go, and how many went.
 pub struct AlertSink {
     producer: Option<EventProducer>,
@@ -128,11 +145,20 @@ impl AlertSink {
         }
     }
 
-    /// Alerts the brokers acknowledged, and those they refused, so far.
-    pub fn deliveries(&self) -> Option<(u64, u64)> {
-        self.producer
+    /// This process's alert counts so far.
+    pub fn counts(&self) -> AlertCounts {
+        let (delivered, undelivered) = self
+            .producer
             .as_ref()
-            .map(|p| (p.delivered(), p.failed()))
+            .map_or((0, 0), |p| (p.delivered(), p.failed()));
+        AlertCounts {
+            configured: self.producer.is_some(),
+            queued: self.sent.load(Ordering::Relaxed),
+            refused: self.failed.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            delivered,
+            undelivered,
+        }
     }
 }
 

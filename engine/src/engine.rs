@@ -19,8 +19,7 @@ use flowscope_queries::risk::{merge_anomalies, merge_history, merge_top};
 
 use crate::alerts::AlertSink;
 use crate::command::{
-    Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, RiskHostAnswer,
-    ViewQuery,
+    Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, RiskHostAnswer, ViewQuery,
 };
 use crate::config::{ConfigError, EngineConfig};
 use crate::ingest::{self, CheckpointWriter};
@@ -464,6 +463,11 @@ impl Client {
             return Err(PeekError::ShuttingDown);
         }
         Ok(())
+    }
+
+    /// Alerts raised by this process's workers, and where they went.
+    pub fn alerts(&self) -> crate::alerts::AlertCounts {
+        self.shared.alerts.counts()
     }
 
     /// Asks every worker of the cluster to stop.

@@ -24,8 +24,8 @@ pub mod source;
 pub mod status;
 pub mod worker;
 
-pub use command::{Answer, Answered, PeekError, ViewQuery};
 pub use command::RiskHostAnswer;
+pub use command::{Answer, Answered, PeekError, ViewQuery};
 pub use config::{
     AlertsConfig, ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, SourceConfig,
 };

@@ -36,7 +36,12 @@ pub struct Views {
 impl Views {
     /// Lets every arrangement forget what no read needs: times before `readable` and
     /// merged batches before `complete`.
-    fn compact(&mut self, readable: &Antichain<Millis>, complete: AntichainRef<'_, Millis>, longest: Millis) {
+    fn compact(
+        &mut self,
+        readable: &Antichain<Millis>,
+        complete: AntichainRef<'_, Millis>,
+        longest: Millis,
+    ) {
         self.graph.set_logical_compaction(readable.borrow());
         self.graph.set_physical_compaction(complete);
         if let Some(risk) = self.risk.as_mut() {

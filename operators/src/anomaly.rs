@@ -101,7 +101,9 @@ impl Default for FanoutSpikeRule {
 
 /// A host's baseline for `fanout_spike`: over `buckets` complete buckets, `destinations`
 /// distinct destinations summed bucket by bucket.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Baseline {
     pub buckets: u64,
     pub destinations: u64,
@@ -224,10 +226,21 @@ mod tests {
             ..HostCounters::default()
         };
         assert!(rule.holds(&scan));
-        assert!(!rule.holds(&HostCounters { connections: 19, failed: 12, ..scan }));
-        assert!(!rule.holds(&HostCounters { failed: 11, ..scan }), "59 % failed");
+        assert!(!rule.holds(&HostCounters {
+            connections: 19,
+            failed: 12,
+            ..scan
+        }));
+        assert!(
+            !rule.holds(&HostCounters { failed: 11, ..scan }),
+            "59 % failed"
+        );
         assert!(!rule.holds(&HostCounters { ports: 19, ..scan }));
-        assert!(rule.holds(&HostCounters { ports: 1, destinations: 20, ..scan }));
+        assert!(rule.holds(&HostCounters {
+            ports: 1,
+            destinations: 20,
+            ..scan
+        }));
     }
 
     #[test]
@@ -241,9 +254,24 @@ mod tests {
         assert!(rule.holds(50, baseline));
         assert!(!rule.holds(49, baseline));
         // Below the floor even with no baseline activity.
-        assert!(!rule.holds(49, Baseline { buckets: 10, destinations: 0 }));
-        assert!(rule.holds(50, Baseline { buckets: 10, destinations: 0 }));
-        assert!(!rule.holds(500, Baseline::default()), "no bucket, no baseline");
+        assert!(!rule.holds(
+            49,
+            Baseline {
+                buckets: 10,
+                destinations: 0
+            }
+        ));
+        assert!(rule.holds(
+            50,
+            Baseline {
+                buckets: 10,
+                destinations: 0
+            }
+        ));
+        assert!(
+            !rule.holds(500, Baseline::default()),
+            "no bucket, no baseline"
+        );
     }
 
     #[test]

@@ -197,7 +197,14 @@ pub struct HostState {
 
 /// Which windows `value` enters when a tick with own time `own` holding it enters at `at`:
 /// those where it was absent (its newest tick had left) and now is present.
-fn entering(seen: &mut Seen, is_new: bool, own: Millis, at: Millis, windows: &[Millis], mut enter: impl FnMut(usize)) {
+fn entering(
+    seen: &mut Seen,
+    is_new: bool,
+    own: Millis,
+    at: Millis,
+    windows: &[Millis],
+    mut enter: impl FnMut(usize),
+) {
     let old = (!is_new).then_some(seen.latest);
     let latest = old.map_or(own, |l| l.max(own));
     seen.latest = latest;
@@ -302,7 +309,10 @@ impl HostState {
             }
             // A bucket already older than every baseline can never count again.
             if bucket >= baseline_buckets(at, length, rules.longest()).start {
-                self.buckets.entry((w, bucket)).or_default().insert(contact.dst);
+                self.buckets
+                    .entry((w, bucket))
+                    .or_default()
+                    .insert(contact.dst);
             }
         }
         dst.latest_ts = if is_new {
@@ -439,7 +449,11 @@ impl HostState {
         let mut range = baseline_buckets(at, length, rules.longest());
         // Buckets before the host's earliest kept record say nothing about its habits:
         // a host first seen an hour ago has an hour of baseline, not a day of silence.
-        let earliest = self.ticks.values().next().map_or(Millis::MAX, |t| t.first_ts);
+        let earliest = self
+            .ticks
+            .values()
+            .next()
+            .map_or(Millis::MAX, |t| t.first_ts);
         range.start = range.start.max(earliest / length).min(range.end);
         let destinations = self
             .buckets
@@ -488,13 +502,26 @@ impl HostState {
                 self.shown_risk[w] = risk;
             }
 
-            let scanning = rules.anomalies.port_scan.holds(&counters).then_some(Evidence::PortScan {
-                connections: counters.connections,
-                failed: counters.failed,
-                distinct_ports: counters.ports,
-                distinct_hosts: counters.destinations,
-            });
-            update_episode(&mut self.scans[w], ip, AnomalyKind::PortScan, scanning, at, window, changes);
+            let scanning =
+                rules
+                    .anomalies
+                    .port_scan
+                    .holds(&counters)
+                    .then_some(Evidence::PortScan {
+                        connections: counters.connections,
+                        failed: counters.failed,
+                        distinct_ports: counters.ports,
+                        distinct_hosts: counters.destinations,
+                    });
+            update_episode(
+                &mut self.scans[w],
+                ip,
+                AnomalyKind::PortScan,
+                scanning,
+                at,
+                window,
+                changes,
+            );
 
             let spiking = if rules.has_baseline(w) {
                 let baseline = self.baseline(at, w, rules);
@@ -510,7 +537,15 @@ impl HostState {
             } else {
                 None
             };
-            update_episode(&mut self.spikes[w], ip, AnomalyKind::FanoutSpike, spiking, at, window, changes);
+            update_episode(
+                &mut self.spikes[w],
+                ip,
+                AnomalyKind::FanoutSpike,
+                spiking,
+                at,
+                window,
+                changes,
+            );
         }
 
         let lookback = rules.longest();

@@ -282,14 +282,32 @@ fn emit(change: Change, at: Millis, out: &mut Vec<(HostOutput, Millis, isize)>) 
                 out.push((row(&risk), at, -1));
                 if score_changed {
                     let (score, severity) = (risk.score, risk.severity);
-                    out.push((HostOutput::Score { window, ip, score, severity }, at, -1));
+                    out.push((
+                        HostOutput::Score {
+                            window,
+                            ip,
+                            score,
+                            severity,
+                        },
+                        at,
+                        -1,
+                    ));
                 }
             }
             if let Some(risk) = new {
                 out.push((row(&risk), at, 1));
                 if score_changed {
                     let (score, severity) = (risk.score, risk.severity);
-                    out.push((HostOutput::Score { window, ip, score, severity }, at, 1));
+                    out.push((
+                        HostOutput::Score {
+                            window,
+                            ip,
+                            score,
+                            severity,
+                        },
+                        at,
+                        1,
+                    ));
                 }
             }
         }

@@ -10,9 +10,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// DESIGN §4's default sensitive destination ports.
-pub const DEFAULT_SENSITIVE_PORTS: [u16; 11] = [
-    22, 23, 445, 1433, 3306, 3389, 5432, 5900, 6379, 9200, 27017,
-];
+pub const DEFAULT_SENSITIVE_PORTS: [u16; 11] =
+    [22, 23, 445, 1433, 3306, 3389, 5432, 5900, 6379, 9200, 27017];
 
 /// DESIGN §4's private ranges: RFC 1918, loopback, link-local, and IPv6 ULA, link-local,
 /// loopback.
@@ -59,9 +58,7 @@ impl RiskConfig {
     /// (`::ffff:10.0.0.1`) is judged by its IPv4 address.
     pub fn is_private(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or(IpAddr::V6(v6), IpAddr::V4),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
         self.private_ranges.iter().any(|net| net.contains(&ip))
@@ -140,7 +137,9 @@ impl std::str::FromStr for Severity {
 }
 
 /// What the score of one source host in one window is computed from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct HostCounters {
     /// Connections the host originated.
     pub connections: u64,
@@ -304,7 +303,10 @@ mod tests {
         let config = RiskConfig::default();
         assert_eq!(score(&counters(9, 9), &config).factors.failures.points, 0);
         assert_eq!(score(&counters(10, 9), &config).factors.failures.points, 18);
-        assert_eq!(score(&counters(10, 10), &config).factors.failures.points, 20);
+        assert_eq!(
+            score(&counters(10, 10), &config).factors.failures.points,
+            20
+        );
         // Integer division: 20 × 1 ÷ 11 = 1, 20 × 1 ÷ 21 = 0.
         assert_eq!(score(&counters(11, 1), &config).factors.failures.points, 1);
         assert_eq!(score(&counters(21, 1), &config).factors.failures.points, 0);

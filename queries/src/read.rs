@@ -1,10 +1,10 @@
 //! Reading a `(key, value)` arrangement at one `as_of`: the rows present then, with their
 //! multiplicity, visited in key order from a starting key.
 
+use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::TraceReader;
-use differential_dataflow::operators::arrange::TraceAgent;
 use flowscope_operators::Millis;
 use timely::progress::Antichain;
 

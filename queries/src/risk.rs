@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
+use differential_dataflow::trace::TraceReader;
 use flowscope_operators::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
 use flowscope_operators::host_state::HostRules;
 use flowscope_operators::host_windows::{ContactKey, HostOutput, HostWindows};
@@ -27,7 +28,6 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::Concatenate;
-use differential_dataflow::trace::TraceReader;
 use timely::dataflow::{Scope, Stream};
 use timely::progress::frontier::AntichainRef;
 use timely::progress::Antichain;
@@ -128,11 +128,14 @@ pub struct RiskTraces {
 impl RiskTraces {
     /// Lets the arrangements forget times before `readable` (the history keeps `longest`
     /// more) and merge batches before `complete`.
-    pub fn compact(&mut self, readable: AntichainRef<'_, Millis>, complete: AntichainRef<'_, Millis>, longest: Millis) {
-        let history: Antichain<Millis> = readable
-            .iter()
-            .map(|t| t.saturating_sub(longest))
-            .collect();
+    pub fn compact(
+        &mut self,
+        readable: AntichainRef<'_, Millis>,
+        complete: AntichainRef<'_, Millis>,
+        longest: Millis,
+    ) {
+        let history: Antichain<Millis> =
+            readable.iter().map(|t| t.saturating_sub(longest)).collect();
         self.ranked.set_logical_compaction(readable);
         self.anomalies.set_logical_compaction(readable);
         self.history.set_logical_compaction(history.borrow());
@@ -323,29 +326,43 @@ impl<'t> RiskReader<'t> {
     }
 
     /// This worker's `limit` highest-scored hosts in `window`, of one severity or all.
-    pub fn top(&mut self, window: Millis, severity: Option<Severity>, limit: usize) -> Vec<RiskRow> {
+    pub fn top(
+        &mut self,
+        window: Millis,
+        severity: Option<Severity>,
+        limit: usize,
+    ) -> Vec<RiskRow> {
         let (low, high) = score_range(severity, &self.config);
         let mut rows = Vec::new();
         if limit == 0 {
             return rows;
         }
-        let from: RankKey = (window, Reverse(high), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        visit_rows(&mut self.traces.ranked, self.as_of, Some(&from), |key, values| {
-            if key.0 != window || key.1 .0 < low {
-                return Next::Stop;
-            }
-            let config = &self.config;
-            rows.extend(
-                values
-                    .into_iter()
-                    .map(|(counters, _)| RiskRow::new(key.2, score(&counters, config))),
-            );
-            if rows.len() >= limit {
-                Next::Stop
-            } else {
-                Next::Continue
-            }
-        });
+        let from: RankKey = (
+            window,
+            Reverse(high),
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        );
+        visit_rows(
+            &mut self.traces.ranked,
+            self.as_of,
+            Some(&from),
+            |key, values| {
+                if key.0 != window || key.1 .0 < low {
+                    return Next::Stop;
+                }
+                let config = &self.config;
+                rows.extend(
+                    values
+                        .into_iter()
+                        .map(|(counters, _)| RiskRow::new(key.2, score(&counters, config))),
+                );
+                if rows.len() >= limit {
+                    Next::Stop
+                } else {
+                    Next::Continue
+                }
+            },
+        );
         rows.truncate(limit);
         rows
     }
@@ -355,9 +372,14 @@ impl<'t> RiskReader<'t> {
     pub fn host(&mut self, ip: IpAddr) -> Vec<(Millis, RiskRow)> {
         // The history arrangement says in which windows the host has which score now ...
         let mut current: BTreeMap<(Millis, u8), isize> = BTreeMap::new();
-        updates_of(&mut self.traces.history, self.as_of, &ip, |&(window, score, _), _, diff| {
-            *current.entry((window, score)).or_insert(0) += diff;
-        });
+        updates_of(
+            &mut self.traces.history,
+            self.as_of,
+            &ip,
+            |&(window, score, _), _, diff| {
+                *current.entry((window, score)).or_insert(0) += diff;
+            },
+        );
         // ... and the ranking holds the counters of exactly that (window, score, host).
         let mut rows = Vec::new();
         for ((window, points), count) in current {
@@ -366,33 +388,48 @@ impl<'t> RiskReader<'t> {
             }
             let key: RankKey = (window, Reverse(points), ip);
             let config = &self.config;
-            visit_rows(&mut self.traces.ranked, self.as_of, Some(&key), |found, values| {
-                if *found == key {
-                    rows.extend(values.into_iter().map(|(counters, _)| {
-                        (window, RiskRow::new(ip, score(&counters, config)))
-                    }));
-                }
-                Next::Stop
-            });
+            visit_rows(
+                &mut self.traces.ranked,
+                self.as_of,
+                Some(&key),
+                |found, values| {
+                    if *found == key {
+                        rows.extend(values.into_iter().map(|(counters, _)| {
+                            (window, RiskRow::new(ip, score(&counters, config)))
+                        }));
+                    }
+                    Next::Stop
+                },
+            );
         }
         rows.sort();
         rows
     }
 
     /// The host's score history in every window over `(as_of − longest, as_of]`.
-    pub fn history(&mut self, ip: IpAddr, windows: &[Millis], longest: Millis) -> Vec<WindowHistory> {
+    pub fn history(
+        &mut self,
+        ip: IpAddr,
+        windows: &[Millis],
+        longest: Millis,
+    ) -> Vec<WindowHistory> {
         let start = self.as_of.saturating_sub(longest);
         // window → time → score → count
         let mut updates: BTreeMap<Millis, ScoreUpdates> = BTreeMap::new();
-        updates_of(&mut self.traces.history, self.as_of, &ip, |&(window, score, severity), time, diff| {
-            *updates
-                .entry(window)
-                .or_default()
-                .entry(time.max(start))
-                .or_default()
-                .entry((score, severity))
-                .or_insert(0) += diff;
-        });
+        updates_of(
+            &mut self.traces.history,
+            self.as_of,
+            &ip,
+            |&(window, score, severity), time, diff| {
+                *updates
+                    .entry(window)
+                    .or_default()
+                    .entry(time.max(start))
+                    .or_default()
+                    .entry((score, severity))
+                    .or_insert(0) += diff;
+            },
+        );
         windows
             .iter()
             .map(|&window| {
@@ -437,7 +474,12 @@ impl<'t> RiskReader<'t> {
     }
 
     /// This worker's `limit` most recent anomalies in `window`, of one kind or all.
-    pub fn anomalies(&mut self, window: Millis, kind: Option<AnomalyKind>, limit: usize) -> Vec<Anomaly> {
+    pub fn anomalies(
+        &mut self,
+        window: Millis,
+        kind: Option<AnomalyKind>,
+        limit: usize,
+    ) -> Vec<Anomaly> {
         let mut rows = Vec::new();
         if limit == 0 {
             return rows;
@@ -448,25 +490,30 @@ impl<'t> RiskReader<'t> {
             IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             AnomalyKind::PortScan,
         );
-        visit_rows(&mut self.traces.anomalies, self.as_of, Some(&from), |key, values| {
-            let (key_window, Reverse(first_detected), host, key_kind) = *key;
-            if key_window != window {
-                return Next::Stop;
-            }
-            if kind.is_none_or(|k| k == key_kind) {
-                rows.extend(values.into_iter().map(|(evidence, _)| Anomaly {
-                    host,
-                    kind: key_kind,
-                    first_detected,
-                    evidence,
-                }));
-            }
-            if rows.len() >= limit {
-                Next::Stop
-            } else {
-                Next::Continue
-            }
-        });
+        visit_rows(
+            &mut self.traces.anomalies,
+            self.as_of,
+            Some(&from),
+            |key, values| {
+                let (key_window, Reverse(first_detected), host, key_kind) = *key;
+                if key_window != window {
+                    return Next::Stop;
+                }
+                if kind.is_none_or(|k| k == key_kind) {
+                    rows.extend(values.into_iter().map(|(evidence, _)| Anomaly {
+                        host,
+                        kind: key_kind,
+                        first_detected,
+                        evidence,
+                    }));
+                }
+                if rows.len() >= limit {
+                    Next::Stop
+                } else {
+                    Next::Continue
+                }
+            },
+        );
         rows.sort_by(anomaly_order);
         rows.truncate(limit);
         rows
@@ -491,7 +538,9 @@ pub fn merge_top(parts: impl IntoIterator<Item = Vec<RiskRow>>, limit: usize) ->
 }
 
 /// Merges the workers' parts of a host's rows: only the host's worker has any.
-pub fn merge_host(parts: impl IntoIterator<Item = Vec<(Millis, RiskRow)>>) -> Vec<(Millis, RiskRow)> {
+pub fn merge_host(
+    parts: impl IntoIterator<Item = Vec<(Millis, RiskRow)>>,
+) -> Vec<(Millis, RiskRow)> {
     let mut rows: Vec<_> = parts.into_iter().flatten().collect();
     rows.sort();
     rows
@@ -512,7 +561,10 @@ pub fn merge_history(parts: impl IntoIterator<Item = Vec<WindowHistory>>) -> Vec
 }
 
 /// Merges the workers' anomaly lists.
-pub fn merge_anomalies(parts: impl IntoIterator<Item = Vec<Anomaly>>, limit: usize) -> Vec<Anomaly> {
+pub fn merge_anomalies(
+    parts: impl IntoIterator<Item = Vec<Anomaly>>,
+    limit: usize,
+) -> Vec<Anomaly> {
     let mut rows: Vec<Anomaly> = parts.into_iter().flatten().collect();
     rows.sort_by(anomaly_order);
     rows.truncate(limit);

@@ -121,6 +121,36 @@ pub async fn render(client: Client) -> Result<Response, ApiError> {
         );
     }
 
+    let alerts = client.alerts();
+    if alerts.configured {
+        for (name, help, value) in [
+            (
+                "alerts_sent",
+                "Alerts this process handed to the alerts topic's producer",
+                alerts.queued,
+            ),
+            (
+                "alerts_delivered",
+                "Alerts of this process the brokers acknowledged",
+                alerts.delivered,
+            ),
+            (
+                "alerts_failed",
+                "Alerts of this process that could not be queued or were not acknowledged",
+                alerts.refused + alerts.undelivered,
+            ),
+            (
+                "alerts_skipped",
+                "Alerts raised while replaying after a restart, not sent again",
+                alerts.skipped,
+            ),
+        ] {
+            let counter: Counter = Counter::default();
+            counter.inc_by(value);
+            registry.register(name, help, counter);
+        }
+    }
+
     let offsets = Family::<PartitionLabels, Gauge>::default();
     let reflected = Family::<PartitionLabels, Gauge>::default();
     let ends = Family::<PartitionLabels, Gauge>::default();

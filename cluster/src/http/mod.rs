@@ -95,9 +95,9 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
-        .and_then(|q: String, client: Client| async move {
-            respond(risk::anomalies(client, q).await)
-        });
+        .and_then(
+            |q: String, client: Client| async move { respond(risk::anomalies(client, q).await) },
+        );
     let dashboard = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(DASHBOARD).into_response());

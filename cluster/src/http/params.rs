@@ -51,7 +51,10 @@ impl Params {
 
     /// An optional parameter parsed with its type's `FromStr`, whose error says what is
     /// accepted.
-    pub fn parsed<T: std::str::FromStr<Err = String>>(&self, key: &str) -> Result<Option<T>, String> {
+    pub fn parsed<T: std::str::FromStr<Err = String>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, String> {
         self.get(key).map(str::parse).transpose()
     }
 
