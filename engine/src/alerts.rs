@@ -93,7 +93,7 @@ impl AlertSink {
                 "host": anomaly.host,
                 "kind": anomaly.kind,
                 "first_detected": anomaly.first_detected,
-                "evidence": anomaly.evidence,
+                "evidence": anomaly.for_users().evidence,
             }),
             Alert::Severity {
                 at,

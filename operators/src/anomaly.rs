@@ -181,8 +181,10 @@ pub struct AnomalyConfig {
 }
 
 /// What an anomaly shows for itself.
+///
+/// Serialised with its variant's name, as the binary encoding between processes needs;
+/// users read it flat, through [`Anomaly::for_users`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
 pub enum Evidence {
     PortScan {
         connections: u64,
@@ -209,6 +211,64 @@ pub struct Anomaly {
     /// break. `new_external_destination`: the timestamp of the first contact.
     pub first_detected: Millis,
     pub evidence: Evidence,
+}
+
+/// An anomaly as the HTTP API and alerts show it: the evidence's fields inline
+/// (`{"connections": 30, …}` rather than `{"PortScan": {…}}`).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AnomalyForUsers<'a> {
+    pub host: IpAddr,
+    pub kind: AnomalyKind,
+    pub first_detected: Millis,
+    pub evidence: FlatEvidence<'a>,
+}
+
+/// [`Evidence`] serialised as its fields only.
+#[derive(Clone, Copy, Debug)]
+pub struct FlatEvidence<'a>(pub &'a Evidence);
+
+impl Serialize for FlatEvidence<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match *self.0 {
+            Evidence::PortScan {
+                connections,
+                failed,
+                distinct_ports,
+                distinct_hosts,
+            } => {
+                map.serialize_entry("connections", &connections)?;
+                map.serialize_entry("failed", &failed)?;
+                map.serialize_entry("distinct_ports", &distinct_ports)?;
+                map.serialize_entry("distinct_hosts", &distinct_hosts)?;
+            }
+            Evidence::FanoutSpike {
+                destinations,
+                baseline_destinations,
+                baseline_buckets,
+            } => {
+                map.serialize_entry("destinations", &destinations)?;
+                map.serialize_entry("baseline_destinations", &baseline_destinations)?;
+                map.serialize_entry("baseline_buckets", &baseline_buckets)?;
+            }
+            Evidence::NewExternalDestination { dst_ip } => {
+                map.serialize_entry("dst_ip", &dst_ip)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl Anomaly {
+    pub fn for_users(&self) -> AnomalyForUsers<'_> {
+        AnomalyForUsers {
+            host: self.host,
+            kind: self.kind,
+            first_detected: self.first_detected,
+            evidence: FlatEvidence(&self.evidence),
+        }
+    }
 }
 
 #[cfg(test)]

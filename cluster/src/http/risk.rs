@@ -132,6 +132,6 @@ pub async fn anomalies(client: Client, raw: String) -> Result<Response, ApiError
         "as_of": answered.as_of,
         "window": window_json(&window.name, window.length, answered.as_of),
         "kind": kind,
-        "rows": rows,
+        "rows": rows.iter().map(|a| a.for_users()).collect::<Vec<_>>(),
     })))
 }

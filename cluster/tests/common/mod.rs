@@ -226,3 +226,64 @@ pub fn generated(
         .flat_map(|p| GeneratorPartition::new(&config, p))
         .collect()
 }
+
+/// The risk oracle with DESIGN §4's defaults: every source host of the window
+/// `[as_of − window, as_of)` with its score, as `(ip, score, severity)`, highest score
+/// first, ties by address. Recomputed from the records by plain iteration.
+pub fn oracle_risks(events: &[Event], as_of: u64, window: u64) -> Vec<(IpAddr, u64, String)> {
+    const SENSITIVE: [u16; 11] = [22, 23, 445, 1433, 3306, 3389, 5432, 5900, 6379, 9200, 27017];
+    let private = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    };
+    #[derive(Default)]
+    struct Host {
+        connections: u64,
+        failed: u64,
+        dsts: std::collections::BTreeSet<IpAddr>,
+        ports: std::collections::BTreeSet<u16>,
+        external: u64,
+    }
+    let mut hosts: BTreeMap<IpAddr, Host> = BTreeMap::new();
+    for e in events {
+        if e.ts >= as_of || e.ts < as_of.saturating_sub(window) {
+            continue;
+        }
+        let h = hosts.entry(e.src_ip).or_default();
+        h.connections += 1;
+        h.failed += u64::from(e.status != flowscope_events::Status::Established);
+        h.dsts.insert(e.dst_ip);
+        h.ports.insert(e.dst_port);
+        if !private(&e.dst_ip) {
+            h.external += e.bytes_out;
+        }
+    }
+    let mut rows: Vec<(IpAddr, u64, String)> = hosts
+        .into_iter()
+        .map(|(ip, h)| {
+            let sensitive = h.ports.iter().filter(|p| SENSITIVE.contains(p)).count() as u64;
+            let failures = if h.connections >= 10 {
+                20 * h.failed / h.connections
+            } else {
+                0
+            };
+            let sum = (h.dsts.len() as u64 / 4).min(25)
+                + (h.ports.len() as u64 / 5).min(20)
+                + failures
+                + (5 * sensitive).min(15)
+                + (h.external / 10_000_000).min(20);
+            let score = (1 + sum).clamp(1, 100);
+            let severity = match score {
+                70.. => "critical",
+                40.. => "medium",
+                _ => "low",
+            };
+            (ip, score, severity.to_string())
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows
+}
