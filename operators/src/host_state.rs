@@ -188,6 +188,9 @@ pub struct HostState {
     ports: FxHashMap<u16, Seen>,
     /// (window with a baseline, bucket index) → distinct destinations in the bucket.
     buckets: BTreeMap<(usize, u64), FxHashSet<IpAddr>>,
+    /// Per window: the last baseline computed, kept up to date as buckets gain
+    /// destinations, so that it is summed again only when its range moves.
+    baselines: Vec<Option<(std::ops::Range<u64>, u64)>>,
     /// Non-private destinations to re-evaluate at the next [`HostState::evaluate`].
     touched_pairs: BTreeSet<IpAddr>,
     shown_risk: Vec<Option<Risk>>,
@@ -226,6 +229,7 @@ impl HostState {
             dsts: FxHashMap::default(),
             ports: FxHashMap::default(),
             buckets: BTreeMap::new(),
+            baselines: vec![None; n],
             touched_pairs: BTreeSet::new(),
             shown_risk: vec![None; n],
             scans: vec![Episode::default(); n],
@@ -444,7 +448,7 @@ impl HostState {
         self.buckets.range((w, 0)..=(w, u64::MAX)).next().is_some()
     }
 
-    fn baseline(&self, at: Millis, w: usize, rules: &HostRules) -> Baseline {
+    fn baseline(&mut self, at: Millis, w: usize, rules: &HostRules) -> Baseline {
         let length = rules.windows[w];
         let mut range = baseline_buckets(at, length, rules.longest());
         // Buckets before the host's earliest kept record say nothing about its habits:
@@ -455,11 +459,18 @@ impl HostState {
             .next()
             .map_or(Millis::MAX, |t| t.first_ts);
         range.start = range.start.max(earliest / length).min(range.end);
-        let destinations = self
-            .buckets
-            .range((w, range.start)..(w, range.end))
-            .map(|(_, dsts)| dsts.len() as u64)
-            .sum();
+        let destinations = match &self.baselines[w] {
+            Some((cached, sum)) if *cached == range => *sum,
+            _ => {
+                let sum = self
+                    .buckets
+                    .range((w, range.start)..(w, range.end))
+                    .map(|(_, dsts)| dsts.len() as u64)
+                    .sum();
+                self.baselines[w] = Some((range.clone(), sum));
+                sum
+            }
+        };
         Baseline {
             buckets: range.end - range.start,
             destinations,
