@@ -109,7 +109,12 @@ impl EventProducer {
         self.send_to(None, key, payload)
     }
 
-    fn send_to(&self, partition: Option<u32>, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
+    fn send_to(
+        &self,
+        partition: Option<u32>,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<(), ProduceError> {
         loop {
             let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
             if let Some(partition) = partition {
