@@ -312,11 +312,19 @@ impl HostState {
                 continue;
             }
             // A bucket already older than every baseline can never count again.
-            if bucket >= baseline_buckets(at, length, rules.longest()).start {
-                self.buckets
+            if bucket >= baseline_buckets(at, length, rules.longest()).start
+                && self
+                    .buckets
                     .entry((w, bucket))
                     .or_default()
-                    .insert(contact.dst);
+                    .insert(contact.dst)
+            {
+                // Keep the cached baseline in step with the bucket it covers.
+                if let Some((range, sum)) = self.baselines[w].as_mut() {
+                    if range.contains(&bucket) {
+                        *sum += 1;
+                    }
+                }
             }
         }
         dst.latest_ts = if is_new {
@@ -662,5 +670,114 @@ fn update_episode(
             });
         }
         episode.shown = row;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::{FanoutSpikeRule, PortScanRule};
+
+    fn rules() -> HostRules {
+        HostRules {
+            time: TimeModel::new(1_000).unwrap(),
+            windows: vec![3_000, 10_000, 30_000],
+            risk: RiskConfig::default(),
+            anomalies: AnomalyConfig {
+                port_scan: PortScanRule::default(),
+                fanout_spike: FanoutSpikeRule {
+                    min_destinations: 2,
+                    factor: 2,
+                },
+            },
+        }
+    }
+
+    fn contact(dst: u8, ts: Millis) -> Contact {
+        Contact {
+            dst: IpAddr::from([10, 0, 1, dst]),
+            dst_port: 80,
+            span: TickSpan {
+                first: ts,
+                last: ts,
+            },
+            stats: FlowStats::one(1, 1, 1, false),
+        }
+    }
+
+    fn spikes(changes: &[Change], window: Millis) -> Vec<(Anomaly, isize)> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Anomaly {
+                    window: w,
+                    anomaly,
+                    diff,
+                } if *w == window && anomaly.kind == AnomalyKind::FanoutSpike => {
+                    Some((*anomaly, *diff))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Drives one host the way the operator does: at each time, the expiries due, then
+    /// the entries, then an evaluation.
+    struct Driver {
+        rules: HostRules,
+        state: HostState,
+        pending: BTreeMap<Millis, Vec<(Millis, usize)>>,
+    }
+
+    impl Driver {
+        fn new() -> Self {
+            let rules = rules();
+            let state = HostState::new(IpAddr::from([10, 0, 0, 1]), &rules);
+            Driver {
+                rules,
+                state,
+                pending: BTreeMap::new(),
+            }
+        }
+
+        fn at(&mut self, at: Millis, contacts: &[Contact]) -> Vec<Change> {
+            while let Some(entry) = self.pending.first_entry() {
+                if *entry.key() > at {
+                    break;
+                }
+                for (own, w) in entry.remove() {
+                    self.state.expire(own, w, &self.rules);
+                }
+            }
+            let mut expiries = Vec::new();
+            for c in contacts {
+                self.state.enter(c, at, &self.rules, &mut expiries);
+                let own = self.rules.time.own_time(c.span.first);
+                for &w in &expiries {
+                    self.pending
+                        .entry(own + self.rules.windows[w])
+                        .or_default()
+                        .push((own, w));
+                }
+            }
+            let mut changes = Vec::new();
+            self.state.evaluate(at, &self.rules, &mut changes);
+            changes
+        }
+    }
+
+    /// Regression: a late record in a baseline bucket counts at once (found by the
+    /// risk oracle's hand-written case of the same name).
+    #[test]
+    fn a_late_record_in_a_baseline_bucket_counts_at_once() {
+        let mut driver = Driver::new();
+        driver.at(21_000, &[contact(1, 20_500)]);
+        driver.at(42_000, &[contact(1, 41_500)]);
+        let started = driver.at(43_000, &[contact(2, 42_500)]);
+        assert_eq!(spikes(&started, 10_000).len(), 1, "{started:#?}");
+        let ended = driver.at(44_000, &[contact(3, 25_000), contact(4, 25_100)]);
+        let gone = spikes(&ended, 10_000);
+        assert_eq!(gone.len(), 1, "{ended:#?}");
+        assert_eq!(gone[0].1, -1);
     }
 }

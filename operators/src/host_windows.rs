@@ -339,8 +339,10 @@ fn emit(change: Change, at: Millis, out: &mut Vec<(HostOutput, Millis, isize)>) 
     }
 }
 
-/// The times at which some window's baseline buckets shift: `T ≡ 0` or `T ≡ longest`
-/// (mod `W`) for each window `W` with a baseline.
+/// The times at which some window's baseline buckets shift, for each window `W` with a
+/// baseline: the range's end moves when `T ≡ 0 (mod W)`, and its start — the first
+/// bucket wholly after `T − longest` — one tick after `T − longest` reaches a bucket's
+/// start, when `T ≡ longest + tick (mod W)`.
 fn boundaries_after(after: Millis, rules: &HostRules) -> Option<Millis> {
     let longest = rules.longest();
     rules
@@ -349,7 +351,7 @@ fn boundaries_after(after: Millis, rules: &HostRules) -> Option<Millis> {
         .enumerate()
         .filter(|(w, _)| rules.has_baseline(*w))
         .flat_map(|(_, &length)| {
-            [0, longest % length].map(|residue| {
+            [0, (longest + rules.time.tick()) % length].map(|residue| {
                 let base = after - after % length + residue;
                 if base > after {
                     base
@@ -395,11 +397,11 @@ mod tests {
             risk: RiskConfig::default(),
             anomalies: AnomalyConfig::default(),
         };
-        // W = 3 s: residues 0 and 25 % 3 = 1; W = 10 s: residues 0 and 5.
-        assert_eq!(boundaries_after(0, &rules), Some(1_000));
-        assert_eq!(boundaries_after(1_000, &rules), Some(3_000));
-        assert_eq!(boundaries_after(3_000, &rules), Some(4_000));
-        assert_eq!(boundaries_after(4_000, &rules), Some(5_000));
+        // W = 3 s: residues 0 and (25 + 1) % 3 = 2; W = 10 s: residues 0 and 6.
+        assert_eq!(boundaries_after(0, &rules), Some(2_000));
+        assert_eq!(boundaries_after(2_000, &rules), Some(3_000));
+        assert_eq!(boundaries_after(3_000, &rules), Some(5_000));
         assert_eq!(boundaries_after(5_000, &rules), Some(6_000));
+        assert_eq!(boundaries_after(6_000, &rules), Some(8_000));
     }
 }

@@ -29,100 +29,17 @@ use flowscope_operators::{Millis, TimeModel};
 use flowscope_queries::graph::{
     self, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostAnswer, HostSummary,
 };
-use flowscope_queries::{WindowSpec, Windows};
 use proptest::prelude::*;
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::Probe;
-use timely::dataflow::{Scope, Stream};
 use timely::progress::Antichain;
 use timely::scheduling::Activator;
 
-// ---------------------------------------------------------------------------------------------
-// Scripts
-// ---------------------------------------------------------------------------------------------
+mod common;
 
-/// One step of a script: events sent at the current frontier, then the frontier advances,
-/// then the view is read at `reads` (every `as_of` there is `< advance_to`).
-#[derive(Clone, Debug)]
-struct Phase {
-    events: Vec<Event>,
-    advance_to: Millis,
-    reads: Vec<Millis>,
-}
-
-#[derive(Clone, Debug)]
-struct Script {
-    tick: Millis,
-    /// Window lengths, shortest first.
-    windows: Vec<Millis>,
-    phases: Vec<Phase>,
-    /// Hosts whose host view (and filtered edge lists) are read at every read point.
-    hosts: Vec<IpAddr>,
-}
-
-impl Script {
-    fn time(&self) -> TimeModel {
-        TimeModel::new(self.tick).unwrap()
-    }
-
-    /// The windows, validated as a deployment would (whole ticks, distinct lengths).
-    fn windows(&self) -> Windows {
-        let specs = self
-            .windows
-            .iter()
-            .map(|&length| WindowSpec {
-                name: format!("{length}ms"),
-                length,
-            })
-            .collect();
-        Windows::new(specs, &self.time()).unwrap()
-    }
-
-    fn retention(&self) -> Millis {
-        self.windows().longest().length
-    }
-
-    /// Every event with the timely time the scripted source gives it: `max(own_time, C)`
-    /// where `C` is the frontier in force when it is sent. Computed here, independently of
-    /// the source operator.
-    fn entries(&self) -> Vec<(Event, Millis)> {
-        let time = self.time();
-        let mut frontier: Millis = 0;
-        let mut entries = Vec::new();
-        for phase in &self.phases {
-            for event in &phase.events {
-                let own = (event.ts / self.tick) * self.tick + self.tick;
-                assert_eq!(own, time.own_time(event.ts));
-                entries.push((event.clone(), own.max(frontier)));
-            }
-            assert!(phase.advance_to >= frontier, "frontiers must not go back");
-            assert_eq!(
-                phase.advance_to % self.tick,
-                0,
-                "frontiers must be tick aligned"
-            );
-            frontier = phase.advance_to;
-        }
-        entries
-    }
-
-    fn validate(&self) {
-        let mut frontier = 0;
-        for phase in &self.phases {
-            assert!(phase.advance_to >= frontier);
-            frontier = phase.advance_to;
-            for &t in &phase.reads {
-                assert!(
-                    t < phase.advance_to,
-                    "read at {t} before the frontier {} passed it",
-                    phase.advance_to
-                );
-                assert_eq!(t % self.tick, 0);
-            }
-        }
-    }
-}
+use common::{
+    close, deal, lag_strategy, plan_phases, raw_step, scripted_source, send_phase, Phase, RawStep,
+    Script, Shape, PARK,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The oracle
@@ -296,63 +213,8 @@ impl Oracle {
 // The harness: the real dataflow on 1, 2 and 4 workers
 // ---------------------------------------------------------------------------------------------
 
-/// The longest a waiting worker parks before looking again.
-const PARK: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// How many edges the "top k" read asks for.
 const TOP: usize = 3;
-
-enum Command {
-    Send(Vec<Event>),
-    Advance(Millis),
-    Close,
-}
-
-/// A source like the engine's: it holds a capability at its frontier `C` and emits each
-/// event at `max(own_time(ts), C)`; commands come from the worker's script.
-fn scripted_source<'scope>(
-    scope: Scope<'scope, Millis>,
-    time: TimeModel,
-    commands: Rc<RefCell<VecDeque<Command>>>,
-    activator: Rc<RefCell<Option<Activator>>>,
-) -> Stream<'scope, Millis, Vec<Event>> {
-    source::<_, CapacityContainerBuilder<Vec<Event>>, _, _>(
-        scope,
-        "ScriptedSource",
-        move |capability, info| {
-            *activator.borrow_mut() = Some(scope.activator_for(info.address));
-            let mut capability = Some(capability);
-            move |output| {
-                while let Some(command) = commands.borrow_mut().pop_front() {
-                    match command {
-                        Command::Send(events) => {
-                            let cap = capability.as_ref().expect("send after close");
-                            let frontier = *cap.time();
-                            let mut by_time: BTreeMap<Millis, Vec<Event>> = BTreeMap::new();
-                            for event in events {
-                                by_time
-                                    .entry(time.own_time(event.ts).max(frontier))
-                                    .or_default()
-                                    .push(event);
-                            }
-                            for (at, mut batch) in by_time {
-                                let at_cap = cap.delayed(&at);
-                                output.session(&at_cap).give_container(&mut batch);
-                            }
-                        }
-                        Command::Advance(to) => {
-                            let cap = capability.as_mut().expect("advance after close");
-                            if to > *cap.time() {
-                                cap.downgrade(&to);
-                            }
-                        }
-                        Command::Close => capability = None,
-                    }
-                }
-            }
-        },
-    )
-}
 
 /// One read of one worker at (phase, as_of, window).
 #[derive(Clone, Debug)]
@@ -417,25 +279,8 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
         let mut reads = Vec::new();
         let mut global = 0usize;
         for (phase_index, phase) in script.phases.iter().enumerate() {
-            let mine: Vec<Event> = phase
-                .events
-                .iter()
-                .filter(|_| {
-                    let keep = global % peers == index;
-                    global += 1;
-                    keep
-                })
-                .cloned()
-                .collect();
-            commands.borrow_mut().push_back(Command::Send(mine));
-            commands
-                .borrow_mut()
-                .push_back(Command::Advance(phase.advance_to));
-            activator
-                .borrow()
-                .as_ref()
-                .expect("source built")
-                .activate();
+            let mine = deal(&phase.events, &mut global, index, peers);
+            send_phase(&commands, &activator, mine, phase.advance_to);
 
             // Step until the arrangement (its stream and its trace) has reached the frontier.
             let target = phase.advance_to;
@@ -500,12 +345,7 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
         }
 
         // Let the dataflow finish so that the worker can shut down.
-        commands.borrow_mut().push_back(Command::Close);
-        activator
-            .borrow()
-            .as_ref()
-            .expect("source built")
-            .activate();
+        close(&commands, &activator);
         while !probe.done() {
             worker.step_or_park(Some(PARK));
         }
@@ -704,16 +544,6 @@ const STATUSES: [Status; 7] = [
 const TICK: Millis = 1_000;
 const WINDOWS: [Millis; 3] = [3_000, 10_000, 30_000];
 
-#[derive(Clone, Copy, Debug)]
-enum Shape {
-    /// Timestamps never go back.
-    InOrder,
-    /// Timestamps jittered back by up to 3 s.
-    Jittered,
-    /// Mostly mildly jittered, but some records seconds or minutes late.
-    VeryLate,
-}
-
 /// (src, dst, port, proto) indices into the pools.
 type EdgeIdx = (usize, usize, usize, usize);
 
@@ -731,31 +561,8 @@ struct RawRecord {
     status: usize,
 }
 
-#[derive(Clone, Debug)]
-struct RawStep {
-    size: usize,
-    /// 0 = follow the watermark; 1 = hold the frontier; 2 = jump ahead by `jump` ticks.
-    mode: usize,
-    jump: u64,
-}
-
 fn edge_idx() -> impl Strategy<Value = EdgeIdx> {
     (0..7usize, 0..7usize, 0..PORTS.len(), 0..PROTOS.len())
-}
-
-fn lag_strategy(shape: Shape) -> BoxedStrategy<Millis> {
-    match shape {
-        Shape::InOrder => Just(0).boxed(),
-        Shape::Jittered => (0..3_000u64).boxed(),
-        Shape::VeryLate => prop_oneof![
-            6 => 0..2_000u64,
-            // Late, but still inside the longest window when it arrives (mostly).
-            2 => 4_000..28_000u64,
-            // Minutes late: beyond every window.
-            2 => 31_000..240_000u64,
-        ]
-        .boxed(),
-    }
 }
 
 fn raw_record(shape: Shape) -> impl Strategy<Value = RawRecord> {
@@ -795,15 +602,6 @@ fn raw_record(shape: Shape) -> impl Strategy<Value = RawRecord> {
         )
 }
 
-fn raw_step() -> impl Strategy<Value = RawStep> {
-    (
-        1..8usize,
-        prop_oneof![6 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)],
-        1..15u64,
-    )
-        .prop_map(|(size, mode, jump)| RawStep { size, mode, jump })
-}
-
 /// Assembles a script: records in arrival order, cut into steps; after each step the
 /// frontier follows the watermark (largest ts so far − lateness), holds, or jumps ahead.
 fn build_script(
@@ -816,7 +614,6 @@ fn build_script(
 ) -> Script {
     let time = TimeModel::new(TICK).unwrap();
     let ips = ip_pool();
-    let longest = *WINDOWS.last().unwrap();
     let mut clock = base;
     let events: Vec<Event> = records
         .iter()
@@ -843,97 +640,7 @@ fn build_script(
         })
         .collect();
 
-    let mut phases = Vec::new();
-    let mut frontier: Millis = 0;
-    let mut max_ts: Option<Millis> = None;
-    let mut rest = &events[..];
-    let mut step_index = 0;
-    while !rest.is_empty() {
-        let step = &steps[step_index % steps.len()];
-        step_index += 1;
-        let (now, later) = rest.split_at(step.size.min(rest.len()));
-        rest = later;
-        for e in now {
-            max_ts = Some(max_ts.map_or(e.ts, |m| m.max(e.ts)));
-        }
-        let watermark_frontier = max_ts.map_or(0, |m| {
-            time.frontier_for_watermark(m.saturating_sub(lateness))
-        });
-        let next = match step.mode {
-            0 => frontier.max(watermark_frontier),
-            1 => frontier,
-            _ => frontier.max(watermark_frontier) + step.jump * TICK,
-        };
-        // Reads: the last complete as_of and the previous frontier.
-        let mut reads = BTreeSet::new();
-        if next > frontier {
-            reads.insert(next - TICK);
-            reads.insert(frontier);
-        }
-        phases.push(Phase {
-            events: now.to_vec(),
-            advance_to: next,
-            reads: reads.into_iter().filter(|&t| t < next).collect(),
-        });
-        frontier = next;
-    }
-
-    // After input ends: the frontier moves past every record and past the longest window, so
-    // everything has also left again. Read at interesting as_ofs across the whole history:
-    // when each record entered, and the tick before and at which it leaves each window.
-    let max_own = events
-        .iter()
-        .map(|e| time.own_time(e.ts))
-        .max()
-        .unwrap_or(0);
-    let final_frontier = frontier.max(max_own) + longest + TICK;
-    let mut candidates = BTreeSet::new();
-    let mut entry_frontier = 0;
-    for phase in &phases {
-        for e in &phase.events {
-            let own = time.own_time(e.ts);
-            candidates.insert(own.max(entry_frontier));
-            for w in WINDOWS {
-                candidates.insert(own + w - TICK);
-                candidates.insert(own + w);
-            }
-        }
-        entry_frontier = phase.advance_to;
-        if phase.advance_to >= TICK {
-            candidates.insert(phase.advance_to - TICK);
-        }
-    }
-    candidates.insert(final_frontier - TICK);
-    let candidates: Vec<Millis> = candidates
-        .into_iter()
-        .filter(|&t| t < final_frontier)
-        .collect();
-    // At most 30 of them, evenly spread.
-    let stride = candidates.len().div_ceil(30).max(1);
-    let mut final_reads: BTreeSet<Millis> = candidates.iter().copied().step_by(stride).collect();
-    // Always: the first as_of that sees every record, the frontier before input ended, and
-    // the last as_of (by when everything has left every window).
-    let all_in = phases
-        .iter()
-        .scan(0, |frontier, phase| {
-            let entries: Vec<Millis> = phase
-                .events
-                .iter()
-                .map(|e| time.own_time(e.ts).max(*frontier))
-                .collect();
-            *frontier = phase.advance_to;
-            Some(entries)
-        })
-        .flatten()
-        .max()
-        .unwrap_or(0);
-    final_reads.extend([all_in, frontier, final_frontier - TICK]);
-    let final_reads: Vec<Millis> = final_reads.into_iter().collect();
-    phases.push(Phase {
-        events: Vec::new(),
-        advance_to: final_frontier,
-        reads: final_reads,
-    });
+    let phases = plan_phases(time, &WINDOWS, lateness, &events, &steps, 30);
 
     let mut host_ips: Vec<IpAddr> = hosts.into_iter().map(|h| ips[h]).collect();
     host_ips.sort();
@@ -969,15 +676,7 @@ fn script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
 /// `cases` per property, unless `PROPTEST_CASES` asks for another number (for a deeper
 /// run: `PROPTEST_CASES=500 cargo test -p flowscope-queries --test graph_oracle`).
 fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        max_shrink_iters: 200,
-        ..ProptestConfig::default()
-    }
+    common::config(cases, None)
 }
 
 proptest! {
