@@ -780,4 +780,43 @@ mod tests {
         assert_eq!(gone.len(), 1, "{ended:#?}");
         assert_eq!(gone[0].1, -1);
     }
+
+    /// All-external traffic: every byte counts toward `external`, which clamps at 20, and
+    /// each public destination is a first contact, listed in every window.
+    #[test]
+    fn all_external_traffic() {
+        let mut driver = Driver::new();
+        let public = |i: u8, ts: Millis| Contact {
+            dst: IpAddr::from([8, 8, 8, i]),
+            dst_port: 443,
+            span: TickSpan {
+                first: ts,
+                last: ts,
+            },
+            stats: FlowStats::one(100_000_000, 1_000, 10, false),
+        };
+        let changes = driver.at(
+            2_000,
+            &[public(1, 1_100), public(2, 1_200), public(3, 1_300)],
+        );
+        let risks: Vec<Risk> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Risk { new: Some(r), .. } => Some(*r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(risks.len(), 3, "one row per window");
+        for risk in risks {
+            assert_eq!(risk.factors.external.value, 300_000_000);
+            assert_eq!(risk.factors.external.points, 20);
+            // 1 + external 20; 3 connections, too few for failure points.
+            assert_eq!(risk.score, 21);
+        }
+        let contacts = changes
+            .iter()
+            .filter(|c| matches!(c, Change::Anomaly { anomaly, diff: 1, .. } if anomaly.kind == AnomalyKind::NewExternalDestination))
+            .count();
+        assert_eq!(contacts, 3 * 3, "three first contacts in three windows");
+    }
 }
