@@ -1263,7 +1263,7 @@ proptest! {
 }
 
 /// Cases per property by default.
-const CASES: u32 = 8;
+const CASES: u32 = 32;
 
 // ---------------------------------------------------------------------------------------------
 // The strategies are not vacuous
