@@ -44,8 +44,11 @@ pub fn generator(records: u64, hosts: u32, rate: u64) -> GeneratorConfig {
 pub enum Views {
     /// The connection graph only.
     Graph,
-    /// The graph, risk scores and anomalies (the default of `flowscope run`).
+    /// The graph, risk scores and anomalies.
     GraphAndRisk,
+    /// Every built-in view: graph, risk, anomalies and segmentation (the default of
+    /// `flowscope run`).
+    All,
 }
 
 /// Runs the engine with `workers` threads until every generated record is visible in
@@ -61,9 +64,11 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig, views: Views) ->
         source: SourceConfig::Generator(generator),
         cluster: ClusterConfig::Single { workers },
         state_dir: None,
-        risk_views: views == Views::GraphAndRisk,
+        risk_views: views != Views::Graph,
         analysis: Default::default(),
         alerts: None,
+        segment_views: views == Views::All,
+        segments: Default::default(),
     };
     let started = Instant::now();
     let engine = Engine::start(config).expect("the engine starts");

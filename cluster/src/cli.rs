@@ -132,13 +132,25 @@ pub struct RunArgs {
         env = "FLOWSCOPE_STATE_DIR"
     )]
     pub state_dir: PathBuf,
-    /// Analysis settings (sensitive ports, private ranges, severity bands, anomaly
-    /// thresholds) in TOML; see docs/risk-and-anomalies.md [default: DESIGN §4's].
+    /// Analysis settings (sensitive ports, private ranges, severity bands, anomaly and
+    /// segmentation thresholds) in TOML; see docs/risk-and-anomalies.md and
+    /// docs/segments.md [default: DESIGN §4's].
     #[arg(long, value_name = "FILE", env = "FLOWSCOPE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Run the connection graph only, without the risk and anomaly views.
-    #[arg(long, env = "FLOWSCOPE_NO_RISK_VIEWS", conflicts_with_all = ["config", "alerts_topic"])]
+    #[arg(long, env = "FLOWSCOPE_NO_RISK_VIEWS", conflicts_with = "alerts_topic")]
     pub no_risk_views: bool,
+    /// Run without the segmentation views (segments, hubs, policy, policy violations).
+    #[arg(long, env = "FLOWSCOPE_NO_SEGMENT_VIEWS")]
+    pub no_segment_views: bool,
+    /// Hosts with at least this many distinct peers in the 24h window are hubs (shared
+    /// services), not clustered [default: 50, or the --config file's].
+    #[arg(long, value_name = "N", env = "FLOWSCOPE_HUB_DEGREE", value_parser = clap::value_parser!(u64).range(1..))]
+    pub hub_degree: Option<u64>,
+    /// Two hosts with at least this many connections between them in the 24h window are
+    /// in one segment [default: 3, or the --config file's].
+    #[arg(long, value_name = "N", env = "FLOWSCOPE_MIN_EDGE_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_edge_connections: Option<u64>,
     /// Write anomalies and severity changes as JSON to this Kafka topic (needs --brokers).
     #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_ALERTS_TOPIC")]
     pub alerts_topic: Option<String>,
@@ -388,10 +400,18 @@ impl RunArgs {
                 "--brokers and --kafka-option are for --source kafka or --alerts-topic".into(),
             );
         }
-        let analysis = match &self.config {
+        let settings = match &self.config {
             Some(path) => crate::config_file::load(path)?,
             None => Default::default(),
         };
+        let analysis = settings.analysis;
+        let mut segments = settings.segments;
+        if let Some(degree) = self.hub_degree {
+            segments.hub_degree = degree;
+        }
+        if let Some(connections) = self.min_edge_connections {
+            segments.min_edge_connections = connections;
+        }
         let alerts = match &self.alerts_topic {
             Some(topic) if topic.trim().is_empty() => {
                 return Err("--alerts-topic must not be empty".into())
@@ -511,6 +531,8 @@ impl RunArgs {
             risk_views: !self.no_risk_views,
             analysis,
             alerts,
+            segment_views: !self.no_segment_views,
+            segments,
         };
         engine.validate().map_err(|e| e.to_string())?;
         Ok(RunConfig { engine, http })

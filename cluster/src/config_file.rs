@@ -1,11 +1,13 @@
 //! The analysis settings file given to `--config` (TOML): sensitive ports, private ranges,
-//! severity bands and anomaly thresholds. Every key is optional and falls back to DESIGN
-//! §4's defaults; an unknown key is an error, so that a typo never leaves a default in
-//! force unnoticed. The format is documented in docs/risk-and-anomalies.md.
+//! severity bands, anomaly thresholds and segmentation thresholds. Every key is optional
+//! and falls back to DESIGN §4's defaults; an unknown key is an error, so that a typo never
+//! leaves a default in force unnoticed. The format is documented in
+//! docs/risk-and-anomalies.md and docs/segments.md.
 
 use std::path::Path;
 
 use flowscope_operators::anomaly::{FanoutSpikeRule, PortScanRule};
+use flowscope_operators::segments::SegmentRules;
 use flowscope_queries::RiskSettings;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -17,6 +19,22 @@ struct FileConfig {
     risk: RiskSection,
     #[serde(default)]
     anomalies: AnomaliesSection,
+    #[serde(default)]
+    segments: SegmentsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentsSection {
+    hub_degree: Option<u64>,
+    min_edge_connections: Option<u64>,
+}
+
+/// Everything a settings file sets.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    pub analysis: RiskSettings,
+    pub segments: SegmentRules,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,14 +79,14 @@ struct FanoutSpikeSection {
 }
 
 /// Reads and validates a settings file.
-pub fn load(path: &Path) -> Result<RiskSettings, String> {
+pub fn load(path: &Path) -> Result<Settings, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--config {}: cannot read it: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("--config {}: {e}", path.display()))
 }
 
 /// Parses settings from TOML text, defaults filling what it leaves out.
-pub fn parse(text: &str) -> Result<RiskSettings, String> {
+pub fn parse(text: &str) -> Result<Settings, String> {
     let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
     let mut settings = RiskSettings::default();
     let risk = &mut settings.risk;
@@ -119,7 +137,22 @@ pub fn parse(text: &str) -> Result<RiskSettings, String> {
     if settings.anomalies.fanout_spike.min_destinations == 0 {
         return Err("anomalies.fanout_spike: min_destinations must be at least 1".into());
     }
-    Ok(settings)
+
+    let defaults = SegmentRules::default();
+    let segments = SegmentRules {
+        hub_degree: file.segments.hub_degree.unwrap_or(defaults.hub_degree),
+        min_edge_connections: file
+            .segments
+            .min_edge_connections
+            .unwrap_or(defaults.min_edge_connections),
+    };
+    if segments.hub_degree == 0 || segments.min_edge_connections == 0 {
+        return Err("segments: hub_degree and min_edge_connections must be at least 1".into());
+    }
+    Ok(Settings {
+        analysis: settings,
+        segments,
+    })
 }
 
 #[cfg(test)]
@@ -128,15 +161,19 @@ mod tests {
 
     #[test]
     fn an_empty_file_gives_the_defaults() {
-        assert_eq!(parse("").unwrap(), RiskSettings::default());
+        assert_eq!(parse("").unwrap(), Settings::default());
     }
 
     #[test]
     fn the_documented_example_parses_to_the_defaults() {
-        let doc = include_str!("../../docs/risk-and-anomalies.md");
-        let start = doc.find("```toml").expect("the doc has a TOML example") + "```toml".len();
-        let end = start + doc[start..].find("```").expect("closed");
-        assert_eq!(parse(&doc[start..end]).unwrap(), RiskSettings::default());
+        for doc in [
+            include_str!("../../docs/risk-and-anomalies.md"),
+            include_str!("../../docs/segments.md"),
+        ] {
+            let start = doc.find("```toml").expect("the doc has a TOML example") + "```toml".len();
+            let end = start + doc[start..].find("```").expect("closed");
+            assert_eq!(parse(&doc[start..end]).unwrap(), Settings::default());
+        }
     }
 
     #[test]
@@ -152,9 +189,14 @@ mod tests {
             min_failed_percent = 80
             [anomalies.fanout_spike]
             factor = 3
+            [segments]
+            hub_degree = 20
             "#,
         )
         .unwrap();
+        assert_eq!(settings.segments.hub_degree, 20);
+        assert_eq!(settings.segments.min_edge_connections, 3);
+        let settings = settings.analysis;
         assert_eq!(settings.risk.sensitive_ports, vec![8443]);
         assert!(settings.risk.is_private("100.64.1.1".parse().unwrap()));
         assert!(!settings.risk.is_private("10.0.0.1".parse().unwrap()));
@@ -179,6 +221,10 @@ mod tests {
         assert!(err.contains("sensitive_ports"), "{err}");
         let err = parse("[anomalies.port_scan]\nmin_failed_percent = 101\n").unwrap_err();
         assert!(err.contains("min_failed_percent"), "{err}");
+        let err = parse("[segments]\nmin_edge_connections = 0\n").unwrap_err();
+        assert!(err.contains("min_edge_connections"), "{err}");
+        let err = parse("[segments]\nhub = 3\n").unwrap_err();
+        assert!(err.contains("hub"), "{err}");
         assert!(parse("not toml [").is_err());
     }
 }

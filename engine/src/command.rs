@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 use flowscope_operators::anomaly::{Anomaly, AnomalyKind};
 use flowscope_operators::risk::Severity;
+use flowscope_queries::segments::{
+    HostSegment, Label, PolicyFilter, PolicyRow, SegmentDetail, SegmentList,
+};
 use flowscope_queries::{EdgeFilter, EdgeRow, HostAnswer, RiskRow, WindowHistory};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +70,14 @@ pub enum ViewQuery {
         kind: Option<AnomalyKind>,
         limit: usize,
     },
+    /// The largest segments, each with its `members` busiest members, and the hubs.
+    Segments { limit: usize, members: usize },
+    /// One segment or hub, with at most `limit` members.
+    Segment { id: Label, limit: usize },
+    /// Which segment a host is in.
+    HostSegment { ip: IpAddr },
+    /// The proposed allow-list, in key order.
+    Policy { filter: PolicyFilter, limit: usize },
     /// Counters, frontiers and partitions of every worker.
     Status,
     /// The most recent dead letters of every worker.
@@ -97,6 +108,10 @@ pub enum Part {
     Risks(Vec<RiskRow>),
     RiskHost(RiskHostAnswer),
     Anomalies(Vec<Anomaly>),
+    Segments(SegmentList),
+    Segment(Option<SegmentDetail>),
+    HostSegment(Option<HostSegment>),
+    Policy(Vec<PolicyRow>),
     Status(Box<WorkerStatus>),
     DeadLetters {
         worker: usize,
@@ -126,6 +141,10 @@ pub enum Answer {
     Risks(Vec<RiskRow>),
     RiskHost(RiskHostAnswer),
     Anomalies(Vec<Anomaly>),
+    Segments(SegmentList),
+    Segment(Option<SegmentDetail>),
+    HostSegment(Option<HostSegment>),
+    Policy(Vec<PolicyRow>),
     Status(ClusterStatus),
     DeadLetters {
         /// The most recent letters of each worker, worker by worker, newest first.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flowscope_connectors::kafka::KafkaOptions;
 use flowscope_connectors::{Format, GeneratorConfig};
+use flowscope_operators::segments::SegmentRules;
 use flowscope_operators::{Millis, TimeModel};
 use flowscope_queries::{RiskSettings, Windows};
 use serde::{Deserialize, Serialize};
@@ -133,6 +134,10 @@ pub struct EngineConfig {
     pub analysis: RiskSettings,
     /// Where alerts go, if anywhere.
     pub alerts: Option<AlertsConfig>,
+    /// Whether the segmentation views run (segments, hubs, policy, policy violations).
+    pub segment_views: bool,
+    /// The thresholds of the segmentation.
+    pub segments: SegmentRules,
 }
 
 /// The Kafka topic that receives anomaly and severity alerts as JSON.
@@ -157,6 +162,8 @@ pub enum ConfigError {
     NoStateDir,
     #[error("risk settings: {0}")]
     Analysis(String),
+    #[error("segment settings: {0} must be at least 1")]
+    Segments(&'static str),
 }
 
 impl EngineConfig {
@@ -185,6 +192,8 @@ impl EngineConfig {
             "processes": self.cluster.processes(),
             "risk_views": self.risk_views,
             "analysis": self.analysis,
+            "segment_views": self.segment_views,
+            "segments": self.segments,
         })
         .to_string()
     }
@@ -217,6 +226,12 @@ impl EngineConfig {
             .risk
             .validate()
             .map_err(ConfigError::Analysis)?;
+        if self.segments.hub_degree == 0 {
+            return Err(ConfigError::Segments("hub_degree"));
+        }
+        if self.segments.min_edge_connections == 0 {
+            return Err(ConfigError::Segments("min_edge_connections"));
+        }
         Ok(())
     }
 }

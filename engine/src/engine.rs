@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use flowscope_operators::Millis;
 use flowscope_queries::graph::{merge_edges, merge_host};
 use flowscope_queries::risk::{merge_anomalies, merge_history, merge_top};
+use flowscope_queries::segments::{merge_lists, merge_policy};
 
 use crate::alerts::AlertSink;
 use crate::command::{
@@ -247,6 +248,39 @@ fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Mil
                 Part::Anomalies(rows) => Some(rows),
                 _ => None,
             }),
+            *limit,
+        )),
+        ViewQuery::Segments { limit, .. } => Answer::Segments(merge_lists(
+            parts
+                .into_iter()
+                .filter_map(|p| match p.part {
+                    Part::Segments(list) => Some(list),
+                    _ => None,
+                })
+                .collect(),
+            *limit,
+        )),
+        // A segment, and a host's label, live on exactly one worker.
+        ViewQuery::Segment { .. } => {
+            Answer::Segment(parts.into_iter().find_map(|p| match p.part {
+                Part::Segment(found) => found,
+                _ => None,
+            }))
+        }
+        ViewQuery::HostSegment { .. } => {
+            Answer::HostSegment(parts.into_iter().find_map(|p| match p.part {
+                Part::HostSegment(found) => found,
+                _ => None,
+            }))
+        }
+        ViewQuery::Policy { limit, .. } => Answer::Policy(merge_policy(
+            parts
+                .into_iter()
+                .filter_map(|p| match p.part {
+                    Part::Policy(rows) => Some(rows),
+                    _ => None,
+                })
+                .collect(),
             *limit,
         )),
         ViewQuery::Status => {
@@ -553,6 +587,8 @@ mod tests {
             risk_views: true,
             analysis: Default::default(),
             alerts: None,
+            segment_views: true,
+            segments: Default::default(),
         };
         let shared = Shared::new(config);
         assert_eq!(

@@ -13,9 +13,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::trace::TraceReader;
+use flowscope_operators::anomaly::AnomalyKind;
 use flowscope_operators::Millis;
 use flowscope_queries::graph::GraphReader;
-use flowscope_queries::{GraphTrace, RiskReader, RiskTraces};
+use flowscope_queries::risk::merge_anomalies;
+use flowscope_queries::{GraphTrace, RiskReader, RiskTraces, SegmentReader, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Exchange, Operator};
 use timely::dataflow::Stream;
@@ -31,6 +33,8 @@ pub struct Views {
     pub graph: GraphTrace,
     /// Absent when the risk views are off.
     pub risk: Option<RiskTraces>,
+    /// Absent when the segmentation views are off.
+    pub segments: Option<SegmentTraces>,
 }
 
 impl Views {
@@ -46,6 +50,9 @@ impl Views {
         self.graph.set_physical_compaction(complete);
         if let Some(risk) = self.risk.as_mut() {
             risk.compact(readable.borrow(), complete, longest);
+        }
+        if let Some(segments) = self.segments.as_mut() {
+            segments.compact(readable.borrow(), complete);
         }
     }
 }
@@ -120,9 +127,36 @@ pub fn serve_peeks<'scope>(
                             }
                             None => RiskHostAnswer::default(),
                         }),
-                        ViewQuery::Anomalies { window, kind, limit } => Part::Anomalies(match views.risk.as_mut() {
-                            Some(traces) => RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
-                                .anomalies(*window, *kind, *limit),
+                        ViewQuery::Anomalies { window, kind, limit } => {
+                            let mut found = Vec::new();
+                            if let Some(traces) = views.risk.as_mut().filter(|_| *kind != Some(AnomalyKind::PolicyViolation)) {
+                                found.push(
+                                    RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
+                                        .anomalies(*window, *kind, *limit),
+                                );
+                            }
+                            if let Some(traces) = views
+                                .segments
+                                .as_mut()
+                                .filter(|_| kind.is_none_or(|kind| kind == AnomalyKind::PolicyViolation))
+                            {
+                                found.push(SegmentReader::new(traces, *read_at).violations(*window, *limit));
+                            }
+                            Part::Anomalies(merge_anomalies(found, *limit))
+                        }
+                        // Without segmentation views (never asked for by the frontend) the parts are empty.
+                        ViewQuery::Segments { limit, members } => Part::Segments(match views.segments.as_mut() {
+                            Some(traces) => SegmentReader::new(traces, *read_at).list(*limit, *members),
+                            None => Default::default(),
+                        }),
+                        ViewQuery::Segment { id, limit } => Part::Segment(
+                            views.segments.as_mut().and_then(|traces| SegmentReader::new(traces, *read_at).segment(id, *limit)),
+                        ),
+                        ViewQuery::HostSegment { ip } => Part::HostSegment(
+                            views.segments.as_mut().and_then(|traces| SegmentReader::new(traces, *read_at).host(*ip)),
+                        ),
+                        ViewQuery::Policy { filter, limit } => Part::Policy(match views.segments.as_mut() {
+                            Some(traces) => SegmentReader::new(traces, *read_at).policy(*filter, *limit),
                             None => Vec::new(),
                         }),
                         ViewQuery::Status => {

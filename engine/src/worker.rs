@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowscope_operators::{Millis, WatermarkReport};
-use flowscope_queries::{graph, risk};
+use flowscope_queries::{graph, risk, segments};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::Map;
@@ -121,9 +121,16 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             progress = progress.concat(risks.progress);
             risk_traces = Some(risks.traces);
         }
+        let mut segment_traces = None;
+        if config.segment_views {
+            let rendered = segments::render(&arranged, config.segments);
+            progress = progress.concat(rendered.progress);
+            segment_traces = Some(rendered.traces);
+        }
         let views = peek::Views {
             graph: arranged.trace,
             risk: risk_traces,
+            segments: segment_traces,
         };
         let (input, requests) = scope.new_input::<Vec<PeekRequest>>();
         let parts = peek::serve_peeks(

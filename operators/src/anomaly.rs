@@ -7,23 +7,29 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use flowscope_events::Proto;
+
 use crate::risk::HostCounters;
+use crate::segments::SegmentId;
 use crate::time::Millis;
 
-/// The kinds of anomaly. `policy_violation` joins them once the segmentation view exists.
+/// The kinds of anomaly. The first three come from each host's windows
+/// ([`crate::host_windows`]); `policy_violation` from the segmentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
     PortScan,
     FanoutSpike,
     NewExternalDestination,
+    PolicyViolation,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 3] = [
+    pub const ALL: [AnomalyKind; 4] = [
         AnomalyKind::PortScan,
         AnomalyKind::FanoutSpike,
         AnomalyKind::NewExternalDestination,
+        AnomalyKind::PolicyViolation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +37,7 @@ impl AnomalyKind {
             AnomalyKind::PortScan => "port_scan",
             AnomalyKind::FanoutSpike => "fanout_spike",
             AnomalyKind::NewExternalDestination => "new_external_destination",
+            AnomalyKind::PolicyViolation => "policy_violation",
         }
     }
 }
@@ -43,7 +50,7 @@ impl std::str::FromStr for AnomalyKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown anomaly kind {s:?}; use port_scan, fanout_spike or new_external_destination"
+                    "unknown anomaly kind {s:?}; use port_scan, fanout_spike, new_external_destination or policy_violation"
                 )
             })
     }
@@ -200,6 +207,15 @@ pub enum Evidence {
     NewExternalDestination {
         dst_ip: IpAddr,
     },
+    /// A connection between two segments (or hubs) on a (port, protocol) that the policy
+    /// had not seen between them before it in the window.
+    PolicyViolation {
+        from: SegmentId<IpAddr>,
+        to: SegmentId<IpAddr>,
+        dst_ip: IpAddr,
+        dst_port: u16,
+        proto: Proto,
+    },
 }
 
 /// One detection in one window.
@@ -209,6 +225,7 @@ pub struct Anomaly {
     pub kind: AnomalyKind,
     /// `port_scan`, `fanout_spike`: the as_of from which the rule has held without a
     /// break. `new_external_destination`: the timestamp of the first contact.
+    /// `policy_violation`: the timestamp of the violating connection.
     pub first_detected: Millis,
     pub evidence: Evidence,
 }
@@ -254,6 +271,19 @@ impl Serialize for FlatEvidence<'_> {
             }
             Evidence::NewExternalDestination { dst_ip } => {
                 map.serialize_entry("dst_ip", &dst_ip)?;
+            }
+            Evidence::PolicyViolation {
+                from,
+                to,
+                dst_ip,
+                dst_port,
+                proto,
+            } => {
+                map.serialize_entry("from", &from.to_string())?;
+                map.serialize_entry("to", &to.to_string())?;
+                map.serialize_entry("dst_ip", &dst_ip)?;
+                map.serialize_entry("dst_port", &dst_port)?;
+                map.serialize_entry("proto", &proto)?;
             }
         }
         map.end()

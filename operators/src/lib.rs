@@ -5,13 +5,17 @@
 //! pre-aggregates records by (key, tick) and retracts them in the future ([`window`]), and
 //! small algorithms shared by views ([`topk`]). Risk scoring ([`risk`]) and the anomaly
 //! rules ([`anomaly`]) are pure functions; [`host_state`] keeps each source host's windows
-//! and [`host_windows`] is the operator that maintains them incrementally.
+//! and [`host_windows`] is the operator that maintains them incrementally. [`segments`]
+//! groups hosts into microsegments with differential's label propagation, and
+//! [`earliest`] keeps the smallest value under each key.
 
 pub mod aggregates;
 pub mod anomaly;
+pub mod earliest;
 pub mod host_state;
 pub mod host_windows;
 pub mod risk;
+pub mod segments;
 pub mod time;
 pub mod topk;
 pub mod window;

@@ -6,12 +6,16 @@
 //! * [`graph`] — the connection graph: edges and hosts per window.
 //! * [`risk`] — risk scores and anomalies per source host and window, from the graph's
 //!   updates; [`read`] holds the cursor walks their readers share.
+//! * [`segments`] — microsegmentation over the longest window: segments, hubs, the
+//!   proposed allow-list policy and its violations.
 
 pub mod graph;
 pub mod read;
 pub mod risk;
+pub mod segments;
 pub mod windows;
 
 pub use graph::{EdgeFilter, EdgeRow, GraphTrace, HostAnswer, HostSummary};
 pub use risk::{RiskReader, RiskRow, RiskSettings, RiskTraces, WindowHistory};
+pub use segments::{SegmentReader, SegmentTraces};
 pub use windows::{parse_duration_ms, WindowSpec, Windows, WindowsError};

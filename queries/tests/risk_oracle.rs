@@ -576,6 +576,7 @@ impl<'a> Oracle<'a> {
             AnomalyKind::PortScan => 0,
             AnomalyKind::FanoutSpike => 1,
             AnomalyKind::NewExternalDestination => 2,
+            AnomalyKind::PolicyViolation => 3,
         };
         rows.sort_by(|a, b| {
             b.first_detected
@@ -623,6 +624,9 @@ fn evidence_key(e: &Evidence) -> (u64, u64, u64, u64, Option<IpAddr>) {
             None,
         ),
         Evidence::NewExternalDestination { dst_ip } => (0, 0, 0, 0, Some(dst_ip)),
+        Evidence::PolicyViolation { .. } => {
+            unreachable!("the risk view never reports policy violations")
+        }
     }
 }
 
@@ -1323,6 +1327,9 @@ fn features(script: &Script, settings: &RiskSettings) -> [bool; FEATURES.len()] 
                             {
                                 seen[15] = true;
                             }
+                        }
+                        AnomalyKind::PolicyViolation => {
+                            unreachable!("the oracle never makes policy violations")
                         }
                     }
                     seen[12] |=

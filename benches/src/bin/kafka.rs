@@ -220,6 +220,8 @@ fn engine_config(
         risk_views: true,
         analysis: Default::default(),
         alerts: None,
+        segment_views: true,
+        segments: Default::default(),
     }
 }
 

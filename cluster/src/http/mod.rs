@@ -8,6 +8,7 @@ mod error;
 mod metrics;
 mod params;
 mod risk;
+mod segments;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -98,6 +99,34 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         .and_then(
             |q: String, client: Client| async move { respond(risk::anomalies(client, q).await) },
         );
+    let segment_list = warp::path!("v1" / "segments")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(
+            |q: String, client: Client| async move { respond(segments::list(client, q).await) },
+        );
+    let segment = warp::path!("v1" / "segments" / String)
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(|id: String, q: String, client: Client| async move {
+            respond(segments::segment(client, id, q).await)
+        });
+    let host_segment = warp::path!("v1" / "hosts" / String / "segment")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(|ip: String, q: String, client: Client| async move {
+            respond(segments::host(client, ip, q).await)
+        });
+    let policy = warp::path!("v1" / "policy")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(
+            |q: String, client: Client| async move { respond(segments::policy(client, q).await) },
+        );
     let dashboard = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(DASHBOARD).into_response());
@@ -118,6 +147,14 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         .or(risk_host)
         .unify()
         .or(anomalies)
+        .unify()
+        .or(segment_list)
+        .unify()
+        .or(segment)
+        .unify()
+        .or(host_segment)
+        .unify()
+        .or(policy)
         .unify()
         .or(dashboard)
         .unify();

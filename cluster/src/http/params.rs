@@ -45,6 +45,11 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
+    /// A parameter's text, if given and not empty.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
@@ -76,13 +81,25 @@ impl Params {
 
     /// `limit`, defaulting to `default`, within 1..=`max`.
     pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.get("limit") {
+        self.count("limit", "bad_limit", default, max)
+    }
+
+    /// A whole-number parameter within 1..=`max`, defaulting to `default`; `code` names
+    /// the error.
+    pub fn count(
+        &self,
+        key: &str,
+        code: &'static str,
+        default: usize,
+        max: usize,
+    ) -> Result<usize, ApiError> {
+        match self.get(key) {
             None => Ok(default),
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
                 _ => Err(ApiError::bad_request(
-                    "bad_limit",
-                    format!("limit must be a whole number from 1 to {max}, got {v:?}"),
+                    code,
+                    format!("{key} must be a whole number from 1 to {max}, got {v:?}"),
                 )),
             },
         }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use warp::reply::Response;
 
 use super::params::{self, Params};
+use super::segments::require_segment_views;
 use super::{json_reply, peek, window_json, ApiError};
 
 /// The risk routes answer 404 `view_disabled` when the engine runs without them.
@@ -107,14 +108,20 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
     Ok(json_reply(&body))
 }
 
-/// `GET /v1/anomalies?window=&kind=&limit=`: newest detection first.
+/// `GET /v1/anomalies?window=&kind=&limit=`: newest detection first. Policy violations
+/// come from the segmentation views, the other kinds from the risk views: the route
+/// answers while either runs, and a kind whose view is off is `view_disabled`.
 pub async fn anomalies(client: Client, raw: String) -> Result<Response, ApiError> {
-    require_risk_views(&client)?;
     let params = Params::parse(&raw, &["window", "kind", "limit"])?;
     let window = params.window(client.config())?;
     let kind = params
         .parsed::<AnomalyKind>("kind")
         .map_err(|message| ApiError::bad_request("bad_kind", message))?;
+    match kind {
+        Some(AnomalyKind::PolicyViolation) => require_segment_views(&client)?,
+        Some(_) => require_risk_views(&client)?,
+        None => require_risk_views(&client).or_else(|_| require_segment_views(&client))?,
+    }
     let limit = params.limit(100, 10_000)?;
     let answered = peek(
         &client,

@@ -1,0 +1,172 @@
+//! The segmentation routes: `/v1/segments`, `/v1/segments/{id}`, `/v1/hosts/{ip}/segment`
+//! and `/v1/policy` (docs/segments.md).
+
+use std::net::IpAddr;
+
+use flowscope_engine::{Answer, Client, ViewQuery};
+use flowscope_queries::segments::{Label, PolicyFilter, PolicyRow};
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::params::{self, Params};
+use super::{json_reply, peek, window_json, ApiError};
+
+/// The segmentation routes answer 404 `view_disabled` when the engine runs without them.
+pub(super) fn require_segment_views(client: &Client) -> Result<(), ApiError> {
+    if client.config().segment_views {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "view_disabled",
+        message: "the segmentation views are off (the engine runs with --no-segment-views)".into(),
+    })
+}
+
+/// The window every segmentation answer is over: the longest.
+fn segment_window(client: &Client, as_of: u64) -> serde_json::Value {
+    let longest = client.config().windows.longest();
+    window_json(&longest.name, longest.length, as_of)
+}
+
+fn parse_label(key: &str, value: &str) -> Result<Label, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_segment",
+            format!("{key} must be an address or hub:<address>, got {value:?}"),
+        )
+    })
+}
+
+/// `GET /v1/segments?limit=&members=`: largest segments first, and the hubs.
+pub async fn list(client: Client, raw: String) -> Result<Response, ApiError> {
+    require_segment_views(&client)?;
+    let params = Params::parse(&raw, &["limit", "members"])?;
+    let limit = params.limit(100, 10_000)?;
+    let members = params.count("members", "bad_members", 5, 1_000)?;
+    let answered = peek(&client, ViewQuery::Segments { limit, members }).await?;
+    let Answer::Segments(list) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a segment peek"));
+    };
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": segment_window(&client, answered.as_of),
+        "segments": list.segments,
+        "hubs": list.hubs,
+        "rows": list.rows,
+        "hub_rows": list.hub_rows,
+    })))
+}
+
+/// `GET /v1/segments/{id}?limit=`: one segment (or hub) with its members and edges.
+pub async fn segment(client: Client, id: String, raw: String) -> Result<Response, ApiError> {
+    require_segment_views(&client)?;
+    let id = percent_encoding::percent_decode_str(&id).decode_utf8_lossy();
+    let id = parse_label("a segment id", &id)?;
+    let params = Params::parse(&raw, &["limit"])?;
+    let limit = params.limit(1000, 100_000)?;
+    let answered = peek(&client, ViewQuery::Segment { id, limit }).await?;
+    let Answer::Segment(found) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a segment peek"));
+    };
+    let Some(detail) = found else {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_segment",
+            message: format!(
+                "no segment {id} as of {}: segment ids are the smallest member's address \
+                 (or hub:<address>), and change when segments merge or split",
+                answered.as_of
+            ),
+        });
+    };
+    let mut body = serde_json::to_value(&detail).map_err(|e| ApiError::internal(e.to_string()))?;
+    body["as_of"] = json!(answered.as_of);
+    body["window"] = segment_window(&client, answered.as_of);
+    Ok(json_reply(&body))
+}
+
+/// `GET /v1/hosts/{ip}/segment`: which segment a host is in, or that it is a hub.
+pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiError> {
+    require_segment_views(&client)?;
+    let ip = percent_encoding::percent_decode_str(&ip).decode_utf8_lossy();
+    let ip: IpAddr = params::parse_ip("ip", &ip)?;
+    Params::parse(&raw, &[])?;
+    let answered = peek(&client, ViewQuery::HostSegment { ip }).await?;
+    let Answer::HostSegment(found) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a segment peek"));
+    };
+    let Some(host) = found else {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_host",
+            message: format!(
+                "host {ip} has no connections in the window as of {}",
+                answered.as_of
+            ),
+        });
+    };
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": segment_window(&client, answered.as_of),
+        "ip": host.ip,
+        "segment": host.segment.to_string(),
+        "hub": host.hub,
+    })))
+}
+
+/// `GET /v1/policy?from=&to=&limit=&format=json|csv`: the proposed allow-list.
+pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
+    require_segment_views(&client)?;
+    let params = Params::parse(&raw, &["from", "to", "limit", "format"])?;
+    let label = |key: &str| -> Result<Option<Label>, ApiError> {
+        params.text(key).map(|v| parse_label(key, v)).transpose()
+    };
+    let filter = PolicyFilter {
+        from: label("from")?,
+        to: label("to")?,
+    };
+    let csv = match params.text("format") {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_format",
+                format!("format must be json or csv, got {other:?}"),
+            ))
+        }
+    };
+    let limit = params.limit(10_000, 1_000_000)?;
+    let answered = peek(&client, ViewQuery::Policy { filter, limit }).await?;
+    let Answer::Policy(rows) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a policy peek"));
+    };
+    if csv {
+        return policy_csv(&rows);
+    }
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": segment_window(&client, answered.as_of),
+        "rows": rows,
+    })))
+}
+
+fn policy_csv(rows: &[PolicyRow]) -> Result<Response, ApiError> {
+    // The header is written by hand so that an empty policy still has one.
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    let failed = |e: csv::Error| ApiError::internal(format!("cannot write CSV: {e}"));
+    writer
+        .write_record(["from", "to", "dst_port", "proto", "count"])
+        .map_err(failed)?;
+    for row in rows {
+        writer.serialize(row).map_err(failed)?;
+    }
+    let body = writer
+        .into_inner()
+        .map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))?;
+    Ok(warp::reply::with_header(body, "content-type", "text/csv; charset=utf-8").into_response())
+}
