@@ -1,12 +1,12 @@
 //! One worker, two workers, and two processes started from a host file on localhost give
-//! the same answers — edges, hosts, risk scores, score histories' final values and
-//! anomalies — equal to the oracles'.
+//! the same answers — edges, hosts, risk scores, score histories' final values,
+//! anomalies, segments, hubs and the policy — equal to the oracles'.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{free_port, oracle_risks, oracle_top, rows, Flowscope};
+use common::{free_port, oracle_risks, oracle_segments, oracle_top, rows, Flowscope};
 use flowscope_events::Event;
 use serde_json::Value;
 
@@ -88,7 +88,76 @@ fn answers(fs: &Flowscope) -> Vec<Value> {
         .collect();
     host["history"] = Value::Array(finals);
     out.push(host);
+    // The segmentation, over the longest window (2h).
+    for path in [
+        "/v1/segments?limit=10000&members=3",
+        "/v1/policy?limit=1000000",
+        "/v1/hosts/10.0.0.53/segment",
+    ] {
+        let (code, answer) = fs.get(path);
+        assert_eq!(code, 200, "{path}: {answer}");
+        out.push(answer);
+    }
     out
+}
+
+/// The segments' ids and sizes, the hubs' peers and every policy entry, against the
+/// union-find oracle with the default thresholds.
+fn check_segments_against_oracle(answers: &[Value], events: &[Event]) {
+    let (list, policy) = (&answers[13], &answers[14]);
+    let as_of = list["as_of"].as_u64().unwrap();
+    let oracle = oracle_segments(events, as_of, 7_200_000, 50, 3);
+    let sizes: std::collections::BTreeMap<String, u64> = list["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        list["segments"].as_u64().unwrap(),
+        oracle.sizes.len() as u64
+    );
+    assert_eq!(sizes, oracle.sizes, "segment sizes");
+    assert!(
+        oracle.sizes.values().any(|size| *size > 1) && !oracle.hubs.is_empty(),
+        "the generated traffic makes segments and hubs"
+    );
+    let hubs: std::collections::BTreeMap<std::net::IpAddr, u64> = list["hub_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["ip"].as_str().unwrap().parse().unwrap(),
+                r["peers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(hubs, oracle.hubs, "hubs");
+    assert_eq!(policy["as_of"].as_u64().unwrap(), as_of);
+    let entries: std::collections::BTreeMap<(String, String, u16, flowscope_events::Proto), u64> =
+        policy["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    (
+                        r["from"].as_str().unwrap().to_string(),
+                        r["to"].as_str().unwrap().to_string(),
+                        r["dst_port"].as_u64().unwrap() as u16,
+                        serde_json::from_value(r["proto"].clone()).unwrap(),
+                    ),
+                    r["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+    assert_eq!(entries, oracle.policy, "policy");
 }
 
 fn check_risks_against_oracle(answers: &[Value], events: &[Event]) {
@@ -146,6 +215,7 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     let single = answers(&one);
     check_against_oracle(&single, &events);
     check_risks_against_oracle(&single, &events);
+    check_segments_against_oracle(&single, &events);
     drop(one);
 
     let mut two = Flowscope::run(&[&args[..], &["--workers", "2"]].concat(), free_port());

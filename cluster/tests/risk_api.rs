@@ -326,13 +326,31 @@ fn a_bad_config_file_is_refused_with_its_mistake_named() {
 fn without_risk_views_the_routes_say_so() {
     let events = capture();
     let (fs, _dir) = serve(&events, &["--no-risk-views"]);
-    for path in ["/v1/risks", "/v1/risks/10.0.0.5", "/v1/anomalies"] {
+    for path in [
+        "/v1/risks",
+        "/v1/risks/10.0.0.5",
+        "/v1/anomalies?kind=port_scan",
+    ] {
         let (code, body) = fs.get(path);
         assert_eq!(code, 404, "{path}: {body}");
         assert_eq!(body["error"]["code"], "view_disabled", "{path}: {body}");
     }
     let (code, _) = fs.get("/v1/graph/edges");
     assert_eq!(code, 200);
+    // The segmentation views still run: the anomaly list holds their violations only.
+    let (code, anomalies) = fs.get("/v1/anomalies");
+    assert_eq!(code, 200, "{anomalies}");
+    assert!(
+        rows(&anomalies)
+            .iter()
+            .all(|a| a["kind"] == "policy_violation"),
+        "{anomalies}"
+    );
+    drop(fs);
+    let (fs, _dir) = serve(&events, &["--no-risk-views", "--no-segment-views"]);
+    let (code, body) = fs.get("/v1/anomalies");
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["error"]["code"], "view_disabled", "{body}");
 }
 
 #[test]

@@ -287,3 +287,85 @@ pub fn oracle_risks(events: &[Event], as_of: u64, window: u64) -> Vec<(IpAddr, u
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     rows
 }
+
+/// The segmentation of the window `[as_of − window, as_of)` by docs/segments.md, recomputed
+/// with a union-find: each segment's id and size, each hub's distinct peers, and the
+/// policy as `(from, to, dst_port, proto) → count` with ids written as the API does.
+pub struct SegmentOracle {
+    pub sizes: BTreeMap<String, u64>,
+    pub hubs: BTreeMap<IpAddr, u64>,
+    pub policy: BTreeMap<(String, String, u16, Proto), u64>,
+}
+
+pub fn oracle_segments(
+    events: &[Event],
+    as_of: u64,
+    window: u64,
+    hub_degree: u64,
+    min_edge: u64,
+) -> SegmentOracle {
+    use std::collections::BTreeSet;
+    let records: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.ts < as_of && e.ts >= as_of.saturating_sub(window))
+        .collect();
+    let mut hosts: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut weights: BTreeMap<(IpAddr, IpAddr), u64> = BTreeMap::new();
+    let mut peers: BTreeMap<IpAddr, BTreeSet<IpAddr>> = BTreeMap::new();
+    for e in &records {
+        hosts.insert(e.src_ip);
+        hosts.insert(e.dst_ip);
+        if e.src_ip != e.dst_ip {
+            let pair = (e.src_ip.min(e.dst_ip), e.src_ip.max(e.dst_ip));
+            *weights.entry(pair).or_default() += 1;
+            peers.entry(e.src_ip).or_default().insert(e.dst_ip);
+            peers.entry(e.dst_ip).or_default().insert(e.src_ip);
+        }
+    }
+    let hubs: BTreeMap<IpAddr, u64> = peers
+        .iter()
+        .filter(|(_, p)| p.len() as u64 >= hub_degree)
+        .map(|(h, p)| (*h, p.len() as u64))
+        .collect();
+    let mut parent: BTreeMap<IpAddr, IpAddr> = hosts
+        .iter()
+        .filter(|h| !hubs.contains_key(h))
+        .map(|h| (*h, *h))
+        .collect();
+    fn root(parent: &BTreeMap<IpAddr, IpAddr>, mut h: IpAddr) -> IpAddr {
+        while parent[&h] != h {
+            h = parent[&h];
+        }
+        h
+    }
+    for (&(a, b), &w) in &weights {
+        if w >= min_edge && parent.contains_key(&a) && parent.contains_key(&b) {
+            let (ra, rb) = (root(&parent, a), root(&parent, b));
+            // Union towards the smaller root, so every root is its set's smallest member.
+            parent.insert(ra.max(rb), ra.min(rb));
+        }
+    }
+    let label = |h: IpAddr| -> String {
+        if hubs.contains_key(&h) {
+            format!("hub:{h}")
+        } else {
+            root(&parent, h).to_string()
+        }
+    };
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for h in parent.keys() {
+        *sizes.entry(label(*h)).or_default() += 1;
+    }
+    let mut policy = BTreeMap::new();
+    for e in &records {
+        let (from, to) = (label(e.src_ip), label(e.dst_ip));
+        if from != to {
+            *policy.entry((from, to, e.dst_port, e.proto)).or_default() += 1;
+        }
+    }
+    SegmentOracle {
+        sizes,
+        hubs,
+        policy,
+    }
+}
