@@ -29,7 +29,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the engine (one process, or one process of a cluster) with the HTTP API and dashboard.
-    Run(RunArgs),
+    // Boxed: parsed once, and far larger than the other commands' arguments.
+    Run(Box<RunArgs>),
     /// Write generated records (or a file's records) into a Kafka topic.
     Produce(ProduceArgs),
 }
