@@ -1,5 +1,5 @@
 //! Criterion benchmark of the whole pipeline, with 1 and 2 workers, into the graph view
-//! alone and into the graph, risk and anomaly views.
+//! alone, into the graph, risk and anomaly views, and into every view (segmentation too).
 //!
 //! `cargo bench -p flowscope-benches --bench pipeline`
 
@@ -25,6 +25,7 @@ fn pipeline(c: &mut Criterion) {
     for (name, views) in [
         ("generator_to_graph", Views::Graph),
         ("generator_to_graph_and_risk", Views::GraphAndRisk),
+        ("generator_to_all_views", Views::All),
     ] {
         for workers in [1usize, 2] {
             group.bench_with_input(BenchmarkId::new(name, workers), &workers, |b, &workers| {

@@ -1,9 +1,10 @@
 //! `cargo run --release -p flowscope-benches --bin pipeline -- [--workers N] [--records N]
-//! [--hosts N] [--rate R] [--graph-only] [--count-edges]`
+//! [--hosts N] [--rate R] [--graph-only | --no-segments] [--count-edges]`
 //!
 //! Runs the whole pipeline (generator → source → windowed pre-aggregation → graph
-//! arrangement → risk scores and anomalies) once and prints records/s and peak memory;
-//! `--graph-only` leaves out the risk and anomaly views, to measure what they add. With `--count-edges` it only
+//! arrangement → risk scores and anomalies → segmentation) once and prints records/s and
+//! peak memory; `--graph-only` leaves out every view but the graph and `--no-segments` the
+//! segmentation, to measure what each adds. With `--count-edges` it only
 //! counts the distinct edges the same settings generate (run apart, so that counting does
 //! not add to the engine's peak memory).
 
@@ -25,7 +26,7 @@ fn main() {
     let mut hosts = 2_000u32;
     let mut rate = 20_000u64;
     let mut count_edges = false;
-    let mut views = Views::GraphAndRisk;
+    let mut views = Views::All;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -39,6 +40,7 @@ fn main() {
             "--rate" => rate = value().parse().unwrap_or_else(|_| usage("bad --rate")),
             "--count-edges" => count_edges = true,
             "--graph-only" => views = Views::Graph,
+            "--no-segments" => views = Views::GraphAndRisk,
             other => usage(&format!("unknown option {other}")),
         }
     }
@@ -68,6 +70,6 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("pipeline: {problem}\nusage: pipeline [--workers N] [--records N] [--hosts N] [--rate R] [--graph-only] [--count-edges]");
+    eprintln!("pipeline: {problem}\nusage: pipeline [--workers N] [--records N] [--hosts N] [--rate R] [--graph-only | --no-segments] [--count-edges]");
     std::process::exit(2);
 }
