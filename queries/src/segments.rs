@@ -123,26 +123,24 @@ pub fn render<'scope>(
     let labels = segmentation.labels.arrange_by_key_named("SegmentOfHost");
     let hubs = segmentation.hubs.arrange_by_key_named("HubPeers");
 
+    // Every edge with both ends' segments, counted by connections; members, traffic and
+    // the policy all come from it, so each group of records is labelled once.
+    let labelled = label_both_ends(
+        edges.map(|(src, dst, port, proto)| (src, (dst, port, proto, (src, dst)))),
+        &labels,
+    );
     // A member counts its connections either way; a connection with itself once.
-    let members = edges
+    let members = labelled
         .clone()
-        .flat_map(|(src, dst, _, _)| {
+        .flat_map(|(from, to, (_, _, (src, dst)))| {
             if src == dst {
-                vec![(src, ())]
+                vec![(from, src)]
             } else {
-                vec![(src, ()), (dst, ())]
+                vec![(from, src), (to, dst)]
             }
         })
-        .arrange_by_key_named("ConnectionsOfHost")
-        .join_core(labels.clone(), |host, (), label| Some((*label, *host)))
         .arrange_by_key_named("SegmentMembers");
-
-    // Every edge with both ends' segments: (from, to, port, proto), counted by connections.
-    let labelled = label_both_ends(
-        edges.map(|(src, dst, port, proto)| (src, (dst, port, proto, ()))),
-        &labels,
-    )
-    .map(|(from, to, (port, proto, ()))| (from, to, port, proto));
+    let labelled = labelled.map(|(from, to, (port, proto, _))| (from, to, port, proto));
     let traffic = labelled
         .clone()
         .flat_map(|(from, to, _, _)| {
