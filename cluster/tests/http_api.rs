@@ -246,7 +246,7 @@ fn bad_requests_get_json_errors() {
         ("/v1/risks?sev=low", 400, "unknown_parameter"),
         ("/v1/risks/10.0.0.1?history=maybe", 400, "bad_flag"),
         ("/v1/risks/10.0.0.1?window=1y", 400, "unknown_window"),
-        ("/v1/anomalies?kind=policy_violation", 400, "bad_kind"),
+        ("/v1/anomalies?kind=port_scanning", 400, "bad_kind"),
         ("/v1/anomalies?window=7m", 400, "unknown_window"),
         ("/v1/anomalies?limit=ten", 400, "bad_limit"),
         ("/v1/graph/edges?window=7m", 400, "unknown_window"),
