@@ -2,6 +2,8 @@
 //! `flowscope-operators`, and how an answer is read from its arrangement and merged
 //! across workers.
 //!
+//! * [`plan`] — registered queries: the validated, serialisable Plan both their SQL and
+//!   JSON forms become.
 //! * [`windows`] — the named windows (30m, 2h, 24h by default) every windowed view offers.
 //! * [`graph`] — the connection graph: edges and hosts per window.
 //! * [`risk`] — risk scores and anomalies per source host and window, from the graph's
@@ -10,6 +12,7 @@
 //!   proposed allow-list policy and its violations.
 
 pub mod graph;
+pub mod plan;
 pub mod read;
 pub mod risk;
 pub mod segments;
