@@ -19,6 +19,7 @@ pub mod read;
 pub mod registered;
 pub mod risk;
 pub mod segments;
+pub mod sql;
 pub mod windows;
 
 pub use graph::{EdgeFilter, EdgeRow, GraphTrace, HostAnswer, HostSummary};

@@ -38,7 +38,80 @@ use crate::plan::{Column, PlanError, Term, ValidPlan, Value};
 use crate::read::{visit_rows, Next, RowTrace};
 
 /// The shared arrangement of every record of the longest window, counted by copies.
-pub type RecordsTrace = TraceAgent<KeySpine<Event, Millis, isize>>;
+pub type RecordsTrace = TraceAgent<KeySpine<Record, Millis, isize>>;
+
+/// A record as the records arrangement holds it and exchanges it between processes.
+///
+/// `Event`'s own serde form leaves an absent duration out, as its JSON should; bincode,
+/// which timely uses between processes, cannot skip fields, so records travel as a
+/// plain tuple of every field.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Record(pub Event);
+
+type RecordWire = (
+    Millis,
+    std::net::IpAddr,
+    std::net::IpAddr,
+    u16,
+    u16,
+    flowscope_events::Proto,
+    u64,
+    u64,
+    u64,
+    Option<u64>,
+    flowscope_events::Status,
+);
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = &self.0;
+        let wire: RecordWire = (
+            e.ts,
+            e.src_ip,
+            e.dst_ip,
+            e.src_port,
+            e.dst_port,
+            e.proto,
+            e.bytes_out,
+            e.bytes_in,
+            e.packets,
+            e.duration_ms,
+            e.status,
+        );
+        wire.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (
+            ts,
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            proto,
+            bytes_out,
+            bytes_in,
+            packets,
+            duration_ms,
+            status,
+        ) = RecordWire::deserialize(deserializer)?;
+        Ok(Record(Event {
+            ts,
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            proto,
+            bytes_out,
+            bytes_in,
+            packets,
+            duration_ms,
+            status,
+        }))
+    }
+}
 
 /// A result row inside the dataflow: the group key and its aggregates.
 pub type GroupRow = (Vec<Datum>, Vec<Datum>);
@@ -58,9 +131,9 @@ pub fn render_records<'scope>(
 ) -> Arranged<'scope, RecordsTrace> {
     events
         .pre_aggregate_windowed_named("QueryRecordGroups", time, retention, |e: &Event| {
-            (e.clone(), e.ts, 1isize)
+            (Record(e.clone()), e.ts, 1isize)
         })
-        .map(|(event, _span)| event)
+        .map(|(record, _span)| record)
         .arrange_by_self_named("QueryRecords")
 }
 
