@@ -191,9 +191,13 @@ pub fn render_query<'scope>(
         .map(move |e| split.split(&e))
         .reduce_named("QueryGroups", move |key, values, output| {
             let aggregates = aggregate.aggregate(values);
-            let keep = having.as_ref().is_none_or(|having| {
-                having.eval(&|t: &Term| aggregate.term(t, key, &aggregates)) == Some(true)
-            });
+            // Without GROUP BY the one group is always kept, and HAVING is applied when
+            // the result is read: a group HAVING rejects must not read as "no records",
+            // which gives the row of an empty input instead.
+            let keep = key.is_empty()
+                || having.as_ref().is_none_or(|having| {
+                    having.eval(&|t: &Term| aggregate.term(t, key, &aggregates)) == Some(true)
+                });
             if keep {
                 output.push((aggregates, 1isize));
             }
@@ -339,18 +343,18 @@ pub fn merge_parts(plan: &ValidPlan, parts: Vec<QueryPart>, limit: usize) -> Que
     let shape = order.shape();
     let held: u64 = parts.iter().map(|p| p.total).sum();
     let mut rows: Vec<GroupRow> = parts.into_iter().flat_map(|p| p.rows).collect();
-    // Aggregates without GROUP BY have exactly one row, even over no records.
-    if plan.aggregated && plan.plan.group_by.is_empty() && rows.is_empty() {
-        let empty = shape.empty();
+    // Aggregates without GROUP BY have exactly one row, even over no records, and HAVING
+    // decides whether it is shown.
+    if plan.aggregated && plan.plan.group_by.is_empty() {
+        let row = rows.pop().unwrap_or_else(|| (Vec::new(), shape.empty()));
         let keep = plan.plan.having.as_ref().is_none_or(|having| {
             Condition::<Term>::compile(having).is_ok_and(|having| {
-                having.eval(&|t: &Term| shape.term(t, &[], &empty)) == Some(true)
+                having.eval(&|t: &Term| shape.term(t, &[], &row.1)) == Some(true)
             })
         });
-        if keep {
-            rows.push((Vec::new(), empty));
-            return finish(plan, &order, rows, limit, 1);
-        }
+        let rows = if keep { vec![row] } else { Vec::new() };
+        let held = rows.len() as u64;
+        return finish(plan, &order, rows, limit, held);
     }
     finish(plan, &order, rows, limit, held)
 }

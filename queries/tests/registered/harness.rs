@@ -65,7 +65,7 @@ pub fn run(
             );
             let arranged = render_records(events, time, retention);
             let (probe, _) = arranged.stream.clone().probe();
-            let collection = arranged.as_collection(|record, _| record.0.clone());
+            let collection = arranged.clone().as_collection(|record, _| record.0.clone());
             let traces: Vec<Option<(QueryTrace, ProbeHandle<Millis>)>> = plans
                 .iter()
                 .zip(late)
