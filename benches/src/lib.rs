@@ -46,17 +46,51 @@ pub enum Views {
     Graph,
     /// The graph, risk scores and anomalies.
     GraphAndRisk,
-    /// Every built-in view: graph, risk, anomalies and segmentation (the default of
-    /// `flowscope run`).
+    /// Graph, risk, anomalies and segmentation, without the records arrangement that
+    /// registered queries read (`flowscope run --no-queries`).
+    NoQueries,
+    /// Every built-in view and the records arrangement for registered queries (the
+    /// default of `flowscope run`).
     All,
 }
 
 /// Runs the engine with `workers` threads until every generated record is visible in
 /// every view it maintains.
 pub fn run_pipeline(workers: usize, generator: GeneratorConfig, views: Views) -> PipelineRun {
-    let time = TimeModel::new(1000).expect("a valid tick");
     let records = generator.count.expect("benchmarks need a record count");
-    let config = EngineConfig {
+    let config = engine_config(workers, generator, views);
+    let started = Instant::now();
+    let engine = Engine::start(config).expect("the engine starts");
+    let client = engine.client();
+    wait_until_visible(&client, records);
+    let elapsed = started.elapsed();
+    engine.shutdown().expect("the engine ran without failing");
+    PipelineRun { records, elapsed }
+}
+
+/// Waits until all `records` are read, every partition has finished, and the views are
+/// complete past the largest timestamp; returns that as_of.
+pub fn wait_until_visible(client: &flowscope_engine::Client, records: u64) -> u64 {
+    loop {
+        let answered = client
+            .peek(ViewQuery::Status, Duration::from_secs(60))
+            .expect("the engine answers");
+        if let Answer::Status(status) = answered.answer {
+            let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
+            let finished = status.partitions.iter().all(|p| p.finished);
+            if status.records == records && finished && max_ts.is_some_and(|m| status.as_of > m) {
+                return status.as_of;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The engine configuration of the benchmarks: the generator, 1 s ticks, 5 s lateness,
+/// the windows 30m, 2h and 24h, and `views`.
+pub fn engine_config(workers: usize, generator: GeneratorConfig, views: Views) -> EngineConfig {
+    let time = TimeModel::new(1000).expect("a valid tick");
+    EngineConfig {
         time,
         lateness: 5_000,
         idle_timeout: Duration::from_millis(5),
@@ -67,28 +101,13 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig, views: Views) ->
         risk_views: views != Views::Graph,
         analysis: Default::default(),
         alerts: None,
-        segment_views: views == Views::All,
+        segment_views: matches!(views, Views::All | Views::NoQueries),
         segments: Default::default(),
-    };
-    let started = Instant::now();
-    let engine = Engine::start(config).expect("the engine starts");
-    let client = engine.client();
-    loop {
-        let answered = client
-            .peek(ViewQuery::Status, Duration::from_secs(60))
-            .expect("the engine answers");
-        if let Answer::Status(status) = answered.answer {
-            let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
-            let finished = status.partitions.iter().all(|p| p.finished);
-            if status.records == records && finished && max_ts.is_some_and(|m| status.as_of > m) {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
+        queries: flowscope_engine::QueryLimits {
+            enabled: views == Views::All,
+            ..Default::default()
+        },
     }
-    let elapsed = started.elapsed();
-    engine.shutdown().expect("the engine ran without failing");
-    PipelineRun { records, elapsed }
 }
 
 /// The process's peak resident memory in bytes (Linux), if it can be read.

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use flowscope_connectors::kafka::{default_dead_letter_topic, KafkaOptions};
 use flowscope_connectors::{Format, GeneratorConfig, Pace};
 use flowscope_engine::{
-    AlertsConfig, ClusterConfig, EngineConfig, KafkaSourceConfig, SourceConfig,
+    AlertsConfig, ClusterConfig, EngineConfig, KafkaSourceConfig, QueryLimits, SourceConfig,
 };
 use flowscope_operators::TimeModel;
 use flowscope_queries::Windows;
@@ -33,6 +33,72 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Write generated records (or a file's records) into a Kafka topic.
     Produce(ProduceArgs),
+    /// Register, list, show, drop registered queries and read their results, over the HTTP
+    /// API of a running engine.
+    #[command(subcommand)]
+    Query(QueryCommand),
+}
+
+/// `flowscope query …`: a client of the HTTP API's query routes.
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Register a query, given as SQL or as a JSON plan.
+    Register {
+        /// The query's name: letters, digits, '_' or '-'.
+        name: String,
+        /// The query in SQL.
+        #[arg(
+            long,
+            value_name = "SQL",
+            conflicts_with = "plan",
+            required_unless_present = "plan"
+        )]
+        sql: Option<String>,
+        /// A file holding the query's JSON plan ('-' reads standard input).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the registered queries.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one query: its SQL, plan and state.
+    Show {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Drop a query and free what it holds.
+    Drop {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a query's current results.
+    Results {
+        name: String,
+        /// At most this many rows.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Where the engine's HTTP API is.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The engine's HTTP address.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FLOWSCOPE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +218,16 @@ pub struct RunArgs {
     /// in one segment [default: 3, or the --config file's].
     #[arg(long, value_name = "N", env = "FLOWSCOPE_MIN_EDGE_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub min_edge_connections: Option<u64>,
+    /// Run without registered queries; the engine then keeps no arrangement of the
+    /// window's records.
+    #[arg(long, env = "FLOWSCOPE_NO_QUERIES")]
+    pub no_queries: bool,
+    /// How many queries may be registered at once.
+    #[arg(long, value_name = "N", env = "FLOWSCOPE_MAX_QUERIES", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queries: u64,
+    /// How many groups one registered query may keep before it is stopped with an error.
+    #[arg(long, value_name = "N", env = "FLOWSCOPE_MAX_QUERY_GROUPS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_query_groups: u64,
     /// Write anomalies and severity changes as JSON to this Kafka topic (needs --brokers).
     #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_ALERTS_TOPIC")]
     pub alerts_topic: Option<String>,
@@ -534,6 +610,11 @@ impl RunArgs {
             alerts,
             segment_views: !self.no_segment_views,
             segments,
+            queries: QueryLimits {
+                enabled: !self.no_queries,
+                max_queries: usize::try_from(self.max_queries).unwrap_or(usize::MAX),
+                max_groups: self.max_query_groups,
+            },
         };
         engine.validate().map_err(|e| e.to_string())?;
         Ok(RunConfig { engine, http })

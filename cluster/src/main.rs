@@ -6,6 +6,7 @@ mod config_file;
 mod hostfile;
 mod http;
 mod produce;
+mod query_client;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,6 +50,13 @@ fn main() -> ExitCode {
             Err(message) => {
                 eprintln!("error: {message}");
                 ExitCode::from(2)
+            }
+        },
+        Command::Query(command) => match query_client::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
             }
         },
         Command::Produce(args) => match args.into_config() {

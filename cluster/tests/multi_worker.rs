@@ -1,6 +1,6 @@
 //! One worker, two workers, and two processes started from a host file on localhost give
 //! the same answers — edges, hosts, risk scores, score histories' final values,
-//! anomalies, segments, hubs and the policy — equal to the oracles'.
+//! anomalies, segments, hubs, the policy and registered queries — equal to the oracles'.
 
 mod common;
 
@@ -99,6 +99,141 @@ fn answers(fs: &Flowscope) -> Vec<Value> {
         out.push(answer);
     }
     out
+}
+
+/// Registered queries, registered once every record is in (so they must read the whole
+/// window from the shared arrangement's history): a grouped top-k with a filter, aggregates
+/// without GROUP BY over the short window, and a full grouping without LIMIT.
+fn queries() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "top_sources",
+            serde_json::json!({
+                "from": "flows_30m",
+                "select": [{"column": "src_ip"}, {"aggregate": "count_star", "as": "conns"},
+                           {"aggregate": {"count_distinct": "dst_ip"}, "as": "targets"},
+                           {"aggregate": {"sum": "bytes_out"}, "as": "bytes"}],
+                "where": {"in": {"operand": {"ref": "dst_port"}, "values": [22, 53, 443]}},
+                "group_by": ["src_ip"],
+                "order_by": [{"term": {"aggregate": "count_star"}, "descending": true}],
+                "limit": 10
+            }),
+        ),
+        (
+            "recent",
+            serde_json::json!({
+                "from": "flows_3s",
+                "select": [{"aggregate": "count_star", "as": "n"},
+                           {"aggregate": {"min": "ts"}, "as": "first"},
+                           {"aggregate": {"max": "bytes_in"}, "as": "most_in"}]
+            }),
+        ),
+        (
+            "outside",
+            serde_json::json!({
+                "from": "flows_2h",
+                "select": [{"column": "proto"}, {"column": "status"}, {"aggregate": "count_star", "as": "n"}],
+                "where": {"not": {"cidr_match": {"operand": {"ref": "dst_ip"}, "network": "10.0.0.0/8"}}},
+                "group_by": ["proto", "status"]
+            }),
+        ),
+    ]
+}
+
+/// Registers the queries through `via` and reads them through `read`.
+fn register_queries(via: &Flowscope) {
+    for (name, plan) in queries() {
+        let (code, answer) = via.post(
+            "/v1/queries",
+            &serde_json::json!({"name": name, "plan": plan}),
+        );
+        assert_eq!(code, 201, "{name}: {answer}");
+    }
+}
+
+fn query_answers(fs: &Flowscope) -> Vec<Value> {
+    queries()
+        .into_iter()
+        .map(|(name, _)| {
+            // Another process of the cluster learns of a query when its own workers apply
+            // the registration, a moment after the process that took it.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let (code, answer) = fs.get(&format!("/v1/queries/{name}/results"));
+                if code == 404 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                assert_eq!(code, 200, "{name}: {answer}");
+                return answer;
+            }
+        })
+        .collect()
+}
+
+/// The registered queries' results against plain iteration over the records.
+fn check_queries_against_oracle(answers: &[Value], events: &[Event]) {
+    let in_window = |as_of: u64, window: u64| {
+        let from = as_of.saturating_sub(window);
+        events.iter().filter(move |e| e.ts >= from && e.ts < as_of)
+    };
+    // top_sources
+    let as_of = answers[0]["as_of"].as_u64().unwrap();
+    let mut groups: std::collections::BTreeMap<
+        std::net::IpAddr,
+        (u64, std::collections::BTreeSet<std::net::IpAddr>, u64),
+    > = Default::default();
+    for e in in_window(as_of, 1_800_000).filter(|e| [22, 53, 443].contains(&e.dst_port)) {
+        let group = groups.entry(e.src_ip).or_default();
+        group.0 += 1;
+        group.1.insert(e.dst_ip);
+        group.2 += e.bytes_out;
+    }
+    let mut rows: Vec<(std::net::IpAddr, u64, u64, u64)> = groups
+        .into_iter()
+        .map(|(ip, (n, targets, bytes))| (ip, n, targets.len() as u64, bytes))
+        .collect();
+    // Most connections first; ties by the output columns ascending (address first).
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.cmp(b)));
+    rows.truncate(10);
+    let expected: Vec<Value> = rows
+        .iter()
+        .map(|(ip, n, targets, bytes)| {
+            serde_json::json!({"src_ip": ip.to_string(), "conns": n, "targets": targets, "bytes": bytes})
+        })
+        .collect();
+    assert!(expected.len() == 10, "the traffic has enough sources");
+    assert_eq!(answers[0]["rows"], Value::Array(expected), "top_sources");
+
+    // recent: one row, even if the window were empty.
+    let as_of = answers[1]["as_of"].as_u64().unwrap();
+    let recent: Vec<&Event> = in_window(as_of, 3_000).collect();
+    assert!(!recent.is_empty());
+    assert_eq!(
+        answers[1]["rows"],
+        serde_json::json!([{
+            "n": recent.len(),
+            "first": recent.iter().map(|e| e.ts).min(),
+            "most_in": recent.iter().map(|e| e.bytes_in).max(),
+        }]),
+        "recent"
+    );
+
+    // outside: every (proto, status) group, by name.
+    let as_of = answers[2]["as_of"].as_u64().unwrap();
+    let inside: ipnet::IpNet = "10.0.0.0/8".parse().unwrap();
+    let mut groups: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for e in in_window(as_of, 7_200_000).filter(|e| !inside.contains(&e.dst_ip)) {
+        *groups
+            .entry((e.proto.to_string(), e.status.to_string()))
+            .or_default() += 1;
+    }
+    let expected: Vec<Value> = groups
+        .into_iter()
+        .map(|((proto, status), n)| serde_json::json!({"proto": proto, "status": status, "n": n}))
+        .collect();
+    assert!(expected.len() > 1);
+    assert_eq!(answers[2]["rows"], Value::Array(expected), "outside");
 }
 
 /// The segments' ids and sizes, the hubs' peers and every policy entry, against the
@@ -209,19 +344,44 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     let args = generator_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    let mut one = Flowscope::run(&[&args[..], &["--workers", "1"]].concat(), free_port());
+    // Each run keeps its registered queries in a state directory of its own.
+    let states = tempfile::tempdir().unwrap();
+    let state = |name: &str| states.path().join(name).to_str().unwrap().to_string();
+    let one_state = state("one");
+    let mut one = Flowscope::run(
+        &[&args[..], &["--workers", "1", "--state-dir", &one_state]].concat(),
+        free_port(),
+    );
     let status = one.wait_until_complete(COUNT, Duration::from_secs(120));
     assert_eq!(status["workers"], 1);
     let single = answers(&one);
     check_against_oracle(&single, &events);
     check_risks_against_oracle(&single, &events);
     check_segments_against_oracle(&single, &events);
+    register_queries(&one);
+    let single_queries = query_answers(&one);
+    check_queries_against_oracle(&single_queries, &events);
     drop(one);
 
-    let mut two = Flowscope::run(&[&args[..], &["--workers", "2"]].concat(), free_port());
-    two.wait_until_complete(COUNT, Duration::from_secs(120));
-    assert_eq!(answers(&two), single, "two workers differ from one");
-    drop(two);
+    for workers in ["2", "4"] {
+        let many_state = state(workers);
+        let mut many = Flowscope::run(
+            &[
+                &args[..],
+                &["--workers", workers, "--state-dir", &many_state],
+            ]
+            .concat(),
+            free_port(),
+        );
+        many.wait_until_complete(COUNT, Duration::from_secs(120));
+        assert_eq!(answers(&many), single, "{workers} workers differ from one");
+        register_queries(&many);
+        assert_eq!(
+            query_answers(&many),
+            single_queries,
+            "registered queries: {workers} workers differ from one"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let hostfile = dir.path().join("hosts.txt");
@@ -238,6 +398,7 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     let mut processes: Vec<Flowscope> = (0..2)
         .map(|i| {
             let index = i.to_string();
+            let process_state = state(&format!("process-{i}"));
             Flowscope::run(
                 &[
                     &args[..],
@@ -248,6 +409,8 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
                         hostfile,
                         "--process",
                         &index,
+                        "--state-dir",
+                        &process_state,
                     ],
                 ]
                 .concat(),
@@ -266,6 +429,16 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
             answers(p),
             single,
             "a two-process cluster differs from one worker"
+        );
+    }
+    // A query registered through one process is built on every worker of both, and either
+    // process reads it.
+    register_queries(&processes[1]);
+    for p in &processes {
+        assert_eq!(
+            query_answers(p),
+            single_queries,
+            "registered queries: a two-process cluster differs from one worker"
         );
     }
     // SIGTERM to one process stops the whole cluster cleanly.

@@ -15,7 +15,9 @@ use flowscope_queries::segments::{
 use flowscope_queries::{EdgeFilter, EdgeRow, HostAnswer, RiskRow, WindowHistory};
 use serde::{Deserialize, Serialize};
 
+use crate::queries::{QueryError, QueryPartAnswer};
 use crate::status::{ClusterStatus, WorkerStatus};
+use flowscope_queries::registered::QueryResult;
 
 /// A command applied by every worker, in the same order everywhere.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,6 +29,26 @@ pub enum Command {
     /// A process announces its configuration; every worker stops the cluster if it differs
     /// from its own, since mismatched options would silently give wrong answers.
     Hello { process: usize, fingerprint: String },
+    /// Register a query (its [`QueryDefinition`] as JSON text: plans carry optional fields
+    /// that bincode, which timely uses between processes, cannot skip). Worker `origin`
+    /// answers request `id`.
+    RegisterQuery {
+        id: u64,
+        origin: usize,
+        definition: String,
+    },
+    /// Drop a query and free its dataflow.
+    DropQuery {
+        id: u64,
+        origin: usize,
+        name: String,
+    },
+    /// A query kept more groups than allowed: every worker stops it.
+    StopQuery {
+        name: String,
+        generation: u64,
+        reason: String,
+    },
     /// Stop every worker.
     Shutdown,
 }
@@ -78,6 +100,12 @@ pub enum ViewQuery {
     HostSegment { ip: IpAddr },
     /// The proposed allow-list, in key order.
     Policy { filter: PolicyFilter, limit: usize },
+    /// A registered query's result rows, at most `limit` of them.
+    QueryResults {
+        name: String,
+        generation: u64,
+        limit: usize,
+    },
     /// Counters, frontiers and partitions of every worker.
     Status,
     /// The most recent dead letters of every worker.
@@ -112,6 +140,7 @@ pub enum Part {
     Segment(Option<SegmentDetail>),
     HostSegment(Option<HostSegment>),
     Policy(Vec<PolicyRow>),
+    QueryResults(QueryPartAnswer),
     Status(Box<WorkerStatus>),
     DeadLetters {
         worker: usize,
@@ -145,6 +174,7 @@ pub enum Answer {
     Segment(Option<SegmentDetail>),
     HostSegment(Option<HostSegment>),
     Policy(Vec<PolicyRow>),
+    QueryResults(Result<QueryResult, QueryError>),
     Status(ClusterStatus),
     DeadLetters {
         /// The most recent letters of each worker, worker by worker, newest first.

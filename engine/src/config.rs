@@ -9,6 +9,7 @@ use flowscope_connectors::{Format, GeneratorConfig};
 use flowscope_operators::segments::SegmentRules;
 use flowscope_operators::{Millis, TimeModel};
 use flowscope_queries::{RiskSettings, Windows};
+
 use serde::{Deserialize, Serialize};
 
 /// Where events come from.
@@ -138,6 +139,31 @@ pub struct EngineConfig {
     pub segment_views: bool,
     /// The thresholds of the segmentation.
     pub segments: SegmentRules,
+    /// Registered queries: whether they run, and their limits.
+    pub queries: QueryLimits,
+}
+
+/// What registered queries may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryLimits {
+    /// Whether queries can be registered at all; off, the engine keeps no arrangement of
+    /// the window's records (which costs memory in proportion to them).
+    pub enabled: bool,
+    /// How many queries may be registered at once.
+    pub max_queries: usize,
+    /// How many groups (result rows before LIMIT) one query may keep; a query that grows
+    /// past it is stopped with an error rather than let memory grow without bound.
+    pub max_groups: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            enabled: true,
+            max_queries: 500,
+            max_groups: 1_000_000,
+        }
+    }
 }
 
 /// The Kafka topic that receives anomaly and severity alerts as JSON.
@@ -164,6 +190,8 @@ pub enum ConfigError {
     Analysis(String),
     #[error("segment settings: {0} must be at least 1")]
     Segments(&'static str),
+    #[error("registered queries: {0} must be at least 1")]
+    Queries(&'static str),
 }
 
 impl EngineConfig {
@@ -194,6 +222,7 @@ impl EngineConfig {
             "analysis": self.analysis,
             "segment_views": self.segment_views,
             "segments": self.segments,
+            "queries": self.queries,
         })
         .to_string()
     }
@@ -231,6 +260,12 @@ impl EngineConfig {
         }
         if self.segments.min_edge_connections == 0 {
             return Err(ConfigError::Segments("min_edge_connections"));
+        }
+        if self.queries.max_queries == 0 {
+            return Err(ConfigError::Queries("--max-queries"));
+        }
+        if self.queries.max_groups == 0 {
+            return Err(ConfigError::Queries("--max-query-groups"));
         }
         Ok(())
     }

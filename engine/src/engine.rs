@@ -15,6 +15,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use flowscope_operators::Millis;
 use flowscope_queries::graph::{merge_edges, merge_host};
+use flowscope_queries::plan::ValidPlan;
+use flowscope_queries::registered::merge_parts;
 use flowscope_queries::risk::{merge_anomalies, merge_history, merge_top};
 use flowscope_queries::segments::{merge_lists, merge_policy};
 
@@ -24,6 +26,7 @@ use crate::command::{
 };
 use crate::config::{ConfigError, EngineConfig};
 use crate::ingest::{self, CheckpointWriter};
+use crate::queries::{self, QueryDefinition, QueryError, QueryInfo, QueryPartAnswer, StoredQuery};
 use crate::source::SourceRuntime;
 use crate::status::ClusterStatus;
 use crate::worker;
@@ -48,6 +51,12 @@ const NO_UPPER: u64 = u64::MAX - 1;
 /// Sentinel for "this worker's frontier is empty: it has seen everything".
 const DONE: u64 = u64::MAX;
 
+/// The answer to a register or drop command.
+pub(crate) type ControlReply = Result<Option<QueryInfo>, QueryError>;
+
+/// How long a client waits for a register or drop command to be applied.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
 struct PendingPeek {
     query: ViewQuery,
     parts: Vec<PartAnswer>,
@@ -71,6 +80,12 @@ pub struct Shared {
     uppers: Vec<AtomicU64>,
     shutting_down: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// The registered queries, as the process's first worker last applied them.
+    queries: Mutex<BTreeMap<String, QueryInfo>>,
+    /// Register and drop commands of this process's clients, waiting for their answer.
+    controls: Mutex<HashMap<u64, Sender<ControlReply>>>,
+    /// The queries a previous run registered, rebuilt by every worker before it serves.
+    pub(crate) stored_queries: Vec<StoredQuery>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,7 +120,64 @@ impl Shared {
             uppers: (0..local).map(|_| AtomicU64::new(NO_UPPER)).collect(),
             shutting_down: AtomicBool::new(false),
             failure: Mutex::new(None),
+            queries: Mutex::new(BTreeMap::new()),
+            controls: Mutex::new(HashMap::new()),
+            stored_queries: Vec::new(),
         }
+    }
+
+    /// Answers a register or drop command of one of this process's clients.
+    pub(crate) fn reply_control(&self, id: u64, reply: ControlReply) {
+        if let Some(sender) = lock(&self.controls).remove(&id) {
+            let _ = sender.send(reply);
+        }
+    }
+
+    /// Records a query's new state in the process's list (and its file, if any).
+    pub(crate) fn set_query(&self, info: QueryInfo) {
+        lock(&self.queries).insert(info.definition.name.clone(), info);
+        self.persist_queries();
+    }
+
+    pub(crate) fn query_info(&self, name: &str) -> Option<QueryInfo> {
+        lock(&self.queries).get(name).cloned()
+    }
+
+    pub(crate) fn remove_query(&self, name: &str) {
+        lock(&self.queries).remove(name);
+        self.persist_queries();
+    }
+
+    fn persist_queries(&self) {
+        let Some(dir) = &self.config.state_dir else {
+            return;
+        };
+        let mut stored: Vec<(u64, StoredQuery)> = lock(&self.queries)
+            .values()
+            .map(|q| {
+                (
+                    q.generation,
+                    StoredQuery {
+                        definition: q.definition.clone(),
+                        state: q.state.clone(),
+                    },
+                )
+            })
+            .collect();
+        // Registration order, so that a restart builds the dataflows in the same order.
+        stored.sort_by_key(|(generation, _)| *generation);
+        let stored: Vec<StoredQuery> = stored.into_iter().map(|(_, q)| q).collect();
+        if let Err(error) = queries::save(dir, &stored) {
+            tracing::error!("registered queries: {error}");
+        }
+    }
+
+    /// The plan of a query's generation, for merging its parts.
+    fn query_plan(&self, name: &str, generation: u64) -> Option<ValidPlan> {
+        lock(&self.queries)
+            .get(name)
+            .filter(|q| q.generation == generation)
+            .map(|q| q.plan.clone())
     }
 
     pub(crate) fn register_commander(&self) {
@@ -183,11 +255,18 @@ impl Shared {
         if let Some(peek) = pending.remove(&id) {
             drop(pending);
             let as_of = peek.parts.first().map_or(0, |p| p.as_of);
+            let plan = match &peek.query {
+                ViewQuery::QueryResults {
+                    name, generation, ..
+                } => self.query_plan(name, *generation),
+                _ => None,
+            };
             let answer = merge(
                 &peek.query,
                 peek.parts,
                 self.config.cluster.processes(),
                 as_of,
+                plan.as_ref(),
             );
             let _ = peek.reply.send(Answered { as_of, answer });
         }
@@ -195,7 +274,13 @@ impl Shared {
 }
 
 /// Combines the parts of every worker into the answer.
-fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Millis) -> Answer {
+fn merge(
+    query: &ViewQuery,
+    parts: Vec<PartAnswer>,
+    processes: usize,
+    as_of: Millis,
+    plan: Option<&ValidPlan>,
+) -> Answer {
     let catching_up = parts
         .iter()
         .filter_map(|p| match p.part {
@@ -283,6 +368,30 @@ fn merge(query: &ViewQuery, parts: Vec<PartAnswer>, processes: usize, as_of: Mil
                 .collect(),
             *limit,
         )),
+        ViewQuery::QueryResults { name, limit, .. } => {
+            let mut rows = Vec::new();
+            let mut problem = None;
+            for part in parts {
+                match part.part {
+                    Part::QueryResults(QueryPartAnswer::Rows(part)) => rows.push(part),
+                    Part::QueryResults(QueryPartAnswer::Failed(reason)) => {
+                        problem = Some(QueryError::Failed {
+                            name: name.clone(),
+                            reason,
+                        })
+                    }
+                    _ => {
+                        problem.get_or_insert(QueryError::Unknown(name.clone()));
+                    }
+                }
+            }
+            Answer::QueryResults(match (problem, plan) {
+                (Some(problem), _) => Err(problem),
+                // Dropped while the peek was on its way.
+                (None, None) => Err(QueryError::Unknown(name.clone())),
+                (None, Some(plan)) => Ok(merge_parts(plan, rows, *limit)),
+            })
+        }
         ViewQuery::Status => {
             let mut workers: Vec<_> = parts
                 .into_iter()
@@ -340,7 +449,13 @@ impl Engine {
         let runtime = ingest::prepare(&config)?;
         let alerts = AlertSink::new(&config).map_err(EngineError::Kafka)?;
         let timely_config = config.cluster.timely_config();
-        let shared = Arc::new(Shared::with_runtime(config, runtime, alerts));
+        let stored_queries = match (&config.state_dir, config.queries.enabled) {
+            (Some(dir), true) => queries::load(dir).map_err(EngineError::Checkpoint)?,
+            _ => Vec::new(),
+        };
+        let mut shared = Shared::with_runtime(config, runtime, alerts);
+        shared.stored_queries = stored_queries;
+        let shared = Arc::new(shared);
         let checkpoints = CheckpointWriter::start(&shared.config, Arc::clone(&shared.runtime));
         let for_workers = Arc::clone(&shared);
         let (allocators, others) = timely_config
@@ -499,6 +614,89 @@ impl Client {
         Ok(())
     }
 
+    /// Registers a query on every worker of the cluster; its results are readable once the
+    /// views pass the time it was registered at.
+    pub fn register_query(&self, definition: QueryDefinition) -> Result<QueryInfo, QueryError> {
+        if !self.shared.config.queries.enabled {
+            return Err(QueryError::Disabled);
+        }
+        definition.validate(&self.shared.config.windows)?;
+        let text = serde_json::to_string(&definition).map_err(|e| QueryError::Invalid {
+            code: "bad_plan".into(),
+            message: e.to_string(),
+        })?;
+        let reply = self.control(|id, origin| Command::RegisterQuery {
+            id,
+            origin,
+            definition: text,
+        })?;
+        reply.ok_or(QueryError::Unknown(definition.name))
+    }
+
+    /// Drops a query on every worker, freeing its dataflow.
+    pub fn drop_query(&self, name: &str) -> Result<(), QueryError> {
+        if !self.shared.config.queries.enabled {
+            return Err(QueryError::Disabled);
+        }
+        let name = name.to_string();
+        self.control(|id, origin| Command::DropQuery { id, origin, name })
+            .map(|_| ())
+    }
+
+    fn control(&self, command: impl FnOnce(u64, usize) -> Command) -> ControlReply {
+        let stopped = || QueryError::Invalid {
+            code: "engine_stopped".into(),
+            message: "the engine is shutting down or has failed".into(),
+        };
+        if self.check_running().is_err() {
+            return Err(stopped());
+        }
+        let local = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = ((self.shared.first_worker as u64) << 40) | (local & ((1 << 40) - 1));
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        lock(&self.shared.controls).insert(id, reply);
+        self.shared.send(command(id, self.shared.first_worker));
+        match answer.recv_timeout(CONTROL_TIMEOUT) {
+            Ok(reply) => reply,
+            Err(_) => {
+                lock(&self.shared.controls).remove(&id);
+                Err(stopped())
+            }
+        }
+    }
+
+    /// The registered queries, by name.
+    pub fn queries(&self) -> Vec<QueryInfo> {
+        lock(&self.shared.queries).values().cloned().collect()
+    }
+
+    pub fn query(&self, name: &str) -> Option<QueryInfo> {
+        lock(&self.shared.queries).get(name).cloned()
+    }
+
+    /// Reads a query's results at the latest complete as_of: the query as registered, and
+    /// the answer (`Answer::QueryResults`). A query that is not registered is an inner
+    /// error.
+    pub fn query_results(
+        &self,
+        name: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Result<(QueryInfo, Answered), QueryError>, PeekError> {
+        let Some(info) = self.query(name) else {
+            return Ok(Err(QueryError::Unknown(name.to_string())));
+        };
+        let answered = self.peek(
+            ViewQuery::QueryResults {
+                name: name.to_string(),
+                generation: info.generation,
+                limit,
+            },
+            timeout,
+        )?;
+        Ok(Ok((info, answered)))
+    }
+
     /// Alerts raised by this process's workers, and where they went.
     pub fn alerts(&self) -> crate::alerts::AlertCounts {
         self.shared.alerts.counts()
@@ -558,6 +756,7 @@ mod tests {
             vec![part(1, &[20, 21]), part(0, &[10, 11])],
             1,
             3_000,
+            None,
         );
         let Answer::DeadLetters {
             letters,
@@ -589,6 +788,7 @@ mod tests {
             alerts: None,
             segment_views: true,
             segments: Default::default(),
+            queries: Default::default(),
         };
         let shared = Shared::new(config);
         assert_eq!(

@@ -9,6 +9,8 @@
 //!   dead-letter sink, the checkpoint writer.
 //! * [`command`] — what the control plane carries: commands, view queries, answers.
 //! * [`peek`] — the peek operator and the gathering of answers to the asking process.
+//! * [`queries`] — registered queries: definitions, each worker's dataflows for them, the
+//!   process's list, and the file that keeps them across restarts.
 //! * [`status`] — per-worker counters and the cluster status merged from them.
 //! * [`worker`] — one worker's dataflows and its loop.
 //! * [`engine`] — starting the workers and the [`Client`] that the HTTP frontend uses.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod engine;
 mod ingest;
 pub mod peek;
+pub mod queries;
 pub mod source;
 pub mod status;
 pub mod worker;
@@ -27,7 +30,9 @@ pub mod worker;
 pub use command::RiskHostAnswer;
 pub use command::{Answer, Answered, PeekError, ViewQuery};
 pub use config::{
-    AlertsConfig, ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, SourceConfig,
+    AlertsConfig, ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, QueryLimits,
+    SourceConfig,
 };
 pub use engine::{Client, Engine, EngineError};
+pub use queries::{QueryDefinition, QueryError, QueryInfo, QueryState};
 pub use status::{ClusterStatus, PartitionStatus, WorkerStatus};

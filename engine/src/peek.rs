@@ -16,6 +16,7 @@ use differential_dataflow::trace::TraceReader;
 use flowscope_operators::anomaly::AnomalyKind;
 use flowscope_operators::Millis;
 use flowscope_queries::graph::GraphReader;
+use flowscope_queries::registered::{self, RecordsTrace};
 use flowscope_queries::risk::merge_anomalies;
 use flowscope_queries::{GraphTrace, RiskReader, RiskTraces, SegmentReader, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;
@@ -26,7 +27,11 @@ use timely::progress::Antichain;
 
 use crate::command::{Part, PartAnswer, PeekRequest, RiskHostAnswer, ViewQuery};
 use crate::engine::Shared;
+use crate::queries::{QueryPartAnswer, WorkerQueries};
 use crate::status::WorkerStats;
+
+/// How soon a peek waiting for a registered query's dataflow looks again.
+const QUERY_RECHECK: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The arrangements a worker answers peeks from.
 pub struct Views {
@@ -35,6 +40,11 @@ pub struct Views {
     pub risk: Option<RiskTraces>,
     /// Absent when the segmentation views are off.
     pub segments: Option<SegmentTraces>,
+    /// The shared arrangement of the window's records (absent when queries are off), which
+    /// registered queries import.
+    pub records: Rc<RefCell<Option<RecordsTrace>>>,
+    /// This worker's registered queries and their result arrangements.
+    pub(crate) queries: Rc<RefCell<WorkerQueries>>,
 }
 
 impl Views {
@@ -54,6 +64,59 @@ impl Views {
         if let Some(segments) = self.segments.as_mut() {
             segments.compact(readable.borrow(), complete);
         }
+        if let Some(records) = self.records.borrow_mut().as_mut() {
+            records.set_logical_compaction(readable.borrow());
+            records.set_physical_compaction(complete);
+        }
+        for query in self.queries.borrow_mut().entries.values_mut() {
+            if let Some((_, trace)) = query.running.as_mut() {
+                registered::compact(trace, readable.borrow(), complete);
+            }
+        }
+    }
+
+    /// Whether a peek of a registered query must wait for the query's own dataflow to pass
+    /// `read_at` (it imports the records and catches up on its own schedule).
+    fn query_behind(&self, name: &str, generation: u64, read_at: Millis) -> bool {
+        let queries = self.queries.borrow();
+        let Some((_, trace)) = queries
+            .entries
+            .get(name)
+            .filter(|q| q.generation == generation)
+            .and_then(|q| q.running.as_ref())
+        else {
+            return false;
+        };
+        let mut upper = Antichain::new();
+        let mut trace = trace.clone();
+        trace.read_upper(&mut upper);
+        upper.less_equal(&read_at)
+    }
+
+    fn query_part(
+        &mut self,
+        name: &str,
+        generation: u64,
+        read_at: Millis,
+        limit: usize,
+    ) -> QueryPartAnswer {
+        let mut queries = self.queries.borrow_mut();
+        let Some(query) = queries
+            .entries
+            .get_mut(name)
+            .filter(|q| q.generation == generation)
+        else {
+            return QueryPartAnswer::Unknown;
+        };
+        if let Some(reason) = &query.failed {
+            return QueryPartAnswer::Failed(reason.clone());
+        }
+        match query.running.as_mut() {
+            Some((_, trace)) => {
+                QueryPartAnswer::Rows(registered::read_part(trace, &query.plan, read_at, limit))
+            }
+            None => QueryPartAnswer::Unknown,
+        }
     }
 }
 
@@ -69,12 +132,16 @@ pub fn serve_peeks<'scope>(
 ) -> Stream<'scope, Millis, Vec<PartAnswer>> {
     let windows: Vec<Millis> = shared.config.windows.iter().map(|w| w.length).collect();
     let longest = shared.config.windows.longest().length;
+    let scope = progress.scope();
     progress.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<PartAnswer>>, _, _, _, _>(
         requests,
         Pipeline,
         Pipeline,
         "Peek",
-        move |_capability, _info| {
+        move |_capability, info| {
+            // Registered queries progress in dataflows of their own: a peek waiting for one
+            // looks again shortly rather than waiting for this operator's inputs to move.
+            let activator = scope.activator_for(info.address.clone());
             let mut pending: Vec<(Capability<Millis>, PeekRequest, Millis)> = Vec::new();
             move |(batches, view_frontier), (incoming, request_frontier), output| {
                 batches.for_each(|_, _| {});
@@ -96,6 +163,12 @@ pub fn serve_peeks<'scope>(
                     let needs_view = request.query.reads_a_view();
                     if needs_view && view_frontier.less_equal(read_at) {
                         return true;
+                    }
+                    if let ViewQuery::QueryResults { name, generation, .. } = &request.query {
+                        if views.query_behind(name, *generation, *read_at) {
+                            activator.activate_after(QUERY_RECHECK);
+                            return true;
+                        }
                     }
                     let ready_from = stats.borrow().ready_from;
                     let part = match &request.query {
@@ -159,6 +232,9 @@ pub fn serve_peeks<'scope>(
                             Some(traces) => SegmentReader::new(traces, *read_at).policy(*filter, *limit),
                             None => Vec::new(),
                         }),
+                        ViewQuery::QueryResults { name, generation, limit } => {
+                            Part::QueryResults(views.query_part(name, *generation, *read_at, *limit))
+                        }
                         ViewQuery::Status => {
                             let mut status = stats.borrow().snapshot();
                             if local_index == 0 {

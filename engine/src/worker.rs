@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowscope_operators::{Millis, WatermarkReport};
+use flowscope_queries::registered::{self, RecordsTrace};
 use flowscope_queries::{graph, risk, segments};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
@@ -21,9 +22,13 @@ use timely::worker::Worker;
 
 use crate::alerts;
 use crate::command::{Command, PeekRequest};
+use crate::config::EngineConfig;
 use crate::engine::Shared;
 use crate::ingest;
 use crate::peek;
+use crate::queries::{
+    QueryDefinition, QueryError, QueryInfo, QueryState, WorkerQueries, WorkerQuery,
+};
 use crate::source::{event_source, SourceTiming, WatermarkBoard, WorkerLinks};
 use crate::status::WorkerStats;
 
@@ -99,6 +104,10 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     });
 
     let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
+    // The shared arrangement of the window's records, which registered queries import, and
+    // this worker's registered queries; both are also read by the peek operator.
+    let records_trace: Rc<RefCell<Option<RecordsTrace>>> = Rc::new(RefCell::new(None));
+    let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries::default()));
     let mut requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
         let events = event_source(
             scope,
@@ -112,8 +121,18 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
                 stopped: Rc::clone(&stopped),
             },
         );
-        let arranged = graph::render(events, config.time, config.windows.longest().length);
+        let retention = config.windows.longest().length;
+        let mut progress_extra = None;
+        if config.queries.enabled {
+            let records = registered::render_records(events.clone(), config.time, retention);
+            progress_extra = Some(records.stream.clone().map(|_| ()));
+            *records_trace.borrow_mut() = Some(records.trace);
+        }
+        let arranged = graph::render(events, config.time, retention);
         let mut progress = arranged.stream.clone().map(|_| ());
+        if let Some(records) = progress_extra.take() {
+            progress = progress.concat(records);
+        }
         let mut risk_traces = None;
         if config.risk_views {
             let risks = risk::render(&arranged, config.time, &config.windows, &config.analysis);
@@ -131,6 +150,8 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             graph: arranged.trace,
             risk: risk_traces,
             segments: segment_traces,
+            records: Rc::clone(&records_trace),
+            queries: Rc::clone(&registry),
         };
         let (input, requests) = scope.new_input::<Vec<PeekRequest>>();
         let parts = peek::serve_peeks(
@@ -144,6 +165,31 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         peek::gather(parts, Arc::clone(&shared));
         input
     });
+
+    // Rebuild the queries a previous run registered, in their order, before serving.
+    for stored in shared.stored_queries.clone() {
+        let failed = match stored.state {
+            QueryState::Failed { reason } => Some(reason),
+            QueryState::Running => None,
+        };
+        let ready_at = *requests.time();
+        match register(
+            worker,
+            &registry,
+            &records_trace,
+            &config,
+            stored.definition,
+            ready_at,
+            failed,
+        ) {
+            Ok(info) if is_commander => shared.set_query(info),
+            Ok(_) => {}
+            Err(error) => {
+                shared.fail(format!("cannot rebuild a registered query: {error}"));
+                return;
+            }
+        }
+    }
 
     if is_commander {
         sequencer.push(Command::Hello {
@@ -195,7 +241,94 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
                         break 'work;
                     }
                 }
+                Command::RegisterQuery {
+                    id,
+                    origin,
+                    definition,
+                } => {
+                    let ready_at = *requests.time();
+                    let result = serde_json::from_str::<QueryDefinition>(&definition)
+                        .map_err(|e| QueryError::Invalid {
+                            code: "bad_plan".into(),
+                            message: e.to_string(),
+                        })
+                        .and_then(|definition| {
+                            register(
+                                worker,
+                                &registry,
+                                &records_trace,
+                                &config,
+                                definition,
+                                ready_at,
+                                None,
+                            )
+                        });
+                    if let (Ok(info), true) = (&result, is_commander) {
+                        shared.set_query(info.clone());
+                    }
+                    if origin == index {
+                        shared.reply_control(id, result.map(Some));
+                    }
+                }
+                Command::DropQuery { id, origin, name } => {
+                    let removed = registry.borrow_mut().entries.remove(&name);
+                    let result = match removed {
+                        Some(query) => {
+                            if let Some((dataflow, trace)) = query.running {
+                                drop(trace);
+                                worker.drop_dataflow(dataflow);
+                            }
+                            if is_commander {
+                                shared.remove_query(&name);
+                            }
+                            Ok(None)
+                        }
+                        None => Err(QueryError::Unknown(name)),
+                    };
+                    if origin == index {
+                        shared.reply_control(id, result);
+                    }
+                }
+                Command::StopQuery {
+                    name,
+                    generation,
+                    reason,
+                } => {
+                    let mut queries = registry.borrow_mut();
+                    if let Some(query) = queries
+                        .entries
+                        .get_mut(&name)
+                        .filter(|q| q.generation == generation && q.failed.is_none())
+                    {
+                        tracing::warn!("registered query {name:?} stopped: {reason}");
+                        query.failed = Some(reason.clone());
+                        if let Some((dataflow, trace)) = query.running.take() {
+                            drop(trace);
+                            worker.drop_dataflow(dataflow);
+                        }
+                        if is_commander {
+                            if let Some(mut info) = shared.query_info(&name) {
+                                info.state = QueryState::Failed { reason };
+                                shared.set_query(info);
+                            }
+                        }
+                    }
+                }
                 Command::Shutdown => break 'work,
+            }
+        }
+        // A query that grew past its bound is stopped everywhere, through the sequencer.
+        for (name, query) in registry.borrow_mut().entries.iter_mut() {
+            if let (Some(groups), false) = (query.over_limit.get(), query.reported) {
+                query.reported = true;
+                sequencer.push(Command::StopQuery {
+                    name: name.clone(),
+                    generation: query.generation,
+                    reason: format!(
+                        "it kept {groups} groups, more than the {} allowed (--max-query-groups)",
+                        config.queries.max_groups
+                    ),
+                });
             }
         }
         requests.flush();
@@ -215,4 +348,92 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     for dataflow in worker.installed_dataflows() {
         worker.drop_dataflow(dataflow);
     }
+}
+
+/// Builds a query's dataflow on this worker (or, for a query a previous run saw fail, only
+/// its entry), and returns what the process lists for it. Every worker calls this at the
+/// same point of the command sequence, so all agree on refusals and generations.
+fn register(
+    worker: &mut Worker,
+    registry: &Rc<RefCell<WorkerQueries>>,
+    records: &Rc<RefCell<Option<RecordsTrace>>>,
+    config: &EngineConfig,
+    definition: QueryDefinition,
+    ready_at: Millis,
+    failed: Option<String>,
+) -> Result<QueryInfo, QueryError> {
+    let plan = definition.validate(&config.windows)?;
+    let mut queries = registry.borrow_mut();
+    if queries.entries.contains_key(&definition.name) {
+        return Err(QueryError::Duplicate(definition.name));
+    }
+    if queries.len() >= config.queries.max_queries {
+        return Err(QueryError::TooMany(queries.len()));
+    }
+    let generation = queries.next_generation;
+    queries.next_generation += 1;
+    let over_limit = Rc::new(Cell::new(None));
+    let running = match (&failed, records.borrow_mut().as_mut()) {
+        (None, Some(records)) => {
+            let dataflow = worker.next_dataflow_index();
+            let time = config.time;
+            let retention = config.windows.longest().length;
+            let max_groups = config.queries.max_groups;
+            let over = Rc::clone(&over_limit);
+            let name = format!("Query {}", definition.name);
+            let built = worker.dataflow_named::<Millis, _, _>(&name, |scope| {
+                let imported = records.import_named(scope, "QueryRecords");
+                let collection = imported.as_collection(|record, _| record.0.clone());
+                let rendered = registered::render_query(collection, &plan, time, retention)?;
+                rendered
+                    .groups
+                    .sink(Pipeline, "QueryGroupLimit", move |(input, _)| {
+                        input.for_each(|_, data| {
+                            for (_, groups) in data.drain(..) {
+                                if groups > max_groups && over.get().is_none() {
+                                    over.set(Some(groups));
+                                }
+                            }
+                        });
+                    });
+                Ok::<_, QueryError>(rendered.trace)
+            });
+            match built {
+                Ok(trace) => Some((dataflow, trace)),
+                Err(error) => {
+                    // Validation makes this unreachable; never leave half a dataflow.
+                    if worker.installed_dataflows().contains(&dataflow) {
+                        worker.drop_dataflow(dataflow);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        (None, None) => return Err(QueryError::Disabled),
+        (Some(_), _) => None,
+    };
+    let info = QueryInfo {
+        definition: definition.clone(),
+        plan: plan.clone(),
+        registered_at: ready_at,
+        generation,
+        state: match &failed {
+            Some(reason) => QueryState::Failed {
+                reason: reason.clone(),
+            },
+            None => QueryState::Running,
+        },
+    };
+    queries.entries.insert(
+        definition.name,
+        WorkerQuery {
+            plan,
+            generation,
+            running,
+            failed,
+            over_limit,
+            reported: false,
+        },
+    );
+    Ok(info)
 }

@@ -222,6 +222,7 @@ fn engine_config(
         alerts: None,
         segment_views: true,
         segments: Default::default(),
+        queries: Default::default(),
     }
 }
 

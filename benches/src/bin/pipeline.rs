@@ -1,10 +1,11 @@
 //! `cargo run --release -p flowscope-benches --bin pipeline -- [--workers N] [--records N]
-//! [--hosts N] [--rate R] [--graph-only | --no-segments] [--count-edges]`
+//! [--hosts N] [--rate R] [--graph-only | --no-segments | --no-queries] [--count-edges]`
 //!
 //! Runs the whole pipeline (generator → source → windowed pre-aggregation → graph
 //! arrangement → risk scores and anomalies → segmentation) once and prints records/s and
-//! peak memory; `--graph-only` leaves out every view but the graph and `--no-segments` the
-//! segmentation, to measure what each adds. With `--count-edges` it only
+//! peak memory; `--graph-only` leaves out every view but the graph, `--no-segments` the
+//! segmentation (and the records arrangement of registered queries), and `--no-queries`
+//! only the records arrangement, to measure what each adds. With `--count-edges` it only
 //! counts the distinct edges the same settings generate (run apart, so that counting does
 //! not add to the engine's peak memory).
 
@@ -41,6 +42,7 @@ fn main() {
             "--count-edges" => count_edges = true,
             "--graph-only" => views = Views::Graph,
             "--no-segments" => views = Views::GraphAndRisk,
+            "--no-queries" => views = Views::NoQueries,
             other => usage(&format!("unknown option {other}")),
         }
     }
@@ -70,6 +72,6 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("pipeline: {problem}\nusage: pipeline [--workers N] [--records N] [--hosts N] [--rate R] [--graph-only | --no-segments] [--count-edges]");
+    eprintln!("pipeline: {problem}\nusage: pipeline [--workers N] [--records N] [--hosts N] [--rate R] [--graph-only | --no-segments | --no-queries] [--count-edges]");
     std::process::exit(2);
 }

@@ -1,6 +1,7 @@
 //! API errors: a stable code, a message, an HTTP status, rendered as
 //! `{"error": {"code": "...", "message": "..."}}`.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 
 use flowscope_engine::PeekError;
@@ -12,17 +13,18 @@ use warp::{Rejection, Reply};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    /// A stable code; those of query validation come from the query's plan checker.
+    pub code: Cow<'static, str>,
     pub message: String,
 }
 
 impl warp::reject::Reject for ApiError {}
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -30,7 +32,7 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
-            code: "not_found",
+            code: "not_found".into(),
             message: message.into(),
         }
     }
@@ -38,7 +40,7 @@ impl ApiError {
     pub fn payload_too_large(limit: u64) -> Self {
         ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "payload_too_large",
+            code: "payload_too_large".into(),
             message: format!("request bodies are limited to {limit} bytes"),
         }
     }
@@ -46,7 +48,7 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
+            code: "internal".into(),
             message: message.into(),
         }
     }
@@ -67,7 +69,7 @@ impl From<PeekError> for ApiError {
         };
         ApiError {
             status,
-            code,
+            code: code.into(),
             message: e.to_string(),
         }
     }
@@ -82,7 +84,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
-            code: "method_not_allowed",
+            code: "method_not_allowed".into(),
             message: "this route only answers GET".into(),
         }
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {

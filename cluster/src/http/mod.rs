@@ -7,6 +7,7 @@
 mod error;
 mod metrics;
 mod params;
+mod queries;
 mod risk;
 mod segments;
 
@@ -27,7 +28,7 @@ use params::Params;
 /// The largest request body accepted on any route.
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// How long a request waits for the workers' answer.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -52,84 +53,136 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
     let health = warp::path!("health")
         .and(warp::get())
         .and(with_client.clone())
-        .and_then(|client: Client| async move { health(client).await });
+        .and_then(|client: Client| async move { health(client).await })
+        .boxed();
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_client.clone())
-        .and_then(|client: Client| async move { respond(metrics::render(client).await) });
+        .and_then(|client: Client| async move { respond(metrics::render(client).await) })
+        .boxed();
     let status = warp::path!("v1" / "status")
         .and(warp::get())
         .and(with_client.clone())
-        .and_then(|client: Client| async move { respond(status(client).await) });
+        .and_then(|client: Client| async move { respond(status(client).await) })
+        .boxed();
     let dead_letters = warp::path!("v1" / "dead-letters")
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
-        .and_then(
-            |q: String, client: Client| async move { respond(dead_letters(client, q).await) },
-        );
+        .and_then(|q: String, client: Client| async move { respond(dead_letters(client, q).await) })
+        .boxed();
     let edges = warp::path!("v1" / "graph" / "edges")
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
-        .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) });
+        .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) })
+        .boxed();
     let host = warp::path!("v1" / "graph" / "hosts" / String)
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(|ip: String, q: String, client: Client| async move {
             respond(host(client, ip, q).await)
-        });
+        })
+        .boxed();
     let risks = warp::path!("v1" / "risks")
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
-        .and_then(|q: String, client: Client| async move { respond(risk::risks(client, q).await) });
+        .and_then(|q: String, client: Client| async move { respond(risk::risks(client, q).await) })
+        .boxed();
     let risk_host = warp::path!("v1" / "risks" / String)
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(|ip: String, q: String, client: Client| async move {
             respond(risk::host(client, ip, q).await)
-        });
+        })
+        .boxed();
     let anomalies = warp::path!("v1" / "anomalies")
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(
             |q: String, client: Client| async move { respond(risk::anomalies(client, q).await) },
-        );
+        )
+        .boxed();
     let segment_list = warp::path!("v1" / "segments")
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(
             |q: String, client: Client| async move { respond(segments::list(client, q).await) },
-        );
+        )
+        .boxed();
     let segment = warp::path!("v1" / "segments" / String)
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(|id: String, q: String, client: Client| async move {
             respond(segments::segment(client, id, q).await)
-        });
+        })
+        .boxed();
     let host_segment = warp::path!("v1" / "hosts" / String / "segment")
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(|ip: String, q: String, client: Client| async move {
             respond(segments::host(client, ip, q).await)
-        });
+        })
+        .boxed();
     let policy = warp::path!("v1" / "policy")
         .and(warp::get())
         .and(query)
         .and(with_client.clone())
         .and_then(
             |q: String, client: Client| async move { respond(segments::policy(client, q).await) },
-        );
+        )
+        .boxed();
+    let register_query = warp::path!("v1" / "queries")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
+        .and(warp::body::bytes())
+        .and(with_client.clone())
+        .and_then(
+            |body, client: Client| async move { respond(queries::register(client, body).await) },
+        )
+        .boxed();
+    let list_queries = warp::path!("v1" / "queries")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(
+            |q: String, client: Client| async move { respond(queries::list(client, q).await) },
+        )
+        .boxed();
+    let show_query = warp::path!("v1" / "queries" / String)
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(|name: String, q: String, client: Client| async move {
+            respond(queries::show(client, name, q).await)
+        })
+        .boxed();
+    let drop_query = warp::path!("v1" / "queries" / String)
+        .and(warp::delete())
+        .and(with_client.clone())
+        .and_then(|name: String, client: Client| async move {
+            respond(queries::drop(client, name).await)
+        })
+        .boxed();
+    let query_results = warp::path!("v1" / "queries" / String / "results")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(|name: String, q: String, client: Client| async move {
+            respond(queries::results(client, name, q).await)
+        })
+        .boxed();
     let dashboard = warp::path::end()
         .and(warp::get())
-        .map(|| warp::reply::html(DASHBOARD).into_response());
+        .map(|| warp::reply::html(DASHBOARD).into_response())
+        .boxed();
 
     let routes = health
         .or(metrics)
@@ -155,6 +208,16 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         .or(host_segment)
         .unify()
         .or(policy)
+        .unify()
+        .or(register_query)
+        .unify()
+        .or(list_queries)
+        .unify()
+        .or(show_query)
+        .unify()
+        .or(drop_query)
+        .unify()
+        .or(query_results)
         .unify()
         .or(dashboard)
         .unify();

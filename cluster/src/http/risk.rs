@@ -19,7 +19,7 @@ fn require_risk_views(client: &Client) -> Result<(), ApiError> {
     }
     Err(ApiError {
         status: warp::http::StatusCode::NOT_FOUND,
-        code: "view_disabled",
+        code: "view_disabled".into(),
         message: "the risk and anomaly views are off (the engine runs with --no-risk-views)".into(),
     })
 }

@@ -20,7 +20,7 @@ pub(super) fn require_segment_views(client: &Client) -> Result<(), ApiError> {
     }
     Err(ApiError {
         status: StatusCode::NOT_FOUND,
-        code: "view_disabled",
+        code: "view_disabled".into(),
         message: "the segmentation views are off (the engine runs with --no-segment-views)".into(),
     })
 }
@@ -74,7 +74,7 @@ pub async fn segment(client: Client, id: String, raw: String) -> Result<Response
     let Some(detail) = found else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            code: "unknown_segment",
+            code: "unknown_segment".into(),
             message: format!(
                 "no segment {id} as of {}: segment ids are the smallest member's address \
                  (or hub:<address>), and change when segments merge or split",
@@ -101,7 +101,7 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
     let Some(host) = found else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            code: "unknown_host",
+            code: "unknown_host".into(),
             message: format!(
                 "host {ip} has no connections in the window as of {}",
                 answered.as_of

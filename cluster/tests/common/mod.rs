@@ -54,6 +54,19 @@ impl Flowscope {
         get(&format!("{}{}", self.base, path))
     }
 
+    /// POSTs a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        send(
+            reqwest::blocking::Client::new()
+                .post(format!("{}{}", self.base, path))
+                .json(body),
+        )
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        send(reqwest::blocking::Client::new().delete(format!("{}{}", self.base, path)))
+    }
+
     /// Waits until the process has read `records` valid records, every partition has
     /// finished, and the views are complete past the largest timestamp seen.
     pub fn wait_until_complete(&mut self, records: u64, timeout: Duration) -> Value {
@@ -129,6 +142,19 @@ pub fn try_get(url: &str) -> Option<(u16, Value)> {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     ))
+}
+
+fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+    let response = request
+        .timeout(Duration::from_secs(60))
+        .send()
+        .expect("the request reaches flowscope");
+    let status = response.status().as_u16();
+    let text = response.text().expect("a body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn get(url: &str) -> (u16, Value) {

@@ -1,0 +1,187 @@
+//! `cargo run --release -p flowscope-benches --bin queries -- [--workers N] [--records N]
+//! [--rate R] [--queries N] [--no-queries]`
+//!
+//! Registered queries under load: the engine reads `--records` generated records as fast
+//! as it can (every built-in view on, windows 30m, 2h and 24h) with `--queries` registered
+//! queries (300 by default) over the shared arrangement of the window's records, a third
+//! each of filters (an aggregate over a WHERE), group-bys and top-k (GROUP BY … ORDER BY
+//! … LIMIT 10), over the three windows. The queries are registered as soon as the engine
+//! has started, while it ingests. The run ends once every record is visible in the
+//! built-in views and every query has answered at that as_of.
+//!
+//! Prints records/s, peak memory, and the registration latency: how long registering one
+//! query takes while the engine ingests (the command applied on every worker), and how
+//! long until its first answer (its dataflow has read the window's history). With
+//! `--queries 0` it measures the engine with the records arrangement and no query; with
+//! `--no-queries`, without the arrangement either.
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+use std::time::{Duration, Instant};
+
+use flowscope_benches::{engine_config, generator, peak_rss_bytes, wait_until_visible, Views};
+use flowscope_engine::{Answer, Client, Engine, QueryDefinition, ViewQuery};
+use flowscope_queries::plan::Plan;
+use serde_json::json;
+
+const WINDOWS: [&str; 3] = ["flows_30m", "flows_2h", "flows_24h"];
+const PORTS: [u16; 10] = [22, 53, 80, 123, 443, 445, 3306, 3389, 5432, 8080];
+
+/// The `i`-th query of the mix.
+fn query(i: usize) -> QueryDefinition {
+    let window = WINDOWS[i % 3];
+    let port = PORTS[i / 3 % PORTS.len()];
+    let plan = match i % 3 {
+        // Filters: an aggregate over a WHERE, as a dashboard metric.
+        0 => json!({
+            "from": window,
+            "select": [{"aggregate": "count_star", "as": "n"}, {"aggregate": {"sum": "bytes_out"}, "as": "bytes"}],
+            "where": {"and": [
+                {"compare": {"left": {"ref": "dst_port"}, "op": "eq", "right": {"literal": port}}},
+                {"not": {"cidr_match": {"operand": {"ref": "dst_ip"}, "network": format!("10.{}.0.0/16", i % 4)}}}
+            ]}
+        }),
+        // Group-bys.
+        1 => json!({
+            "from": window,
+            "select": [{"column": "src_ip"}, {"aggregate": "count_star", "as": "n"},
+                       {"aggregate": {"count_distinct": "dst_ip"}, "as": "peers"}],
+            "where": {"compare": {"left": {"ref": "dst_port"}, "op": "not_eq", "right": {"literal": port}}},
+            "group_by": ["src_ip"]
+        }),
+        // Top-k.
+        _ => json!({
+            "from": window,
+            "select": [{"column": "dst_ip"}, {"column": "dst_port"}, {"aggregate": {"sum": "bytes_in"}, "as": "bytes"}],
+            "where": {"compare": {"left": {"ref": "bytes_in"}, "op": "gt", "right": {"literal": i as u64 * 10}}},
+            "group_by": ["dst_ip", "dst_port"],
+            "order_by": [{"term": {"aggregate": {"sum": "bytes_in"}}, "descending": true}],
+            "limit": 10
+        }),
+    };
+    QueryDefinition {
+        name: format!("q{i:03}"),
+        sql: None,
+        plan: serde_json::from_value::<Plan>(plan).expect("the bench's plans parse"),
+    }
+}
+
+fn results_at(client: &Client, name: &str, as_of: u64) -> u64 {
+    let info = client.query(name).expect("registered");
+    let answered = client
+        .peek_at(
+            ViewQuery::QueryResults {
+                name: name.to_string(),
+                generation: info.generation,
+                limit: 10,
+            },
+            Some(as_of),
+            Duration::from_secs(600),
+        )
+        .expect("the query answers");
+    match answered.answer {
+        Answer::QueryResults(Ok(_)) => answered.as_of,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn main() {
+    let mut workers = 2usize;
+    let mut records = 2_000_000u64;
+    let mut rate = 20_000u64;
+    let mut queries = 300usize;
+    let mut views = Views::All;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--workers" => workers = value().parse().unwrap_or_else(|_| usage("bad --workers")),
+            "--records" => records = value().parse().unwrap_or_else(|_| usage("bad --records")),
+            "--rate" => rate = value().parse().unwrap_or_else(|_| usage("bad --rate")),
+            "--queries" => queries = value().parse().unwrap_or_else(|_| usage("bad --queries")),
+            "--no-queries" => {
+                views = Views::NoQueries;
+                queries = 0;
+            }
+            other => usage(&format!("unknown option {other}")),
+        }
+    }
+    let mut config = engine_config(workers, generator(records, 2_000, rate), views);
+    config.queries.max_queries = queries.max(1) + 16;
+
+    let started = Instant::now();
+    let engine = Engine::start(config).expect("the engine starts");
+    let client = engine.client();
+    let mut register_times = Vec::new();
+    for i in 0..queries {
+        let begun = Instant::now();
+        client
+            .register_query(query(i))
+            .expect("the query registers");
+        register_times.push(begun.elapsed());
+    }
+    let registered_after = started.elapsed();
+    let as_of = wait_until_visible(&client, records);
+    for i in 0..queries {
+        results_at(&client, &format!("q{i:03}"), as_of);
+    }
+    let elapsed = started.elapsed();
+    let peak = peak_rss_bytes().unwrap_or(0);
+
+    // One more query while the engine runs: the command applied everywhere, then its
+    // first answer, which needs its dataflow to have read the window's history.
+    let mut late = Vec::new();
+    if queries > 0 {
+        for j in 0..5 {
+            let begun = Instant::now();
+            let mut definition = query(j);
+            definition.name = format!("late{j}");
+            client
+                .register_query(definition)
+                .expect("the query registers");
+            let registered = begun.elapsed();
+            let latest = client.latest_complete().unwrap_or(as_of);
+            results_at(&client, &format!("late{j}"), latest);
+            late.push((registered, begun.elapsed()));
+        }
+    }
+    engine.shutdown().expect("the engine ran without failing");
+
+    println!(
+        "{records} records, {queries} registered queries, {workers} workers, rate {rate}: {:.0} records/s ({:.1} s), peak RSS {} MiB",
+        records as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        peak / (1 << 20)
+    );
+    if queries > 0 {
+        register_times.sort();
+        println!(
+            "registering {queries} queries while ingesting: {:.1} s in all; one query p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            registered_after.as_secs_f64(),
+            percentile(&register_times, 0.5).as_secs_f64() * 1e3,
+            percentile(&register_times, 0.99).as_secs_f64() * 1e3,
+            register_times.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        );
+        for (registered, answered) in late {
+            println!(
+                "one more query with {queries} running, after the {records} records: registered in {:.1} ms, first answer after {:.1} ms",
+                registered.as_secs_f64() * 1e3,
+                answered.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("queries: {problem}\nusage: queries [--workers N] [--records N] [--rate R] [--queries N] [--no-queries]");
+    std::process::exit(2);
+}

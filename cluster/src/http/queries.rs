@@ -1,0 +1,223 @@
+//! The registered-query routes: `POST /v1/queries`, `GET /v1/queries`,
+//! `GET /v1/queries/{name}`, `DELETE /v1/queries/{name}` and
+//! `GET /v1/queries/{name}/results` (docs/queries.md).
+
+use flowscope_engine::{Answer, Client, QueryDefinition, QueryError, QueryInfo, QueryState};
+use flowscope_queries::plan::Plan;
+use flowscope_queries::sql;
+use serde_json::{json, Map, Value};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::params::Params;
+use super::{json_reply, window_json, ApiError, PEEK_TIMEOUT};
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        let message = error.to_string();
+        let (status, code) = match error {
+            QueryError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code.into()),
+            QueryError::BadName(_) => (StatusCode::BAD_REQUEST, "bad_name".into()),
+            QueryError::Duplicate(_) => (StatusCode::CONFLICT, "duplicate_query".into()),
+            QueryError::TooMany(_) => (StatusCode::CONFLICT, "too_many_queries".into()),
+            QueryError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_query".into()),
+            QueryError::Failed { .. } => (StatusCode::CONFLICT, "query_failed".into()),
+            QueryError::Disabled => (StatusCode::NOT_FOUND, "view_disabled".into()),
+        };
+        ApiError {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+/// A registered query as listed and shown.
+fn query_json(info: &QueryInfo) -> Value {
+    let mut value = json!({
+        "name": info.definition.name,
+        "sql": info.definition.sql_text(),
+        "plan": info.definition.plan,
+        "window": info.plan.window_name,
+        "columns": info.plan.columns,
+        "registered_at": info.registered_at,
+    });
+    if let (Some(object), Ok(Value::Object(state))) =
+        (value.as_object_mut(), serde_json::to_value(&info.state))
+    {
+        object.extend(state);
+    }
+    value
+}
+
+/// Reads the body of a registration: `{"name", "sql"}` or `{"name", "plan"}`.
+fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not JSON: {e}")))?;
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::bad_request(
+            "bad_definition",
+            r#"the body must be an object: {"name": ..., "sql": ...} or {"name": ..., "plan": {...}}"#,
+        ));
+    };
+    if let Some(other) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "sql" | "plan"))
+    {
+        return Err(ApiError::bad_request(
+            "bad_definition",
+            format!("unknown field {other:?}: a query has a name and either sql or plan"),
+        ));
+    }
+    let name = match fields.remove("name") {
+        Some(Value::String(name)) => name,
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_definition",
+                "the query needs a \"name\" (a string)",
+            ))
+        }
+    };
+    match (fields.remove("sql"), fields.remove("plan")) {
+        (Some(Value::String(text)), None) => {
+            let plan = sql::parse(&text)?;
+            Ok(QueryDefinition {
+                name,
+                sql: Some(text),
+                plan,
+            })
+        }
+        (None, Some(plan)) => {
+            let plan: Plan = serde_json::from_value(plan).map_err(|e| {
+                ApiError::bad_request("bad_plan", format!("the plan is not valid: {e}"))
+            })?;
+            Ok(QueryDefinition {
+                name,
+                sql: None,
+                plan,
+            })
+        }
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "bad_definition",
+            "give either \"sql\" or \"plan\", not both",
+        )),
+        (Some(_), None) => Err(ApiError::bad_request(
+            "bad_definition",
+            "\"sql\" must be a string",
+        )),
+        (None, None) => Err(ApiError::bad_request(
+            "bad_definition",
+            "the query needs \"sql\" (a string) or \"plan\" (an object)",
+        )),
+    }
+}
+
+impl From<flowscope_queries::plan::PlanError> for ApiError {
+    fn from(error: flowscope_queries::plan::PlanError) -> Self {
+        ApiError::bad_request(error.code, error.message)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))
+}
+
+/// `POST /v1/queries`: registers a query; 201 with the query.
+pub async fn register(
+    client: Client,
+    body: warp::hyper::body::Bytes,
+) -> Result<Response, ApiError> {
+    let definition = definition(&body)?;
+    let info = blocking(move || client.register_query(definition)).await??;
+    Ok(
+        warp::reply::with_status(json_reply(&query_json(&info)), StatusCode::CREATED)
+            .into_response(),
+    )
+}
+
+/// `GET /v1/queries`: every registered query, by name.
+pub async fn list(client: Client, raw: String) -> Result<Response, ApiError> {
+    Params::parse(&raw, &[])?;
+    let rows: Vec<Value> = client.queries().iter().map(query_json).collect();
+    Ok(json_reply(&json!({
+        "max_queries": client.config().queries.max_queries,
+        "rows": rows,
+    })))
+}
+
+fn known(client: &Client, name: &str) -> Result<QueryInfo, ApiError> {
+    client
+        .query(name)
+        .ok_or_else(|| QueryError::Unknown(name.to_string()).into())
+}
+
+fn decoded(name: &str) -> String {
+    percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `GET /v1/queries/{name}`: the SQL, the plan and the state of one query.
+pub async fn show(client: Client, name: String, raw: String) -> Result<Response, ApiError> {
+    Params::parse(&raw, &[])?;
+    let info = known(&client, &decoded(&name))?;
+    Ok(json_reply(&query_json(&info)))
+}
+
+/// `DELETE /v1/queries/{name}`: drops a query and frees its dataflow.
+pub async fn drop(client: Client, name: String) -> Result<Response, ApiError> {
+    let name = decoded(&name);
+    let dropped = name.clone();
+    blocking(move || client.drop_query(&name)).await??;
+    Ok(json_reply(&json!({ "dropped": dropped })))
+}
+
+/// `GET /v1/queries/{name}/results?limit=`: the query's rows at the latest complete as_of.
+pub async fn results(client: Client, name: String, raw: String) -> Result<Response, ApiError> {
+    let params = Params::parse(&raw, &["limit"])?;
+    let limit = params.limit(1000, 100_000)?;
+    let name = decoded(&name);
+    let info = known(&client, &name)?;
+    if let QueryState::Failed { reason } = info.state {
+        return Err(QueryError::Failed { name, reason }.into());
+    }
+    let answered = blocking(move || client.query_results(&name, limit, PEEK_TIMEOUT))
+        .await?
+        .map_err(ApiError::from)??;
+    let (info, answered) = answered;
+    let Answer::QueryResults(result) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a query peek"));
+    };
+    let result = result?;
+    let rows: Vec<Value> = result
+        .rows
+        .iter()
+        .map(|row| {
+            let object: Map<String, Value> = result
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(column, value)| {
+                    (
+                        column.clone(),
+                        serde_json::to_value(value).unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            Value::Object(object)
+        })
+        .collect();
+    Ok(json_reply(&json!({
+        "name": info.definition.name,
+        "as_of": answered.as_of,
+        "window": window_json(&info.plan.window_name, info.plan.window, answered.as_of),
+        "columns": result.columns,
+        "rows": rows,
+        "total": result.total,
+    })))
+}

@@ -1,0 +1,208 @@
+//! Registered queries on the engine's side: what users registered, each worker's
+//! dataflows for them, the process's list that the HTTP frontend reads, and the file that
+//! keeps them across restarts.
+//!
+//! Registering and dropping are commands sequenced to every worker of every process
+//! (DESIGN §5), so every worker builds and drops the same dataflows in the same order; the
+//! worker of the process that asked answers it. A query's dataflow imports the shared
+//! arrangement of the window's records, history included, so it covers its whole window
+//! from the start; its results are readable from the time it was registered at.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use flowscope_operators::Millis;
+use flowscope_queries::plan::{Plan, PlanError, ValidPlan};
+use flowscope_queries::registered::{QueryPart, QueryTrace};
+use flowscope_queries::{sql, Windows};
+use serde::{Deserialize, Serialize};
+
+/// What a user registers: a name and a plan, with the SQL it came from, if any.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryDefinition {
+    pub name: String,
+    /// The SQL as written; absent for a query registered as a JSON plan.
+    #[serde(default)]
+    pub sql: Option<String>,
+    pub plan: Plan,
+}
+
+impl QueryDefinition {
+    /// The SQL to show: as written, or rendered from the plan.
+    pub fn sql_text(&self) -> String {
+        self.sql.clone().unwrap_or_else(|| sql::to_sql(&self.plan))
+    }
+}
+
+/// The longest query name, and the characters it may use (so that it fits a URL path).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a query name: 1–64 ASCII letters, digits, `_` or `-`.
+pub fn check_name(name: &str) -> Result<(), QueryError> {
+    let fine = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if fine {
+        Ok(())
+    } else {
+        Err(QueryError::BadName(name.to_string()))
+    }
+}
+
+/// Whether a query is running.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum QueryState {
+    Running,
+    /// Stopped by the engine (it kept more groups than allowed); its dataflow is gone.
+    Failed {
+        reason: String,
+    },
+}
+
+/// A registered query as the process knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryInfo {
+    pub definition: QueryDefinition,
+    pub plan: ValidPlan,
+    /// Results exist as of this time and later.
+    pub registered_at: Millis,
+    /// Tells apart two queries registered under one name one after the other.
+    pub generation: u64,
+    pub state: QueryState,
+}
+
+/// Why a query operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum QueryError {
+    #[error("{message}")]
+    Invalid { code: String, message: String },
+    #[error("query names are 1 to {MAX_NAME_LEN} letters, digits, '_' or '-'; got {0:?}")]
+    BadName(String),
+    #[error("a query named {0:?} is already registered; drop it first or choose another name")]
+    Duplicate(String),
+    #[error("{0} queries are registered, the most allowed (--max-queries); drop one first")]
+    TooMany(usize),
+    #[error("no query named {0:?} is registered")]
+    Unknown(String),
+    #[error("query {name:?} has stopped: {reason}")]
+    Failed { name: String, reason: String },
+    #[error("registered queries are off (the engine runs with --no-queries)")]
+    Disabled,
+}
+
+impl From<PlanError> for QueryError {
+    fn from(error: PlanError) -> Self {
+        QueryError::Invalid {
+            code: error.code.to_string(),
+            message: error.message,
+        }
+    }
+}
+
+impl QueryDefinition {
+    /// Validates the plan against the configured windows.
+    pub fn validate(&self, windows: &Windows) -> Result<ValidPlan, QueryError> {
+        check_name(&self.name)?;
+        Ok(self.plan.clone().validate(windows)?)
+    }
+}
+
+/// One worker's part of a query's result.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum QueryPartAnswer {
+    Rows(QueryPart),
+    /// This worker does not have the query (of that generation): dropped meanwhile.
+    Unknown,
+    Failed(String),
+}
+
+/// One worker's registered queries: their dataflows and result arrangements.
+#[derive(Default)]
+pub(crate) struct WorkerQueries {
+    pub entries: BTreeMap<String, WorkerQuery>,
+    pub next_generation: u64,
+}
+
+pub(crate) struct WorkerQuery {
+    pub plan: ValidPlan,
+    pub generation: u64,
+    /// The dataflow and its result arrangement, while the query runs.
+    pub running: Option<(usize, QueryTrace)>,
+    pub failed: Option<String>,
+    /// Set by the group counter when the query keeps more groups than allowed.
+    pub over_limit: Rc<Cell<Option<u64>>>,
+    /// Whether this worker has already asked every worker to stop the query.
+    pub reported: bool,
+}
+
+impl WorkerQueries {
+    /// How many queries are registered (failed ones included: they keep their name).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The file under the state directory that keeps the registered queries.
+const FILE: &str = "queries.json";
+/// Bumped when the file's meaning changes; older files are refused with a message.
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    version: u32,
+    queries: Vec<StoredQuery>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredQuery {
+    pub definition: QueryDefinition,
+    pub state: QueryState,
+}
+
+/// Reads the queries a previous run registered, in registration order.
+pub fn load(state_dir: &Path) -> Result<Vec<StoredQuery>, String> {
+    let path = state_dir.join(FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let stored: Stored = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a registered-query file: {e}", path.display()))?;
+    if stored.version != VERSION {
+        return Err(format!(
+            "{} has version {}, this build reads version {VERSION}",
+            path.display(),
+            stored.version
+        ));
+    }
+    Ok(stored.queries)
+}
+
+/// Writes the registered queries atomically: a temporary file, fsync, rename, fsync of the
+/// directory, so that a crash leaves the old list or the new one, whole.
+pub fn save(state_dir: &Path, queries: &[StoredQuery]) -> Result<(), String> {
+    let path = state_dir.join(FILE);
+    let temporary: PathBuf = state_dir.join(format!("{FILE}.tmp"));
+    let text = serde_json::to_string_pretty(&Stored {
+        version: VERSION,
+        queries: queries.to_vec(),
+    })
+    .map_err(|e| e.to_string())?;
+    let write = || -> std::io::Result<()> {
+        fs::create_dir_all(state_dir)?;
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)?;
+        fs::File::open(state_dir)?.sync_all()
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -1,0 +1,239 @@
+//! Conditions of a registered query, compiled once: WHERE over a record's fields, HAVING
+//! over a group's terms.
+//!
+//! Compiling parses each `cidr_match` network and splits each LIKE pattern ahead of time,
+//! so that a condition evaluated for every record of the window does no parsing. Both use
+//! SQL's three-valued logic: `None` is unknown, and a row passes only on `Some(true)`.
+
+use std::cmp::Ordering;
+
+use ipnet::IpNet;
+
+use crate::plan::{CompareOp, Operand, PlanError, Predicate, Value};
+
+/// A compiled condition over rows whose fields `T` are looked up by the caller.
+#[derive(Clone, Debug)]
+pub enum Condition<T> {
+    Compare(Operand<T>, CompareOp, Operand<T>),
+    In(Operand<T>, Vec<Value>, bool),
+    Between(Operand<T>, Value, Value, bool),
+    Like(Operand<T>, Pattern, bool),
+    IsNull(Operand<T>, bool),
+    Cidr(Operand<T>, IpNet),
+    And(Vec<Condition<T>>),
+    Or(Vec<Condition<T>>),
+    Not(Box<Condition<T>>),
+}
+
+impl<T: Clone> Condition<T> {
+    /// Compiles a validated predicate.
+    pub fn compile(predicate: &Predicate<T>) -> Result<Self, PlanError> {
+        Ok(match predicate {
+            Predicate::Compare { left, op, right } => {
+                Condition::Compare(left.clone(), *op, right.clone())
+            }
+            Predicate::In {
+                operand,
+                values,
+                negated,
+            } => Condition::In(operand.clone(), values.clone(), *negated),
+            Predicate::Between {
+                operand,
+                low,
+                high,
+                negated,
+            } => Condition::Between(operand.clone(), low.clone(), high.clone(), *negated),
+            Predicate::Like {
+                operand,
+                pattern,
+                negated,
+            } => Condition::Like(operand.clone(), Pattern::new(pattern), *negated),
+            Predicate::IsNull { operand, negated } => Condition::IsNull(operand.clone(), *negated),
+            Predicate::CidrMatch { operand, network } => {
+                Condition::Cidr(operand.clone(), crate::plan::parse_network(network)?)
+            }
+            Predicate::And(parts) => Condition::And(
+                parts
+                    .iter()
+                    .map(Condition::compile)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Predicate::Or(parts) => Condition::Or(
+                parts
+                    .iter()
+                    .map(Condition::compile)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Predicate::Not(inner) => Condition::Not(Box::new(Condition::compile(inner)?)),
+        })
+    }
+
+    /// Evaluates the condition, `lookup` giving the value of each field.
+    pub fn eval(&self, lookup: &impl Fn(&T) -> Value) -> Option<bool> {
+        let value = |operand: &Operand<T>| match operand {
+            Operand::Ref(r) => lookup(r),
+            Operand::Literal(v) => v.clone(),
+        };
+        let negate = |result: Option<bool>, negated: bool| result.map(|b| b != negated);
+        match self {
+            Condition::Compare(left, op, right) => {
+                let order = value(left).sql_cmp(&value(right))?;
+                Some(match op {
+                    CompareOp::Eq => order == Ordering::Equal,
+                    CompareOp::NotEq => order != Ordering::Equal,
+                    CompareOp::Lt => order == Ordering::Less,
+                    CompareOp::LtEq => order != Ordering::Greater,
+                    CompareOp::Gt => order == Ordering::Greater,
+                    CompareOp::GtEq => order != Ordering::Less,
+                })
+            }
+            Condition::In(operand, values, negated) => {
+                let v = value(operand);
+                // `x IN (a, b)` is `x = a OR x = b`: true on a match, else unknown if any
+                // comparison was unknown.
+                let mut result = Some(false);
+                for candidate in values {
+                    match v.sql_cmp(candidate) {
+                        Some(Ordering::Equal) => {
+                            result = Some(true);
+                            break;
+                        }
+                        Some(_) => {}
+                        None => result = None,
+                    }
+                }
+                negate(result, *negated)
+            }
+            Condition::Between(operand, low, high, negated) => {
+                let v = value(operand);
+                let above = v.sql_cmp(low).map(|o| o != Ordering::Less);
+                let below = v.sql_cmp(high).map(|o| o != Ordering::Greater);
+                negate(and(above, below), *negated)
+            }
+            Condition::Like(operand, pattern, negated) => match value(operand) {
+                Value::Text(text) => negate(Some(pattern.matches(&text)), *negated),
+                _ => None,
+            },
+            Condition::IsNull(operand, negated) => {
+                Some((value(operand) == Value::Null) != *negated)
+            }
+            Condition::Cidr(operand, network) => match value(operand) {
+                Value::Ip(ip) => Some(network.contains(&ip)),
+                _ => None,
+            },
+            Condition::And(parts) => {
+                // Three-valued: one false decides, unknown only if nothing is false.
+                let mut result = Some(true);
+                for part in parts {
+                    result = and(result, part.eval(lookup));
+                    if result == Some(false) {
+                        break;
+                    }
+                }
+                result
+            }
+            Condition::Or(parts) => {
+                let mut result = Some(false);
+                for part in parts {
+                    match part.eval(lookup) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => result = None,
+                    }
+                }
+                result
+            }
+            Condition::Not(inner) => inner.eval(lookup).map(|b| !b),
+        }
+    }
+}
+
+fn and(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
+    }
+}
+
+/// A LIKE pattern: `%` matches any run of characters, `_` exactly one, `\` makes the next
+/// character literal. The whole text must match.
+#[derive(Clone, Debug)]
+pub struct Pattern(Vec<Piece>);
+
+#[derive(Clone, Debug, PartialEq)]
+enum Piece {
+    Char(char),
+    One,
+    Any,
+}
+
+impl Pattern {
+    pub fn new(pattern: &str) -> Self {
+        let mut pieces = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            pieces.push(match c {
+                '%' => Piece::Any,
+                '_' => Piece::One,
+                '\\' => Piece::Char(chars.next().unwrap_or('\\')),
+                c => Piece::Char(c),
+            });
+        }
+        Pattern(pieces)
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        // Classic wildcard matching with backtracking to the last `%`: linear in practice.
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match self.0.get(p) {
+                Some(Piece::Any) => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(Piece::One) => {
+                    p += 1;
+                    t += 1;
+                }
+                Some(Piece::Char(c)) if *c == text[t] => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    Some((sp, st)) => {
+                        p = sp + 1;
+                        t = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.0[p..].iter().all(|piece| *piece == Piece::Any)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns() {
+        let like = |p: &str, t: &str| Pattern::new(p).matches(t);
+        assert!(like("tcp", "tcp"));
+        assert!(!like("tcp", "tcpx"));
+        assert!(like("t%", "tcp"));
+        assert!(like("%c%", "tcp"));
+        assert!(like("_c_", "tcp"));
+        assert!(!like("_c", "tcp"));
+        assert!(like("%", ""));
+        assert!(!like("_", ""));
+        assert!(like("a\\%b", "a%b"));
+        assert!(!like("a\\%b", "axb"));
+        assert!(like("%a%b%", "xxaxxbxx"));
+        assert!(!like("%a%b", "xxbxxa"));
+    }
+}

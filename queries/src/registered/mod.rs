@@ -1,0 +1,406 @@
+//! Registered queries as dataflows: the shared arrangement of the window's records that
+//! every query reads, the rendering of a validated [`ValidPlan`], and how its result is read
+//! at an `as_of` and merged across workers.
+//!
+//! The engine renders [`render_records`] once, in the dataflow of the built-in views, and
+//! each registered query in a dataflow of its own that imports that arrangement — with its
+//! history, so a query registered late still covers its whole window. A query's dataflow:
+//!
+//! 1. narrows the records to its window (a temporal filter: a record of the longest window
+//!    leaves a shorter one at its own time plus that window),
+//! 2. applies WHERE,
+//! 3. groups by the key and aggregates each group in one `reduce` (HAVING applied there),
+//! 4. with a LIMIT, keeps the top rows incrementally: first per hash bucket of groups, then
+//!    overall, so that no single reduction sorts every group on every change,
+//! 5. arranges the result rows, which peeks read.
+
+mod filter;
+mod row;
+
+use std::hash::{Hash, Hasher};
+
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::implementations::KeySpine;
+use differential_dataflow::trace::TraceReader;
+use differential_dataflow::VecCollection;
+use flowscope_events::Event;
+use flowscope_operators::temporal::TemporalFilter;
+use flowscope_operators::{Millis, PreAggregateWindowed, TimeModel};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::Stream;
+use timely::progress::frontier::AntichainRef;
+
+pub use filter::{Condition, Pattern};
+pub use row::{Datum, RowOrder, Shape};
+
+use crate::plan::{Column, PlanError, Term, ValidPlan, Value};
+use crate::read::{visit_rows, Next, RowTrace};
+
+/// The shared arrangement of every record of the longest window, counted by copies.
+pub type RecordsTrace = TraceAgent<KeySpine<Record, Millis, isize>>;
+
+/// A record as the records arrangement holds it and exchanges it between processes.
+///
+/// `Event`'s own serde form leaves an absent duration out, as its JSON should; bincode,
+/// which timely uses between processes, cannot skip fields, so records travel as a
+/// plain tuple of every field.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Record(pub Event);
+
+type RecordWire = (
+    Millis,
+    std::net::IpAddr,
+    std::net::IpAddr,
+    u16,
+    u16,
+    flowscope_events::Proto,
+    u64,
+    u64,
+    u64,
+    Option<u64>,
+    flowscope_events::Status,
+);
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = &self.0;
+        let wire: RecordWire = (
+            e.ts,
+            e.src_ip,
+            e.dst_ip,
+            e.src_port,
+            e.dst_port,
+            e.proto,
+            e.bytes_out,
+            e.bytes_in,
+            e.packets,
+            e.duration_ms,
+            e.status,
+        );
+        wire.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (
+            ts,
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            proto,
+            bytes_out,
+            bytes_in,
+            packets,
+            duration_ms,
+            status,
+        ) = RecordWire::deserialize(deserializer)?;
+        Ok(Record(Event {
+            ts,
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            proto,
+            bytes_out,
+            bytes_in,
+            packets,
+            duration_ms,
+            status,
+        }))
+    }
+}
+
+/// A result row inside the dataflow: the group key and its aggregates.
+pub type GroupRow = (Vec<Datum>, Vec<Datum>);
+
+/// A query's result rows, keyed by a hash of the group (or by 0 once reduced to a top-k).
+pub type QueryTrace = RowTrace<u64, GroupRow>;
+
+/// How many buckets the first stage of a top-k spreads the groups over.
+const TOP_K_BUCKETS: u64 = 64;
+
+/// Arranges every record for `retention` (the longest window): each enters at its timely
+/// time and leaves at its own time plus the retention, late records included.
+pub fn render_records<'scope>(
+    events: Stream<'scope, Millis, Vec<Event>>,
+    time: TimeModel,
+    retention: Millis,
+) -> Arranged<'scope, RecordsTrace> {
+    events
+        .pre_aggregate_windowed_named("QueryRecordGroups", time, retention, |e: &Event| {
+            (Record(e.clone()), e.ts, 1isize)
+        })
+        .map(|(record, _span)| record)
+        .arrange_by_self_named("QueryRecords")
+}
+
+/// What [`render_query`] builds on one worker.
+pub struct QueryRendered<'scope> {
+    pub trace: QueryTrace,
+    /// Completes a time once the result arrangement has.
+    pub progress: Stream<'scope, Millis, Vec<()>>,
+    /// The number of groups the query keeps, cluster-wide, at each time it changes (seen
+    /// on one worker only).
+    pub groups: Stream<'scope, Millis, Vec<(Millis, u64)>>,
+}
+
+/// Renders a validated query over `records`, the collection of the longest window's
+/// records (of `retention`).
+pub fn render_query<'scope>(
+    records: VecCollection<'scope, Millis, Event, isize>,
+    plan: &ValidPlan,
+    time: TimeModel,
+    retention: Millis,
+) -> Result<QueryRendered<'scope>, PlanError> {
+    let order = RowOrder::new(plan);
+    let shape = order.shape().clone();
+    let filter = plan
+        .plan
+        .filter
+        .as_ref()
+        .map(Condition::<Column>::compile)
+        .transpose()?;
+    let having = plan
+        .plan
+        .having
+        .as_ref()
+        .map(Condition::<Term>::compile)
+        .transpose()?;
+
+    let window = plan.window;
+    let in_window = if window < retention {
+        records.until_named("QueryWindow", move |e: &Event| {
+            time.own_time(e.ts).saturating_add(window)
+        })
+    } else {
+        records
+    };
+    let passing = match filter {
+        Some(filter) => {
+            in_window.filter(move |e: &Event| filter.eval(&|c: &Column| c.value(e)) == Some(true))
+        }
+        None => in_window,
+    };
+
+    let split = shape.clone();
+    let aggregate = shape.clone();
+    let groups: VecCollection<'scope, Millis, (Vec<Datum>, Vec<Datum>), isize> = passing
+        .map(move |e| split.split(&e))
+        .reduce_named("QueryGroups", move |key, values, output| {
+            let aggregates = aggregate.aggregate(values);
+            // Without GROUP BY the one group is always kept, and HAVING is applied when
+            // the result is read: a group HAVING rejects must not read as "no records",
+            // which gives the row of an empty input instead.
+            let keep = key.is_empty()
+                || having.as_ref().is_none_or(|having| {
+                    having.eval(&|t: &Term| aggregate.term(t, key, &aggregates)) == Some(true)
+                });
+            if keep {
+                output.push((aggregates, 1isize));
+            }
+        });
+
+    let counted = groups
+        .clone()
+        .map(|_| ((), ()))
+        .reduce_named("QueryGroupCount", |_, values, output| {
+            output.push((values[0].1 as u64, 1isize))
+        })
+        .inner
+        .flat_map(|(((), count), time, diff)| (diff > 0).then_some((time, count)));
+
+    let rows = match plan.plan.limit {
+        None => groups.map(|row| (bucket_of(&row.0, u64::MAX), row)),
+        Some(limit) => {
+            let first = order.clone();
+            let last = order.clone();
+            groups
+                .map(|row| (bucket_of(&row.0, TOP_K_BUCKETS), row))
+                .reduce_named("QueryTopKBuckets", move |_, values, output| {
+                    top_rows(&first, values, limit, output)
+                })
+                .map(|(_, row)| (0u64, row))
+                .reduce_named("QueryTopK", move |_, values, output| {
+                    top_rows(&last, values, limit, output)
+                })
+        }
+    };
+    let arranged = rows.arrange_by_key_named("QueryResult");
+    let progress = arranged.stream.clone().map(|_| ());
+    Ok(QueryRendered {
+        trace: arranged.trace,
+        progress,
+        groups: counted,
+    })
+}
+
+/// Where a group goes: a hash of its key, folded into `buckets`.
+fn bucket_of(key: &[Datum], buckets: u64) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let hash = hasher.finish();
+    if buckets == u64::MAX {
+        hash
+    } else {
+        hash % buckets
+    }
+}
+
+/// Keeps the first `limit` rows of a bucket in result order (a row of a query without
+/// aggregates counts as many times as it occurs).
+fn top_rows(
+    order: &RowOrder,
+    values: &[(&GroupRow, isize)],
+    limit: u64,
+    output: &mut Vec<(GroupRow, isize)>,
+) {
+    let mut rows: Vec<(row::SortableRow, &GroupRow)> = values
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(row, _)| (order.row(&row.0, &row.1), *row))
+        .collect();
+    rows.sort_by(|a, b| order.compare(&a.0, &b.0));
+    let mut taken = 0u64;
+    for (_, row) in rows {
+        if taken >= limit {
+            break;
+        }
+        taken += occurrences(order.shape(), row);
+        output.push((row.clone(), 1));
+    }
+}
+
+/// How many result rows a group stands for: one, or, without aggregates, its COUNT(*).
+fn occurrences(shape: &Shape, row: &GroupRow) -> u64 {
+    if shape.multiplicity {
+        match row.1.first() {
+            Some(Datum::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        }
+    } else {
+        1
+    }
+}
+
+/// One worker's part of a query's result: its first rows in result order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryPart {
+    pub rows: Vec<GroupRow>,
+    /// How many result rows this worker holds (before the reader's limit).
+    pub total: u64,
+}
+
+/// A query's result, as served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// How many rows the query has (at most its LIMIT); `rows` holds at most the
+    /// reader's limit of them.
+    pub total: u64,
+}
+
+/// Reads one worker's part of a query's result at `as_of`: its first `limit` rows.
+pub fn read_part(
+    trace: &mut QueryTrace,
+    plan: &ValidPlan,
+    as_of: Millis,
+    limit: usize,
+) -> QueryPart {
+    let order = RowOrder::new(plan);
+    let mut rows = Vec::new();
+    visit_rows(trace, as_of, None, |_, values| {
+        rows.extend(values.into_iter().map(|(row, _)| row));
+        Next::Continue
+    });
+    let mut sortable: Vec<_> = rows
+        .into_iter()
+        .map(|row| (order.row(&row.0, &row.1), row))
+        .collect();
+    sortable.sort_by(|a, b| order.compare(&a.0, &b.0));
+    let total = sortable
+        .iter()
+        .map(|(_, row)| occurrences(order.shape(), row))
+        .sum();
+    let mut kept = Vec::new();
+    let mut taken = 0u64;
+    for (_, row) in sortable {
+        if taken >= limit as u64 {
+            break;
+        }
+        taken += occurrences(order.shape(), &row);
+        kept.push(row);
+    }
+    QueryPart { rows: kept, total }
+}
+
+/// Merges the parts of every worker into the result: at most `limit` rows in result order.
+pub fn merge_parts(plan: &ValidPlan, parts: Vec<QueryPart>, limit: usize) -> QueryResult {
+    let order = RowOrder::new(plan);
+    let shape = order.shape();
+    let held: u64 = parts.iter().map(|p| p.total).sum();
+    let mut rows: Vec<GroupRow> = parts.into_iter().flat_map(|p| p.rows).collect();
+    // Aggregates without GROUP BY have exactly one row, even over no records, and HAVING
+    // decides whether it is shown.
+    if plan.aggregated && plan.plan.group_by.is_empty() {
+        let row = rows.pop().unwrap_or_else(|| (Vec::new(), shape.empty()));
+        let keep = plan.plan.having.as_ref().is_none_or(|having| {
+            Condition::<Term>::compile(having).is_ok_and(|having| {
+                having.eval(&|t: &Term| shape.term(t, &[], &row.1)) == Some(true)
+            })
+        });
+        let rows = if keep { vec![row] } else { Vec::new() };
+        let held = rows.len() as u64;
+        return finish(plan, &order, rows, limit, held);
+    }
+    finish(plan, &order, rows, limit, held)
+}
+
+fn finish(
+    plan: &ValidPlan,
+    order: &RowOrder,
+    rows: Vec<GroupRow>,
+    limit: usize,
+    held: u64,
+) -> QueryResult {
+    let shape = order.shape();
+    let mut sortable: Vec<_> = rows
+        .into_iter()
+        .map(|row| (order.row(&row.0, &row.1), row))
+        .collect();
+    sortable.sort_by(|a, b| order.compare(&a.0, &b.0));
+    let cap = plan.plan.limit.unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for (sortable, row) in sortable {
+        let copies = occurrences(shape, &row).min(cap - total);
+        let shown = copies.min(limit.saturating_sub(out.len()) as u64);
+        for _ in 0..shown {
+            out.push(sortable.output.clone());
+        }
+        total += copies;
+        if total >= cap || out.len() >= limit {
+            break;
+        }
+    }
+    out.truncate(limit);
+    QueryResult {
+        columns: plan.columns.clone(),
+        rows: out,
+        total: held.min(cap),
+    }
+}
+
+/// Lets a query's result arrangement forget times before `readable` and merge batches
+/// before `complete`.
+pub fn compact(
+    trace: &mut QueryTrace,
+    readable: AntichainRef<'_, Millis>,
+    complete: AntichainRef<'_, Millis>,
+) {
+    trace.set_logical_compaction(readable);
+    trace.set_physical_compaction(complete);
+}
