@@ -148,6 +148,17 @@ impl fmt::Display for Column {
     }
 }
 
+/// An integer against a float, exactly: `i128 as f64` rounds, so when the rounded integer
+/// equals the float the float is integral and the integers decide.
+fn int_float_cmp(a: i128, b: f64) -> std::cmp::Ordering {
+    let rounded = a as f64;
+    match rounded.partial_cmp(&b) {
+        Some(std::cmp::Ordering::Equal) => a.cmp(&(b as i128)),
+        Some(order) => order,
+        None => rounded.total_cmp(&b),
+    }
+}
+
 /// A value: of a column, an aggregate, or a literal. Integers are wide enough for every
 /// counter and every sum of counters, and for negative literals.
 ///
@@ -180,9 +191,10 @@ impl Value {
         match (self, other) {
             (Null, _) | (_, Null) => None,
             (Int(a), Int(b)) => Some(a.cmp(b)),
-            (Float(a), Float(b)) => Some(a.total_cmp(b)),
-            (Int(a), Float(b)) => Some((*a as f64).total_cmp(b)),
-            (Float(a), Int(b)) => Some(a.total_cmp(&(*b as f64))),
+            // -0.0 = 0.0 as in SQL; NaN never arises (no literal or aggregate makes one).
+            (Float(a), Float(b)) => Some(a.partial_cmp(b).unwrap_or_else(|| a.total_cmp(b))),
+            (Int(a), Float(b)) => Some(int_float_cmp(*a, *b)),
+            (Float(a), Int(b)) => Some(int_float_cmp(*b, *a).reverse()),
             (Ip(a), Ip(b)) => Some(a.cmp(b)),
             (Text(a), Text(b)) => Some(a.cmp(b)),
             _ => None,
@@ -833,7 +845,9 @@ fn check_predicate<T: fmt::Display>(
             operand, pattern, ..
         } => match operand_type(operand, ty)? {
             Some(Type::Text) | None => {
-                if pattern.ends_with('\\') && !pattern.ends_with("\\\\") {
+                // `\\` is an escaped backslash; an odd run at the end escapes nothing.
+                let trailing = pattern.chars().rev().take_while(|&c| c == '\\').count();
+                if trailing % 2 == 1 {
                     return Err(PlanError::new(
                         "bad_pattern",
                         format!("LIKE pattern {pattern:?} ends with an escape character"),
@@ -918,6 +932,44 @@ mod tests {
 
     fn plan(json: &str) -> Plan {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn integers_and_floats_compare_exactly() {
+        use std::cmp::Ordering::*;
+        let big = (1i128 << 60) + 1;
+        // `big as f64` rounds down to 2^60: the float must not equal the integer.
+        assert_eq!(
+            Value::Int(big).sql_cmp(&Value::Float((1u64 << 60) as f64)),
+            Some(Greater)
+        );
+        assert_eq!(
+            Value::Float((1u64 << 60) as f64).sql_cmp(&Value::Int(big)),
+            Some(Less)
+        );
+        assert_eq!(Value::Int(3).sql_cmp(&Value::Float(3.0)), Some(Equal));
+        assert_eq!(Value::Int(3).sql_cmp(&Value::Float(2.5)), Some(Greater));
+        assert_eq!(Value::Int(-1).sql_cmp(&Value::Float(-0.5)), Some(Less));
+        assert_eq!(Value::Float(-0.0).sql_cmp(&Value::Float(0.0)), Some(Equal));
+        assert_eq!(Value::Int(0).sql_cmp(&Value::Float(-0.0)), Some(Equal));
+    }
+
+    #[test]
+    fn like_patterns_may_not_end_in_a_lone_escape() {
+        let check = |pattern: &str| {
+            let json = format!(
+                r#"{{"from": "flows_2h", "select": [{{"column": "ts"}}], "where": {{"like": {{"operand": {{"ref": "proto"}}, "pattern": {}}}}}}}"#,
+                serde_json::to_string(pattern).unwrap()
+            );
+            plan(&json)
+                .validate(&windows())
+                .map(|_| ())
+                .map_err(|e| e.code)
+        };
+        assert_eq!(check("tc\\"), Err("bad_pattern"));
+        assert_eq!(check("tc\\\\"), Ok(()));
+        assert_eq!(check("tc\\\\\\"), Err("bad_pattern"));
+        assert_eq!(check("t\\%p"), Ok(()));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub fn parse(sql: &str) -> Result<Plan, PlanError> {
                 "too_complex",
                 format!("the query nests more than {RECURSION_LIMIT} levels deep"),
             ),
+            ParserError::ParserError(message) | ParserError::TokenizerError(message) => {
+                PlanError::new("syntax_error", format!("syntax error: {message}"))
+            }
             other => PlanError::new("syntax_error", other.to_string()),
         })?;
     let statement = match statements.as_slice() {
@@ -405,6 +408,10 @@ fn not_a_term(expr: &Expr) -> PlanError {
 
 fn aggregate(function: &ast::Function, table: &str) -> Result<Aggregate, PlanError> {
     let name = function_name(function);
+    // A window function is refused as one, whatever its name (ROW_NUMBER, RANK, …).
+    if function.over.is_some() {
+        return Err(unsupported("a window function (OVER)"));
+    }
     if !AGGREGATES.contains(&name.as_str()) {
         return Err(if name == "cidr_match" {
             PlanError::new(
@@ -419,9 +426,6 @@ fn aggregate(function: &ast::Function, table: &str) -> Result<Aggregate, PlanErr
                 ),
             )
         });
-    }
-    if function.over.is_some() {
-        return Err(unsupported("a window function (OVER)"));
     }
     if function.filter.is_some() {
         return Err(unsupported("FILTER on an aggregate"));

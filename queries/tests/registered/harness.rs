@@ -57,12 +57,7 @@ pub fn run(
 
         // The records, and the queries registered from the start, in one dataflow.
         let (records_probe, mut records, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
-            let events = scripted_source(
-                scope.clone(),
-                time,
-                Rc::clone(&commands),
-                Rc::clone(&activator),
-            );
+            let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
             let arranged = render_records(events, time, retention);
             let (probe, _) = arranged.stream.clone().probe();
             let collection = arranged.clone().as_collection(|record, _| record.0.clone());
