@@ -42,7 +42,6 @@ pub fn parse(sql: &str) -> Result<Plan, PlanError> {
             ParserError::ParserError(message) | ParserError::TokenizerError(message) => {
                 PlanError::new("syntax_error", format!("syntax error: {message}"))
             }
-            other => PlanError::new("syntax_error", other.to_string()),
         })?;
     let statement = match statements.as_slice() {
         [one] => one,

@@ -29,7 +29,7 @@ use flowscope_operators::{Millis, PreAggregateWindowed, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
-use timely::progress::frontier::AntichainRef;
+use timely::progress::frontier::{Antichain, AntichainRef};
 
 pub use filter::{Condition, Pattern};
 pub use row::{Datum, RowOrder, Shape};
@@ -402,5 +402,15 @@ pub fn compact(
     complete: AntichainRef<'_, Millis>,
 ) {
     trace.set_logical_compaction(readable);
-    trace.set_physical_compaction(complete);
+    // A query's dataflow completes on its own schedule (a late one is still reading the
+    // records' history), so `complete` may be past its upper: merging batches beyond the
+    // upper would leave nothing readable through it.
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    let physical = match (upper.first(), complete.first()) {
+        (Some(&u), Some(&c)) => Antichain::from_elem(u.min(c)),
+        (Some(&u), None) => Antichain::from_elem(u),
+        (None, _) => complete.to_owned(),
+    };
+    trace.set_physical_compaction(physical.borrow());
 }
