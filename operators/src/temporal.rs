@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use differential_dataflow::consolidation::consolidate_updates;
 use differential_dataflow::difference::Abelian;
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::channels::pact::Pipeline;
@@ -47,7 +48,7 @@ type Update<D, R> = (D, Millis, R);
 
 impl<'scope, D, R> TemporalFilter<'scope, D, R> for VecCollection<'scope, Millis, D, R>
 where
-    D: Clone + 'static,
+    D: Ord + Clone + 'static,
     R: Abelian + 'static,
 {
     fn until_named<F>(self, name: &str, mut deadline: F) -> VecCollection<'scope, Millis, D, R>
@@ -76,7 +77,14 @@ where
                                 }
                                 let mut negated = diff.clone();
                                 negated.negate();
-                                pending.entry(until).or_default().push((record.clone(), until, negated));
+                                let waiting = pending.entry(until).or_default();
+                                waiting.push((record.clone(), until, negated));
+                                // Equal records due at one time cancel or merge while they
+                                // wait, so what is held follows the distinct records, not
+                                // the records (amortised: at each doubling).
+                                if waiting.len() >= 64 && waiting.len().is_power_of_two() {
+                                    consolidate_updates(waiting);
+                                }
                                 session.give((record, time, diff));
                             }
                             drop(session);
@@ -107,5 +115,44 @@ where
                 },
             )
             .as_collection()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use differential_dataflow::consolidation::consolidate_updates;
+    use differential_dataflow::input::Input;
+    use timely::dataflow::operators::capture::{Capture, Extract};
+
+    /// Many equal records due at one deadline are merged while they wait (past the first
+    /// consolidation threshold), and the output still accumulates to the exact counts.
+    #[test]
+    fn many_equal_records_leave_with_their_exact_count() {
+        let mut records: Vec<(&str, u64)> = vec![("a", 5); 300];
+        records.extend(vec![("b", 7); 70]);
+        records.push(("c", 0));
+        let captured = timely::example(move |scope| {
+            let (_, collection) = scope.new_collection_from(records);
+            collection
+                .until_named("Until", |&(_, deadline)| deadline)
+                .inner
+                .capture()
+        });
+        let mut updates: Vec<_> = captured
+            .extract()
+            .into_iter()
+            .flat_map(|(_, v)| v)
+            .collect();
+        consolidate_updates(&mut updates);
+        assert_eq!(
+            updates,
+            vec![
+                (("a", 5), 0, 300),
+                (("a", 5), 5, -300),
+                (("b", 7), 0, 70),
+                (("b", 7), 7, -70),
+            ]
+        );
     }
 }

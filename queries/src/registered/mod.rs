@@ -32,7 +32,7 @@ use timely::dataflow::Stream;
 use timely::progress::frontier::{Antichain, AntichainRef};
 
 pub use filter::{Condition, Pattern};
-pub use row::{Datum, RowOrder, Shape};
+pub use row::{Datum, RowOrder, Shape, Sums};
 
 use crate::plan::{Column, PlanError, Term, ValidPlan, Value};
 use crate::read::{visit_rows, Next, RowTrace};
@@ -170,25 +170,33 @@ pub fn render_query<'scope>(
         .map(Condition::<Term>::compile)
         .transpose()?;
 
-    let window = plan.window;
-    let in_window = if window < retention {
-        records.until_named("QueryWindow", move |e: &Event| {
-            time.own_time(e.ts).saturating_add(window)
-        })
-    } else {
-        records
-    };
+    // WHERE first, then each passing record becomes its group key, the values its group
+    // keeps and its accumulable part (the difference): what waits for a record to leave a
+    // shorter window, and what the reduction holds, is then one entry per group, kept
+    // values and tick rather than one per record.
     let passing = match filter {
         Some(filter) => {
-            in_window.filter(move |e: &Event| filter.eval(&|c: &Column| c.value(e)) == Some(true))
+            records.filter(move |e: &Event| filter.eval(&|c: &Column| c.value(e)) == Some(true))
         }
-        None => in_window,
+        None => records,
+    };
+    let window = plan.window;
+    let split = shape.clone();
+    let projected = if window < retention {
+        passing
+            .explode(move |e: Event| {
+                let deadline = time.own_time(e.ts).saturating_add(window);
+                let (data, sums) = split.split(&e);
+                Some(((deadline, data), sums))
+            })
+            .until_named("QueryWindow", |(deadline, _)| *deadline)
+            .map(|(_, data)| data)
+    } else {
+        passing.explode(move |e: Event| Some(split.split(&e)))
     };
 
-    let split = shape.clone();
     let aggregate = shape.clone();
-    let groups: VecCollection<'scope, Millis, (Vec<Datum>, Vec<Datum>), isize> = passing
-        .map(move |e| split.split(&e))
+    let groups: VecCollection<'scope, Millis, (Vec<Datum>, Vec<Datum>), isize> = projected
         .reduce_named("QueryGroups", move |key, values, output| {
             let aggregates = aggregate.aggregate(values);
             // Without GROUP BY the one group is always kept, and HAVING is applied when

@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
 use flowscope_events::{Event, Proto, Status};
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,58 @@ impl Datum {
     }
 }
 
+/// The accumulable part of a group's records: `[COUNT(*)]`, then for each summed column
+/// its count of non-NULL values and its sum. It is the *difference* of the reduction's
+/// input, so records of one group (and one set of non-accumulable values) consolidate
+/// into one entry per tick instead of one per record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Sums(pub Vec<i128>);
+
+impl IsZero for Sums {
+    fn is_zero(&self) -> bool {
+        self.0.iter().all(|x| *x == 0)
+    }
+}
+
+impl Semigroup for Sums {
+    fn plus_equals(&mut self, rhs: &Self) {
+        if self.0.len() < rhs.0.len() {
+            self.0.resize(rhs.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&rhs.0) {
+            *a += b;
+        }
+    }
+}
+
+impl Monoid for Sums {
+    fn zero() -> Self {
+        Sums(Vec::new())
+    }
+}
+
+impl Abelian for Sums {
+    fn negate(&mut self) {
+        for x in &mut self.0 {
+            *x = -*x;
+        }
+    }
+}
+
+impl Multiply<isize> for Sums {
+    type Output = Sums;
+    fn multiply(self, rhs: &isize) -> Sums {
+        let by = *rhs as i128;
+        Sums(self.0.into_iter().map(|x| x * by).collect())
+    }
+}
+
+impl Sums {
+    fn get(&self, at: usize) -> i128 {
+        self.0.get(at).copied().unwrap_or(0)
+    }
+}
+
 /// What the dataflow needs of a validated plan to aggregate a group.
 #[derive(Clone, Debug)]
 pub struct Shape {
@@ -82,8 +135,11 @@ pub struct Shape {
     /// The aggregates computed per group; `[COUNT(*)]` (the multiplicity of equal rows) for
     /// a query without aggregates.
     pub aggregates: Vec<Aggregate>,
-    /// The distinct columns the aggregates read, in the order of each group value.
+    /// The columns whose values the group keeps (distinct values, with their counts): those
+    /// of COUNT(DISTINCT), MIN and MAX.
     pub inputs: Vec<Column>,
+    /// The columns carried in [`Sums`]: those of COUNT(col), SUM and AVG.
+    pub summed: Vec<Column>,
     /// Whether a group stands for that many equal rows (a query without aggregates).
     pub multiplicity: bool,
 }
@@ -95,73 +151,88 @@ impl Shape {
         } else {
             vec![Aggregate::CountStar]
         };
-        let inputs: BTreeSet<Column> = aggregates.iter().filter_map(Aggregate::column).collect();
+        let mut inputs = BTreeSet::new();
+        let mut summed = BTreeSet::new();
+        for aggregate in &aggregates {
+            match aggregate {
+                Aggregate::CountStar => {}
+                Aggregate::Count(c) | Aggregate::Sum(c) | Aggregate::Avg(c) => {
+                    summed.insert(*c);
+                }
+                Aggregate::CountDistinct(c) | Aggregate::Min(c) | Aggregate::Max(c) => {
+                    inputs.insert(*c);
+                }
+            }
+        }
         Shape {
             key: plan.key.clone(),
             aggregates,
             inputs: inputs.into_iter().collect(),
+            summed: summed.into_iter().collect(),
             multiplicity: !plan.aggregated,
         }
     }
 
-    /// A record's group key and the fields its aggregates read.
-    pub fn split(&self, event: &Event) -> (Vec<Datum>, Vec<Datum>) {
+    /// A record's group key, the values its group keeps, and its accumulable part.
+    pub fn split(&self, event: &Event) -> ((Vec<Datum>, Vec<Datum>), Sums) {
+        let mut sums = Vec::with_capacity(1 + 2 * self.summed.len());
+        sums.push(1);
+        for column in &self.summed {
+            match Datum::of(*column, event) {
+                Datum::Null => sums.extend([0, 0]),
+                datum => sums.extend([1, datum.int().unwrap_or(0)]),
+            }
+        }
         (
-            self.key.iter().map(|c| Datum::of(*c, event)).collect(),
-            self.inputs.iter().map(|c| Datum::of(*c, event)).collect(),
+            (
+                self.key.iter().map(|c| Datum::of(*c, event)).collect(),
+                self.inputs.iter().map(|c| Datum::of(*c, event)).collect(),
+            ),
+            Sums(sums),
         )
     }
 
-    /// The aggregates of a group from its values (`(fields, multiplicity)`, sorted).
-    /// Multiplicities are positive: the window's records never go below zero.
-    pub fn aggregate(&self, values: &[(&Vec<Datum>, isize)]) -> Vec<Datum> {
+    /// The aggregates of a group from its values (kept values with their [`Sums`], sorted).
+    /// Counts are positive: the window's records never go below zero.
+    pub fn aggregate(&self, values: &[(&Vec<Datum>, Sums)]) -> Vec<Datum> {
+        let mut total = Sums::default();
+        for (_, sums) in values {
+            total.plus_equals(sums);
+        }
         self.aggregates
             .iter()
             .map(|aggregate| {
+                let summed = aggregate
+                    .column()
+                    .and_then(|c| self.summed.iter().position(|s| *s == c))
+                    .map(|p| (total.get(1 + 2 * p), total.get(2 + 2 * p)));
                 let position = aggregate
                     .column()
                     .and_then(|c| self.inputs.iter().position(|i| *i == c));
-                let field = |row: &Vec<Datum>| position.and_then(|p| row.get(p)).cloned();
-                let present = values.iter().filter_map(|(row, n)| match field(row) {
-                    Some(Datum::Null) | None => None,
-                    Some(datum) => Some((datum, *n as i128)),
-                });
+                let present = values
+                    .iter()
+                    .filter(|(_, sums)| sums.get(0) > 0)
+                    .filter_map(|(row, _)| match position.and_then(|p| row.get(p)) {
+                        Some(Datum::Null) | None => None,
+                        Some(datum) => Some(datum.clone()),
+                    });
                 match aggregate {
-                    Aggregate::CountStar => {
-                        Datum::Int(values.iter().map(|(_, n)| *n as i128).sum())
-                    }
-                    Aggregate::Count(_) => Datum::Int(present.map(|(_, n)| n).sum()),
+                    Aggregate::CountStar => Datum::Int(total.get(0)),
+                    Aggregate::Count(_) => Datum::Int(summed.map_or(0, |(n, _)| n)),
                     Aggregate::CountDistinct(_) => {
-                        let distinct: BTreeSet<Datum> = present.map(|(d, _)| d).collect();
+                        let distinct: BTreeSet<Datum> = present.collect();
                         Datum::Int(distinct.len() as i128)
                     }
-                    Aggregate::Sum(_) => {
-                        let mut sum = None;
-                        for (datum, n) in present {
-                            *sum.get_or_insert(0) += datum.int().unwrap_or(0) * n;
-                        }
-                        sum.map_or(Datum::Null, Datum::Int)
-                    }
-                    Aggregate::Avg(_) => {
-                        let (mut sum, mut count) = (0i128, 0u64);
-                        for (datum, n) in present {
-                            sum += datum.int().unwrap_or(0) * n;
-                            count += n as u64;
-                        }
-                        if count == 0 {
-                            Datum::Null
-                        } else {
-                            Datum::Avg(sum, count)
-                        }
-                    }
-                    Aggregate::Min(_) => present
-                        .map(|(d, _)| d)
-                        .min_by(Datum::sql_cmp)
-                        .unwrap_or(Datum::Null),
-                    Aggregate::Max(_) => present
-                        .map(|(d, _)| d)
-                        .max_by(Datum::sql_cmp)
-                        .unwrap_or(Datum::Null),
+                    Aggregate::Sum(_) => match summed {
+                        Some((n, sum)) if n > 0 => Datum::Int(sum),
+                        _ => Datum::Null,
+                    },
+                    Aggregate::Avg(_) => match summed {
+                        Some((n, sum)) if n > 0 => Datum::Avg(sum, n as u64),
+                        _ => Datum::Null,
+                    },
+                    Aggregate::Min(_) => present.min_by(Datum::sql_cmp).unwrap_or(Datum::Null),
+                    Aggregate::Max(_) => present.max_by(Datum::sql_cmp).unwrap_or(Datum::Null),
                 }
             })
             .collect()
