@@ -644,12 +644,8 @@ impl Client {
     }
 
     fn control(&self, command: impl FnOnce(u64, usize) -> Command) -> ControlReply {
-        let stopped = || QueryError::Invalid {
-            code: "engine_stopped".into(),
-            message: "the engine is shutting down or has failed".into(),
-        };
         if self.check_running().is_err() {
-            return Err(stopped());
+            return Err(QueryError::Stopped);
         }
         let local = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = ((self.shared.first_worker as u64) << 40) | (local & ((1 << 40) - 1));
@@ -660,7 +656,11 @@ impl Client {
             Ok(reply) => reply,
             Err(_) => {
                 lock(&self.shared.controls).remove(&id);
-                Err(stopped())
+                if self.check_running().is_err() {
+                    Err(QueryError::Stopped)
+                } else {
+                    Err(QueryError::Pending(CONTROL_TIMEOUT.as_secs()))
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use differential_dataflow::trace::TraceReader;
 use flowscope_operators::anomaly::AnomalyKind;
 use flowscope_operators::Millis;
 use flowscope_queries::graph::GraphReader;
-use flowscope_queries::registered::{self, RecordsTrace};
+use flowscope_queries::registered::{self, WindowRecords};
 use flowscope_queries::risk::merge_anomalies;
 use flowscope_queries::{GraphTrace, RiskReader, RiskTraces, SegmentReader, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;
@@ -40,9 +40,9 @@ pub struct Views {
     pub risk: Option<RiskTraces>,
     /// Absent when the segmentation views are off.
     pub segments: Option<SegmentTraces>,
-    /// The shared arrangement of the window's records (absent when queries are off), which
+    /// The shared arrangements of each window's records (none when queries are off), which
     /// registered queries import.
-    pub records: Rc<RefCell<Option<RecordsTrace>>>,
+    pub records: Rc<RefCell<WindowRecords>>,
     /// This worker's registered queries and their result arrangements.
     pub(crate) queries: Rc<RefCell<WorkerQueries>>,
 }
@@ -64,7 +64,7 @@ impl Views {
         if let Some(segments) = self.segments.as_mut() {
             segments.compact(readable.borrow(), complete);
         }
-        if let Some(records) = self.records.borrow_mut().as_mut() {
+        for records in self.records.borrow_mut().values_mut() {
             records.set_logical_compaction(readable.borrow());
             records.set_physical_compaction(complete);
         }

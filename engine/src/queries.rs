@@ -95,6 +95,12 @@ pub enum QueryError {
     Failed { name: String, reason: String },
     #[error("registered queries are off (the engine runs with --no-queries)")]
     Disabled,
+    #[error("the engine is shutting down or has failed")]
+    Stopped,
+    /// The workers did not apply the command in time. It stays in the command order and
+    /// takes effect when they reach it: the caller cannot tell the outcome yet.
+    #[error("the workers are busy and did not apply the command within {0} s; it stays queued and takes effect in order: check the query list")]
+    Pending(u64),
 }
 
 impl From<PlanError> for QueryError {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowscope_operators::{Millis, WatermarkReport};
-use flowscope_queries::registered::{self, RecordsTrace};
+use flowscope_queries::registered::{self, WindowRecords};
 use flowscope_queries::{graph, risk, segments};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
@@ -104,9 +104,10 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     });
 
     let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
-    // The shared arrangement of the window's records, which registered queries import, and
-    // this worker's registered queries; both are also read by the peek operator.
-    let records_trace: Rc<RefCell<Option<RecordsTrace>>> = Rc::new(RefCell::new(None));
+    // The shared arrangements of each window's records, by window length, which registered
+    // queries import, and this worker's registered queries; both are also read by the peek
+    // operator.
+    let records_trace: Rc<RefCell<WindowRecords>> = Rc::new(RefCell::new(WindowRecords::new()));
     let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries::default()));
     let mut requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
         let events = event_source(
@@ -124,9 +125,21 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         let retention = config.windows.longest().length;
         let mut progress_extra = None;
         if config.queries.enabled {
-            let records = registered::render_records(events.clone(), config.time, retention);
-            progress_extra = Some(records.stream.clone().map(|_| ()));
-            *records_trace.borrow_mut() = Some(records.trace);
+            for window in config.windows.iter() {
+                if records_trace.borrow().contains_key(&window.length) {
+                    continue;
+                }
+                let records =
+                    registered::render_records(events.clone(), config.time, window.length);
+                let done = records.stream.clone().map(|_| ());
+                progress_extra = Some(match progress_extra.take() {
+                    Some(progress) => done.concat(progress),
+                    None => done,
+                });
+                records_trace
+                    .borrow_mut()
+                    .insert(window.length, records.trace);
+            }
         }
         let arranged = graph::render(events, config.time, retention);
         let mut progress = arranged.stream.clone().map(|_| ());
@@ -356,7 +369,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
 fn register(
     worker: &mut Worker,
     registry: &Rc<RefCell<WorkerQueries>>,
-    records: &Rc<RefCell<Option<RecordsTrace>>>,
+    records: &Rc<RefCell<WindowRecords>>,
     config: &EngineConfig,
     definition: QueryDefinition,
     ready_at: Millis,
@@ -373,18 +386,16 @@ fn register(
     let generation = queries.next_generation;
     queries.next_generation += 1;
     let over_limit = Rc::new(Cell::new(None));
-    let running = match (&failed, records.borrow_mut().as_mut()) {
+    let running = match (&failed, records.borrow_mut().get_mut(&plan.window)) {
         (None, Some(records)) => {
             let dataflow = worker.next_dataflow_index();
-            let time = config.time;
-            let retention = config.windows.longest().length;
             let max_groups = config.queries.max_groups;
             let over = Rc::clone(&over_limit);
             let name = format!("Query {}", definition.name);
             let built = worker.dataflow_named::<Millis, _, _>(&name, |scope| {
                 let imported = records.import_named(scope, "QueryRecords");
                 let collection = imported.as_collection(|record, _| record.0.clone());
-                let rendered = registered::render_query(collection, &plan, time, retention)?;
+                let rendered = registered::render_query(collection, &plan)?;
                 rendered
                     .groups
                     .sink(Pipeline, "QueryGroupLimit", move |(input, _)| {

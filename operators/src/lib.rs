@@ -7,17 +7,17 @@
 //! rules ([`anomaly`]) are pure functions; [`host_state`] keeps each source host's windows
 //! and [`host_windows`] is the operator that maintains them incrementally. [`segments`]
 //! groups hosts into microsegments with differential's label propagation, and
-//! [`earliest`] keeps the smallest value under each key. [`temporal`] narrows a
-//! collection to the times before each record's deadline (a shorter window's end).
+//! [`earliest`] keeps the smallest value under each key. [`consolidate`] merges equal
+//! updates per time before they are exchanged.
 
 pub mod aggregates;
 pub mod anomaly;
+pub mod consolidate;
 pub mod earliest;
 pub mod host_state;
 pub mod host_windows;
 pub mod risk;
 pub mod segments;
-pub mod temporal;
 pub mod time;
 pub mod topk;
 pub mod window;

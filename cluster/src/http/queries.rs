@@ -24,6 +24,8 @@ impl From<QueryError> for ApiError {
             QueryError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_query".into()),
             QueryError::Failed { .. } => (StatusCode::CONFLICT, "query_failed".into()),
             QueryError::Disabled => (StatusCode::NOT_FOUND, "view_disabled".into()),
+            QueryError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "engine_stopped".into()),
+            QueryError::Pending(_) => (StatusCode::SERVICE_UNAVAILABLE, "command_pending".into()),
         };
         ApiError {
             status,

@@ -1,18 +1,21 @@
-//! Registered queries as dataflows: the shared arrangement of the window's records that
-//! every query reads, the rendering of a validated [`ValidPlan`], and how its result is read
+//! Registered queries as dataflows: the shared arrangements of each window's records that
+//! the queries read, the rendering of a validated [`ValidPlan`], and how its result is read
 //! at an `as_of` and merged across workers.
 //!
-//! The engine renders [`render_records`] once, in the dataflow of the built-in views, and
-//! each registered query in a dataflow of its own that imports that arrangement — with its
-//! history, so a query registered late still covers its whole window. A query's dataflow:
+//! The engine renders [`render_records`] once per configured window, in the dataflow of the
+//! built-in views, and each registered query in a dataflow of its own that imports its
+//! window's arrangement — with its history, so a query registered late still covers its
+//! whole window. A record leaves a window's arrangement at its own time plus the window, so
+//! a query needs no window logic of its own: what it would hold to retract records as they
+//! leave its window is held once, in the shared arrangement, for every query over that
+//! window. A query's dataflow:
 //!
-//! 1. narrows the records to its window (a temporal filter: a record of the longest window
-//!    leaves a shorter one at its own time plus that window),
-//! 2. applies WHERE,
-//! 3. groups by the key and aggregates each group in one `reduce` (HAVING applied there),
-//! 4. with a LIMIT, keeps the top rows incrementally: first per hash bucket of groups, then
+//! 1. applies WHERE to the records and projects each passing one onto its group key, the
+//!    values its group keeps and its accumulable part,
+//! 2. groups by the key and aggregates each group in one `reduce` (HAVING applied there),
+//! 3. with a LIMIT, keeps the top rows incrementally: first per hash bucket of groups, then
 //!    overall, so that no single reduction sorts every group on every change,
-//! 5. arranges the result rows, which peeks read.
+//! 4. arranges the result rows, which peeks read.
 
 mod filter;
 mod row;
@@ -20,11 +23,12 @@ mod row;
 use std::hash::{Hash, Hasher};
 
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use differential_dataflow::trace::implementations::KeySpine;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::VecCollection;
 use flowscope_events::Event;
-use flowscope_operators::temporal::TemporalFilter;
+use flowscope_operators::consolidate::PreConsolidate;
 use flowscope_operators::{Millis, PreAggregateWindowed, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
@@ -32,13 +36,16 @@ use timely::dataflow::Stream;
 use timely::progress::frontier::{Antichain, AntichainRef};
 
 pub use filter::{Condition, Pattern};
-pub use row::{Datum, RowOrder, Shape, Sums};
+pub use row::{Datum, Part, RowOrder, Shape, Sums};
 
 use crate::plan::{Column, PlanError, Term, ValidPlan, Value};
 use crate::read::{visit_rows, Next, RowTrace};
 
-/// The shared arrangement of every record of the longest window, counted by copies.
+/// The shared arrangement of every record of one window, counted by copies.
 pub type RecordsTrace = TraceAgent<KeySpine<Record, Millis, isize>>;
+
+/// The records arrangement of each window, by the window's length.
+pub type WindowRecords = std::collections::BTreeMap<Millis, RecordsTrace>;
 
 /// A record as the records arrangement holds it and exchanges it between processes.
 ///
@@ -122,15 +129,15 @@ pub type QueryTrace = RowTrace<u64, GroupRow>;
 /// How many buckets the first stage of a top-k spreads the groups over.
 const TOP_K_BUCKETS: u64 = 64;
 
-/// Arranges every record for `retention` (the longest window): each enters at its timely
-/// time and leaves at its own time plus the retention, late records included.
+/// Arranges every record for `window`: each enters at its timely time and leaves at its
+/// own time plus the window, late records included (DESIGN §3).
 pub fn render_records<'scope>(
     events: Stream<'scope, Millis, Vec<Event>>,
     time: TimeModel,
-    retention: Millis,
+    window: Millis,
 ) -> Arranged<'scope, RecordsTrace> {
     events
-        .pre_aggregate_windowed_named("QueryRecordGroups", time, retention, |e: &Event| {
+        .pre_aggregate_windowed_named("QueryRecordGroups", time, window, |e: &Event| {
             (Record(e.clone()), e.ts, 1isize)
         })
         .map(|(record, _span)| record)
@@ -147,13 +154,11 @@ pub struct QueryRendered<'scope> {
     pub groups: Stream<'scope, Millis, Vec<(Millis, u64)>>,
 }
 
-/// Renders a validated query over `records`, the collection of the longest window's
-/// records (of `retention`).
+/// Renders a validated query over `records`, the collection of its window's records (see
+/// [`render_records`]).
 pub fn render_query<'scope>(
     records: VecCollection<'scope, Millis, Event, isize>,
     plan: &ValidPlan,
-    time: TimeModel,
-    retention: Millis,
 ) -> Result<QueryRendered<'scope>, PlanError> {
     let order = RowOrder::new(plan);
     let shape = order.shape().clone();
@@ -170,35 +175,67 @@ pub fn render_query<'scope>(
         .map(Condition::<Term>::compile)
         .transpose()?;
 
-    // WHERE first, then each passing record becomes its group key, the values its group
-    // keeps and its accumulable part (the difference): what waits for a record to leave a
-    // shorter window, and what the reduction holds, is then one entry per group, kept
-    // values and tick rather than one per record.
+    // WHERE first. Then each part of the groups' aggregates is kept by an operator that
+    // works per change, not per group: a group's COUNT(*), COUNT(col), SUM and AVG ride in
+    // the difference of its key (accumulated by `count_total`), COUNT(DISTINCT) counts the
+    // group's distinct (key, value) pairs, and MIN and MAX reduce those distinct pairs. A
+    // final reduction per group only combines its few parts (and applies HAVING), so a new
+    // record costs the same in a group of ten records or of a million.
     let passing = match filter {
         Some(filter) => {
             records.filter(move |e: &Event| filter.eval(&|c: &Column| c.value(e)) == Some(true))
         }
         None => records,
     };
-    let window = plan.window;
     let split = shape.clone();
-    let projected = if window < retention {
-        passing
-            .explode(move |e: Event| {
-                let deadline = time.own_time(e.ts).saturating_add(window);
-                let (data, sums) = split.split(&e);
-                Some(((deadline, data), sums))
+    let mut parts: VecCollection<'scope, Millis, (Vec<Datum>, Part), isize> = passing
+        .clone()
+        .explode(move |e: Event| Some((split.key_of(&e), split.sums_of(&e))))
+        .pre_consolidate_named("QuerySums")
+        .count_total()
+        .map(|(key, sums)| (key, Part::Sums(sums)));
+    for (input, &column) in shape.inputs.iter().enumerate() {
+        let (count_distinct, min, max) = shape.needs(input);
+        let split = shape.clone();
+        let distinct = passing
+            .clone()
+            .flat_map(move |e: Event| {
+                let value = Datum::of(column, &e);
+                (value != Datum::Null).then(|| (split.key_of(&e), value))
             })
-            .until_named("QueryWindow", |(deadline, _)| *deadline)
-            .map(|(_, data)| data)
-    } else {
-        passing.explode(move |e: Event| Some(split.split(&e)))
-    };
+            .pre_consolidate_named("QueryKeptValues")
+            .threshold_total(|_, _| 1isize);
+        if count_distinct {
+            parts = parts.concat(
+                distinct
+                    .clone()
+                    .map(|(key, _)| key)
+                    .count_total()
+                    .map(move |(key, n)| (key, Part::Distinct(input, n as i128))),
+            );
+        }
+        if min || max {
+            parts = parts.concat(distinct.reduce_named(
+                "QueryMinMax",
+                move |_, values: &[(&Datum, isize)], output| {
+                    let present = || values.iter().filter(|(_, n)| *n > 0).map(|(v, _)| *v);
+                    if let (true, Some(least)) = (min, Shape::min_of(present())) {
+                        output.push((Part::Min(input, least), 1));
+                    }
+                    if let (true, Some(greatest)) = (max, Shape::max_of(present())) {
+                        output.push((Part::Max(input, greatest), 1));
+                    }
+                },
+            ));
+        }
+    }
 
     let aggregate = shape.clone();
-    let groups: VecCollection<'scope, Millis, (Vec<Datum>, Vec<Datum>), isize> = projected
-        .reduce_named("QueryGroups", move |key, values, output| {
-            let aggregates = aggregate.aggregate(values);
+    let groups: VecCollection<'scope, Millis, (Vec<Datum>, Vec<Datum>), isize> = parts
+        .reduce_named("QueryGroups", move |key, parts, output| {
+            let Some(aggregates) = aggregate.combine(parts) else {
+                return;
+            };
             // Without GROUP BY the one group is always kept, and HAVING is applied when
             // the result is read: a group HAVING rejects must not read as "no records",
             // which gives the row of an empty input instead.

@@ -127,6 +127,20 @@ impl Sums {
     }
 }
 
+/// One part of a group's aggregates, each maintained by an operator of its own that does
+/// work per change rather than per group (see `render_query`), and combined per group.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Part {
+    /// COUNT(*), and the count and sum of each summed column.
+    Sums(Sums),
+    /// The number of distinct non-NULL values of the kept column `inputs[i]`.
+    Distinct(usize, i128),
+    /// The least non-NULL value of the kept column `inputs[i]`.
+    Min(usize, Datum),
+    /// The greatest non-NULL value of the kept column `inputs[i]`.
+    Max(usize, Datum),
+}
+
 /// What the dataflow needs of a validated plan to aggregate a group.
 #[derive(Clone, Debug)]
 pub struct Shape {
@@ -173,8 +187,14 @@ impl Shape {
         }
     }
 
-    /// A record's group key, the values its group keeps, and its accumulable part.
-    pub fn split(&self, event: &Event) -> ((Vec<Datum>, Vec<Datum>), Sums) {
+    /// A record's group key.
+    pub fn key_of(&self, event: &Event) -> Vec<Datum> {
+        self.key.iter().map(|c| Datum::of(*c, event)).collect()
+    }
+
+    /// A record's accumulable part: `[1]`, then for each summed column 1 and its value, or
+    /// 0 and 0 for NULL.
+    pub fn sums_of(&self, event: &Event) -> Sums {
         let mut sums = Vec::with_capacity(1 + 2 * self.summed.len());
         sums.push(1);
         for column in &self.summed {
@@ -183,59 +203,77 @@ impl Shape {
                 datum => sums.extend([1, datum.int().unwrap_or(0)]),
             }
         }
-        (
-            (
-                self.key.iter().map(|c| Datum::of(*c, event)).collect(),
-                self.inputs.iter().map(|c| Datum::of(*c, event)).collect(),
-            ),
-            Sums(sums),
-        )
+        Sums(sums)
     }
 
-    /// The aggregates of a group from its values (kept values with their [`Sums`], sorted).
-    /// Counts are positive: the window's records never go below zero.
-    pub fn aggregate(&self, values: &[(&Vec<Datum>, Sums)]) -> Vec<Datum> {
-        let mut total = Sums::default();
-        for (_, sums) in values {
-            total.plus_equals(sums);
+    /// Which parts a group's aggregates need of the kept column `inputs[input]`: its
+    /// number of distinct values, its minimum, its maximum.
+    pub fn needs(&self, input: usize) -> (bool, bool, bool) {
+        let column = self.inputs[input];
+        let mut needs = (false, false, false);
+        for aggregate in &self.aggregates {
+            match aggregate {
+                Aggregate::CountDistinct(c) if *c == column => needs.0 = true,
+                Aggregate::Min(c) if *c == column => needs.1 = true,
+                Aggregate::Max(c) if *c == column => needs.2 = true,
+                _ => {}
+            }
         }
-        self.aggregates
-            .iter()
-            .map(|aggregate| {
-                let summed = aggregate
-                    .column()
-                    .and_then(|c| self.summed.iter().position(|s| *s == c))
-                    .map(|p| (total.get(1 + 2 * p), total.get(2 + 2 * p)));
-                let position = aggregate
-                    .column()
-                    .and_then(|c| self.inputs.iter().position(|i| *i == c));
-                let present = values
-                    .iter()
-                    .filter(|(_, sums)| sums.get(0) > 0)
-                    .filter_map(|(row, _)| match position.and_then(|p| row.get(p)) {
-                        Some(Datum::Null) | None => None,
-                        Some(datum) => Some(datum.clone()),
-                    });
-                match aggregate {
+        needs
+    }
+
+    /// The least of a group's distinct values of a kept column, in SQL order.
+    pub fn min_of<'a>(values: impl Iterator<Item = &'a Datum>) -> Option<Datum> {
+        values.min_by(|a, b| a.sql_cmp(b)).cloned()
+    }
+
+    /// The greatest of a group's distinct values of a kept column, in SQL order.
+    pub fn max_of<'a>(values: impl Iterator<Item = &'a Datum>) -> Option<Datum> {
+        values.max_by(|a, b| a.sql_cmp(b)).cloned()
+    }
+
+    /// The aggregates of a group from its parts, or `None` when it has no records.
+    pub fn combine(&self, parts: &[(&Part, isize)]) -> Option<Vec<Datum>> {
+        let mut total = None;
+        let mut distinct = vec![0i128; self.inputs.len()];
+        let mut least = vec![Datum::Null; self.inputs.len()];
+        let mut greatest = vec![Datum::Null; self.inputs.len()];
+        for (part, _) in parts.iter().filter(|(_, n)| *n > 0) {
+            match part {
+                Part::Sums(sums) => total = Some(sums),
+                Part::Distinct(i, n) => distinct[*i] = *n,
+                Part::Min(i, datum) => least[*i] = datum.clone(),
+                Part::Max(i, datum) => greatest[*i] = datum.clone(),
+            }
+        }
+        let total = total.filter(|t| t.get(0) > 0)?;
+        let input = |c: Column| self.inputs.iter().position(|i| *i == c);
+        let summed = |c: Column| {
+            self.summed
+                .iter()
+                .position(|s| *s == c)
+                .map(|p| (total.get(1 + 2 * p), total.get(2 + 2 * p)))
+        };
+        Some(
+            self.aggregates
+                .iter()
+                .map(|aggregate| match aggregate {
                     Aggregate::CountStar => Datum::Int(total.get(0)),
-                    Aggregate::Count(_) => Datum::Int(summed.map_or(0, |(n, _)| n)),
-                    Aggregate::CountDistinct(_) => {
-                        let distinct: BTreeSet<Datum> = present.collect();
-                        Datum::Int(distinct.len() as i128)
-                    }
-                    Aggregate::Sum(_) => match summed {
+                    Aggregate::Count(c) => Datum::Int(summed(*c).map_or(0, |(n, _)| n)),
+                    Aggregate::CountDistinct(c) => Datum::Int(input(*c).map_or(0, |i| distinct[i])),
+                    Aggregate::Sum(c) => match summed(*c) {
                         Some((n, sum)) if n > 0 => Datum::Int(sum),
                         _ => Datum::Null,
                     },
-                    Aggregate::Avg(_) => match summed {
+                    Aggregate::Avg(c) => match summed(*c) {
                         Some((n, sum)) if n > 0 => Datum::Avg(sum, n as u64),
                         _ => Datum::Null,
                     },
-                    Aggregate::Min(_) => present.min_by(Datum::sql_cmp).unwrap_or(Datum::Null),
-                    Aggregate::Max(_) => present.max_by(Datum::sql_cmp).unwrap_or(Datum::Null),
-                }
-            })
-            .collect()
+                    Aggregate::Min(c) => input(*c).map_or(Datum::Null, |i| least[i].clone()),
+                    Aggregate::Max(c) => input(*c).map_or(Datum::Null, |i| greatest[i].clone()),
+                })
+                .collect(),
+        )
     }
 
     /// The aggregates of a group with no rows (a query without GROUP BY over no records).

@@ -1,13 +1,14 @@
 //! Runs registered queries the way the engine does, on 1, 2 or 4 timely workers, for the
-//! oracle tests: the records arrangement in one dataflow, the queries registered either at
-//! the start (reading the records as they come) or in the middle of a script (a dataflow of
-//! their own that imports the records arrangement, compacted up to then, with its
-//! history), every query read at every read point of the script and merged across workers.
+//! oracle tests: the records arrangement of each window in one dataflow, the queries
+//! registered either at the start (reading the records as they come) or in the middle of a
+//! script (a dataflow of their own that imports their window's records arrangement,
+//! compacted up to then, with its history), every query read at every read point of the
+//! script and merged across workers.
 //!
 //! Included by `registered_oracle.rs` with `#[path]`; not a test binary of its own.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use differential_dataflow::trace::TraceReader;
@@ -49,7 +50,6 @@ pub fn run(
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (script, plans, late) = &*shared;
         let time = script.time();
-        let retention = script.retention();
         let index = worker.index();
         let peers = worker.peers();
         let commands = Rc::new(RefCell::new(VecDeque::new()));
@@ -58,22 +58,35 @@ pub fn run(
         // The records, and the queries registered from the start, in one dataflow.
         let (records_probe, mut records, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
             let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-            let arranged = render_records(events, time, retention);
-            let (probe, _) = arranged.stream.clone().probe();
-            let collection = arranged.clone().as_collection(|record, _| record.0.clone());
+            let probe = ProbeHandle::new();
+            let mut arranged = BTreeMap::new();
+            for plan in plans {
+                arranged.entry(plan.window).or_insert_with(|| {
+                    let records = render_records(events.clone(), time, plan.window);
+                    records.stream.clone().probe_with(&probe);
+                    records
+                });
+            }
             let traces: Vec<Option<(QueryTrace, ProbeHandle<Millis>)>> = plans
                 .iter()
                 .zip(late)
                 .map(|(plan, late)| {
                     late.is_none().then(|| {
-                        let rendered = render_query(collection.clone(), plan, time, retention)
-                            .expect("a valid plan renders");
+                        let collection = arranged[&plan.window]
+                            .clone()
+                            .as_collection(|record, _| record.0.clone());
+                        let rendered =
+                            render_query(collection, plan).expect("a valid plan renders");
                         let (probe, _) = rendered.progress.probe();
                         (rendered.trace, probe)
                     })
                 })
                 .collect();
-            (probe, arranged.trace, traces)
+            let records: BTreeMap<_, _> = arranged
+                .into_iter()
+                .map(|(window, records)| (window, records.trace))
+                .collect();
+            (probe, records, traces)
         });
 
         let mut answers = Vec::new();
@@ -119,18 +132,22 @@ pub fn run(
             // time: the read plan sweeps back over the whole history at the end, and a
             // late query is read only from its registration on.)
             let frontier = Antichain::from_elem(phase.advance_to);
-            records.set_logical_compaction(frontier.borrow());
-            records.set_physical_compaction(frontier.borrow());
+            for records in records.values_mut() {
+                records.set_logical_compaction(frontier.borrow());
+                records.set_physical_compaction(frontier.borrow());
+            }
             for (query, when) in late.iter().enumerate() {
                 if *when != Some(phase_index) {
                     continue;
                 }
                 let plan = plans[query].clone();
                 let rendered = worker.dataflow::<Millis, _, _>(|scope| {
-                    let imported = records.import(scope);
+                    let imported = records
+                        .get_mut(&plan.window)
+                        .expect("the records of every plan's window are arranged")
+                        .import(scope);
                     let collection = imported.as_collection(|record, _| record.0.clone());
-                    let rendered = render_query(collection, &plan, time, retention)
-                        .expect("a valid plan renders");
+                    let rendered = render_query(collection, &plan).expect("a valid plan renders");
                     let (probe, _) = rendered.progress.probe();
                     (rendered.trace, probe)
                 });
