@@ -37,6 +37,70 @@ pub enum Command {
     /// API of a running engine.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Start, supervise, inspect and stop a multi-process cluster from a host file.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `flowscope cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start every process of the host file that runs on this machine (and, with --ssh,
+    /// the others) and supervise them: when one dies, the whole cluster is restarted from
+    /// its checkpoints. Takes the options of `flowscope run` (with --hostfile, without
+    /// --process); process i serves HTTP on the --http port plus i and keeps its state in
+    /// <state-dir>/process-<i>.
+    Start(ClusterStartArgs),
+    /// Show every process of the host file: up or down, and the cluster's partitions,
+    /// frontier and lag.
+    Status(ClusterStatusArgs),
+    /// Stop a cluster started by `cluster start`: every process takes its final checkpoint
+    /// and exits 0.
+    Stop(ClusterStopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClusterStartArgs {
+    /// Start the processes on other hosts over ssh (`flowscope` must be on their PATH);
+    /// without it, the command to run there is printed.
+    #[arg(long)]
+    pub ssh: bool,
+    /// Failures in a row (each within a minute of its start) after which the supervisor
+    /// gives up.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_restarts: u32,
+    /// The options of `flowscope run` for every process: --hostfile FILE, --workers N, the
+    /// source, --http ADDR (the base port), --state-dir DIR, …
+    #[arg(
+        value_name = "RUN OPTIONS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..
+    )]
+    pub run_options: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClusterStatusArgs {
+    /// The cluster's host file.
+    #[arg(long, value_name = "FILE")]
+    pub hostfile: PathBuf,
+    /// The HTTP address of process 0; process i answers on its port plus i.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClusterStopArgs {
+    /// The --state-dir the cluster was started with.
+    #[arg(long, value_name = "DIR", default_value = "flowscope-state")]
+    pub state_dir: PathBuf,
+    /// How long to wait for every process to stop, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub timeout: u64,
 }
 
 /// `flowscope query …`: a client of the HTTP API's query routes.

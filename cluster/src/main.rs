@@ -7,12 +7,13 @@ mod hostfile;
 mod http;
 mod produce;
 mod query_client;
+mod supervisor;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use flowscope_engine::{Engine, EngineError};
+use flowscope_engine::{ClusterConfig, Engine, EngineError};
 
 use cli::{Cli, Command, RunConfig};
 
@@ -59,6 +60,20 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Cluster(command) => {
+            let result = match command {
+                cli::ClusterCommand::Start(args) => supervisor::start(args, signal_flag()),
+                cli::ClusterCommand::Status(args) => supervisor::status(args),
+                cli::ClusterCommand::Stop(args) => supervisor::stop(args),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Produce(args) => match args.into_config() {
             Ok(config) => match run_produce(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -77,18 +92,28 @@ fn main() -> ExitCode {
 
 /// Produces until done or until Ctrl-C / SIGTERM, then waits for the acknowledgements.
 fn run_produce(config: cli::ProduceConfig) -> anyhow::Result<()> {
+    produce::produce(config, &signal_flag())
+}
+
+/// A flag set once Ctrl-C or SIGTERM arrives (watched by a thread of its own).
+fn signal_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let signalled = Arc::clone(&stop);
-    let _signals = std::thread::spawn(move || {
-        runtime.block_on(shutdown_signal());
-        signalled.store(true, Ordering::Relaxed);
+    std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => {
+                runtime.block_on(shutdown_signal());
+                signalled.store(true, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!("cannot watch for signals: {e}"),
+        }
     });
-    produce::produce(config, &stop)
+    stop
 }
 
 fn run(config: RunConfig) -> anyhow::Result<()> {
@@ -102,6 +127,19 @@ fn run(config: RunConfig) -> anyhow::Result<()> {
         std::net::TcpListener::bind(config.http)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?,
     );
+    // And this process's own address in the host file, which timely would only report as
+    // "address already in use" without saying which.
+    if let ClusterConfig::Cluster {
+        process, addresses, ..
+    } = &config.engine.cluster
+    {
+        let own = &addresses[*process];
+        drop(std::net::TcpListener::bind(own.as_str()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {own}, the address of process {process} in the host file: {e}"
+            )
+        })?);
+    }
     let engine = Engine::start(config.engine)?;
     let client = engine.client();
     tracing::info!(address = %config.http, "serving the HTTP API and dashboard");

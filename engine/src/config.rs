@@ -218,6 +218,10 @@ impl EngineConfig {
             "source": source,
             "workers": self.cluster.workers_per_process(),
             "processes": self.cluster.processes(),
+            "hosts": match &self.cluster {
+                ClusterConfig::Cluster { addresses, .. } => addresses.clone(),
+                ClusterConfig::Single { .. } => Vec::new(),
+            },
             "risk_views": self.risk_views,
             "analysis": self.analysis,
             "segment_views": self.segment_views,

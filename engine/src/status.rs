@@ -112,6 +112,22 @@ pub struct ClusterStatus {
     /// Dead letters written to the dead-letter topic, and kept on disk when it failed.
     pub dead_letter_sink: Option<SinkCounts>,
     pub partitions: Vec<PartitionStatus>,
+    /// Each process of the cluster: its workers, what they read and how far they are.
+    pub by_process: Vec<ProcessStatus>,
+}
+
+/// One process of the cluster, from its workers' parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub process: usize,
+    pub workers: Vec<usize>,
+    /// The partitions its workers read, by source.
+    pub partitions: Vec<String>,
+    pub records: u64,
+    /// The first as_of not yet complete on every one of its workers.
+    pub frontier: Option<Millis>,
+    /// Records waiting in the broker for its partitions, when the broker says.
+    pub lag: Option<u64>,
 }
 
 impl ClusterStatus {
@@ -130,7 +146,42 @@ impl ClusterStatus {
             replay_remaining: 0,
             dead_letter_sink: None,
             partitions: Vec::new(),
+            by_process: Vec::new(),
         };
+        let per_process = parts.len().div_ceil(processes.max(1)).max(1);
+        for part in &parts {
+            let process = part.worker / per_process;
+            if status.by_process.len() <= process {
+                status
+                    .by_process
+                    .resize_with(process + 1, || ProcessStatus {
+                        process: 0,
+                        workers: Vec::new(),
+                        partitions: Vec::new(),
+                        records: 0,
+                        frontier: None,
+                        lag: None,
+                    });
+            }
+            let entry = &mut status.by_process[process];
+            let first = entry.workers.is_empty();
+            entry.process = process;
+            entry.workers.push(part.worker);
+            entry.records += part.records;
+            entry.frontier = match (first, entry.frontier, part.frontier) {
+                (true, _, f) => f,
+                (false, Some(a), Some(b)) => Some(a.min(b)),
+                (false, a, b) => a.or(b),
+            };
+            for p in &part.partitions {
+                entry
+                    .partitions
+                    .push(format!("{}/{}", p.source, p.partition));
+                if let Some(lag) = p.lag {
+                    entry.lag = Some(entry.lag.unwrap_or(0) + lag);
+                }
+            }
+        }
         let mut frontier: Option<Option<Millis>> = None;
         for part in parts {
             status.records += part.records;

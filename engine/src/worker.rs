@@ -34,6 +34,8 @@ use crate::status::WorkerStats;
 
 /// How often worker 0 lets the arrangements compact up to the latest complete time.
 const ADVANCE_EVERY: Duration = Duration::from_millis(100);
+/// How long a process waits for the cluster's start-up check before it says so in its log.
+const HELLO_PATIENCE: Duration = Duration::from_secs(30);
 /// The longest a worker parks when nothing wakes it.
 const PARK: Duration = Duration::from_millis(50);
 
@@ -212,7 +214,22 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     }
     let mut last_advance = Instant::now();
     let mut advanced_to: Millis = 0;
+    // Until the start-up check has come back, a process missing from the cluster (or
+    // one whose host file lists another number of processes, which timely waits for
+    // forever) leaves this one silent: say so in its log.
+    let started = Instant::now();
+    let mut hello_seen = false;
+    let mut hello_warned = false;
     'work: loop {
+        if !hello_seen && !hello_warned && index == 0 && started.elapsed() >= HELLO_PATIENCE {
+            hello_warned = true;
+            tracing::warn!(
+                "the cluster's start-up check has not come back after {} s: is every process of \
+                 the host file running, with the same host file (this one lists {} processes)?",
+                HELLO_PATIENCE.as_secs(),
+                config.cluster.processes()
+            );
+        }
         if is_commander {
             while let Ok(command) = shared.commands.1.try_recv() {
                 sequencer.push(command);
@@ -244,6 +261,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
                     process,
                     fingerprint,
                 } => {
+                    hello_seen = true;
                     if fingerprint != config.fingerprint() {
                         shared.fail(format!(
                             "process {process} runs with a different configuration than process {}; \

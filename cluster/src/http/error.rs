@@ -64,7 +64,9 @@ impl From<PeekError> for ApiError {
         let (status, code) = match e {
             PeekError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             PeekError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-            PeekError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "engine_failed"),
+            // Unavailable rather than an internal error: in a supervised cluster the
+            // process is about to be restarted, and a later request may well succeed.
+            PeekError::Failed(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_failed"),
             PeekError::CatchingUp { .. } => (StatusCode::SERVICE_UNAVAILABLE, "catching_up"),
         };
         ApiError {

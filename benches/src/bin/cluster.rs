@@ -1,0 +1,295 @@
+//! `cargo build --release -p flowscope && cargo run --release -p flowscope-benches --bin
+//! cluster -- [--records N] [--rate R] [--realtime-secs S]`
+//!
+//! One process with 2 workers against a cluster of 2 processes with 1 worker each on this
+//! machine, both through the `flowscope` binary (`flowscope run`, `flowscope cluster
+//! start`): the same cores, so the difference is the cost of the network exchange between
+//! processes. For each layout:
+//!
+//! - records/s: the generator runs as fast as the engine takes it (`--pace fast`) for
+//!   `--records` records, every built-in view on; the time is until every record is
+//!   visible (from the moment the HTTP API answers, so process start-up is left out);
+//! - freshness: the generator follows the wall clock at `--rate` records/s for
+//!   `--realtime-secs`, and the HTTP status is sampled every 100 ms: how far the complete
+//!   `as_of` trails the wall clock (the allowed lateness, 5 s by default, and the 1 s tick
+//!   are part of it by design).
+//!
+//! Then, on the cluster, `kill -9` of process 1 while it runs in real time: the time until
+//! every process serves views again (after the supervisor has restarted the cluster).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+fn main() {
+    let mut records = 2_000_000u64;
+    let mut rate = 20_000u64;
+    let mut realtime = 30u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| usage(&format!("{flag} needs a number")))
+        };
+        match flag.as_str() {
+            "--records" => records = value(),
+            "--rate" => rate = value(),
+            "--realtime-secs" => realtime = value(),
+            other => usage(&format!("unknown option {other}")),
+        }
+    }
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("flowscope")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| {
+            usage("build the flowscope binary first: cargo build --release -p flowscope")
+        });
+    let dir = std::env::temp_dir().join(format!("flowscope-cluster-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+
+    for layout in [Layout::OneProcess, Layout::TwoProcesses] {
+        let fast = [
+            "--pace".to_string(),
+            "fast".into(),
+            "--count".into(),
+            records.to_string(),
+            "--rate".into(),
+            rate.to_string(),
+        ];
+        let mut run = layout.start(&binary, &dir, &fast);
+        let (up, _) = wait_for(&run, |_| true, Duration::from_secs(60));
+        let (_, _) = wait_for(
+            &run,
+            |s| s["records"].as_u64() == Some(records) && complete(s),
+            Duration::from_secs(3_600),
+        );
+        let took = up.elapsed();
+        run.stop();
+        println!(
+            "{}: {records} records in {:.1} s: {:.0} records/s",
+            layout.name(),
+            took.as_secs_f64(),
+            records as f64 / took.as_secs_f64()
+        );
+
+        let live = ["--rate".to_string(), rate.to_string()];
+        let mut run = layout.start(&binary, &dir, &live);
+        wait_for(
+            &run,
+            |s| s["records"].as_u64().unwrap_or(0) > 0,
+            Duration::from_secs(60),
+        );
+        let mut trailing = Vec::new();
+        let until = Instant::now() + Duration::from_secs(realtime);
+        while Instant::now() < until {
+            if let Some(status) = status(run.http, 0) {
+                if let Some(as_of) = status["as_of"].as_u64() {
+                    trailing.push(now_ms().saturating_sub(as_of));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        trailing.sort_unstable();
+        let at = |p: f64| trailing[((p * trailing.len() as f64) as usize).min(trailing.len() - 1)];
+        println!(
+            "{}: at {rate} records/s in real time, the complete as_of trails the wall clock by p50 {} ms, p99 {} ms, max {} ms ({} samples)",
+            layout.name(),
+            at(0.5),
+            at(0.99),
+            trailing.last().copied().unwrap_or(0),
+            trailing.len()
+        );
+
+        if layout == Layout::TwoProcesses {
+            let victim = run
+                .process_pid(1)
+                .expect("process 1 of the cluster is running");
+            let killed = Instant::now();
+            let _ = Command::new("kill")
+                .args(["-9", &victim.to_string()])
+                .status();
+            // Serving again: a restarted process 1 and every process answering a view.
+            while run.process_pid(1).is_none_or(|p| p == victim) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            loop {
+                let serving = (0..2).all(|i| {
+                    get(&format!(
+                        "http://127.0.0.1:{}/v1/graph/edges?limit=1",
+                        run.http + i
+                    ))
+                    .is_some_and(|(code, _)| code == 200)
+                });
+                if serving {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            println!(
+                "{}: kill -9 of process 1 to every process serving views again: {:.2} s",
+                layout.name(),
+                killed.elapsed().as_secs_f64()
+            );
+        }
+        run.stop();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    OneProcess,
+    TwoProcesses,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::OneProcess => "1 process x 2 workers",
+            Layout::TwoProcesses => "2 processes x 1 worker",
+        }
+    }
+
+    fn start(self, binary: &Path, dir: &Path, source: &[String]) -> Running {
+        let http = free_ports(2);
+        let state = dir.join(format!("state-{http}"));
+        let mut command = Command::new(binary);
+        match self {
+            Layout::OneProcess => {
+                command.args(["run", "--workers", "2"]);
+            }
+            Layout::TwoProcesses => {
+                let cluster = free_ports(2);
+                let hosts = dir.join(format!("hosts-{cluster}.txt"));
+                std::fs::write(
+                    &hosts,
+                    format!("127.0.0.1:{cluster}\n127.0.0.1:{}\n", cluster + 1),
+                )
+                .expect("a host file");
+                command
+                    .args(["cluster", "start", "--workers", "1", "--hostfile"])
+                    .arg(&hosts);
+            }
+        }
+        let child = command
+            .args(["--source", "generator"])
+            .args(source)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("flowscope starts");
+        Running { child, http, state }
+    }
+}
+
+struct Running {
+    child: Child,
+    http: u16,
+    state: PathBuf,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+
+    /// The pid of a supervised process, by its `--process` index.
+    fn process_pid(&self, index: usize) -> Option<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|child| {
+                let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.windows(2)
+                    .any(|w| w[0] == b"--process" && w[1] == index.to_string().as_bytes())
+            })
+    }
+}
+
+/// Every partition finished and the views complete past the largest timestamp.
+fn complete(status: &Value) -> bool {
+    let partitions = status["partitions"].as_array().cloned().unwrap_or_default();
+    let max_ts = partitions.iter().filter_map(|p| p["max_ts"].as_u64()).max();
+    !partitions.is_empty()
+        && partitions.iter().all(|p| p["finished"] == true)
+        && max_ts.is_some_and(|m| status["as_of"].as_u64().is_some_and(|a| a > m))
+}
+
+fn wait_for(run: &Running, done: impl Fn(&Value) -> bool, limit: Duration) -> (Instant, Value) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = status(run.http, 0) {
+            if done(&status) {
+                return (Instant::now(), status);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flowscope did not get there within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(http: u16, index: u16) -> Option<Value> {
+    match get(&format!("http://127.0.0.1:{}/v1/status", http + index)) {
+        Some((200, status)) => Some(status),
+        _ => None,
+    }
+}
+
+fn get(url: &str) -> Option<(u16, Value)> {
+    let response = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()?
+        .get(url)
+        .send()
+        .ok()?;
+    let code = response.status().as_u16();
+    Some((code, response.json().unwrap_or(Value::Null)))
+}
+
+/// `count` consecutive free ports on loopback.
+fn free_ports(count: u16) -> u16 {
+    loop {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if base.checked_add(count).is_some()
+            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("cluster: {problem}\nusage: cluster [--records N] [--rate R] [--realtime-secs S]");
+    std::process::exit(2);
+}
