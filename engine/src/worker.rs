@@ -36,6 +36,9 @@ use crate::status::WorkerStats;
 const ADVANCE_EVERY: Duration = Duration::from_millis(100);
 /// How long a process waits for the cluster's start-up check before it says so in its log.
 const HELLO_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a process that found another's configuration different goes on, so that its
+/// own start-up check reaches every process before it stops.
+const MISMATCH_GRACE: Duration = Duration::from_secs(5);
 /// The longest a worker parks when nothing wakes it.
 const PARK: Duration = Duration::from_millis(50);
 
@@ -220,7 +223,17 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     let started = Instant::now();
     let mut hello_seen = false;
     let mut hello_warned = false;
+    // The processes whose start-up check has come back, and since when this one knows that
+    // a process differs. It goes on stepping a little after that, so that its own check
+    // reaches the others too: stopping at once could leave a peer waiting forever for it.
+    let mut hellos = std::collections::BTreeSet::new();
+    let mut mismatched: Option<Instant> = None;
     'work: loop {
+        if let Some(since) = mismatched {
+            if hellos.len() >= config.cluster.processes() || since.elapsed() >= MISMATCH_GRACE {
+                break 'work;
+            }
+        }
         if !hello_seen && !hello_warned && index == 0 && started.elapsed() >= HELLO_PATIENCE {
             hello_warned = true;
             tracing::warn!(
@@ -262,14 +275,15 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
                     fingerprint,
                 } => {
                     hello_seen = true;
-                    if fingerprint != config.fingerprint() {
+                    hellos.insert(process);
+                    if fingerprint != config.fingerprint() && mismatched.is_none() {
                         shared.fail(format!(
                             "process {process} runs with a different configuration than process {}; \
                              every process of a cluster needs the same options (ours: {}, theirs: {fingerprint})",
                             config.cluster.process(),
                             config.fingerprint()
                         ));
-                        break 'work;
+                        mismatched = Some(Instant::now());
                     }
                 }
                 Command::RegisterQuery {
