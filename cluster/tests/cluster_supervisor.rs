@@ -349,17 +349,20 @@ fn a_wrong_setup_is_refused_with_a_message_that_says_which() {
     let text = std::fs::read_to_string(&hosts).unwrap();
     let own = text.lines().next().unwrap().to_string();
     let _taken = std::net::TcpListener::bind(own.as_str()).unwrap();
-    let http = free_port();
-    let (code, stderr) = run_output(&[
-        "--hostfile",
-        hosts_arg,
-        "--process",
-        "0",
-        "--state-dir",
-        state_arg,
-        "--http",
-        &format!("127.0.0.1:{http}"),
-    ]);
+    // Process 0 of the host file, serving HTTP at `http`.
+    let process_0 = |http: &str| {
+        run_output(&[
+            "--hostfile",
+            hosts_arg,
+            "--process",
+            "0",
+            "--state-dir",
+            state_arg,
+            "--http",
+            http,
+        ])
+    };
+    let (code, stderr) = process_0(&format!("127.0.0.1:{}", free_port()));
     assert_ne!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -372,16 +375,7 @@ fn a_wrong_setup_is_refused_with_a_message_that_says_which() {
     // The HTTP port already taken.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap().to_string();
-    let (code, stderr) = run_output(&[
-        "--hostfile",
-        hosts_arg,
-        "--process",
-        "0",
-        "--state-dir",
-        state_arg,
-        "--http",
-        &busy_addr,
-    ]);
+    let (code, stderr) = process_0(&busy_addr);
     assert_ne!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!("cannot listen on {busy_addr}")),
