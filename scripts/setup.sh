@@ -11,6 +11,11 @@ command -v make >/dev/null 2>&1 || need_apt+=(make)
 # librdkafka is built from its vendored sources with cmake, with TLS from OpenSSL.
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
+# The dashboard's browser test (cluster/tests/dashboard_browser.rs) drives Debian's
+# Chromium with playwright-core from node.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
@@ -53,4 +58,16 @@ fi
 if [ "$tansu_ok" != true ]; then
   echo "setup: installing tansu $TANSU_VERSION with its memory storage (cargo install; takes a while)"
   cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore --force
+fi
+
+# The dashboard's node packages (esbuild, uPlot, playwright-core for the browser test), as
+# pinned by its lock file; reinstalled when the lock file is newer than the last install.
+# Playwright's own browsers are not downloaded: the test uses Debian's /usr/bin/chromium.
+dashboard="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/cluster/dashboard"
+stamp="$dashboard/node_modules/.setup-stamp"
+if [ ! -f "$stamp" ] || [ "$dashboard/package-lock.json" -nt "$stamp" ]; then
+  echo "setup: installing the dashboard's node packages (npm ci)"
+  CI=true PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+    npm ci --prefix "$dashboard" --no-audit --no-fund </dev/null >/dev/null
+  touch "$stamp"
 fi

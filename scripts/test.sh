@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+echo "== dashboard bundle"
+scripts/build-dashboard.sh --check
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -124,3 +124,32 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
+
+/// Reads `--name N` options of a harness binary into `options` (each name with its
+/// default, updated in place); the error says which option is wrong.
+pub fn numeric_options(options: &mut [(&str, u64)]) -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let slot = options
+            .iter_mut()
+            .find(|(name, _)| flag.strip_prefix("--") == Some(*name))
+            .ok_or_else(|| format!("unknown option {flag}"))?;
+        slot.1 = args
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{flag} needs a number"))?;
+    }
+    Ok(())
+}
+
+/// The `flowscope` binary built beside the running harness (same profile), which the
+/// harnesses that go through the binary start.
+pub fn flowscope_binary() -> Result<std::path::PathBuf, String> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("flowscope")))
+        .filter(|p| p.exists())
+        .ok_or_else(|| {
+            "build the flowscope binary first: cargo build --release -p flowscope".into()
+        })
+}

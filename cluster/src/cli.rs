@@ -9,6 +9,7 @@ use flowscope_connectors::kafka::{default_dead_letter_topic, KafkaOptions};
 use flowscope_connectors::{Format, GeneratorConfig, Pace};
 use flowscope_engine::{
     AlertsConfig, ClusterConfig, EngineConfig, KafkaSourceConfig, QueryLimits, SourceConfig,
+    SubscriptionSettings,
 };
 use flowscope_operators::TimeModel;
 use flowscope_queries::Windows;
@@ -292,6 +293,14 @@ pub struct RunArgs {
     /// How many groups one registered query may keep before it is stopped with an error.
     #[arg(long, value_name = "N", env = "FLOWSCOPE_MAX_QUERY_GROUPS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_query_groups: u64,
+    /// How many events a subscriber (`/v1/subscribe`) may fall behind before it is told and
+    /// sent a new snapshot instead: the engine never waits for a slow client.
+    #[arg(long, value_name = "EVENTS", env = "FLOWSCOPE_SUBSCRIPTION_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub subscription_queue: u64,
+    /// How many events each subscription keeps so that a client reconnecting with
+    /// `Last-Event-ID` resumes without a gap (one event per tick).
+    #[arg(long, value_name = "EVENTS", env = "FLOWSCOPE_SUBSCRIPTION_HISTORY", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub subscription_history: u64,
     /// Write anomalies and severity changes as JSON to this Kafka topic (needs --brokers).
     #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_ALERTS_TOPIC")]
     pub alerts_topic: Option<String>,
@@ -521,6 +530,7 @@ fn parse_duration_ms(s: &str) -> Result<u64, String> {
 pub struct RunConfig {
     pub engine: EngineConfig,
     pub http: SocketAddr,
+    pub subscriptions: SubscriptionSettings,
 }
 
 impl RunArgs {
@@ -681,6 +691,23 @@ impl RunArgs {
             },
         };
         engine.validate().map_err(|e| e.to_string())?;
-        Ok(RunConfig { engine, http })
+        let queue = usize::try_from(self.subscription_queue).unwrap_or(usize::MAX);
+        let history = usize::try_from(self.subscription_history).unwrap_or(usize::MAX);
+        if history < queue {
+            return Err(format!(
+                "--subscription-history ({history}) must be at least --subscription-queue \
+                 ({queue}): a client may be as far behind as the queue allows"
+            ));
+        }
+        let subscriptions = SubscriptionSettings {
+            queue,
+            history,
+            ..SubscriptionSettings::default()
+        };
+        Ok(RunConfig {
+            engine,
+            http,
+            subscriptions,
+        })
     }
 }

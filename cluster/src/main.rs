@@ -10,10 +10,11 @@ mod query_client;
 mod supervisor;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use flowscope_engine::{ClusterConfig, Engine, EngineError};
+use flowscope_engine::{ClusterConfig, Engine, EngineError, Hub};
 
 use cli::{Cli, Command, RunConfig};
 
@@ -146,6 +147,8 @@ fn run(config: RunConfig) -> anyhow::Result<()> {
 
     let stopping = client.clone();
     let address = config.http;
+    let hub = Hub::new(client.clone(), config.subscriptions);
+    let closing = Arc::clone(&hub);
     let served = runtime.block_on(async move {
         // Stop serving on Ctrl-C / SIGTERM, or when the workers stop (a shutdown sent by
         // another process of the cluster, or a failure). The signal future is created once,
@@ -160,8 +163,11 @@ fn run(config: RunConfig) -> anyhow::Result<()> {
                     _ = poll.tick() => if stopping.is_shutting_down() { break },
                 }
             }
+            // Subscription streams never end by themselves: end them, so that the
+            // server's graceful shutdown does not wait for their clients to leave.
+            closing.close();
         };
-        let (_, server) = warp::serve(http::routes(client))
+        let (_, server) = warp::serve(http::routes(client, hub))
             .try_bind_with_graceful_shutdown(address, stopped)
             .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
         server.await;

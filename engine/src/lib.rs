@@ -11,6 +11,8 @@
 //! * [`peek`] — the peek operator and the gathering of answers to the asking process.
 //! * [`queries`] — registered queries: definitions, each worker's dataflows for them, the
 //!   process's list, and the file that keeps them across restarts.
+//! * [`subscribe`] — subscriptions: a view's changes between complete times, captured by
+//!   one feed per view and parameters and fanned out to its clients.
 //! * [`status`] — per-worker counters and the cluster status merged from them.
 //! * [`worker`] — one worker's dataflows and its loop.
 //! * [`engine`] — starting the workers and the [`Client`] that the HTTP frontend uses.
@@ -25,6 +27,7 @@ pub mod peek;
 pub mod queries;
 pub mod source;
 pub mod status;
+pub mod subscribe;
 pub mod worker;
 
 pub use command::RiskHostAnswer;
@@ -36,3 +39,4 @@ pub use config::{
 pub use engine::{Client, Engine, EngineError};
 pub use queries::{QueryDefinition, QueryError, QueryInfo, QueryState};
 pub use status::{ClusterStatus, PartitionStatus, WorkerStatus};
+pub use subscribe::{Hub, SubscriptionSettings, ViewReader, ViewRows};

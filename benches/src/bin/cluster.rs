@@ -21,33 +21,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use flowscope_benches::{flowscope_binary, numeric_options};
 use serde_json::Value;
 
 fn main() {
-    let mut records = 2_000_000u64;
-    let mut rate = 20_000u64;
-    let mut realtime = 30u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or_else(|| usage(&format!("{flag} needs a number")))
-        };
-        match flag.as_str() {
-            "--records" => records = value(),
-            "--rate" => rate = value(),
-            "--realtime-secs" => realtime = value(),
-            other => usage(&format!("unknown option {other}")),
-        }
-    }
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("flowscope")))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| {
-            usage("build the flowscope binary first: cargo build --release -p flowscope")
-        });
+    let mut options = [
+        ("records", 2_000_000),
+        ("rate", 20_000),
+        ("realtime-secs", 30),
+    ];
+    numeric_options(&mut options).unwrap_or_else(|problem| usage(&problem));
+    let [(_, records), (_, rate), (_, realtime)] = options;
+    let binary = flowscope_binary().unwrap_or_else(|problem| usage(&problem));
     let dir = std::env::temp_dir().join(format!("flowscope-cluster-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temporary directory");

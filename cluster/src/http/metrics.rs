@@ -1,7 +1,10 @@
 //! `GET /metrics`: the cluster status in Prometheus text format, built with
 //! `prometheus-client` from a status peek at scrape time.
 
-use flowscope_engine::{Answer, Client, ViewQuery};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use flowscope_engine::{Answer, Client, Hub, ViewQuery};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,7 +38,7 @@ fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub async fn render(client: Client) -> Result<Response, ApiError> {
+pub async fn render(client: Client, hub: Arc<Hub>) -> Result<Response, ApiError> {
     let answered = peek(&client, ViewQuery::Status).await?;
     let Answer::Status(status) = answered.answer else {
         return Err(ApiError::internal("unexpected answer to a status peek"));
@@ -200,6 +203,43 @@ pub async fn render(client: Client) -> Result<Response, ApiError> {
         "Largest event timestamp seen, per source partition",
         max_ts,
     );
+
+    let subscriptions = hub.stats();
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    gauge(
+        &mut registry,
+        "subscription_clients",
+        "Clients connected to /v1/subscribe on this process",
+        clamp(load(&subscriptions.clients)),
+    );
+    gauge(
+        &mut registry,
+        "subscription_feeds",
+        "Distinct subscriptions (view and parameters) this process reads at every tick",
+        clamp(load(&subscriptions.feeds)),
+    );
+    let counters = [
+        (
+            "subscription_events",
+            "Change and progress events captured by this process's subscriptions",
+            &subscriptions.events,
+        ),
+        (
+            "subscription_overflows",
+            "Times a subscriber fell too far behind and was sent a new snapshot",
+            &subscriptions.overflows,
+        ),
+        (
+            "subscription_resumes",
+            "Reconnections with Last-Event-ID that resumed from the retained events",
+            &subscriptions.resumed,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter: Counter = Counter::default();
+        counter.inc_by(load(value));
+        registry.register(name, help, counter);
+    }
 
     let mut text = String::new();
     encode(&mut text, &registry).map_err(|e| ApiError::internal(e.to_string()))?;

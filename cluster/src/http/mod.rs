@@ -10,12 +10,14 @@ mod params;
 mod queries;
 mod risk;
 mod segments;
+mod subscribe;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use flowscope_engine::{Answer, Answered, Client, ViewQuery};
+use flowscope_engine::{Answer, Answered, Client, Hub, ViewQuery};
 use flowscope_queries::EdgeFilter;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
@@ -30,10 +32,18 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// How long a request waits for the workers' answer.
 pub(crate) const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
-const DASHBOARD: &str = include_str!("dashboard.html");
+/// The dashboard, built by `scripts/build-dashboard.sh` from `cluster/dashboard/`.
+const DASHBOARD_HTML: &str = include_str!("assets/index.html");
+const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
 
-/// All routes, with errors rendered as `{"error": {"code", "message"}}`.
-pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+/// All routes, with errors rendered as `{"error": {"code", "message"}}`; `hub` holds the
+/// process's subscriptions (close it to end their streams when the server stops).
+pub fn routes(
+    client: Client,
+    hub: Arc<Hub>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_hub = warp::any().map(move || Arc::clone(&hub));
     let with_client = warp::any().map(move || client.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
 
@@ -58,7 +68,10 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_client.clone())
-        .and_then(|client: Client| async move { respond(metrics::render(client).await) })
+        .and(with_hub.clone())
+        .and_then(|client: Client, hub: Arc<Hub>| async move {
+            respond(metrics::render(client, hub).await)
+        })
         .boxed();
     let status = warp::path!("v1" / "status")
         .and(warp::get())
@@ -179,9 +192,37 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
             respond(queries::results(client, name, q).await)
         })
         .boxed();
+    let subscribe = warp::path!("v1" / "subscribe" / ..)
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(query)
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(with_hub)
+        .and(with_client.clone())
+        .and_then(
+            |view: warp::path::Tail,
+             q: String,
+             last: Option<String>,
+             hub: Arc<Hub>,
+             client: Client| async move {
+                respond(subscribe::subscribe(hub, client, view.as_str().to_string(), q, last).await)
+            },
+        )
+        .boxed();
     let dashboard = warp::path::end()
         .and(warp::get())
-        .map(|| warp::reply::html(DASHBOARD).into_response())
+        .map(|| warp::reply::html(DASHBOARD_HTML).into_response())
+        .boxed();
+    let assets = warp::path!("assets" / String)
+        .and(warp::get())
+        .and_then(|file: String| async move {
+            let (body, kind) = match file.as_str() {
+                "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
+                "dashboard.css" => (DASHBOARD_CSS, "text/css; charset=utf-8"),
+                _ => return Err(warp::reject::not_found()),
+            };
+            Ok(warp::reply::with_header(body, "content-type", kind).into_response())
+        })
         .boxed();
 
     let routes = health
@@ -219,7 +260,11 @@ pub fn routes(client: Client) -> impl Filter<Extract = (impl Reply,), Error = In
         .unify()
         .or(query_results)
         .unify()
+        .or(subscribe)
+        .unify()
         .or(dashboard)
+        .unify()
+        .or(assets)
         .unify();
 
     body_limit
@@ -241,6 +286,33 @@ pub(crate) async fn peek(client: &Client, query: ViewQuery) -> Result<Answered, 
         .await
         .map_err(|e| ApiError::internal(format!("peek task failed: {e}")))?
         .map_err(ApiError::from)
+}
+
+/// One view read: what to ask the workers, and how to turn their answer into the JSON
+/// body. A `GET` serves it once; a subscription at every complete tick.
+pub(crate) struct ViewRead {
+    pub query: ViewQuery,
+    pub render: Arc<Render>,
+}
+
+pub(crate) type Render = dyn Fn(Answered) -> Result<Value, ApiError> + Send + Sync;
+
+impl ViewRead {
+    pub fn new(
+        query: ViewQuery,
+        render: impl Fn(Answered) -> Result<Value, ApiError> + Send + Sync + 'static,
+    ) -> ViewRead {
+        ViewRead {
+            query,
+            render: Arc::new(render),
+        }
+    }
+
+    /// Reads the view at the latest complete as_of and answers with its body.
+    pub async fn serve(self, client: &Client) -> Result<Response, ApiError> {
+        let answered = peek(client, self.query).await?;
+        Ok(json_reply(&(self.render)(answered)?))
+    }
 }
 
 fn json_reply(value: &Value) -> Response {
@@ -285,19 +357,35 @@ async fn health(client: Client) -> Result<Response, Rejection> {
 }
 
 async fn status(client: Client) -> Result<Response, ApiError> {
-    let answered = peek(&client, ViewQuery::Status).await?;
-    let Answer::Status(status) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a status peek"));
-    };
+    status_read(&client).serve(&client).await
+}
+
+/// The status of every process, with this process's configuration.
+pub(crate) fn status_read(client: &Client) -> ViewRead {
     let config = client.config();
-    let mut value = serde_json::to_value(&status).map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Some(object) = value.as_object_mut() {
-        object.insert("process".into(), json!(config.cluster.process()));
-        object.insert("windows".into(), json!(config.windows.names()));
-        object.insert("tick_ms".into(), json!(config.time.tick()));
-        object.insert("source".into(), json!(config.source.name()));
-    }
-    Ok(json_reply(&value))
+    let process = config.cluster.process();
+    let windows: Vec<String> = config
+        .windows
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let tick = config.time.tick();
+    let source = config.source.name().to_string();
+    ViewRead::new(ViewQuery::Status, move |answered| {
+        let Answer::Status(status) = answered.answer else {
+            return Err(ApiError::internal("unexpected answer to a status peek"));
+        };
+        let mut value =
+            serde_json::to_value(&status).map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("process".into(), json!(process));
+            object.insert("windows".into(), json!(windows));
+            object.insert("tick_ms".into(), json!(tick));
+            object.insert("source".into(), json!(source));
+        }
+        Ok(value)
+    })
 }
 
 async fn dead_letters(client: Client, raw: String) -> Result<Response, ApiError> {
@@ -323,30 +411,33 @@ async fn dead_letters(client: Client, raw: String) -> Result<Response, ApiError>
 }
 
 async fn edges(client: Client, raw: String) -> Result<Response, ApiError> {
-    let params = Params::parse(&raw, &["src", "dst", "window", "limit"])?;
+    edges_read(&client, &raw)?.serve(&client).await
+}
+
+/// `?src=&dst=&window=&limit=`: the heaviest edges of a window.
+pub(crate) fn edges_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError> {
+    let params = Params::parse(raw, &["src", "dst", "window", "limit"])?;
     let window = params.window(client.config())?;
     let filter = EdgeFilter {
         src: params.ip("src")?,
         dst: params.ip("dst")?,
     };
     let limit = params.limit(100, 10_000)?;
-    let answered = peek(
-        &client,
-        ViewQuery::Edges {
-            window: window.length,
-            filter,
-            limit,
-        },
-    )
-    .await?;
-    let Answer::Edges(rows) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to an edge peek"));
+    let query = ViewQuery::Edges {
+        window: window.length,
+        filter,
+        limit,
     };
-    Ok(json_reply(&json!({
-        "as_of": answered.as_of,
-        "window": window_json(&window.name, window.length, answered.as_of),
-        "rows": rows,
-    })))
+    Ok(ViewRead::new(query, move |answered| {
+        let Answer::Edges(rows) = answered.answer else {
+            return Err(ApiError::internal("unexpected answer to an edge peek"));
+        };
+        Ok(json!({
+            "as_of": answered.as_of,
+            "window": window_json(&window.name, window.length, answered.as_of),
+            "rows": rows,
+        }))
+    }))
 }
 
 async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiError> {

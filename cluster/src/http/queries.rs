@@ -2,8 +2,11 @@
 //! `GET /v1/queries/{name}`, `DELETE /v1/queries/{name}` and
 //! `GET /v1/queries/{name}/results` (docs/queries.md).
 
-use flowscope_engine::{Answer, Client, QueryDefinition, QueryError, QueryInfo, QueryState};
+use flowscope_engine::{
+    Answer, Client, QueryDefinition, QueryError, QueryInfo, QueryState, ViewQuery,
+};
 use flowscope_queries::plan::Plan;
+use flowscope_queries::registered::QueryResult;
 use flowscope_queries::sql;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
@@ -11,7 +14,7 @@ use warp::reply::Response;
 use warp::Reply;
 
 use super::params::Params;
-use super::{json_reply, window_json, ApiError, PEEK_TIMEOUT};
+use super::{json_reply, window_json, ApiError, ViewRead};
 
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
@@ -181,21 +184,33 @@ pub async fn drop(client: Client, name: String) -> Result<Response, ApiError> {
 
 /// `GET /v1/queries/{name}/results?limit=`: the query's rows at the latest complete as_of.
 pub async fn results(client: Client, name: String, raw: String) -> Result<Response, ApiError> {
-    let params = Params::parse(&raw, &["limit"])?;
+    results_read(&client, &name, &raw)?.serve(&client).await
+}
+
+/// `?limit=`: a registered query's result rows, read from the generation registered now
+/// (a query dropped and registered again under the same name is another view).
+pub(crate) fn results_read(client: &Client, name: &str, raw: &str) -> Result<ViewRead, ApiError> {
+    let params = Params::parse(raw, &["limit"])?;
     let limit = params.limit(1000, 100_000)?;
-    let name = decoded(&name);
-    let info = known(&client, &name)?;
+    let name = decoded(name);
+    let info = known(client, &name)?;
     if let QueryState::Failed { reason } = info.state {
         return Err(QueryError::Failed { name, reason }.into());
     }
-    let answered = blocking(move || client.query_results(&name, limit, PEEK_TIMEOUT))
-        .await?
-        .map_err(ApiError::from)??;
-    let (info, answered) = answered;
-    let Answer::QueryResults(result) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a query peek"));
+    let query = ViewQuery::QueryResults {
+        name,
+        generation: info.generation,
+        limit,
     };
-    let result = result?;
+    Ok(ViewRead::new(query, move |answered| {
+        let Answer::QueryResults(result) = answered.answer else {
+            return Err(ApiError::internal("unexpected answer to a query peek"));
+        };
+        Ok(results_body(&info, answered.as_of, result?))
+    }))
+}
+
+fn results_body(info: &QueryInfo, as_of: u64, result: QueryResult) -> Value {
     let rows: Vec<Value> = result
         .rows
         .iter()
@@ -214,12 +229,12 @@ pub async fn results(client: Client, name: String, raw: String) -> Result<Respon
             Value::Object(object)
         })
         .collect();
-    Ok(json_reply(&json!({
+    json!({
         "name": info.definition.name,
-        "as_of": answered.as_of,
-        "window": window_json(&info.plan.window_name, info.plan.window, answered.as_of),
+        "as_of": as_of,
+        "window": window_json(&info.plan.window_name, info.plan.window, as_of),
         "columns": result.columns,
         "rows": rows,
         "total": result.total,
-    })))
+    })
 }

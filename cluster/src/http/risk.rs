@@ -10,7 +10,7 @@ use warp::reply::Response;
 
 use super::params::{self, Params};
 use super::segments::require_segment_views;
-use super::{json_reply, peek, window_json, ApiError};
+use super::{json_reply, peek, window_json, ApiError, ViewRead};
 
 /// The risk routes answer 404 `view_disabled` when the engine runs without them.
 fn require_risk_views(client: &Client) -> Result<(), ApiError> {
@@ -26,31 +26,33 @@ fn require_risk_views(client: &Client) -> Result<(), ApiError> {
 
 /// `GET /v1/risks?window=&severity=&limit=`: highest score first, ties by address.
 pub async fn risks(client: Client, raw: String) -> Result<Response, ApiError> {
-    require_risk_views(&client)?;
-    let params = Params::parse(&raw, &["window", "severity", "limit"])?;
+    risks_read(&client, &raw)?.serve(&client).await
+}
+
+pub(crate) fn risks_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError> {
+    require_risk_views(client)?;
+    let params = Params::parse(raw, &["window", "severity", "limit"])?;
     let window = params.window(client.config())?;
     let severity = params
         .parsed::<Severity>("severity")
         .map_err(|message| ApiError::bad_request("bad_severity", message))?;
     let limit = params.limit(100, 10_000)?;
-    let answered = peek(
-        &client,
-        ViewQuery::Risks {
-            window: window.length,
-            severity,
-            limit,
-        },
-    )
-    .await?;
-    let Answer::Risks(rows) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a risk peek"));
+    let query = ViewQuery::Risks {
+        window: window.length,
+        severity,
+        limit,
     };
-    Ok(json_reply(&json!({
-        "as_of": answered.as_of,
-        "window": window_json(&window.name, window.length, answered.as_of),
-        "severity": severity,
-        "rows": rows,
-    })))
+    Ok(ViewRead::new(query, move |answered| {
+        let Answer::Risks(rows) = answered.answer else {
+            return Err(ApiError::internal("unexpected answer to a risk peek"));
+        };
+        Ok(json!({
+            "as_of": answered.as_of,
+            "window": window_json(&window.name, window.length, answered.as_of),
+            "severity": severity,
+            "rows": rows,
+        }))
+    }))
 }
 
 /// `GET /v1/risks/{ip}?window=&history=1`: the host in every window (or one), side by
@@ -112,33 +114,35 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
 /// come from the segmentation views, the other kinds from the risk views: the route
 /// answers while either runs, and a kind whose view is off is `view_disabled`.
 pub async fn anomalies(client: Client, raw: String) -> Result<Response, ApiError> {
-    let params = Params::parse(&raw, &["window", "kind", "limit"])?;
+    anomalies_read(&client, &raw)?.serve(&client).await
+}
+
+pub(crate) fn anomalies_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError> {
+    let params = Params::parse(raw, &["window", "kind", "limit"])?;
     let window = params.window(client.config())?;
     let kind = params
         .parsed::<AnomalyKind>("kind")
         .map_err(|message| ApiError::bad_request("bad_kind", message))?;
     match kind {
-        Some(AnomalyKind::PolicyViolation) => require_segment_views(&client)?,
-        Some(_) => require_risk_views(&client)?,
-        None => require_risk_views(&client).or_else(|_| require_segment_views(&client))?,
+        Some(AnomalyKind::PolicyViolation) => require_segment_views(client)?,
+        Some(_) => require_risk_views(client)?,
+        None => require_risk_views(client).or_else(|_| require_segment_views(client))?,
     }
     let limit = params.limit(100, 10_000)?;
-    let answered = peek(
-        &client,
-        ViewQuery::Anomalies {
-            window: window.length,
-            kind,
-            limit,
-        },
-    )
-    .await?;
-    let Answer::Anomalies(rows) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to an anomaly peek"));
+    let query = ViewQuery::Anomalies {
+        window: window.length,
+        kind,
+        limit,
     };
-    Ok(json_reply(&json!({
-        "as_of": answered.as_of,
-        "window": window_json(&window.name, window.length, answered.as_of),
-        "kind": kind,
-        "rows": rows.iter().map(|a| a.for_users()).collect::<Vec<_>>(),
-    })))
+    Ok(ViewRead::new(query, move |answered| {
+        let Answer::Anomalies(rows) = answered.answer else {
+            return Err(ApiError::internal("unexpected answer to an anomaly peek"));
+        };
+        Ok(json!({
+            "as_of": answered.as_of,
+            "window": window_json(&window.name, window.length, answered.as_of),
+            "kind": kind,
+            "rows": rows.iter().map(|a| a.for_users()).collect::<Vec<_>>(),
+        }))
+    }))
 }

@@ -11,7 +11,7 @@ use warp::reply::Response;
 use warp::Reply;
 
 use super::params::{self, Params};
-use super::{json_reply, peek, window_json, ApiError};
+use super::{json_reply, peek, window_json, ApiError, ViewRead};
 
 /// The segmentation routes answer 404 `view_disabled` when the engine runs without them.
 pub(super) fn require_segment_views(client: &Client) -> Result<(), ApiError> {
@@ -42,22 +42,31 @@ fn parse_label(key: &str, value: &str) -> Result<Label, ApiError> {
 
 /// `GET /v1/segments?limit=&members=`: largest segments first, and the hubs.
 pub async fn list(client: Client, raw: String) -> Result<Response, ApiError> {
-    require_segment_views(&client)?;
-    let params = Params::parse(&raw, &["limit", "members"])?;
+    list_read(&client, &raw)?.serve(&client).await
+}
+
+pub(crate) fn list_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError> {
+    require_segment_views(client)?;
+    let params = Params::parse(raw, &["limit", "members"])?;
     let limit = params.limit(100, 10_000)?;
     let members = params.count("members", "bad_members", 5, 1_000)?;
-    let answered = peek(&client, ViewQuery::Segments { limit, members }).await?;
-    let Answer::Segments(list) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a segment peek"));
-    };
-    Ok(json_reply(&json!({
-        "as_of": answered.as_of,
-        "window": segment_window(&client, answered.as_of),
-        "segments": list.segments,
-        "hubs": list.hubs,
-        "rows": list.rows,
-        "hub_rows": list.hub_rows,
-    })))
+    let longest = client.config().windows.longest().clone();
+    Ok(ViewRead::new(
+        ViewQuery::Segments { limit, members },
+        move |answered| {
+            let Answer::Segments(list) = answered.answer else {
+                return Err(ApiError::internal("unexpected answer to a segment peek"));
+            };
+            Ok(json!({
+                "as_of": answered.as_of,
+                "window": window_json(&longest.name, longest.length, answered.as_of),
+                "segments": list.segments,
+                "hubs": list.hubs,
+                "rows": list.rows,
+                "hub_rows": list.hub_rows,
+            }))
+        },
+    ))
 }
 
 /// `GET /v1/segments/{id}?limit=`: one segment (or hub) with its members and edges.
@@ -119,15 +128,7 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
 
 /// `GET /v1/policy?from=&to=&limit=&format=json|csv`: the proposed allow-list.
 pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
-    require_segment_views(&client)?;
     let params = Params::parse(&raw, &["from", "to", "limit", "format"])?;
-    let label = |key: &str| -> Result<Option<Label>, ApiError> {
-        params.text(key).map(|v| parse_label(key, v)).transpose()
-    };
-    let filter = PolicyFilter {
-        from: label("from")?,
-        to: label("to")?,
-    };
     let csv = match params.text("format") {
         None | Some("json") => false,
         Some("csv") => true,
@@ -138,19 +139,42 @@ pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
             ))
         }
     };
-    let limit = params.limit(10_000, 1_000_000)?;
-    let answered = peek(&client, ViewQuery::Policy { filter, limit }).await?;
+    let read = policy_read(&client, &params)?;
+    if !csv {
+        return read.serve(&client).await;
+    }
+    let answered = peek(&client, read.query).await?;
     let Answer::Policy(rows) = answered.answer else {
         return Err(ApiError::internal("unexpected answer to a policy peek"));
     };
-    if csv {
-        return policy_csv(&rows);
-    }
-    Ok(json_reply(&json!({
-        "as_of": answered.as_of,
-        "window": segment_window(&client, answered.as_of),
-        "rows": rows,
-    })))
+    policy_csv(&rows)
+}
+
+/// `?from=&to=&limit=`: the proposed allow-list, in key order.
+pub(crate) fn policy_read(client: &Client, params: &Params) -> Result<ViewRead, ApiError> {
+    require_segment_views(client)?;
+    let label = |key: &str| -> Result<Option<Label>, ApiError> {
+        params.text(key).map(|v| parse_label(key, v)).transpose()
+    };
+    let filter = PolicyFilter {
+        from: label("from")?,
+        to: label("to")?,
+    };
+    let limit = params.limit(10_000, 1_000_000)?;
+    let longest = client.config().windows.longest().clone();
+    Ok(ViewRead::new(
+        ViewQuery::Policy { filter, limit },
+        move |answered| {
+            let Answer::Policy(rows) = answered.answer else {
+                return Err(ApiError::internal("unexpected answer to a policy peek"));
+            };
+            Ok(json!({
+                "as_of": answered.as_of,
+                "window": window_json(&longest.name, longest.length, answered.as_of),
+                "rows": rows,
+            }))
+        },
+    ))
 }
 
 fn policy_csv(rows: &[PolicyRow]) -> Result<Response, ApiError> {

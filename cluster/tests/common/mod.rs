@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod sse;
 pub mod tansu;
 
 use std::collections::BTreeMap;
