@@ -83,6 +83,16 @@ fn as_of(event: &SseEvent) -> u64 {
     as_of
 }
 
+/// Rows keyed by what the oracle knows of them.
+fn project_by(rows: &Rows, key: impl Fn(&Value) -> String) -> Rows {
+    let mut projected = Rows::new();
+    for (row, count) in rows {
+        let row: Value = serde_json::from_str(row).unwrap();
+        add(&mut projected, key(&row), *count);
+    }
+    projected
+}
+
 /// What one subscription is checked against: the view's rows at an as_of, by the oracle.
 trait Oracle: Sync {
     fn rows(&self, as_of: u64) -> Rows;
@@ -114,18 +124,14 @@ impl Oracle for RiskOracle<'_> {
             .collect()
     }
     fn project(&self, rows: &Rows) -> Rows {
-        let mut projected = Rows::new();
-        for (row, count) in rows {
-            let row: Value = serde_json::from_str(row).unwrap();
-            let key = format!(
+        project_by(rows, |row| {
+            format!(
                 "{} {} {}",
                 row["ip"].as_str().unwrap(),
                 row["score"],
                 row["severity"].as_str().unwrap()
-            );
-            add(&mut projected, key, *count);
-        }
-        projected
+            )
+        })
     }
 }
 
@@ -146,17 +152,13 @@ impl Oracle for SegmentsOracle<'_> {
         segments.chain(hubs).map(|row| (row, 1)).collect()
     }
     fn project(&self, rows: &Rows) -> Rows {
-        let mut projected = Rows::new();
-        for (row, count) in rows {
-            let row: Value = serde_json::from_str(row).unwrap();
-            let key = if row["hub"] == true {
+        project_by(rows, |row| {
+            if row["hub"] == true {
                 format!("hub {} {}", row["ip"].as_str().unwrap(), row["peers"])
             } else {
                 format!("segment {} {}", row["id"].as_str().unwrap(), row["size"])
-            };
-            add(&mut projected, key, *count);
-        }
-        projected
+            }
+        })
     }
 }
 
@@ -176,20 +178,16 @@ impl Oracle for PolicyOracle<'_> {
             .collect()
     }
     fn project(&self, rows: &Rows) -> Rows {
-        let mut projected = Rows::new();
-        for (row, count) in rows {
-            let row: Value = serde_json::from_str(row).unwrap();
-            let key = format!(
+        project_by(rows, |row| {
+            format!(
                 "{} {} {} {} {}",
                 row["from"].as_str().unwrap(),
                 row["to"].as_str().unwrap(),
                 row["dst_port"],
                 row["proto"].as_str().unwrap(),
                 row["count"]
-            );
-            add(&mut projected, key, *count);
-        }
-        projected
+            )
+        })
     }
 }
 
@@ -210,13 +208,9 @@ impl Oracle for QueryOracle<'_> {
             .collect()
     }
     fn project(&self, rows: &Rows) -> Rows {
-        let mut projected = Rows::new();
-        for (row, count) in rows {
-            let row: Value = serde_json::from_str(row).unwrap();
-            let key = format!("{} {}", row["src_ip"].as_str().unwrap(), row["n"]);
-            add(&mut projected, key, *count);
-        }
-        projected
+        project_by(rows, |row| {
+            format!("{} {}", row["src_ip"].as_str().unwrap(), row["n"])
+        })
     }
 }
 
