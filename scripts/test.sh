@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+# A CI run builds from a clean clone once: incremental caches would only take disk space
+# (as much again as the build itself).
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
+
 echo "== dashboard bundle"
 scripts/build-dashboard.sh --check
 
