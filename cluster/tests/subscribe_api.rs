@@ -1,7 +1,8 @@
 //! `GET /v1/subscribe/{view}` against the real binary: a snapshot and then the changes
 //! equal the batch oracles' differences between consecutive as_of times (edges, risks,
-//! segments and hubs, policy, a registered query; 2 workers); a client reconnecting with
-//! `Last-Event-ID` resumes without a gap; a client that stops reading is overflowed and
+//! segments and hubs, policy, a registered query; 2 workers; and edges and risks on either
+//! process of a two-process cluster); a client reconnecting with `Last-Event-ID` resumes
+//! without a gap; a client that stops reading is overflowed and
 //! re-sent a snapshot while the engine goes on; SIGTERM ends open streams.
 
 mod common;
@@ -319,14 +320,10 @@ fn follow(
     seen
 }
 
-#[test]
-fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
-    let events = generated(SEED, PARTITIONS, RATE, START, COUNT, HOSTS);
-    let last_ts = events.iter().map(|e| e.ts).max().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = [
-        "--workers",
-        "2",
+/// The embedded generator's stream of `events()`, paced in real time, with short windows
+/// and the given state directory.
+fn engine_args(state_dir: &std::path::Path) -> Vec<String> {
+    [
         "--pace",
         "realtime",
         "--idle-timeout",
@@ -337,7 +334,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain([dir.path().display().to_string()])
+    .chain([state_dir.display().to_string()])
     .chain(
         [
             ("--seed", SEED),
@@ -350,7 +347,23 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
         .into_iter()
         .flat_map(|(flag, value)| [flag.to_string(), value.to_string()]),
     )
-    .collect();
+    .collect()
+}
+
+fn events() -> Vec<Event> {
+    generated(SEED, PARTITIONS, RATE, START, COUNT, HOSTS)
+}
+
+#[test]
+fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
+    let events = events();
+    let last_ts = events.iter().map(|e| e.ts).max().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        engine_args(dir.path()),
+        vec!["--workers".into(), "2".into()],
+    ]
+    .concat();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let fs = Flowscope::run(&args, free_port());
     wait_listening(&fs);
@@ -439,6 +452,73 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
             .any(|l| l.starts_with("flowscope_subscription_resumes_total") && !l.ends_with(" 0")),
         "no resume counted:\n{metrics}"
     );
+}
+
+/// In a cluster of two processes started from a host file, each process streams every
+/// worker's changes: a subscription on either equals the oracle, as on one process.
+#[test]
+fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
+    let events = events();
+    let last_ts = events.iter().map(|e| e.ts).max().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hostfile = dir.path().join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let processes: Vec<Flowscope> = (0..2)
+        .map(|process| {
+            let state_dir = dir.path().join(format!("process-{process}"));
+            let args = [
+                engine_args(&state_dir),
+                [
+                    "--workers",
+                    "1",
+                    "--process",
+                    &process.to_string(),
+                    "--hostfile",
+                ]
+                .map(String::from)
+                .to_vec(),
+                vec![hostfile.display().to_string()],
+            ]
+            .concat();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Flowscope::run(&args, free_port())
+        })
+        .collect();
+    for fs in &processes {
+        wait_listening(fs);
+    }
+    let edges_url = format!(
+        "{}/v1/subscribe/edges?window=5s&limit=10000",
+        processes[0].base
+    );
+    let risks_url = format!(
+        "{}/v1/subscribe?risks=risks%3Fwindow%3D5s%26limit%3D10000",
+        processes[1].base
+    );
+    let seen = thread::scope(|scope| {
+        let edges = scope.spawn(|| follow(&edges_url, None, &EdgeOracle(&events), last_ts, 5));
+        let risks =
+            scope.spawn(|| follow(&risks_url, Some("risks"), &RiskOracle(&events), last_ts, 8));
+        [
+            ("edges on process 0", edges.join().unwrap()),
+            ("risks on process 1", risks.join().unwrap()),
+        ]
+    });
+    for (view, seen) in &seen {
+        assert!(seen.checked >= 10, "{view}: only {seen:?}");
+        assert!(
+            seen.retractions > 0,
+            "{view}: the window never let go: {seen:?}"
+        );
+        assert!(seen.resumed, "{view}: {seen:?}");
+    }
+    for fs in processes {
+        assert!(fs.terminate().success());
+    }
 }
 
 /// Waits until the process answers HTTP at all (ready or not).
