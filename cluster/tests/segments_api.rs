@@ -220,6 +220,14 @@ fn segments_hubs_policy_and_violations_match_the_hand_computed_answers() {
     assert_eq!(from_a["rows"], json!([policy_rows[1]]));
     let (_, first) = fs.get("/v1/policy?limit=1");
     assert_eq!(first["rows"], json!([policy_rows[0]]));
+    // Most connections first, ties in key order.
+    let (_, busiest) = fs.get("/v1/policy?order=count&limit=3");
+    assert_eq!(
+        busiest["rows"],
+        json!([policy_rows[0], policy_rows[1], policy_rows[2]])
+    );
+    let (_, busiest) = fs.get("/v1/policy?order=count&from=fd00::9");
+    assert_eq!(busiest["rows"], json!([policy_rows[3]]));
     let (code, csv) = fs.get("/v1/policy?format=csv");
     assert_eq!(code, 200);
     assert_eq!(
@@ -323,6 +331,7 @@ fn bad_requests_are_named_4xx() {
         ("/v1/policy?format=xml", 400, "bad_format"),
         ("/v1/policy?from=10.0.0", 400, "bad_segment"),
         ("/v1/policy?limit=x", 400, "bad_limit"),
+        ("/v1/policy?order=size", 400, "bad_order"),
         ("/v1/anomalies?kind=policy_violations", 400, "bad_kind"),
     ] {
         let (got, body) = fs.get(path);

@@ -455,7 +455,8 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
 }
 
 /// In a cluster of two processes started from a host file, each process streams every
-/// worker's changes: a subscription on either equals the oracle, as on one process.
+/// worker's changes: a subscription on either equals the oracle, as on one process. And
+/// the busiest policy entries are gathered from every worker of both.
 #[test]
 fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
     let events = events();
@@ -516,6 +517,40 @@ fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
         );
         assert!(seen.resumed, "{view}: {seen:?}");
     }
+
+    // The busiest policy entries, gathered from the workers of both processes.
+    let (code, busiest) = processes[0].get("/v1/policy?order=count&limit=5");
+    assert_eq!(code, 200, "{busiest}");
+    let oracle = PolicyOracle(&events);
+    let every = oracle.rows(busiest["as_of"].as_u64().unwrap());
+    let count_of = |row: &String| -> u64 { row.rsplit(' ').next().unwrap().parse().unwrap() };
+    let mut counts: Vec<u64> = every.keys().map(count_of).collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    assert!(
+        counts.len() > 5 && counts[0] > counts[counts.len() - 1],
+        "the policy is too even to tell an order: {counts:?}"
+    );
+    let answered: Vec<String> = busiest["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let one = Rows::from([(row.to_string(), 1)]);
+            oracle.project(&one).into_keys().next().unwrap()
+        })
+        .collect();
+    for row in &answered {
+        assert!(
+            every.contains_key(row),
+            "{row} is not in the oracle's policy"
+        );
+    }
+    assert_eq!(
+        answered.iter().map(count_of).collect::<Vec<_>>(),
+        counts[..5],
+        "order=count is not the busiest first: {busiest}"
+    );
+
     for fs in processes {
         assert!(fs.terminate().success());
     }

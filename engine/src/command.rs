@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use flowscope_operators::anomaly::{Anomaly, AnomalyKind};
 use flowscope_operators::risk::Severity;
 use flowscope_queries::segments::{
-    HostSegment, Label, PolicyFilter, PolicyRow, SegmentDetail, SegmentList,
+    HostSegment, Label, PolicyFilter, PolicyOrder, PolicyRow, SegmentDetail, SegmentList,
 };
 use flowscope_queries::{EdgeFilter, EdgeRow, HostAnswer, RiskRow, WindowHistory};
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,11 @@ pub enum ViewQuery {
     /// Which segment a host is in.
     HostSegment { ip: IpAddr },
     /// The proposed allow-list, in key order.
-    Policy { filter: PolicyFilter, limit: usize },
+    Policy {
+        filter: PolicyFilter,
+        order: PolicyOrder,
+        limit: usize,
+    },
     /// A registered query's result rows, at most `limit` of them.
     QueryResults {
         name: String,

@@ -358,7 +358,7 @@ fn merge(
                 _ => None,
             }))
         }
-        ViewQuery::Policy { limit, .. } => Answer::Policy(merge_policy(
+        ViewQuery::Policy { order, limit, .. } => Answer::Policy(merge_policy(
             parts
                 .into_iter()
                 .filter_map(|p| match p.part {
@@ -366,6 +366,7 @@ fn merge(
                     _ => None,
                 })
                 .collect(),
+            *order,
             *limit,
         )),
         ViewQuery::QueryResults { name, limit, .. } => {

@@ -228,8 +228,8 @@ pub fn serve_peeks<'scope>(
                         ViewQuery::HostSegment { ip } => Part::HostSegment(
                             views.segments.as_mut().and_then(|traces| SegmentReader::new(traces, *read_at).host(*ip)),
                         ),
-                        ViewQuery::Policy { filter, limit } => Part::Policy(match views.segments.as_mut() {
-                            Some(traces) => SegmentReader::new(traces, *read_at).policy(*filter, *limit),
+                        ViewQuery::Policy { filter, order, limit } => Part::Policy(match views.segments.as_mut() {
+                            Some(traces) => SegmentReader::new(traces, *read_at).policy(*filter, *order, *limit),
                             None => Vec::new(),
                         }),
                         ViewQuery::QueryResults { name, generation, limit } => {

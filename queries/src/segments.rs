@@ -378,6 +378,30 @@ impl PolicyRow {
     pub fn in_key_order(a: &PolicyRow, b: &PolicyRow) -> Ordering {
         a.key().cmp(&b.key())
     }
+
+    /// Most connections first, ties in key order.
+    pub fn busiest_first(a: &PolicyRow, b: &PolicyRow) -> Ordering {
+        b.count.cmp(&a.count).then_with(|| a.key().cmp(&b.key()))
+    }
+}
+
+/// The order a policy read lists its entries in, and so which `limit` of them it keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PolicyOrder {
+    /// By (from, to, dst_port, proto): the order of an allow-list to export.
+    #[default]
+    Key,
+    /// Most connections first: the flows that matter most when not all of them fit.
+    Busiest,
+}
+
+impl PolicyOrder {
+    pub fn compare(self, a: &PolicyRow, b: &PolicyRow) -> Ordering {
+        match self {
+            PolicyOrder::Key => PolicyRow::in_key_order(a, b),
+            PolicyOrder::Busiest => PolicyRow::busiest_first(a, b),
+        }
+    }
 }
 
 /// Which policy entries a read wants.
@@ -533,8 +557,13 @@ impl<'t> SegmentReader<'t> {
             })
     }
 
-    /// This worker's first `limit` policy entries in key order.
-    pub fn policy(&mut self, filter: PolicyFilter, limit: usize) -> Vec<PolicyRow> {
+    /// This worker's first `limit` policy entries in `order`.
+    pub fn policy(
+        &mut self,
+        filter: PolicyFilter,
+        order: PolicyOrder,
+        limit: usize,
+    ) -> Vec<PolicyRow> {
         let mut rows = Vec::new();
         // Seek by whichever end is fixed; the other is checked on each row.
         let (trace, seek, by_destination) = match (filter.from, filter.to) {
@@ -562,12 +591,14 @@ impl<'t> SegmentReader<'t> {
                     count: count(diff),
                 });
             }
-            if rows.len() >= limit {
+            // The trace is in key order, so a key-ordered read may stop early; the busiest
+            // entries can be anywhere.
+            if order == PolicyOrder::Key && rows.len() >= limit {
                 return Next::Stop;
             }
             Next::Continue
         });
-        rows.sort_by(PolicyRow::in_key_order);
+        rows.sort_by(|a, b| order.compare(a, b));
         rows.truncate(limit);
         rows
     }
@@ -648,10 +679,15 @@ pub fn merge_lists(parts: Vec<SegmentList>, limit: usize) -> SegmentList {
     merged
 }
 
-/// Merges the workers' policy parts: the first `limit` entries in key order.
-pub fn merge_policy(parts: Vec<Vec<PolicyRow>>, limit: usize) -> Vec<PolicyRow> {
+/// Merges the workers' policy parts (each entry is on one worker): the first `limit` in
+/// `order`.
+pub fn merge_policy(
+    parts: Vec<Vec<PolicyRow>>,
+    order: PolicyOrder,
+    limit: usize,
+) -> Vec<PolicyRow> {
     let mut rows: Vec<PolicyRow> = parts.into_iter().flatten().collect();
-    rows.sort_by(PolicyRow::in_key_order);
+    rows.sort_by(|a, b| order.compare(a, b));
     rows.truncate(limit);
     rows
 }

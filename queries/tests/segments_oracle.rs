@@ -53,9 +53,9 @@ use flowscope_queries::graph;
 use flowscope_queries::read::{visit_rows, Next};
 use flowscope_queries::risk::merge_anomalies;
 use flowscope_queries::segments::{
-    self, merge_lists, merge_policy, HostSegment, HubRow, MemberRow, PolicyFilter, PolicyRow,
-    PortRow, SegmentDetail, SegmentEdge, SegmentList, SegmentReader, SegmentRow, SegmentTraces,
-    TrafficRow,
+    self, merge_lists, merge_policy, HostSegment, HubRow, MemberRow, PolicyFilter, PolicyOrder,
+    PolicyRow, PortRow, SegmentDetail, SegmentEdge, SegmentList, SegmentReader, SegmentRow,
+    SegmentTraces, TrafficRow,
 };
 use proptest::prelude::*;
 use timely::dataflow::operators::Probe;
@@ -465,8 +465,15 @@ impl Oracle {
         })
     }
 
-    /// The policy in (from, to, port, protocol) order, optionally of one `from` / `to`.
-    fn policy(&self, as_of: Millis, filter: PolicyFilter, limit: usize) -> Vec<PolicyRow> {
+    /// The policy in (from, to, port, protocol) order or most connections first (then in
+    /// that order), optionally of one `from` / `to`.
+    fn policy(
+        &self,
+        as_of: Millis,
+        filter: PolicyFilter,
+        order: PolicyOrder,
+        limit: usize,
+    ) -> Vec<PolicyRow> {
         let state = self.state(as_of);
         let mut rows: Vec<PolicyRow> = state
             .policy
@@ -483,7 +490,12 @@ impl Oracle {
             })
             .collect();
         rows.sort_by_key(|r| {
+            let busiest = match order {
+                PolicyOrder::Key => 0,
+                PolicyOrder::Busiest => u64::MAX - r.count,
+            };
             (
+                busiest,
                 label_key(&r.from),
                 label_key(&r.to),
                 r.dst_port,
@@ -556,7 +568,8 @@ struct Plan {
     /// (id, member limit).
     details: Vec<(Label, usize)>,
     hosts: Vec<IpAddr>,
-    policies: Vec<(PolicyFilter, usize)>,
+    /// (filter, order, limit).
+    policies: Vec<(PolicyFilter, PolicyOrder, usize)>,
     /// (window, limit).
     violations: Vec<(Millis, usize)>,
 }
@@ -572,9 +585,13 @@ fn plan(script: &Script) -> Plan {
     // The first hosts (the busiest of generated scripts) are also read with small limits
     // and with both ends of the policy fixed.
     let first = ids(&script.hosts[..script.hosts.len().min(3)]);
+    use PolicyOrder::{Busiest, Key};
     let mut policies = vec![
-        (PolicyFilter::default(), ALL),
-        (PolicyFilter::default(), SMALL),
+        (PolicyFilter::default(), Key, ALL),
+        (PolicyFilter::default(), Key, SMALL),
+        (PolicyFilter::default(), Busiest, ALL),
+        (PolicyFilter::default(), Busiest, SMALL),
+        (PolicyFilter::default(), Busiest, 1),
     ];
     for &id in &every {
         let limits: &[usize] = if first.contains(&id) {
@@ -591,7 +608,10 @@ fn plan(script: &Script) -> Plan {
                 from: None,
                 to: Some(id),
             };
-            policies.extend([(from, limit), (to, limit)]);
+            policies.extend([(from, Key, limit), (to, Key, limit)]);
+            if limit == SMALL {
+                policies.extend([(from, Busiest, limit), (to, Busiest, limit)]);
+            }
         }
     }
     for &from in &first {
@@ -601,7 +621,7 @@ fn plan(script: &Script) -> Plan {
                     from: Some(from),
                     to: Some(to),
                 };
-                policies.push((filter, ALL));
+                policies.push((filter, Key, ALL));
             }
         }
     }
@@ -654,7 +674,7 @@ fn read_worker(traces: &mut SegmentTraces, script: &Script, phase: usize, as_of:
         policies: plan
             .policies
             .iter()
-            .map(|&(filter, limit)| reader.policy(filter, limit))
+            .map(|&(filter, order, limit)| reader.policy(filter, order, limit))
             .collect(),
         violations: plan
             .violations
@@ -723,8 +743,9 @@ fn merge_reads(parts: &[Read], plan: &Plan) -> Read {
         .policies
         .iter()
         .enumerate()
-        .map(|(i, &(_, limit))| {
-            merge_policy(parts.iter().map(|p| p.policies[i].clone()).collect(), limit)
+        .map(|(i, &(_, order, limit))| {
+            let parts = parts.iter().map(|p| p.policies[i].clone()).collect();
+            merge_policy(parts, order, limit)
         })
         .collect();
     let violations = plan
@@ -868,7 +889,7 @@ fn oracle_read(oracle: &Oracle, plan: &Plan, phase: usize, as_of: Millis) -> Rea
         policies: plan
             .policies
             .iter()
-            .map(|&(filter, limit)| oracle.policy(as_of, filter, limit))
+            .map(|&(filter, order, limit)| oracle.policy(as_of, filter, order, limit))
             .collect(),
         violations: plan
             .violations
@@ -960,9 +981,14 @@ fn compare(
                 &expected.details[i],
             )?;
         }
-        for (i, &(filter, limit)) in plan.policies.iter().enumerate() {
+        for (i, &(filter, order, limit)) in plan.policies.iter().enumerate() {
             differ(
-                &|| at(format!("policy {filter:?} limit={}", show_limit(limit))),
+                &|| {
+                    at(format!(
+                        "policy {filter:?} {order:?} limit={}",
+                        show_limit(limit)
+                    ))
+                },
                 &m.policies[i],
                 &expected.policies[i],
             )?;
@@ -2338,7 +2364,7 @@ fn large_read(
         as_of,
         labels,
         list: reader.list(LARGE_LIMIT, 5),
-        policy: reader.policy(PolicyFilter::default(), ALL),
+        policy: reader.policy(PolicyFilter::default(), PolicyOrder::Key, ALL),
         hosts: script.hosts.iter().map(|&ip| reader.host(ip)).collect(),
         details: large_ids(script)
             .iter()
@@ -2387,11 +2413,12 @@ fn a_large_graph_joined_and_split_by_one_strong_edge() {
 
         let list = merge_lists(at_i.iter().map(|p| p.list.clone()).collect(), LARGE_LIMIT);
         assert_eq!(list, oracle.list(t, LARGE_LIMIT, 5), "list at {t}");
-        let policy = merge_policy(at_i.iter().map(|p| p.policy.clone()).collect(), ALL);
+        let parts = at_i.iter().map(|p| p.policy.clone()).collect();
+        let policy = merge_policy(parts, PolicyOrder::Key, ALL);
         assert_eq!(policy.len(), state.policy.len(), "policy size at {t}");
         assert_eq!(
             policy,
-            oracle.policy(t, PolicyFilter::default(), ALL),
+            oracle.policy(t, PolicyFilter::default(), PolicyOrder::Key, ALL),
             "policy at {t}"
         );
         for (h, &ip) in script.hosts.iter().enumerate() {

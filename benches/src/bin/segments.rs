@@ -51,7 +51,7 @@ use differential_dataflow::trace::TraceReader;
 use flowscope_events::{Event, Proto, Status};
 use flowscope_operators::segments::{SegmentId, SegmentRules};
 use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::segments::{PolicyFilter, SegmentReader};
+use flowscope_queries::segments::{PolicyFilter, PolicyOrder, SegmentReader};
 use flowscope_queries::{graph, segments};
 use timely::dataflow::operators::{Input, Probe};
 use timely::progress::Antichain;
@@ -364,7 +364,9 @@ fn main() {
         let shape = [
             list.segments,
             list.hubs,
-            reader.policy(PolicyFilter::default(), usize::MAX).len() as u64,
+            reader
+                .policy(PolicyFilter::default(), PolicyOrder::Key, usize::MAX)
+                .len() as u64,
         ];
 
         // The changes, from a few idle ticks after the graph.

@@ -1,5 +1,5 @@
 // segments.js — the segment map and the policy table: the `segments?limit=40&members=5`
-// and `policy?limit=…` subscriptions drawn as an SVG (segments as circles sized by hosts,
+// and `policy?order=count&limit=…` subscriptions drawn as an SVG (segments as circles sized by hosts,
 // hubs as squares in a column of their own, cross-group flows as lines sized by
 // connections), with a hover card of a group's members; click a group to filter the
 // policy table (top 50 entries by connections) to it.
@@ -213,7 +213,7 @@ export function createSegments() {
     policyBody.replaceChildren(...trs);
     setText(policyCaption, (filter ? 'entries from or to ' + filter + ' (click it again to show all) · ' : '')
       + 'top ' + Math.min(POLICY_ROWS, rows.length) + ' by connections of ' + num(rows.length)
-      + (policy.size >= POLICY_LIMIT ? ' (the first ' + num(POLICY_LIMIT) + ' entries in from, to, port order)' : ''));
+      + (policy.size >= POLICY_LIMIT ? ' (the ' + num(POLICY_LIMIT) + ' busiest entries of the policy)' : ''));
   }
 
   // ---- hover card -----------------------------------------------------------------
@@ -321,7 +321,7 @@ export function createSegments() {
   return {
     start() {
       stream('segments', 'segments', { limit: SEGMENTS_SHOWN, members: MEMBERS }, groups);
-      stream('policy', 'policy', { limit: POLICY_LIMIT }, policy);
+      stream('policy', 'policy', { order: 'count', limit: POLICY_LIMIT }, policy);
       render();
     },
   };

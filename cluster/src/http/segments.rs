@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use flowscope_engine::{Answer, Client, ViewQuery};
-use flowscope_queries::segments::{Label, PolicyFilter, PolicyRow};
+use flowscope_queries::segments::{Label, PolicyFilter, PolicyOrder, PolicyRow};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -126,9 +126,10 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
     })))
 }
 
-/// `GET /v1/policy?from=&to=&limit=&format=json|csv`: the proposed allow-list.
+/// `GET /v1/policy?from=&to=&order=key|count&limit=&format=json|csv`: the proposed
+/// allow-list.
 pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
-    let params = Params::parse(&raw, &["from", "to", "limit", "format"])?;
+    let params = Params::parse(&raw, &["from", "to", "order", "limit", "format"])?;
     let csv = match params.text("format") {
         None | Some("json") => false,
         Some("csv") => true,
@@ -150,7 +151,8 @@ pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
     policy_csv(&rows)
 }
 
-/// `?from=&to=&limit=`: the proposed allow-list, in key order.
+/// `?from=&to=&order=&limit=`: the proposed allow-list, in key order (from, to, port,
+/// protocol) or, with `order=count`, most connections first.
 pub(crate) fn policy_read(client: &Client, params: &Params) -> Result<ViewRead, ApiError> {
     require_segment_views(client)?;
     let label = |key: &str| -> Result<Option<Label>, ApiError> {
@@ -160,10 +162,24 @@ pub(crate) fn policy_read(client: &Client, params: &Params) -> Result<ViewRead, 
         from: label("from")?,
         to: label("to")?,
     };
+    let order = match params.text("order") {
+        None | Some("key") => PolicyOrder::Key,
+        Some("count") => PolicyOrder::Busiest,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_order",
+                format!("order must be key or count, got {other:?}"),
+            ))
+        }
+    };
     let limit = params.limit(10_000, 1_000_000)?;
     let longest = client.config().windows.longest().clone();
     Ok(ViewRead::new(
-        ViewQuery::Policy { filter, limit },
+        ViewQuery::Policy {
+            filter,
+            order,
+            limit,
+        },
         move |answered| {
             let Answer::Policy(rows) = answered.answer else {
                 return Err(ApiError::internal("unexpected answer to a policy peek"));

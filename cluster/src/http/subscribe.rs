@@ -237,7 +237,7 @@ fn view_read(client: &Client, view: &str, raw: &str) -> Result<(Shape, ViewRead)
         "anomalies" => (Shape::Rows, risk::anomalies_read(client, raw)?),
         "segments" => (Shape::Segments, segments::list_read(client, raw)?),
         "policy" => {
-            let params = Params::parse(raw, &["from", "to", "limit"])?;
+            let params = Params::parse(raw, &["from", "to", "order", "limit"])?;
             (Shape::Rows, segments::policy_read(client, &params)?)
         }
         other => match other.strip_prefix("queries/") {
