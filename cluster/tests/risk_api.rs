@@ -190,6 +190,48 @@ fn risks_and_anomalies_of_a_hand_computed_capture() {
             .collect();
         assert!(times.windows(2).all(|p| p[0] < p[1]), "{history}");
     }
+    // Hosts by severity over the day, network-wide: nothing before the capture's first
+    // tick, then the three scored hosts (the scanner medium, the other two low).
+    let (code, severity) = fs.get("/v1/risks/severity?window=2h&step=1h");
+    assert_eq!(code, 200, "{severity}");
+    assert_eq!(severity["step"], 3_600_000);
+    assert_eq!(severity["window"]["name"], "2h");
+    let as_of = severity["as_of"].as_u64().unwrap();
+    assert_eq!(severity["from"], as_of - 86_400_000);
+    let points = severity["rows"].as_array().unwrap();
+    let last = points.last().unwrap();
+    assert_eq!(last["as_of"], as_of, "{severity}");
+    assert_eq!(
+        (&last["low"], &last["medium"], &last["critical"]),
+        (&json!(2), &json!(1), &json!(0)),
+        "{severity}"
+    );
+    assert!(
+        points[0]["as_of"].as_u64().unwrap() > START,
+        "the first point is the first tick with a scored host: {severity}"
+    );
+    let times: Vec<u64> = points
+        .iter()
+        .map(|p| p["as_of"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|p| p[0] < p[1]), "{severity}");
+    assert!(
+        times[1..times.len() - 1].iter().all(|t| t % 3_600_000 == 0),
+        "points between the first and the last fall on the step: {severity}"
+    );
+    // The last hour only: from the first scored host (within it), every 10 minutes.
+    let (code, hour) = fs.get("/v1/risks/severity?window=2h&span=1h&step=10m");
+    assert_eq!(code, 200, "{hour}");
+    assert_eq!(hour["from"], hour["as_of"].as_u64().unwrap() - 3_600_000);
+    assert_eq!(
+        hour["rows"], severity["rows"],
+        "the capture is all within the hour"
+    );
+    // A step that is no whole number of ticks is rounded up to one.
+    let (code, rounded) = fs.get("/v1/risks/severity?step=10500ms");
+    assert_eq!(code, 200, "{rounded}");
+    assert_eq!(rounded["step"], 11_000);
+
     // An IPv6 host, percent-encoded, and one window only.
     let (code, v6) = fs.get("/v1/risks/fd00%3A%3A7?window=2h");
     assert_eq!(code, 200, "{v6}");
@@ -343,6 +385,7 @@ fn without_risk_views_the_routes_say_so() {
     for path in [
         "/v1/risks",
         "/v1/risks/10.0.0.5",
+        "/v1/risks/severity",
         "/v1/anomalies?kind=port_scan",
     ] {
         let (code, body) = fs.get(path);

@@ -1,6 +1,6 @@
 //! `GET /v1/subscribe/{view}` against the real binary: a snapshot and then the changes
 //! equal the batch oracles' differences between consecutive as_of times (edges, risks,
-//! segments and hubs, policy, a registered query; 2 workers; and edges and risks on either
+//! segments and hubs, policy, a registered query, hosts by severity over time; 2 workers; and edges and risks on either
 //! process of a two-process cluster); a client reconnecting with `Last-Event-ID` resumes
 //! without a gap; a client that stops reading is overflowed and
 //! re-sent a snapshot while the engine goes on; SIGTERM ends open streams.
@@ -131,6 +131,52 @@ impl Oracle for RiskOracle<'_> {
                 row["ip"].as_str().unwrap(),
                 row["score"],
                 row["severity"].as_str().unwrap()
+            )
+        })
+    }
+}
+
+/// The step the severity counts are subscribed with, and the engine's (default) tick.
+const SEVERITY_STEP: u64 = 5_000;
+const TICK: u64 = 1_000;
+
+/// Hosts by severity in the 5 s window over the longest: from the first tick with a
+/// scored host, every `SEVERITY_STEP`, and at the as_of.
+struct SeverityOracle<'a>(&'a [Event]);
+
+impl Oracle for SeverityOracle<'_> {
+    fn rows(&self, as_of: u64) -> Rows {
+        let counts = |t: u64| -> [u64; 3] {
+            let mut counts = [0; 3];
+            for (_, _, severity) in oracle_risks(self.0, t, WINDOW) {
+                let index = ["low", "medium", "critical"]
+                    .iter()
+                    .position(|s| *s == severity)
+                    .unwrap();
+                counts[index] += 1;
+            }
+            counts
+        };
+        let start = as_of.saturating_sub(LONGEST);
+        let mut at = (start..as_of)
+            .step_by(TICK as usize)
+            .find(|&t| counts(t) != [0; 3])
+            .unwrap_or(as_of);
+        let mut rows = Rows::new();
+        loop {
+            let [low, medium, critical] = counts(at);
+            add(&mut rows, format!("{at} {low} {medium} {critical}"), 1);
+            if at >= as_of {
+                return rows;
+            }
+            at = ((at / SEVERITY_STEP + 1) * SEVERITY_STEP).min(as_of);
+        }
+    }
+    fn project(&self, rows: &Rows) -> Rows {
+        project_by(rows, |row| {
+            format!(
+                "{} {} {} {}",
+                row["as_of"], row["low"], row["medium"], row["critical"]
             )
         })
     }
@@ -386,6 +432,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
     let segments_url = format!("{base}/v1/subscribe/segments?limit=10000&members=1");
     let policy_url = format!("{base}/v1/subscribe/policy?limit=1000000");
     let query_url = format!("{base}/v1/subscribe/queries/by_src?limit=10000");
+    let severity_url = format!("{base}/v1/subscribe/severity?window=5s&step=5s");
 
     let seen = thread::scope(|scope| {
         let edges = scope.spawn(|| follow(&edges_url, None, &EdgeOracle(&events), last_ts, 6));
@@ -395,12 +442,15 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
             scope.spawn(|| follow(&segments_url, None, &SegmentsOracle(&events), last_ts, 4));
         let policy = scope.spawn(|| follow(&policy_url, None, &PolicyOracle(&events), last_ts, 7));
         let query = scope.spawn(|| follow(&query_url, None, &QueryOracle(&events), last_ts, 5));
+        let severity =
+            scope.spawn(|| follow(&severity_url, None, &SeverityOracle(&events), last_ts, 8));
         [
             ("edges", edges.join().unwrap()),
             ("risks", risks.join().unwrap()),
             ("segments", segments.join().unwrap()),
             ("policy", policy.join().unwrap()),
             ("query", query.join().unwrap()),
+            ("severity", severity.join().unwrap()),
         ]
     });
     for (view, seen) in &seen {

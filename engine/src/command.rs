@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use flowscope_operators::anomaly::{Anomaly, AnomalyKind};
 use flowscope_operators::risk::Severity;
+use flowscope_queries::risk::{SeverityDeltas, SeverityPoint};
 use flowscope_queries::segments::{
     HostSegment, Label, PolicyFilter, PolicyOrder, PolicyRow, SegmentDetail, SegmentList,
 };
@@ -86,6 +87,13 @@ pub enum ViewQuery {
     },
     /// One host's score in every window, and its history if asked.
     RiskHost { ip: IpAddr, history: bool },
+    /// How many hosts were low, medium and critical in `window` over the last `span` (at
+    /// most the longest window, which the history keeps), every `step`.
+    Severity {
+        window: Millis,
+        span: Millis,
+        step: Millis,
+    },
     /// The most recent anomalies of a window, of one kind or all.
     Anomalies {
         window: Millis,
@@ -139,6 +147,7 @@ pub enum Part {
     Host(HostAnswer),
     Risks(Vec<RiskRow>),
     RiskHost(RiskHostAnswer),
+    Severity(SeverityDeltas),
     Anomalies(Vec<Anomaly>),
     Segments(SegmentList),
     Segment(Option<SegmentDetail>),
@@ -173,6 +182,7 @@ pub enum Answer {
     Host(HostAnswer),
     Risks(Vec<RiskRow>),
     RiskHost(RiskHostAnswer),
+    Severity(Vec<SeverityPoint>),
     Anomalies(Vec<Anomaly>),
     Segments(SegmentList),
     Segment(Option<SegmentDetail>),

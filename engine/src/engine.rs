@@ -17,7 +17,7 @@ use flowscope_operators::Millis;
 use flowscope_queries::graph::{merge_edges, merge_host};
 use flowscope_queries::plan::ValidPlan;
 use flowscope_queries::registered::merge_parts;
-use flowscope_queries::risk::{merge_anomalies, merge_history, merge_top};
+use flowscope_queries::risk::{merge_anomalies, merge_history, merge_severity, merge_top};
 use flowscope_queries::segments::{merge_lists, merge_policy};
 
 use crate::alerts::AlertSink;
@@ -328,6 +328,15 @@ fn merge(
                 history: history.then(|| merge_history(histories)),
             })
         }
+        ViewQuery::Severity { span, step, .. } => Answer::Severity(merge_severity(
+            parts.into_iter().filter_map(|p| match p.part {
+                Part::Severity(deltas) => Some(deltas),
+                _ => None,
+            }),
+            as_of.saturating_sub(*span),
+            as_of,
+            *step,
+        )),
         ViewQuery::Anomalies { limit, .. } => Answer::Anomalies(merge_anomalies(
             parts.into_iter().filter_map(|p| match p.part {
                 Part::Anomalies(rows) => Some(rows),

@@ -200,6 +200,11 @@ pub fn serve_peeks<'scope>(
                             }
                             None => RiskHostAnswer::default(),
                         }),
+                        ViewQuery::Severity { window, span, .. } => Part::Severity(match views.risk.as_mut() {
+                            Some(traces) => RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
+                                .severity_deltas(*window, (*span).min(longest)),
+                            None => Vec::new(),
+                        }),
                         ViewQuery::Anomalies { window, kind, limit } => {
                             let mut found = Vec::new();
                             if let Some(traces) = views.risk.as_mut().filter(|_| *kind != Some(AnomalyKind::PolicyViolation)) {

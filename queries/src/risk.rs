@@ -9,6 +9,8 @@
 //!   instead of sorting every host;
 //! * by host — a host's rows in every window;
 //! * by host, scores only, with history kept for the longest window — how a score changed;
+//! * by (window, severity), hosts counted, with the same history — how many hosts were
+//!   low, medium and critical over time, network-wide;
 //! * by (window, first detected descending, host, kind) — the anomaly list, newest first.
 
 use std::cmp::{Ordering, Reverse};
@@ -87,6 +89,19 @@ pub struct WindowHistory {
     pub changes: Vec<ScoreChange>,
 }
 
+/// How many hosts had a score of each severity in one window at `as_of`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeverityPoint {
+    pub as_of: Millis,
+    pub low: u64,
+    pub medium: u64,
+    pub critical: u64,
+}
+
+/// A worker's changes to the number of hosts of each severity (low, medium, critical), by
+/// time; the first time is the start of the retained span and carries the counts then.
+pub type SeverityDeltas = Vec<(Millis, [i64; 3])>;
+
 /// An event for alerting, at the time the view changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Alert {
@@ -122,6 +137,9 @@ pub struct RiskTraces {
     /// (window, score, severity) by host, compacted no further than the longest window: a
     /// host's current rows (found through `ranked`) and their history.
     pub history: RowTrace<IpAddr, (Millis, u8, Severity)>,
+    /// One `()` per host with a score of that severity in that window (the updates of many
+    /// hosts at one time consolidate into one), compacted like `history`.
+    pub severity: RowTrace<(Millis, Severity), ()>,
     pub anomalies: RowTrace<AnomalyKey, Evidence>,
 }
 
@@ -139,9 +157,11 @@ impl RiskTraces {
         self.ranked.set_logical_compaction(readable);
         self.anomalies.set_logical_compaction(readable);
         self.history.set_logical_compaction(history.borrow());
+        self.severity.set_logical_compaction(history.borrow());
         self.ranked.set_physical_compaction(complete);
         self.anomalies.set_physical_compaction(complete);
         self.history.set_physical_compaction(complete);
+        self.severity.set_physical_compaction(complete);
     }
 }
 
@@ -226,6 +246,15 @@ pub fn render<'scope>(
         }),
         "RiskRanked",
     );
+    let severity = arrange_rows(
+        scores.clone().flat_map(|(output, at, diff)| match output {
+            HostOutput::Score {
+                window, severity, ..
+            } => Some((((window, severity), ()), at, diff)),
+            _ => None,
+        }),
+        "RiskSeverity",
+    );
     let history = arrange_rows(
         scores.flat_map(|(output, at, diff)| match output {
             HostOutput::Score {
@@ -282,12 +311,14 @@ pub fn render<'scope>(
     let progress = scope.concatenate([
         ranked.stream.clone().map(|_| ()),
         history.stream.clone().map(|_| ()),
+        severity.stream.clone().map(|_| ()),
         anomalies.stream.clone().map(|_| ()),
     ]);
     RiskRendered {
         traces: RiskTraces {
             ranked: ranked.trace,
             history: history.trace,
+            severity: severity.trace,
             anomalies: anomalies.trace,
         },
         alerts,
@@ -404,6 +435,27 @@ impl<'t> RiskReader<'t> {
         }
         rows.sort();
         rows
+    }
+
+    /// This worker's part of the severity counts in `window` over `[as_of − longest,
+    /// as_of]`: the counts at the start, then each change (see [`merge_severity`]).
+    pub fn severity_deltas(&mut self, window: Millis, longest: Millis) -> SeverityDeltas {
+        let start = self.as_of.saturating_sub(longest);
+        let mut deltas: BTreeMap<Millis, [i64; 3]> = BTreeMap::new();
+        for (index, severity) in [Severity::Low, Severity::Medium, Severity::Critical]
+            .into_iter()
+            .enumerate()
+        {
+            updates_of(
+                &mut self.traces.severity,
+                self.as_of,
+                &(window, severity),
+                |(), time, diff| {
+                    deltas.entry(time.max(start)).or_default()[index] += diff as i64;
+                },
+            );
+        }
+        deltas.into_iter().collect()
     }
 
     /// The host's score history in every window over `(as_of − longest, as_of]`.
@@ -535,6 +587,56 @@ pub fn merge_top(parts: impl IntoIterator<Item = Vec<RiskRow>>, limit: usize) ->
     rows.sort_by(RiskRow::ranking);
     rows.truncate(limit);
     rows
+}
+
+/// Merges the workers' severity deltas into the counts at `start` — or, when the history
+/// holds nothing that early, at its first change —, at each multiple of `step` after it
+/// and at `as_of` (the times a chart of the span needs, whatever the tick).
+pub fn merge_severity(
+    parts: impl IntoIterator<Item = SeverityDeltas>,
+    start: Millis,
+    as_of: Millis,
+    step: Millis,
+) -> Vec<SeverityPoint> {
+    let mut deltas: BTreeMap<Millis, [i64; 3]> = BTreeMap::new();
+    for (time, delta) in parts.into_iter().flatten() {
+        let sum = deltas.entry(time.max(start)).or_default();
+        for (total, d) in sum.iter_mut().zip(delta) {
+            *total += d;
+        }
+    }
+    // Updates that cancel out (a host scored and gone again before `start`) change nothing.
+    deltas.retain(|_, delta| *delta != [0; 3]);
+    let step = step.max(1);
+    let mut points = Vec::new();
+    let mut counts = [0i64; 3];
+    // Before the first change every count is zero: a view that has not been running that
+    // long, not a network without hosts.
+    let mut at = deltas
+        .keys()
+        .next()
+        .map_or(as_of, |&first| first.min(as_of));
+    let mut deltas = deltas.into_iter().peekable();
+    loop {
+        while let Some((_, delta)) = deltas.next_if(|(time, _)| *time <= at) {
+            for (count, d) in counts.iter_mut().zip(delta) {
+                *count += d;
+            }
+        }
+        let [low, medium, critical] = counts.map(|c| u64::try_from(c).unwrap_or(0));
+        points.push(SeverityPoint {
+            as_of: at,
+            low,
+            medium,
+            critical,
+        });
+        if at >= as_of {
+            break;
+        }
+        // The next multiple of `step`, or `as_of` itself last.
+        at = ((at / step + 1) * step).min(as_of);
+    }
+    points
 }
 
 /// Merges the workers' parts of a host's rows: only the host's worker has any.

@@ -14,7 +14,7 @@
 //!   `max(own_time(ts), frontier when sent)`); after each phase it steps the workers until
 //!   the risk arrangements have passed the phase's frontier, reads every query at several
 //!   `as_of`s, and merges the workers' parts with `merge_top`, `merge_host`,
-//!   `merge_history`, `merge_anomalies`.
+//!   `merge_history`, `merge_severity`, `merge_anomalies`.
 //! * **Strategies** produce in-order, jittered and very late streams over IPv4 and IPv6
 //!   hosts, with low thresholds so that every factor, severity and anomaly kind fires (a
 //!   test over a fixed seed set checks that they do).
@@ -38,8 +38,8 @@ use flowscope_operators::risk::{Factor, Factors, RiskConfig, Severity, SeverityB
 use flowscope_operators::{Millis, TimeModel};
 use flowscope_queries::graph;
 use flowscope_queries::risk::{
-    self, merge_anomalies, merge_history, merge_host, merge_top, RiskReader, RiskRow, RiskSettings,
-    ScoreChange, WindowHistory,
+    self, merge_anomalies, merge_history, merge_host, merge_severity, merge_top, RiskReader,
+    RiskRow, RiskSettings, ScoreChange, SeverityDeltas, SeverityPoint, WindowHistory,
 };
 use proptest::prelude::*;
 use timely::dataflow::operators::Probe;
@@ -364,6 +364,40 @@ impl<'a> Oracle<'a> {
             .collect()
     }
 
+    /// Hosts by severity in `window` at `T − L` (or at the first tick with any host),
+    /// at each multiple of `step` after it, and at `T`.
+    fn severity_counts(&self, as_of: Millis, window: Millis, step: Millis) -> Vec<SeverityPoint> {
+        let counts = |t: Millis| -> [u64; 3] {
+            let mut counts = [0; 3];
+            for (&ip, c) in self.counters(t, window).iter() {
+                counts[SEVERITIES
+                    .iter()
+                    .position(|&s| s == self.row(ip, c).severity)
+                    .unwrap()] += 1;
+            }
+            counts
+        };
+        let start = as_of.saturating_sub(self.longest);
+        let mut at = (start..as_of)
+            .step_by(self.tick as usize)
+            .find(|&t| counts(t) != [0; 3])
+            .unwrap_or(as_of);
+        let mut points = Vec::new();
+        loop {
+            let [low, medium, critical] = counts(at);
+            points.push(SeverityPoint {
+                as_of: at,
+                low,
+                medium,
+                critical,
+            });
+            if at >= as_of {
+                return points;
+            }
+            at = ((at / step + 1) * step).min(as_of);
+        }
+    }
+
     /// For each window: the score at `T − L` then every change in `(T − L, T]`.
     fn history(&self, as_of: Millis, ip: IpAddr) -> Vec<WindowHistory> {
         let start = as_of.saturating_sub(self.longest);
@@ -649,7 +683,16 @@ struct WindowRead {
     /// first `SMALL`.
     anomalies_by_kind: Vec<Vec<Anomaly>>,
     anomalies_by_kind_small: Vec<Vec<Anomaly>>,
+    /// A worker's severity deltas over the longest window (empty once merged).
+    severity_deltas: SeverityDeltas,
+    /// Hosts by severity over the longest window, one series per `SEVERITY_STEPS` (empty
+    /// in a worker's part).
+    severity: Vec<Vec<SeverityPoint>>,
 }
+
+/// The steps the severity counts are read with: every tick, and a step that is no
+/// multiple of the windows.
+const SEVERITY_STEPS: [Millis; 2] = [TICK, 7 * TICK];
 
 /// Everything read at one as_of (one worker's part, or merged).
 #[derive(Clone, Debug)]
@@ -663,6 +706,7 @@ struct Read {
 }
 
 fn read_worker(reader: &mut RiskReader<'_>, script: &Script, phase: usize, as_of: Millis) -> Read {
+    let longest = *script.windows.iter().max().unwrap();
     let windows = script
         .windows
         .iter()
@@ -688,9 +732,10 @@ fn read_worker(reader: &mut RiskReader<'_>, script: &Script, phase: usize, as_of
                 .iter()
                 .map(|&k| reader.anomalies(window, Some(k), SMALL))
                 .collect(),
+            severity_deltas: reader.severity_deltas(window, longest),
+            severity: Vec::new(),
         })
         .collect();
-    let longest = *script.windows.iter().max().unwrap();
     let hosts = script.hosts.iter().map(|&ip| reader.host(ip)).collect();
     let histories = script
         .hosts
@@ -706,7 +751,7 @@ fn read_worker(reader: &mut RiskReader<'_>, script: &Script, phase: usize, as_of
     }
 }
 
-fn merge_reads(parts: &[Read]) -> Read {
+fn merge_reads(parts: &[Read], longest: Millis) -> Read {
     let first = &parts[0];
     assert!(parts
         .iter()
@@ -736,6 +781,18 @@ fn merge_reads(parts: &[Read]) -> Read {
                     .collect(),
                 anomalies_by_kind_small: (0..KINDS.len())
                     .map(|k| each_a(&|r| r.anomalies_by_kind_small[k].clone(), SMALL))
+                    .collect(),
+                severity_deltas: Vec::new(),
+                severity: SEVERITY_STEPS
+                    .iter()
+                    .map(|&step| {
+                        merge_severity(
+                            parts.iter().map(|p| p.windows[w].severity_deltas.clone()),
+                            first.as_of.saturating_sub(longest),
+                            first.as_of,
+                            step,
+                        )
+                    })
                     .collect(),
             }
         })
@@ -832,7 +889,7 @@ fn run_dataflow(script: &Script, settings: &RiskSettings, workers: usize) -> Vec
     (0..n)
         .map(|i| {
             let at_i: Vec<Read> = parts.iter().map(|p| p[i].clone()).collect();
-            merge_reads(&at_i)
+            merge_reads(&at_i, *script.windows.iter().max().unwrap())
         })
         .collect()
 }
@@ -924,6 +981,14 @@ fn compare(
                     &at,
                     &wr.anomalies_by_kind_small[i],
                     &oracle.anomalies_filtered(t, w, Some(k), SMALL),
+                )?;
+            }
+            for (i, &step) in SEVERITY_STEPS.iter().enumerate() {
+                differ(
+                    &format!("severity step={step}"),
+                    &at,
+                    &wr.severity[i],
+                    &oracle.severity_counts(t, w, step),
                 )?;
             }
         }
@@ -1436,6 +1501,11 @@ fn oracle_read(oracle: &Oracle<'_>, script: &Script, phase: usize, as_of: Millis
             anomalies_by_kind_small: KINDS
                 .iter()
                 .map(|&k| oracle.anomalies_filtered(as_of, w, Some(k), SMALL))
+                .collect(),
+            severity_deltas: Vec::new(),
+            severity: SEVERITY_STEPS
+                .iter()
+                .map(|&step| oracle.severity_counts(as_of, w, step))
                 .collect(),
         })
         .collect();

@@ -104,6 +104,15 @@ pub fn routes(
         .and(with_client.clone())
         .and_then(|q: String, client: Client| async move { respond(risk::risks(client, q).await) })
         .boxed();
+    // Before `/v1/risks/{ip}`: `severity` is no address.
+    let severity = warp::path!("v1" / "risks" / "severity")
+        .and(warp::get())
+        .and(query)
+        .and(with_client.clone())
+        .and_then(
+            |q: String, client: Client| async move { respond(risk::severity(client, q).await) },
+        )
+        .boxed();
     let risk_host = warp::path!("v1" / "risks" / String)
         .and(warp::get())
         .and(query)
@@ -237,6 +246,8 @@ pub fn routes(
         .or(host)
         .unify()
         .or(risks)
+        .unify()
+        .or(severity)
         .unify()
         .or(risk_host)
         .unify()

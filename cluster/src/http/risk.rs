@@ -1,4 +1,5 @@
-//! The risk and anomaly routes: `/v1/risks`, `/v1/risks/{ip}`, `/v1/anomalies`.
+//! The risk and anomaly routes: `/v1/risks`, `/v1/risks/severity`, `/v1/risks/{ip}`,
+//! `/v1/anomalies`.
 
 use std::net::IpAddr;
 
@@ -51,6 +52,78 @@ pub(crate) fn risks_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
             "window": window_json(&window.name, window.length, answered.as_of),
             "severity": severity,
             "rows": rows,
+        }))
+    }))
+}
+
+/// The most points a severity read answers with.
+const MAX_SEVERITY_POINTS: u64 = 10_000;
+/// The points a severity read has when it names no step.
+const DEFAULT_SEVERITY_POINTS: u64 = 720;
+
+/// `GET /v1/risks/severity?window=&span=&step=`: how many hosts were low, medium and
+/// critical over the last `span` (at most the longest window, which the history keeps;
+/// the default), network-wide.
+pub async fn severity(client: Client, raw: String) -> Result<Response, ApiError> {
+    severity_read(&client, &raw)?.serve(&client).await
+}
+
+pub(crate) fn severity_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError> {
+    require_risk_views(client)?;
+    let params = Params::parse(raw, &["window", "span", "step"])?;
+    let window = params.window(client.config())?;
+    let tick = client.config().time.tick();
+    // Points fall on ticks: a span or step is rounded up to a whole number of ticks.
+    let on_ticks = |step: u64| step.div_ceil(tick).max(1) * tick;
+    let longest = client.config().windows.longest();
+    let span = match params.text("span") {
+        None => longest.length,
+        Some(text) => {
+            let bad = |why: String| ApiError::bad_request("bad_span", why);
+            let span = flowscope_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
+            if span == 0 || on_ticks(span) > longest.length {
+                return Err(bad(format!(
+                    "span must be positive and at most the longest window ({}), which the \
+                     history keeps; got {text:?}",
+                    longest.name
+                )));
+            }
+            on_ticks(span)
+        }
+    };
+    let step = match params.text("step") {
+        None => on_ticks(span.div_ceil(DEFAULT_SEVERITY_POINTS)),
+        Some(text) => {
+            let bad = |why: String| ApiError::bad_request("bad_step", why);
+            let step = flowscope_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
+            if step == 0 {
+                return Err(bad(format!("step must be positive, got {text:?}")));
+            }
+            let step = on_ticks(step);
+            if span / step > MAX_SEVERITY_POINTS {
+                return Err(bad(format!(
+                    "step {text:?} gives more than {MAX_SEVERITY_POINTS} points over the \
+                     span of {span} ms"
+                )));
+            }
+            step
+        }
+    };
+    let query = ViewQuery::Severity {
+        window: window.length,
+        span,
+        step,
+    };
+    Ok(ViewRead::new(query, move |answered| {
+        let Answer::Severity(points) = answered.answer else {
+            return Err(ApiError::internal("unexpected answer to a severity peek"));
+        };
+        Ok(json!({
+            "as_of": answered.as_of,
+            "window": window_json(&window.name, window.length, answered.as_of),
+            "from": answered.as_of.saturating_sub(span),
+            "step": step,
+            "rows": points,
         }))
     }))
 }

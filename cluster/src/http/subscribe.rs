@@ -26,7 +26,7 @@ use super::{edges_read, queries, risk, segments, status_read, ApiError, Render, 
 use super::{params::Params, PEEK_TIMEOUT};
 
 /// The views a client can subscribe to, as listed in errors.
-const VIEWS: &str = "status, edges, risks, anomalies, segments, policy, queries/{name}";
+const VIEWS: &str = "status, edges, risks, severity, anomalies, segments, policy, queries/{name}";
 
 /// Fields of a view's body that a snapshot carries; the others change at every read and
 /// would be stale after it.
@@ -234,6 +234,7 @@ fn view_read(client: &Client, view: &str, raw: &str) -> Result<(Shape, ViewRead)
         }
         "edges" => (Shape::Rows, edges_read(client, raw)?),
         "risks" => (Shape::Rows, risk::risks_read(client, raw)?),
+        "severity" => (Shape::Rows, risk::severity_read(client, raw)?),
         "anomalies" => (Shape::Rows, risk::anomalies_read(client, raw)?),
         "segments" => (Shape::Segments, segments::list_read(client, raw)?),
         "policy" => {
