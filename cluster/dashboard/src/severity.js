@@ -1,14 +1,19 @@
-// severity.js — risk severity over time: how many hosts are low / medium / critical at
-// each as_of of the risk subscription (the whole network), or one chosen host's score,
-// started from GET /v1/risks/{ip}?window=&history=1 and continued from the stream.
+// severity.js — risk severity over time: how many hosts are low / medium / critical over
+// the last hour, network-wide (the `severity?window=&span=1h&step=5s` subscription: exact
+// counts the server keeps, from before the page opened), or one chosen host's score,
+// started from GET /v1/risks/{ip}?window=&history=1 and continued from the risk stream.
 // Keeps about an hour of points.
 
 import { timeChart, pushPoint, trim, HOUR } from './chart.js';
 import { getJson } from './api.js';
+import { subscribe, viewSpec } from './sse.js';
+import { RowSet, rowHandlers } from './rowset.js';
 import { byId, el, setText, num } from './format.js';
 import { coalesce } from './frame.js';
 
 const MAX_HOSTS = 12;
+const SPAN = '1h';
+const STEP = '5s';
 const COLORS = { low: '#5b7a3a', medium: '#c77700', critical: '#b3261e', score: '#2457c5' };
 
 export function createSeverity(risks) {
@@ -16,7 +21,12 @@ export function createSeverity(risks) {
   const picker = byId('severity-host');
   const noteEl = byId('severity-note');
 
+  // The network's points: {as_of, low, medium, critical} rows of the subscription.
+  const points = new RowSet();
   let network = [[], [], [], []];
+  let latest = null; // the newest point
+  let sub = null;
+  let streamNote = '';
   const hosts = new Map(); // ip -> {data: [xs, ys], loadedAt: as_of of its history or null, error}
   let mode = ''; // '' = whole network, else an ip
   let chart = null;
@@ -81,9 +91,11 @@ export function createSeverity(risks) {
     else chart.setData(mode === '' ? network : hosts.get(mode).data);
     let note = '';
     if (mode === '') {
-      const c = risks.counts();
-      note = 'Hosts by severity in the ' + (risks.window || '') + ' window: ' + num(c.critical) + ' critical, '
-        + num(c.medium) + ' medium, ' + num(c.low) + ' low (scale: linear near 0, logarithmic above).';
+      note = streamNote || (latest
+        ? 'Hosts by severity in the ' + (risks.window || '') + ' window: ' + num(latest.critical) + ' critical, '
+          + num(latest.medium) + ' medium, ' + num(latest.low) + ' low; the last hour every ' + STEP
+          + ' (scale: linear near 0, logarithmic above).'
+        : 'Waiting for the severity stream…');
     } else {
       const host = hosts.get(mode);
       const row = risks.scoreOf(mode);
@@ -161,6 +173,43 @@ export function createSeverity(risks) {
     render();
   }
 
+  // The network series from the subscription's rows, oldest first.
+  function rebuildNetwork() {
+    const rows = points.rows()
+      .filter((p) => p && typeof p === 'object' && typeof p.as_of === 'number')
+      .sort((a, b) => a.as_of - b.as_of);
+    const count = (v) => (typeof v === 'number' ? v : null);
+    network = [
+      rows.map((p) => p.as_of / 1000),
+      rows.map((p) => count(p.low)),
+      rows.map((p) => count(p.medium)),
+      rows.map((p) => count(p.critical)),
+    ];
+    latest = rows.length ? rows[rows.length - 1] : null;
+  }
+
+  function follow(w) {
+    if (sub) sub.close();
+    points.reset([]);
+    rebuildNetwork();
+    streamNote = '';
+    if (!w) return;
+    sub = subscribe('severity', viewSpec('severity', { window: w, span: SPAN, step: STEP }), {
+      ...rowHandlers(points, {
+        label: 'severity',
+        tick() {
+          rebuildNetwork();
+          if (streamNote.startsWith('The page fell behind')) streamNote = '';
+          render();
+        },
+        note(text) {
+          streamNote = text;
+          render();
+        },
+      }),
+    });
+  }
+
   picker.addEventListener('change', () => {
     mode = hosts.has(picker.value) ? picker.value : '';
     render();
@@ -168,13 +217,10 @@ export function createSeverity(risks) {
 
   return {
     track,
-    /** After every risk event: one point per series at that as_of. */
+    /** After every risk event: one point per followed host at that as_of. */
     tick(asOf) {
       if (typeof asOf !== 'number') return;
       const x = asOf / 1000;
-      const c = risks.counts();
-      pushPoint(network, x, [c.low, c.medium, c.critical]);
-      trim(network, HOUR);
       for (const [ip, host] of hosts) {
         const row = risks.scoreOf(ip);
         pushPoint(host.data, x, [row && typeof row.score === 'number' ? row.score : null]);
@@ -185,7 +231,7 @@ export function createSeverity(risks) {
     /** A new window: the old one's points no longer apply. */
     reset() {
       generation += 1;
-      network = [[], [], [], []];
+      follow(risks.window);
       for (const [ip, host] of hosts) {
         host.data = [[], []];
         host.loadedAt = null;
