@@ -4,8 +4,8 @@
 //! Many people watching the dashboard while the engine ingests in real time. One
 //! `flowscope run` (generator at `--rate` records/s following the wall clock, every view
 //! on) is measured twice for `--secs` each: alone, then with `--viewers` clients that each
-//! hold the dashboard's stream (status, the 30m risks in full, anomalies, segments, policy
-//! on one connection) and read every event. Reported per phase: records/s ingested, how far the
+//! hold the dashboard's stream (status, the 30m risks in full, anomalies, the severity
+//! counts, segments, the busiest policy entries on one connection) and read every event. Reported per phase: records/s ingested, how far the
 //! complete as_of trails the wall clock (sampled every 200 ms), the process's CPU; and for
 //! the viewers: how long after its as_of a risk event reaches a client, events and bytes
 //! per client, overflows.
@@ -24,8 +24,9 @@ use serde_json::Value;
 const DASHBOARD_STREAM: &str = "/v1/subscribe?status=status\
     &risks=risks%3Fwindow%3D30m%26limit%3D10000\
     &anomalies=anomalies%3Fwindow%3D30m%26limit%3D200\
+    &severity=severity%3Fwindow%3D30m%26span%3D1h%26step%3D5s\
     &segments=segments%3Flimit%3D40%26members%3D5\
-    &policy=policy%3Flimit%3D2000";
+    &policy=policy%3Forder%3Dcount%26limit%3D2000";
 /// How a risk event's data begins on that stream, before its as_of.
 const RISK_EVENT: &str = "{\"subscription\":\"risks\",\"as_of\":";
 

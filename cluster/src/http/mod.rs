@@ -251,6 +251,9 @@ pub fn routes(
         .unify()
         .or(risk_host)
         .unify()
+        // Boxed halfway: one chain of every route nests its future types past the
+        // compiler's recursion limit.
+        .boxed()
         .or(anomalies)
         .unify()
         .or(segment_list)
