@@ -234,52 +234,34 @@ pub fn routes(
         })
         .boxed();
 
-    let routes = health
-        .or(metrics)
-        .unify()
-        .or(status)
-        .unify()
-        .or(dead_letters)
-        .unify()
-        .or(edges)
-        .unify()
-        .or(host)
-        .unify()
-        .or(risks)
-        .unify()
-        .or(severity)
-        .unify()
-        .or(risk_host)
-        .unify()
-        // Boxed halfway: one chain of every route nests its future types past the
-        // compiler's recursion limit.
-        .boxed()
-        .or(anomalies)
-        .unify()
-        .or(segment_list)
-        .unify()
-        .or(segment)
-        .unify()
-        .or(host_segment)
-        .unify()
-        .or(policy)
-        .unify()
-        .or(register_query)
-        .unify()
-        .or(list_queries)
-        .unify()
-        .or(show_query)
-        .unify()
-        .or(drop_query)
-        .unify()
-        .or(query_results)
-        .unify()
-        .or(subscribe)
-        .unify()
-        .or(dashboard)
-        .unify()
-        .or(assets)
-        .unify();
+    // Each route is joined to the others and boxed again, one at a time: a single chain
+    // of `or`s nests its future types one level per route, which past some twenty routes
+    // exceeds the compiler's recursion limit when release builds generate code.
+    let routes = [
+        metrics,
+        status,
+        dead_letters,
+        edges,
+        host,
+        risks,
+        severity,
+        risk_host,
+        anomalies,
+        segment_list,
+        segment,
+        host_segment,
+        policy,
+        register_query,
+        list_queries,
+        show_query,
+        drop_query,
+        query_results,
+        subscribe,
+        dashboard,
+        assets,
+    ]
+    .into_iter()
+    .fold(health, |routes, route| routes.or(route).unify().boxed());
 
     body_limit
         .and(routes)
