@@ -129,8 +129,11 @@ export function createRisks({ onTick, onSelect }) {
 
   const renderSummary = () => {
     const total = byIp.size;
+    // Past the subscription's limit these are the riskiest hosts only; the severity chart
+    // has the exact counts.
+    const scored = total >= LIMIT ? 'the ' + num(total) + ' riskiest hosts' : num(total) + ' hosts scored';
     setText(summaryEl, total
-      ? num(total) + ' hosts scored: ' + num(counts.critical) + ' critical, ' + num(counts.medium) + ' medium, '
+      ? scored + ': ' + num(counts.critical) + ' critical, ' + num(counts.medium) + ' medium, '
         + num(counts.low) + ' low' + (total > SHOWN ? ' · top ' + SHOWN + ' shown' : '')
         + (asOf ? ' · as of ' + clock(asOf) : '')
       : '');
