@@ -13,7 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::tansu::{finish_produce, produce, read_topic, spawn_produce, Tansu};
-use common::{free_port, oracle_edges, oracle_top, rows, try_get, write_native, Flowscope};
+use common::{
+    free_port, oracle_edges, oracle_top, rows, try_get, two_process_hostfile, write_native,
+    Flowscope,
+};
 use flowscope_connectors::{encode, Format};
 use flowscope_events::Event;
 use flowscope_queries::{EdgeRow, HostSummary};
@@ -495,16 +498,6 @@ fn end_offsets(lines: usize, partitions: usize) -> Vec<u64> {
         .collect()
 }
 
-fn two_process_hostfile(dir: &Path) -> String {
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
-    hostfile.to_str().unwrap().to_string()
-}
-
 #[test]
 fn a_topic_with_four_partitions_gives_the_oracles_views_with_one_two_workers_and_two_processes() {
     let events = common::generated(21, 4, 2_000, START, 24_000, 300);
@@ -561,7 +554,7 @@ fn a_topic_with_four_partitions_gives_the_oracles_views_with_one_two_workers_and
     assert!(two.terminate().success());
 
     // Two processes of one worker each, sharing a state directory.
-    let hostfile = two_process_hostfile(dir.path());
+    let hostfile = two_process_hostfile(dir.path()).display().to_string();
     let mut processes: Vec<Flowscope> = (0..2)
         .map(|i| {
             let index = i.to_string();

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, oracle_risks, oracle_segments, oracle_top, rows, Flowscope};
+use common::{
+    free_port, oracle_risks, oracle_segments, oracle_top, rows, two_process_hostfile, Flowscope,
+};
 use flowscope_events::Event;
 use serde_json::Value;
 
@@ -452,12 +454,7 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
 #[test]
 fn processes_with_different_options_refuse_to_run_together() {
     let dir = tempfile::tempdir().unwrap();
-    let hostfile = dir.path().join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = two_process_hostfile(dir.path());
     let hostfile = hostfile.to_str().unwrap().to_string();
     let children: Vec<_> = [("0", "30m,2h"), ("1", "30m,24h")]
         .into_iter()

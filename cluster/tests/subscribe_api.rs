@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::sse::{SseEvent, SseStream};
 use common::{
-    free_port, generated, oracle_edges, oracle_risks, oracle_segments, try_get, Flowscope,
+    free_port, generated, oracle_edges, oracle_risks, oracle_segments, try_get,
+    two_process_hostfile, Flowscope,
 };
 use flowscope_events::Event;
 use serde_json::Value;
@@ -270,6 +271,19 @@ struct Seen {
     resumed: bool,
 }
 
+/// Each followed subscription checked enough events, saw rows leave the window, and
+/// resumed after its reconnection.
+fn assert_followed(seen: &[(&str, Seen)]) {
+    for (view, seen) in seen {
+        assert!(seen.checked >= 10, "{view}: only {seen:?}");
+        assert!(
+            seen.retractions > 0,
+            "{view}: the window never let go: {seen:?}"
+        );
+        assert!(seen.resumed, "{view}: {seen:?}");
+    }
+}
+
 /// The next event of subscription `name` (every event when `None`), remembering the last
 /// id seen as a browser does.
 fn next_of(stream: &mut SseStream, name: Option<&str>, last_id: &mut Option<String>) -> SseEvent {
@@ -453,14 +467,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
             ("severity", severity.join().unwrap()),
         ]
     });
-    for (view, seen) in &seen {
-        assert!(seen.checked >= 10, "{view}: only {seen:?}");
-        assert!(
-            seen.retractions > 0,
-            "{view}: the window never let go: {seen:?}"
-        );
-        assert!(seen.resumed, "{view}: {seen:?}");
-    }
+    assert_followed(&seen);
 
     // An id that is not one of the feed's events gets a snapshot.
     let mut stale = SseStream::open(&edges_url, Some("42"));
@@ -512,12 +519,7 @@ fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
     let events = events();
     let last_ts = events.iter().map(|e| e.ts).max().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let hostfile = dir.path().join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = two_process_hostfile(dir.path());
     let processes: Vec<Flowscope> = (0..2)
         .map(|process| {
             let state_dir = dir.path().join(format!("process-{process}"));
@@ -559,14 +561,7 @@ fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
             ("risks on process 1", risks.join().unwrap()),
         ]
     });
-    for (view, seen) in &seen {
-        assert!(seen.checked >= 10, "{view}: only {seen:?}");
-        assert!(
-            seen.retractions > 0,
-            "{view}: the window never let go: {seen:?}"
-        );
-        assert!(seen.resumed, "{view}: {seen:?}");
-    }
+    assert_followed(&seen);
 
     // The busiest policy entries, gathered from the workers of both processes.
     let (code, busiest) = processes[0].get("/v1/policy?order=count&limit=5");

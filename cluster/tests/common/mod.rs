@@ -25,6 +25,15 @@ pub fn free_port() -> u16 {
         .expect("no free port on loopback")
 }
 
+/// Writes `hosts.txt` in `dir`: two processes on loopback, each on a port free a moment
+/// ago. Returns its path.
+pub fn two_process_hostfile(dir: &Path) -> std::path::PathBuf {
+    let hostfile = dir.join("hosts.txt");
+    let lines = format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port());
+    std::fs::write(&hostfile, lines).expect("cannot write the host file");
+    hostfile
+}
+
 /// A running `flowscope` process, killed when dropped.
 pub struct Flowscope {
     pub child: Child,
