@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the dashboard (cluster/dashboard/src) into cluster/src/http/assets/: dashboard.js
 # and dashboard.css (bundled and minified by esbuild, uPlot included) and index.html.
-# The built files are committed; the flowscope binary embeds them with include_str!, so
+# The built files are committed; the flowsight binary embeds them with include_str!, so
 # run this after changing anything under cluster/dashboard/src and commit its output.
 # With --check it builds into a temporary directory and fails if the committed files
 # differ from what the sources give (the test suite runs that).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole flowscope test suite: formatting, lints, the dependency arrows of the
+# Runs the whole flowsight test suite: formatting, lints, the dependency arrows of the
 # workspace layout, and every test of every crate. This is the README's test command and
 # what CI runs.
 set -euo pipefail

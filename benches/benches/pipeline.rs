@@ -1,12 +1,12 @@
 //! Criterion benchmark of the whole pipeline, with 1 and 2 workers, into the graph view
 //! alone, into the graph, risk and anomaly views, and into every view (segmentation too).
 //!
-//! `cargo bench -p flowscope-benches --bench pipeline`
+//! `cargo bench -p flowsight-benches --bench pipeline`
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use flowscope_benches::{generator, run_pipeline, Views};
+use flowsight_benches::{generator, run_pipeline, Views};
 
 // Differential's batchers and spines allocate and free large buffers at a high rate;
 // jemalloc keeps freed pages for reuse instead of returning them to the kernel and

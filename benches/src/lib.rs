@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use flowscope_connectors::{GeneratorConfig, Pace};
-use flowscope_engine::{Answer, ClusterConfig, Engine, EngineConfig, SourceConfig, ViewQuery};
-use flowscope_operators::TimeModel;
-use flowscope_queries::Windows;
+use flowsight_connectors::{GeneratorConfig, Pace};
+use flowsight_engine::{Answer, ClusterConfig, Engine, EngineConfig, SourceConfig, ViewQuery};
+use flowsight_operators::TimeModel;
+use flowsight_queries::Windows;
 
 /// One run of the pipeline.
 #[derive(Clone, Copy, Debug)]
@@ -47,10 +47,10 @@ pub enum Views {
     /// The graph, risk scores and anomalies.
     GraphAndRisk,
     /// Graph, risk, anomalies and segmentation, without the records arrangement that
-    /// registered queries read (`flowscope run --no-queries`).
+    /// registered queries read (`flowsight run --no-queries`).
     NoQueries,
     /// Every built-in view and the records arrangement for registered queries (the
-    /// default of `flowscope run`).
+    /// default of `flowsight run`).
     All,
 }
 
@@ -70,7 +70,7 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig, views: Views) ->
 
 /// Waits until all `records` are read, every partition has finished, and the views are
 /// complete past the largest timestamp; returns that as_of.
-pub fn wait_until_visible(client: &flowscope_engine::Client, records: u64) -> u64 {
+pub fn wait_until_visible(client: &flowsight_engine::Client, records: u64) -> u64 {
     loop {
         let answered = client
             .peek(ViewQuery::Status, Duration::from_secs(60))
@@ -103,7 +103,7 @@ pub fn engine_config(workers: usize, generator: GeneratorConfig, views: Views) -
         alerts: None,
         segment_views: matches!(views, Views::All | Views::NoQueries),
         segments: Default::default(),
-        queries: flowscope_engine::QueryLimits {
+        queries: flowsight_engine::QueryLimits {
             enabled: views == Views::All,
             ..Default::default()
         },
@@ -142,14 +142,14 @@ pub fn numeric_options(options: &mut [(&str, u64)]) -> Result<(), String> {
     Ok(())
 }
 
-/// The `flowscope` binary built beside the running harness (same profile), which the
+/// The `flowsight` binary built beside the running harness (same profile), which the
 /// harnesses that go through the binary start.
-pub fn flowscope_binary() -> Result<std::path::PathBuf, String> {
+pub fn flowsight_binary() -> Result<std::path::PathBuf, String> {
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join("flowscope")))
+        .and_then(|p| p.parent().map(|d| d.join("flowsight")))
         .filter(|p| p.exists())
         .ok_or_else(|| {
-            "build the flowscope binary first: cargo build --release -p flowscope".into()
+            "build the flowsight binary first: cargo build --release -p flowsight".into()
         })
 }

@@ -5,21 +5,21 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use flowscope_connectors::kafka::{default_dead_letter_topic, KafkaOptions};
-use flowscope_connectors::{Format, GeneratorConfig, Pace};
-use flowscope_engine::{
+use flowsight_connectors::kafka::{default_dead_letter_topic, KafkaOptions};
+use flowsight_connectors::{Format, GeneratorConfig, Pace};
+use flowsight_engine::{
     AlertsConfig, ClusterConfig, EngineConfig, KafkaSourceConfig, QueryLimits, SourceConfig,
     SubscriptionSettings,
 };
-use flowscope_operators::TimeModel;
-use flowscope_queries::Windows;
+use flowsight_operators::TimeModel;
+use flowsight_queries::Windows;
 
 use crate::hostfile;
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "flowscope",
-    version,
+    name = "flowsight",
+    version = crate::VERSION,
     about = "Streaming analytics for network connection events"
 )]
 pub struct Cli {
@@ -43,12 +43,12 @@ pub enum Command {
     Cluster(ClusterCommand),
 }
 
-/// `flowscope cluster …`.
+/// `flowsight cluster …`.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Start every process of the host file that runs on this machine (and, with --ssh,
     /// the others) and supervise them: when one dies, the whole cluster is restarted from
-    /// its checkpoints. Takes the options of `flowscope run` (with --hostfile, without
+    /// its checkpoints. Takes the options of `flowsight run` (with --hostfile, without
     /// --process); process i serves HTTP on the --http port plus i and keeps its state in
     /// <state-dir>/process-<i>.
     Start(ClusterStartArgs),
@@ -62,7 +62,7 @@ pub enum ClusterCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ClusterStartArgs {
-    /// Start the processes on other hosts over ssh (`flowscope` must be on their PATH);
+    /// Start the processes on other hosts over ssh (`flowsight` must be on their PATH);
     /// without it, the command to run there is printed.
     #[arg(long)]
     pub ssh: bool,
@@ -70,7 +70,7 @@ pub struct ClusterStartArgs {
     /// gives up.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_restarts: u32,
-    /// The options of `flowscope run` for every process: --hostfile FILE, --workers N, the
+    /// The options of `flowsight run` for every process: --hostfile FILE, --workers N, the
     /// source, --http ADDR (the base port), --state-dir DIR, …
     #[arg(
         value_name = "RUN OPTIONS",
@@ -83,12 +83,17 @@ pub struct ClusterStartArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ClusterStatusArgs {
-    /// The cluster's host file.
+    /// The --state-dir a cluster was started with by `cluster start`: its processes and
+    /// their HTTP addresses are read from there. Used when --hostfile is not given.
+    #[arg(long, value_name = "DIR", default_value = "flowsight-state")]
+    pub state_dir: PathBuf,
+    /// The cluster's host file, for processes started by hand (with --http).
     #[arg(long, value_name = "FILE")]
-    pub hostfile: PathBuf,
-    /// The HTTP address of process 0; process i answers on its port plus i.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub http: SocketAddr,
+    pub hostfile: Option<PathBuf>,
+    /// With --hostfile: the HTTP address of process 0 (default 127.0.0.1:8080); process i
+    /// answers on its port plus i.
+    #[arg(long, value_name = "ADDR", requires = "hostfile")]
+    pub http: Option<SocketAddr>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -97,14 +102,14 @@ pub struct ClusterStatusArgs {
 #[derive(Debug, clap::Args)]
 pub struct ClusterStopArgs {
     /// The --state-dir the cluster was started with.
-    #[arg(long, value_name = "DIR", default_value = "flowscope-state")]
+    #[arg(long, value_name = "DIR", default_value = "flowsight-state")]
     pub state_dir: PathBuf,
     /// How long to wait for every process to stop, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub timeout: u64,
 }
 
-/// `flowscope query …`: a client of the HTTP API's query routes.
+/// `flowsight query …`: a client of the HTTP API's query routes.
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
     /// Register a query, given as SQL or as a JSON plan.
@@ -160,7 +165,7 @@ pub struct ApiArgs {
     #[arg(
         long,
         value_name = "URL",
-        env = "FLOWSCOPE_URL",
+        env = "FLOWSIGHT_URL",
         default_value = "http://127.0.0.1:8080"
     )]
     pub url: String,
@@ -208,27 +213,27 @@ pub struct RunArgs {
         long,
         value_enum,
         default_value = "generator",
-        env = "FLOWSCOPE_SOURCE"
+        env = "FLOWSIGHT_SOURCE"
     )]
     pub source: SourceKind,
     /// The file to replay (with --source file).
-    #[arg(long, value_name = "PATH", env = "FLOWSCOPE_PATH")]
+    #[arg(long, value_name = "PATH", env = "FLOWSIGHT_PATH")]
     pub path: Option<PathBuf>,
     /// Record format of the file or topic.
-    #[arg(long, value_enum, default_value = "native", env = "FLOWSCOPE_FORMAT")]
+    #[arg(long, value_enum, default_value = "native", env = "FLOWSIGHT_FORMAT")]
     pub format: FormatArg,
     /// Address of the HTTP API and dashboard [default: 127.0.0.1:8080, plus the process index in a cluster].
-    #[arg(long, value_name = "ADDR", env = "FLOWSCOPE_HTTP")]
+    #[arg(long, value_name = "ADDR", env = "FLOWSIGHT_HTTP")]
     pub http: Option<SocketAddr>,
     /// Worker threads in this process.
-    #[arg(long, value_name = "N", default_value_t = 1, env = "FLOWSCOPE_WORKERS")]
+    #[arg(long, value_name = "N", default_value_t = 1, env = "FLOWSIGHT_WORKERS")]
     pub workers: usize,
     /// This process's index in the host file.
     #[arg(
         long,
         value_name = "I",
         requires = "hostfile",
-        env = "FLOWSCOPE_PROCESS"
+        env = "FLOWSIGHT_PROCESS"
     )]
     pub process: Option<usize>,
     /// Host file of a multi-process cluster: one host:port per line, in process order.
@@ -236,73 +241,73 @@ pub struct RunArgs {
         long,
         value_name = "FILE",
         requires = "process",
-        env = "FLOWSCOPE_HOSTFILE"
+        env = "FLOWSIGHT_HOSTFILE"
     )]
     pub hostfile: Option<PathBuf>,
     /// Event-time tick: the granularity of every as_of.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSCOPE_TICK")]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSIGHT_TICK")]
     pub tick: u64,
     /// How far behind the largest timestamp seen a partition's watermark stays.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ms, env = "FLOWSCOPE_LATENESS")]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ms, env = "FLOWSIGHT_LATENESS")]
     pub lateness: u64,
     /// Wall-clock time without data after which a partition stops holding the watermark back.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSCOPE_IDLE_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSIGHT_IDLE_TIMEOUT")]
     pub idle_timeout: u64,
     /// Windows of the windowed views, comma separated.
     #[arg(
         long,
         value_name = "LIST",
         default_value = "30m,2h,24h",
-        env = "FLOWSCOPE_WINDOWS"
+        env = "FLOWSIGHT_WINDOWS"
     )]
     pub windows: String,
     /// Where checkpoints (Kafka offsets) and undeliverable dead letters are kept.
     #[arg(
         long,
         value_name = "DIR",
-        default_value = "flowscope-state",
-        env = "FLOWSCOPE_STATE_DIR"
+        default_value = "flowsight-state",
+        env = "FLOWSIGHT_STATE_DIR"
     )]
     pub state_dir: PathBuf,
     /// Analysis settings (sensitive ports, private ranges, severity bands, anomaly and
     /// segmentation thresholds) in TOML; see docs/risk-and-anomalies.md and
-    /// docs/segments.md [default: DESIGN §4's].
-    #[arg(long, value_name = "FILE", env = "FLOWSCOPE_CONFIG")]
+    /// docs/segments.md. Without it, the built-in defaults apply (docs/design.md §4).
+    #[arg(long, value_name = "FILE", env = "FLOWSIGHT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Run the connection graph only, without the risk and anomaly views.
-    #[arg(long, env = "FLOWSCOPE_NO_RISK_VIEWS", conflicts_with = "alerts_topic")]
+    #[arg(long, env = "FLOWSIGHT_NO_RISK_VIEWS", conflicts_with = "alerts_topic")]
     pub no_risk_views: bool,
     /// Run without the segmentation views (segments, hubs, policy, policy violations).
-    #[arg(long, env = "FLOWSCOPE_NO_SEGMENT_VIEWS")]
+    #[arg(long, env = "FLOWSIGHT_NO_SEGMENT_VIEWS")]
     pub no_segment_views: bool,
     /// Hosts with at least this many distinct peers in the 24h window are hubs (shared
     /// services), not clustered [default: 50, or the --config file's].
-    #[arg(long, value_name = "N", env = "FLOWSCOPE_HUB_DEGREE", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", env = "FLOWSIGHT_HUB_DEGREE", value_parser = clap::value_parser!(u64).range(1..))]
     pub hub_degree: Option<u64>,
     /// Two hosts with at least this many connections between them in the 24h window are
     /// in one segment [default: 3, or the --config file's].
-    #[arg(long, value_name = "N", env = "FLOWSCOPE_MIN_EDGE_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", env = "FLOWSIGHT_MIN_EDGE_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub min_edge_connections: Option<u64>,
     /// Run without registered queries; the engine then keeps no arrangement of the
     /// window's records.
-    #[arg(long, env = "FLOWSCOPE_NO_QUERIES")]
+    #[arg(long, env = "FLOWSIGHT_NO_QUERIES")]
     pub no_queries: bool,
     /// How many queries may be registered at once.
-    #[arg(long, value_name = "N", env = "FLOWSCOPE_MAX_QUERIES", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", env = "FLOWSIGHT_MAX_QUERIES", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_queries: u64,
     /// How many groups one registered query may keep before it is stopped with an error.
-    #[arg(long, value_name = "N", env = "FLOWSCOPE_MAX_QUERY_GROUPS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", env = "FLOWSIGHT_MAX_QUERY_GROUPS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_query_groups: u64,
     /// How many events a subscriber (`/v1/subscribe`) may fall behind before it is told and
     /// sent a new snapshot instead: the engine never waits for a slow client.
-    #[arg(long, value_name = "EVENTS", env = "FLOWSCOPE_SUBSCRIPTION_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "EVENTS", env = "FLOWSIGHT_SUBSCRIPTION_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub subscription_queue: u64,
     /// How many events each subscription keeps so that a client reconnecting with
     /// `Last-Event-ID` resumes without a gap (one event per tick).
-    #[arg(long, value_name = "EVENTS", env = "FLOWSCOPE_SUBSCRIPTION_HISTORY", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "EVENTS", env = "FLOWSIGHT_SUBSCRIPTION_HISTORY", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub subscription_history: u64,
     /// Write anomalies and severity changes as JSON to this Kafka topic (needs --brokers).
-    #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_ALERTS_TOPIC")]
+    #[arg(long, value_name = "TOPIC", env = "FLOWSIGHT_ALERTS_TOPIC")]
     pub alerts_topic: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -314,16 +319,23 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, host:port[,host:port...].
-    #[arg(long, value_name = "HOSTS", env = "FLOWSCOPE_BROKERS")]
+    #[arg(long, value_name = "HOSTS", env = "FLOWSIGHT_BROKERS")]
     pub brokers: Option<String>,
     /// The topic of connection records.
-    #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_TOPIC")]
+    #[arg(long, value_name = "TOPIC", env = "FLOWSIGHT_TOPIC")]
     pub topic: Option<String>,
-    /// An extra librdkafka option, e.g. security.protocol=SASL_SSL (repeatable).
-    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
+    /// An extra librdkafka option, e.g. security.protocol=SASL_SSL (repeatable). From the
+    /// environment: one KEY=VALUE per line, which keeps secrets such as SASL passwords out
+    /// of the process list.
+    #[arg(
+        long = "kafka-option",
+        value_name = "KEY=VALUE",
+        env = "FLOWSIGHT_KAFKA_OPTIONS",
+        value_delimiter = '\n'
+    )]
     pub kafka_options: Vec<String>,
     /// Where malformed records go [default: <topic>.dead-letters].
-    #[arg(long, value_name = "TOPIC", env = "FLOWSCOPE_DEAD_LETTER_TOPIC")]
+    #[arg(long, value_name = "TOPIC", env = "FLOWSIGHT_DEAD_LETTER_TOPIC")]
     pub dead_letter_topic: Option<String>,
 }
 
@@ -358,7 +370,7 @@ impl KafkaArgs {
     }
 }
 
-/// `flowscope produce`: records into a topic.
+/// `flowsight produce`: records into a topic.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     #[command(flatten)]
@@ -394,7 +406,7 @@ pub struct ProduceArgs {
     pub start_ms: Option<u64>,
 }
 
-/// Everything `flowscope produce` needs, validated.
+/// Everything `flowsight produce` needs, validated.
 #[derive(Debug)]
 pub struct ProduceConfig {
     pub options: KafkaOptions,
@@ -482,36 +494,36 @@ pub struct GeneratorArgs {
         long,
         value_name = "R",
         default_value_t = 5_000,
-        env = "FLOWSCOPE_RATE"
+        env = "FLOWSIGHT_RATE"
     )]
     pub rate: u64,
     /// Realtime (event time follows the wall clock) or fast (simulated time).
-    #[arg(long, value_enum, default_value = "realtime", env = "FLOWSCOPE_PACE")]
+    #[arg(long, value_enum, default_value = "realtime", env = "FLOWSIGHT_PACE")]
     pub pace: PaceArg,
     /// Seed of the synthetic network.
-    #[arg(long, value_name = "SEED", default_value_t = 1, env = "FLOWSCOPE_SEED")]
+    #[arg(long, value_name = "SEED", default_value_t = 1, env = "FLOWSIGHT_SEED")]
     pub seed: u64,
     /// Generator partitions (spread over all workers of all processes).
     #[arg(
         long,
         value_name = "N",
         default_value_t = 4,
-        env = "FLOWSCOPE_PARTITIONS"
+        env = "FLOWSIGHT_PARTITIONS"
     )]
     pub partitions: u32,
     /// Stop after this many events in total [default: endless].
-    #[arg(long, value_name = "N", env = "FLOWSCOPE_COUNT")]
+    #[arg(long, value_name = "N", env = "FLOWSIGHT_COUNT")]
     pub count: Option<u64>,
     /// Client hosts in the synthetic network.
     #[arg(
         long,
         value_name = "N",
         default_value_t = 2_000,
-        env = "FLOWSCOPE_HOSTS"
+        env = "FLOWSIGHT_HOSTS"
     )]
     pub hosts: u32,
     /// Event time of the first generated event, ms since epoch [default: now].
-    #[arg(long, value_name = "MS", env = "FLOWSCOPE_START_MS")]
+    #[arg(long, value_name = "MS", env = "FLOWSIGHT_START_MS")]
     pub start_ms: Option<u64>,
 }
 
@@ -522,10 +534,10 @@ const MAX_PARTITIONS: u32 = 4096;
 
 /// Parses `500ms`, `1s`, `5m`, `2h` into milliseconds.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    flowscope_queries::parse_duration_ms(s).map_err(|e| e.to_string())
+    flowsight_queries::parse_duration_ms(s).map_err(|e| e.to_string())
 }
 
-/// Everything `flowscope run` needs, validated.
+/// Everything `flowsight run` needs, validated.
 #[derive(Debug)]
 pub struct RunConfig {
     pub engine: EngineConfig,

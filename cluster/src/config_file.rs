@@ -1,14 +1,14 @@
 //! The analysis settings file given to `--config` (TOML): sensitive ports, private ranges,
 //! severity bands, anomaly thresholds and segmentation thresholds. Every key is optional
-//! and falls back to DESIGN §4's defaults; an unknown key is an error, so that a typo never
-//! leaves a default in force unnoticed. The format is documented in
+//! and falls back to the defaults of docs/design.md §4; an unknown key is an error, so that
+//! a typo never leaves a default in force unnoticed. The format is documented in
 //! docs/risk-and-anomalies.md and docs/segments.md.
 
 use std::path::Path;
 
-use flowscope_operators::anomaly::{FanoutSpikeRule, PortScanRule};
-use flowscope_operators::segments::SegmentRules;
-use flowscope_queries::RiskSettings;
+use flowsight_operators::anomaly::{FanoutSpikeRule, PortScanRule};
+use flowsight_operators::segments::SegmentRules;
+use flowsight_queries::RiskSettings;
 use ipnet::IpNet;
 use serde::Deserialize;
 

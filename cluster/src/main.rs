@@ -1,4 +1,4 @@
-//! The `flowscope` binary: parses the command line, starts the engine, serves HTTP, and
+//! The `flowsight` binary: parses the command line, starts the engine, serves HTTP, and
 //! stops cleanly on Ctrl-C / SIGTERM or when the cluster shuts down.
 
 mod cli;
@@ -9,14 +9,23 @@ mod produce;
 mod query_client;
 mod supervisor;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use flowscope_engine::{ClusterConfig, Engine, EngineError, Hub};
+use flowsight_engine::{ClusterConfig, Engine, Hub};
 
 use cli::{Cli, Command, RunConfig};
+
+/// The version and the commit this binary was built from (`0.1.0 (commit 1a2b3c4d5e6f)`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FLOWSIGHT_COMMIT"),
+    ")"
+);
 
 // Differential's batchers and spines allocate and free large buffers at a high rate;
 // jemalloc keeps freed pages for reuse instead of returning them to the kernel and
@@ -26,7 +35,10 @@ use cli::{Cli, Command, RunConfig};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        // Colours only for a person at a terminal, not in a log file or a journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -40,13 +52,11 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    // A configuration the engine refuses (say, a file that cannot be opened)
-                    // is a usage error, like a bad flag.
-                    let usage = matches!(
-                        e.downcast_ref::<EngineError>(),
-                        Some(EngineError::Config(_) | EngineError::Source(_))
-                    );
-                    ExitCode::from(if usage { 2 } else { 1 })
+                    // A set-up refused before the engine ran (a file that cannot be opened,
+                    // a port in use, a missing topic) is a usage error, like a bad flag:
+                    // the cluster supervisor does not restart a process that exits so.
+                    let refused = e.downcast_ref::<SetUpRefused>().is_some();
+                    ExitCode::from(if refused { 2 } else { 1 })
                 }
             },
             Err(message) => {
@@ -117,33 +127,20 @@ fn signal_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     stop
 }
 
+/// Why `run` did not start: a set-up that starting again would not mend.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct SetUpRefused(anyhow::Error);
+
 fn run(config: RunConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("flowscope-http")
+        .thread_name("flowsight-http")
         .enable_all()
         .build()?;
-    // Check the port before starting the workers, so that a busy port fails fast.
-    drop(
-        std::net::TcpListener::bind(config.http)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http))?,
-    );
-    // And this process's own address in the host file, which timely would only report as
-    // "address already in use" without saying which.
-    if let ClusterConfig::Cluster {
-        process, addresses, ..
-    } = &config.engine.cluster
-    {
-        let own = &addresses[*process];
-        drop(std::net::TcpListener::bind(own.as_str()).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {own}, the address of process {process} in the host file: {e}"
-            )
-        })?);
-    }
-    let engine = Engine::start(config.engine)?;
+    let engine = start(config.engine, config.http).map_err(SetUpRefused)?;
     let client = engine.client();
-    tracing::info!(address = %config.http, "serving the HTTP API and dashboard");
+    tracing::info!(address = %config.http, version = VERSION, "serving the HTTP API and dashboard");
 
     let stopping = client.clone();
     let address = config.http;
@@ -179,6 +176,29 @@ fn run(config: RunConfig) -> anyhow::Result<()> {
     stopped.map_err(|failure| anyhow::anyhow!("the engine failed: {failure}"))
 }
 
+/// Checks that this process can listen where it must, then starts the engine.
+fn start(config: flowsight_engine::EngineConfig, http: SocketAddr) -> anyhow::Result<Engine> {
+    // Check the port before starting the workers, so that a busy port fails fast.
+    drop(
+        std::net::TcpListener::bind(http)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {http}: {e}"))?,
+    );
+    // And this process's own address in the host file, which timely would only report as
+    // "address already in use" without saying which.
+    if let ClusterConfig::Cluster {
+        process, addresses, ..
+    } = &config.cluster
+    {
+        let own = &addresses[*process];
+        drop(std::net::TcpListener::bind(own.as_str()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {own}, the address of process {process} in the host file: {e}"
+            )
+        })?);
+    }
+    Ok(Engine::start(config)?)
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -198,5 +218,59 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+#[path = "../tests/common/doc_commands.rs"]
+mod doc_commands;
+
+/// Every `flowsight` command in the README and docs/ is one the CLI takes.
+#[cfg(test)]
+mod documented_commands {
+    use clap::Parser;
+
+    use super::cli::{Cli, Command};
+    use super::doc_commands::{commands, documents};
+
+    #[test]
+    fn every_documented_flowsight_command_parses() {
+        let mut checked = 0;
+        for file in documents() {
+            for command in commands(&file) {
+                let words = command.program_and_args();
+                let args: Vec<String> = match words.first().map(String::as_str) {
+                    Some(program) if program.ends_with("flowsight") => words.to_vec(),
+                    // `cargo run --release -- run …` (not `cargo run -p <a bench> …`)
+                    Some("cargo")
+                        if words.get(1).map(String::as_str) == Some("run")
+                            && !words.iter().any(|w| w == "-p" || w == "--bin") =>
+                    {
+                        match words.iter().position(|w| w == "--") {
+                            Some(at) => std::iter::once("flowsight".to_string())
+                                .chain(words[at + 1..].iter().cloned())
+                                .collect(),
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| {
+                    panic!("{}: `{}` is refused: {e}", command.place(), args.join(" "))
+                });
+                // A run's options are checked whole, except those naming files the docs'
+                // reader writes first (a host file).
+                match cli.command {
+                    Command::Run(run) if run.hostfile.is_none() => {
+                        if let Err(e) = run.into_config() {
+                            panic!("{}: `{}` is refused: {e}", command.place(), args.join(" "));
+                        }
+                    }
+                    _ => {}
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} documented commands found");
     }
 }

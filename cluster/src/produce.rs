@@ -1,4 +1,4 @@
-//! `flowscope produce`: generated records, or a file's lines, into a Kafka topic — for
+//! `flowsight produce`: generated records, or a file's lines, into a Kafka topic — for
 //! demos, load tests and replaying captures.
 
 use std::fs::File;
@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use flowscope_connectors::kafka::{ensure_topic, topic_partitions, EventProducer};
-use flowscope_connectors::{encode, DeadLetter, Format, GeneratorPartition, PollStatus};
-use flowscope_connectors::{EventPartition, CSV_COLUMNS};
+use flowsight_connectors::kafka::{ensure_topic, topic_partitions, EventProducer};
+use flowsight_connectors::{encode, DeadLetter, Format, GeneratorPartition, PollStatus};
+use flowsight_connectors::{EventPartition, CSV_COLUMNS};
 
 use crate::cli::{ProduceConfig, ProduceWhat};
 
@@ -72,7 +72,7 @@ fn pace(rate: Option<u64>, sent: u64, started: Instant) {
 }
 
 /// Whether `line` is the header row a file of `format` starts with, which is not a record
-/// on Kafka. A header that orders columns differently from what flowscope reads on Kafka
+/// on Kafka. A header that orders columns differently from what flowsight reads on Kafka
 /// is an error: its records would be read wrongly.
 fn is_header(format: Format, line: &str) -> anyhow::Result<bool> {
     let trimmed = line.trim();
@@ -92,7 +92,7 @@ fn is_header(format: Format, line: &str) -> anyhow::Result<bool> {
                 Ok(true)
             } else {
                 bail!(
-                    "the CSV header {trimmed:?} differs from the column order flowscope reads on \
+                    "the CSV header {trimmed:?} differs from the column order flowsight reads on \
                      Kafka: {canonical}"
                 )
             }
@@ -101,7 +101,7 @@ fn is_header(format: Format, line: &str) -> anyhow::Result<bool> {
             if trimmed.starts_with("#fields") && !line.starts_with(ZEEK_FIELDS_PREFIX) {
                 bail!(
                     "the Zeek #fields header differs from Zeek's default conn.log order, which \
-                     flowscope reads on Kafka"
+                     flowsight reads on Kafka"
                 );
             }
             Ok(trimmed.starts_with('#'))
@@ -166,7 +166,7 @@ fn send_file(
 
 fn send_generated(
     producer: &EventProducer,
-    generator: &flowscope_connectors::GeneratorConfig,
+    generator: &flowsight_connectors::GeneratorConfig,
     format: Format,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<u64> {

@@ -1,4 +1,4 @@
-//! `flowscope query …`: registers, lists, shows and drops registered queries and prints
+//! `flowsight query …`: registers, lists, shows and drops registered queries and prints
 //! their results, through the HTTP API of a running engine (so it works the same against
 //! one process or any process of a cluster).
 

@@ -1,4 +1,4 @@
-//! `flowscope cluster start|status|stop`: running the processes of a host file as one
+//! `flowsight cluster start|status|stop`: running the processes of a host file as one
 //! cluster and keeping it up.
 //!
 //! Timely has no recovery of its own: when one process of a cluster dies, the others
@@ -8,7 +8,13 @@
 //! from its checkpoint, so the views come back equal to an uninterrupted run. It writes
 //! its process id to `<state-dir>/cluster.pid`, which `cluster stop` signals: the
 //! supervisor then asks every process to stop (each takes its final checkpoint) and exits
-//! 0 once they have.
+//! 0 once they have. Beside it, `<state-dir>/cluster.json` lists every process with its
+//! host-file address and HTTP address, which `cluster status --state-dir` reads.
+//!
+//! A wrong set-up is refused once, not restarted: the supervisor checks that this
+//! machine's host-file addresses and HTTP ports are free before it starts anything, and a
+//! process that refuses its set-up at the first start (exit code 2, as for a bad flag)
+//! stops the cluster with that reason.
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -30,6 +36,11 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 /// The file under the state directory that holds the supervisor's process id.
 const PID_FILE: &str = "cluster.pid";
+/// The file under the state directory that lists the processes of a running cluster.
+const MEMBERS_FILE: &str = "cluster.json";
+/// The exit code of a process that refused its set-up (a bad option, a port in use):
+/// starting it again would not help.
+const REFUSED: i32 = 2;
 
 /// One process of the host file, as the supervisor sees it.
 struct Member {
@@ -48,7 +59,7 @@ struct Launch {
     ssh: bool,
 }
 
-/// The options of `flowscope run` that the supervisor decides for each process.
+/// The options of `flowsight run` that the supervisor decides for each process.
 const PER_PROCESS: [&str; 3] = ["--process", "--http", "--state-dir"];
 
 /// `cluster start`: starts and supervises the cluster until it is stopped.
@@ -57,12 +68,45 @@ pub fn start(args: ClusterStartArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()
     let launch = plan(&args)?;
     std::fs::create_dir_all(&launch.state_dir)
         .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
+    check_local_addresses(&launch)?;
     let pid_file = launch.state_dir.join(PID_FILE);
     std::fs::write(&pid_file, std::process::id().to_string())
         .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    let members_file = launch.state_dir.join(MEMBERS_FILE);
+    let members: Vec<Value> = launch
+        .members
+        .iter()
+        .map(|m| serde_json::json!({"process": m.index, "address": m.address, "http": m.http}))
+        .collect();
+    std::fs::write(&members_file, serde_json::to_vec_pretty(&members)?)
+        .with_context(|| format!("cannot write {}", members_file.display()))?;
     let result = supervise(&launch, &args, &stop);
+    let _ = std::fs::remove_file(&members_file);
     let _ = std::fs::remove_file(&pid_file);
     result
+}
+
+/// Refuses, before anything starts, a set-up whose local processes could not listen: a
+/// host-file address or an HTTP port of this machine already in use.
+fn check_local_addresses(launch: &Launch) -> anyhow::Result<()> {
+    for member in launch.members.iter().filter(|m| m.local) {
+        if let Err(e) = TcpListener::bind(member.address.as_str()) {
+            bail!(
+                "cannot listen on {}, the address of process {} in the host file: {e}",
+                member.address,
+                member.index
+            );
+        }
+        if let Err(e) = TcpListener::bind(member.http) {
+            bail!(
+                "cannot listen on {}, the HTTP address of process {} (--http plus {}): {e}",
+                member.http,
+                member.index,
+                member.index
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Checks the host file and the run options, and works out each process's settings.
@@ -76,7 +120,7 @@ fn plan(args: &ClusterStartArgs) -> anyhow::Result<Launch> {
     }
     // Let `run` judge the options now, as process 0 would, rather than fail in every
     // child.
-    let mut probe: Vec<OsString> = vec!["flowscope".into(), "run".into()];
+    let mut probe: Vec<OsString> = vec!["flowsight".into(), "run".into()];
     probe.extend(run_args.iter().cloned());
     probe.extend(["--process".into(), "0".into()]);
     let parsed = <Cli as clap::Parser>::try_parse_from(&probe).map_err(|e| anyhow!("{e}"))?;
@@ -128,7 +172,7 @@ fn is_this_machine(address: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The arguments of `flowscope run` for one process.
+/// The arguments of `flowsight run` for one process.
 fn process_args(launch: &Launch, member: &Member) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["run".into()];
     let mut given = launch.run_args.iter();
@@ -181,7 +225,7 @@ struct Running {
 }
 
 fn launch_all(launch: &Launch) -> anyhow::Result<Running> {
-    let program = std::env::current_exe().context("cannot find the flowscope binary")?;
+    let program = std::env::current_exe().context("cannot find the flowsight binary")?;
     let mut children = Vec::new();
     for member in &launch.members {
         let args = process_args(launch, member);
@@ -191,7 +235,7 @@ fn launch_all(launch: &Launch) -> anyhow::Result<Running> {
             let host = member.address.rsplit_once(':').map_or("", |(h, _)| h);
             Command::new("ssh")
                 .arg(host)
-                .arg(shell_line(Path::new("flowscope"), &args))
+                .arg(shell_line(Path::new("flowsight"), &args))
                 .spawn()
         } else {
             continue;
@@ -215,14 +259,16 @@ fn supervise(launch: &Launch, args: &ClusterStartArgs, stop: &AtomicBool) -> any
             "process {} runs on {}: start it there with\n  {}",
             member.index,
             member.address,
-            shell_line(Path::new("flowscope"), &process_args(launch, member))
+            shell_line(Path::new("flowsight"), &process_args(launch, member))
         );
     }
     let mut restarts = 0u32;
+    let mut first_start = true;
     loop {
         let mut running = launch_all(launch)?;
         let started = Instant::now();
         let ended = watch(&mut running, stop);
+        let first = std::mem::replace(&mut first_start, false);
         match ended {
             Ended::Stopped => {
                 tracing::info!("stopping the cluster");
@@ -248,6 +294,16 @@ fn supervise(launch: &Launch, args: &ClusterStartArgs, stop: &AtomicBool) -> any
                     .map(|(i, s)| format!("process {i} {}", describe(s)))
                     .collect();
                 stop_all(&mut running);
+                // A set-up refused at the first start is wrong, not unlucky: say so once.
+                // (At a restart the same refusal may be passing, a broker still down, and
+                // counts against --max-restarts like any failure.)
+                let refused = statuses.iter().any(|(_, s)| s.code() == Some(REFUSED));
+                if first && refused {
+                    bail!(
+                        "{}: the set-up was refused (see the process's error above); not restarting",
+                        why.join(", ")
+                    );
+                }
                 // A cluster that ran a while before failing has recovered from earlier
                 // failures: the budget is for failures in a row.
                 if started.elapsed() > Duration::from_secs(60) {
@@ -384,7 +440,7 @@ pub fn stop(args: ClusterStopArgs) -> anyhow::Result<()> {
     let pid_file = args.state_dir.join(PID_FILE);
     let text = std::fs::read_to_string(&pid_file).with_context(|| {
         format!(
-            "no cluster started by `flowscope cluster start` with --state-dir {} is running ({} cannot be read)",
+            "no cluster started by `flowsight cluster start` with --state-dir {} is running ({} cannot be read)",
             args.state_dir.display(),
             pid_file.display()
         )
@@ -408,30 +464,46 @@ pub fn stop(args: ClusterStopArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cluster status`: every process of the host file, up or down, from its HTTP API.
+/// `cluster status`: every process of the cluster, up or down, from its HTTP API. The
+/// processes come from the host file when one is given, else from the state directory of
+/// a cluster started by `cluster start`.
 pub fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
-    let addresses = hostfile::read(&args.hostfile)?;
+    let members = match &args.hostfile {
+        Some(hostfile) => {
+            let base = args
+                .http
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+            hostfile::read(hostfile)?
+                .into_iter()
+                .enumerate()
+                .map(|(index, address)| {
+                    let port = base.port().saturating_add(index as u16);
+                    let host = if is_this_machine(&address) {
+                        base.ip().to_string()
+                    } else {
+                        address.rsplit_once(':').map_or("", |(h, _)| h).to_string()
+                    };
+                    (index, address, format!("{host}:{port}"))
+                })
+                .collect::<Vec<_>>()
+        }
+        None => started_members(&args.state_dir)?,
+    };
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
     let mut rows = Vec::new();
-    for (index, address) in addresses.iter().enumerate() {
-        let port = args.http.port().saturating_add(index as u16);
-        let host = if is_this_machine(address) {
-            args.http.ip().to_string()
-        } else {
-            address.rsplit_once(':').map_or("", |(h, _)| h).to_string()
-        };
-        let url = format!("http://{host}:{port}/v1/status");
+    for (index, address, http_address) in members {
+        let url = format!("http://{http_address}/v1/status");
         let answer = http
             .get(&url)
             .send()
             .and_then(|r| r.json::<Value>())
-            .map_err(|e| e.to_string());
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)));
         rows.push(serde_json::json!({
             "process": index,
             "address": address,
-            "http": format!("{host}:{port}"),
+            "http": http_address,
             "up": answer.is_ok(),
             "status": answer.as_ref().ok(),
             "error": answer.as_ref().err(),
@@ -447,6 +519,33 @@ pub fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
     } else {
         bail!("not every process is up")
     }
+}
+
+/// The processes of the cluster that `cluster start --state-dir DIR` runs: (index,
+/// host-file address, HTTP address).
+fn started_members(state_dir: &Path) -> anyhow::Result<Vec<(usize, String, String)>> {
+    let file = state_dir.join(MEMBERS_FILE);
+    let text = std::fs::read(&file).with_context(|| {
+        format!(
+            "no cluster started by `flowsight cluster start --state-dir {}` is running ({} \
+             cannot be read); for processes started by hand give --hostfile FILE and --http ADDR",
+            state_dir.display(),
+            file.display()
+        )
+    })?;
+    let listed: Vec<Value> = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a list of processes", file.display()))?;
+    listed
+        .iter()
+        .map(|m| {
+            Some((
+                usize::try_from(m["process"].as_u64()?).ok()?,
+                m["address"].as_str()?.to_string(),
+                m["http"].as_str()?.to_string(),
+            ))
+        })
+        .collect::<Option<Vec<_>>>()
+        .with_context(|| format!("{} is not a list of processes", file.display()))
 }
 
 fn status_table(rows: &[Value]) -> String {

@@ -4,10 +4,10 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs `flowscope run <args>`; one that does not exit on its own within a few seconds
+/// Runs `flowsight run <args>`; one that does not exit on its own within a few seconds
 /// (it accepted the options and started) is killed and reported as `None`.
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowsight"))
         .arg("run")
         .args(args)
         .args(["--http", "127.0.0.1:0"])

@@ -1,4 +1,4 @@
-//! `flowscope cluster start|status|stop` against a real Kafka-protocol broker (Tansu): three
+//! `flowsight cluster start|status|stop` against a real Kafka-protocol broker (Tansu): three
 //! processes from a host file on this machine, a topic with more partitions than workers;
 //! `kill -9` of one process at several points of the stream makes the supervisor restart
 //! the whole cluster, after which every process's views equal the oracle's, with nothing
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::tansu::{finish_produce, spawn_produce, Tansu};
 use common::{free_port, oracle_top, rows, try_get, write_native};
-use flowscope_events::Event;
+use flowsight_events::Event;
 use serde_json::Value;
 
 const START: u64 = 1_760_000_000_000;
@@ -44,8 +44,8 @@ fn hostfile(dir: &Path, processes: usize) -> PathBuf {
     path
 }
 
-fn flowscope() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flowscope"));
+fn flowsight() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowsight"));
     command.env("RUST_LOG", "warn").stdin(Stdio::null());
     command
 }
@@ -174,7 +174,7 @@ fn check_views(http: u16, events: &[Event], context: &str) {
 }
 
 fn start_cluster(hosts: &Path, state: &Path, brokers: &str, http: u16) -> Supervisor {
-    let child = flowscope()
+    let child = flowsight()
         .args(["cluster", "start", "--max-restarts", "20", "--hostfile"])
         .arg(hosts)
         .args(["--workers", "1", "--source", "kafka", "--brokers", brokers])
@@ -192,7 +192,7 @@ fn start_cluster(hosts: &Path, state: &Path, brokers: &str, http: u16) -> Superv
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("cannot start flowscope cluster start");
+        .expect("cannot start flowsight cluster start");
     Supervisor { child, http }
 }
 
@@ -262,24 +262,32 @@ fn kill_9_of_one_process_restarts_the_cluster_and_the_views_equal_the_oracle() {
         partitions += process["partitions"].as_array().unwrap().len();
     }
     assert_eq!(partitions, PARTITIONS as usize, "{cluster}");
-    // `cluster status` shows every process up and the partitions.
-    let output = flowscope()
+    // `cluster status` shows every process up and the partitions, finding the cluster
+    // through its host file and --http, or through the state directory alone.
+    let by_hostfile = flowsight()
         .args(["cluster", "status", "--hostfile"])
         .arg(&hosts)
         .args(["--http", &format!("127.0.0.1:{http}")])
         .output()
         .unwrap();
-    let table = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{table}");
-    assert_eq!(table.matches(" up").count(), PROCESSES, "{table}");
-    assert_eq!(
-        table.matches("flows/").count(),
-        PARTITIONS as usize,
-        "{table}"
-    );
+    let by_state_dir = flowsight()
+        .args(["cluster", "status", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    for output in [by_hostfile, by_state_dir] {
+        let table = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{table}");
+        assert_eq!(table.matches(" up").count(), PROCESSES, "{table}");
+        assert_eq!(
+            table.matches("flows/").count(),
+            PARTITIONS as usize,
+            "{table}"
+        );
+    }
 
     // `cluster stop`: every process checkpoints and exits 0, and so does the supervisor.
-    let stopped = flowscope()
+    let stopped = flowsight()
         .args(["cluster", "stop", "--state-dir"])
         .arg(&state)
         .output()
@@ -309,7 +317,7 @@ fn kill_9_of_one_process_restarts_the_cluster_and_the_views_equal_the_oracle() {
 }
 
 fn run_output(args: &[&str]) -> (Option<i32>, String) {
-    let output = flowscope()
+    let output = flowsight()
         .arg("run")
         .args(args)
         .stdout(Stdio::null())
@@ -363,13 +371,38 @@ fn a_wrong_setup_is_refused_with_a_message_that_says_which() {
         ])
     };
     let (code, stderr) = process_0(&format!("127.0.0.1:{}", free_port()));
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(
+        code,
+        Some(2),
+        "a refused set-up exits as a usage error: {stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "cannot listen on {own}, the address of process 0 in the host file"
         )),
         "{stderr}"
     );
+    // `cluster start` refuses the same set-up once, with its reason, and restarts nothing.
+    let started = Instant::now();
+    let output = flowsight()
+        .args(["cluster", "start", "--hostfile", hosts_arg, "--state-dir"])
+        .arg(dir.path().join("refused"))
+        .args(["--http", &format!("127.0.0.1:{}", free_port_run(2))])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {own}, the address of process 0 in the host file"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("restarting"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
     drop(_taken);
 
     // The HTTP port already taken.
@@ -389,7 +422,7 @@ fn a_wrong_setup_is_refused_with_a_message_that_says_which() {
     let second_port = lines[1].rsplit_once(':').unwrap().1;
     std::fs::write(&other, format!("{}\nlocalhost:{second_port}\n", lines[0])).unwrap();
     let spawn = |hosts: &Path, index: usize, state: &Path| {
-        flowscope()
+        flowsight()
             .arg("run")
             .arg("--hostfile")
             .arg(hosts)

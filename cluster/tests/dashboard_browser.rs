@@ -1,4 +1,4 @@
-//! The dashboard in a real headless browser: `flowscope run` (the generator) serves it, and
+//! The dashboard in a real headless browser: `flowsight run` (the generator) serves it, and
 //! `cluster/tests/browser/dashboard.mjs` drives Debian's Chromium with playwright-core.
 //! The page must load without a console error, a page error, a failed request or an error
 //! response, fill the risk table from its subscription, switch the window to 2h (a new
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, try_get, Flowscope};
+use common::{free_port, try_get, Flowsight};
 use serde_json::Value;
 
 const SETUP_HINT: &str = "run scripts/setup.sh (it installs chromium, nodejs, npm and the \
@@ -59,11 +59,11 @@ fn require_tools() -> PathBuf {
 }
 
 /// Waits until `/health` says ready.
-fn wait_ready(fs: &mut Flowscope, timeout: Duration) {
+fn wait_ready(fs: &mut Flowsight, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = fs.child.try_wait() {
-            panic!("flowscope exited early with {status}");
+            panic!("flowsight exited early with {status}");
         }
         if let Some((200, health)) = try_get(&format!("{}/health", fs.base)) {
             if health["ready"] == true {
@@ -72,7 +72,7 @@ fn wait_ready(fs: &mut Flowscope, timeout: Duration) {
         }
         assert!(
             Instant::now() < deadline,
-            "flowscope was not ready within {timeout:?}"
+            "flowsight was not ready within {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -167,7 +167,7 @@ fn dashboard_loads_fills_the_risk_table_and_switches_windows_in_chromium() {
     let chromium = require_tools();
     let started = Instant::now();
     let port = free_port();
-    let mut fs = Flowscope::run(&[], port);
+    let mut fs = Flowsight::run(&[], port);
     wait_ready(&mut fs, Duration::from_secs(60));
 
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +186,7 @@ fn dashboard_loads_fills_the_risk_table_and_switches_windows_in_chromium() {
     }
 
     if let Ok(Some(status)) = fs.child.try_wait() {
-        panic!("flowscope exited while the browser was on the page: {status}\n{report}");
+        panic!("flowsight exited while the browser was on the page: {status}\n{report}");
     }
 
     let mut problems = Vec::new();

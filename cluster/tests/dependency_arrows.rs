@@ -1,5 +1,5 @@
-//! The workspace keeps DESIGN §1's arrows: `cluster → engine → {queries → operators,
-//! connectors}`, with `events` the leaf every crate may use; operators and queries never
+//! The workspace keeps the arrows of docs/design.md §1: `cluster → engine → {queries →
+//! operators, connectors}`, with `events` the leaf every crate may use; operators and queries never
 //! reach tokio, warp or rdkafka; and nothing depends on abomonation.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,20 +30,20 @@ fn workspace_crates_depend_only_downwards() {
     ]))
     .unwrap();
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
-        ("flowscope-events", &[][..]),
-        ("flowscope-operators", &["flowscope-events"][..]),
+        ("flowsight-events", &[][..]),
+        ("flowsight-operators", &["flowsight-events"][..]),
         (
-            "flowscope-queries",
-            &["flowscope-events", "flowscope-operators"][..],
+            "flowsight-queries",
+            &["flowsight-events", "flowsight-operators"][..],
         ),
-        ("flowscope-connectors", &["flowscope-events"][..]),
+        ("flowsight-connectors", &["flowsight-events"][..]),
         (
-            "flowscope-engine",
+            "flowsight-engine",
             &[
-                "flowscope-events",
-                "flowscope-operators",
-                "flowscope-queries",
-                "flowscope-connectors",
+                "flowsight-events",
+                "flowsight-operators",
+                "flowsight-queries",
+                "flowsight-connectors",
             ][..],
         ),
     ]);
@@ -57,7 +57,7 @@ fn workspace_crates_depend_only_downwards() {
         for dependency in package["dependencies"].as_array().unwrap() {
             let dep = dependency["name"].as_str().unwrap();
             let is_normal = dependency["kind"].is_null();
-            if dep.starts_with("flowscope") && is_normal {
+            if dep.starts_with("flowsight") && is_normal {
                 assert!(allowed.contains(&dep), "{name} must not depend on {dep}");
             }
         }
@@ -72,7 +72,7 @@ fn workspace_crates_depend_only_downwards() {
 
 #[test]
 fn pure_crates_stay_free_of_io_runtimes() {
-    for pure in ["flowscope-operators", "flowscope-queries"] {
+    for pure in ["flowsight-operators", "flowsight-queries"] {
         let tree = cargo(&[
             "tree",
             "--offline",

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, oracle_top, rows, write_native, Flowscope};
-use flowscope_events::{Event, Proto, Status};
+use common::{free_port, oracle_top, rows, write_native, Flowsight};
+use flowsight_events::{Event, Proto, Status};
 
 fn events() -> Vec<Event> {
     common::generated(3, 3, 1_000, 1_710_000_000_000, 6_000, 100)
@@ -98,7 +98,8 @@ fn write_zeek_tsv(path: &Path, events: &[Event]) {
 }
 
 fn write_csv(path: &Path, events: &[Event]) {
-    // Columns in another order than DESIGN's, with a quoted field, to show they are read by name.
+    // Columns in another order than docs/design.md §2's, with a quoted field, to show they
+    // are read by name.
     let mut text = String::from("status,ts,src_ip,src_port,dst_ip,dst_port,proto,bytes_out,bytes_in,packets,duration_ms,note\n");
     for e in events {
         writeln!(
@@ -121,8 +122,8 @@ fn write_csv(path: &Path, events: &[Event]) {
     std::fs::write(path, text).unwrap();
 }
 
-fn replay(path: &Path, format: &str, records: u64) -> (Flowscope, serde_json::Value) {
-    let mut fs = Flowscope::run(
+fn replay(path: &Path, format: &str, records: u64) -> (Flowsight, serde_json::Value) {
+    let mut fs = Flowsight::run(
         &[
             "--source",
             "file",
@@ -240,7 +241,7 @@ fn records_minutes_late_are_counted_and_land_in_the_windows_they_belong_to() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("late.jsonl");
     write_native(&path, &all);
-    let mut fs = Flowscope::run(
+    let mut fs = Flowsight::run(
         &[
             "--source",
             "file",
@@ -274,7 +275,7 @@ fn a_file_without_valid_records_still_answers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrong-format.jsonl");
     std::fs::write(&path, "#fields\tts\n{\"not\": \"a flow\"}\n\n").unwrap();
-    let mut fs = Flowscope::run(
+    let mut fs = Flowsight::run(
         &[
             "--source",
             "file",

@@ -6,9 +6,9 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{free_port, oracle_edges, oracle_top, rows, write_native, Flowscope};
-use flowscope_events::Event;
-use flowscope_queries::{EdgeRow, HostSummary};
+use common::{free_port, oracle_edges, oracle_top, rows, write_native, Flowsight};
+use flowsight_events::Event;
+use flowsight_queries::{EdgeRow, HostSummary};
 
 const START: u64 = 1_700_000_000_000;
 
@@ -21,7 +21,7 @@ fn serve(
     events: &[Event],
     bad_lines: &[&str],
     windows: &str,
-) -> (Flowscope, tempfile::TempDir, serde_json::Value) {
+) -> (Flowsight, tempfile::TempDir, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.jsonl");
     write_native(&path, events);
@@ -34,7 +34,7 @@ fn serve(
         std::fs::write(&path, text).unwrap();
     }
     let port = free_port();
-    let mut flowscope = Flowscope::run(
+    let mut flowsight = Flowsight::run(
         &[
             "--source",
             "file",
@@ -51,8 +51,8 @@ fn serve(
         ],
         port,
     );
-    let status = flowscope.wait_until_complete(events.len() as u64, Duration::from_secs(120));
-    (flowscope, dir, status)
+    let status = flowsight.wait_until_complete(events.len() as u64, Duration::from_secs(120));
+    (flowsight, dir, status)
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn every_view_endpoint_matches_the_oracle() {
                 .filter(|e| e.src_ip == busiest.src_ip)
                 .cloned()
                 .collect();
-            v.sort_by(flowscope_queries::EdgeRow::heaviest_first);
+            v.sort_by(flowsight_queries::EdgeRow::heaviest_first);
             v
         };
         assert_eq!(rows(&by_src), expected);
@@ -213,20 +213,20 @@ fn every_view_endpoint_matches_the_oracle() {
         .starts_with("text/plain"));
     let text = response.text().unwrap();
     assert!(
-        text.contains(&format!("flowscope_records_total {}", events.len())),
+        text.contains(&format!("flowsight_records_total {}", events.len())),
         "{text}"
     );
     assert!(
-        text.contains("flowscope_dead_letters_total{reason=\"invalid_json\"} 1"),
+        text.contains("flowsight_dead_letters_total{reason=\"invalid_json\"} 1"),
         "{text}"
     );
-    assert!(text.contains("flowscope_late_records_total"), "{text}");
-    assert!(text.contains("flowscope_frontier_ms"), "{text}");
+    assert!(text.contains("flowsight_late_records_total"), "{text}");
+    assert!(text.contains("flowsight_frontier_ms"), "{text}");
 
     // The dashboard.
     let page = reqwest::blocking::get(format!("{}/", fs.base)).unwrap();
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.text().unwrap().contains("<title>flowscope</title>"));
+    assert!(page.text().unwrap().contains("<title>flowsight</title>"));
 
     // SIGTERM stops it cleanly.
     assert!(fs.terminate().success());

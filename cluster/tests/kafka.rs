@@ -1,5 +1,5 @@
 //! Kafka ingest against a real Kafka-protocol broker (Tansu, in memory, one per test):
-//! records produced with `flowscope produce` give the oracle's views in every layout and
+//! records produced with `flowsight produce` give the oracle's views in every layout and
 //! format; malformed records become dead letters, counted by reason and forwarded
 //! unchanged to the dead-letter topic; `kill -9` at any moment and SIGTERM lose nothing
 //! and count nothing twice; late and out-of-order records land in the windows they
@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use common::tansu::{finish_produce, produce, read_topic, spawn_produce, Tansu};
 use common::{
     free_port, oracle_edges, oracle_top, rows, try_get, two_process_hostfile, write_native,
-    Flowscope,
+    Flowsight,
 };
-use flowscope_connectors::{encode, Format};
-use flowscope_events::Event;
-use flowscope_queries::{EdgeRow, HostSummary};
+use flowsight_connectors::{encode, Format};
+use flowsight_events::Event;
+use flowsight_queries::{EdgeRow, HostSummary};
 use serde_json::Value;
 
 const START: u64 = 1_760_000_000_000;
@@ -27,7 +27,7 @@ const START: u64 = 1_760_000_000_000;
 const COMPLETE_TIMEOUT: Duration = Duration::from_secs(60);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lets records over 1 MiB through librdkafka's producers (the default limit is 1 MB):
-/// `flowscope produce` must send the oversized line, and the engine must forward it.
+/// `flowsight produce` must send the oversized line, and the engine must forward it.
 const LARGE_MESSAGES: &str = "message.max.bytes=4000000";
 
 type Windows = &'static [(&'static str, u64)];
@@ -41,7 +41,7 @@ fn windows_arg(windows: Windows) -> String {
         .join(",")
 }
 
-/// `flowscope run --source kafka …` arguments (without --http).
+/// `flowsight run --source kafka …` arguments (without --http).
 fn engine_args(
     brokers: &str,
     topic: &str,
@@ -69,9 +69,9 @@ fn engine_args(
     .collect()
 }
 
-fn start(args: &[String], port: u16) -> Flowscope {
+fn start(args: &[String], port: u16) -> Flowsight {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Flowscope::run(&args, port)
+    Flowsight::run(&args, port)
 }
 
 fn pretty(value: &Value) -> String {
@@ -111,13 +111,13 @@ impl Expected {
 }
 
 /// Waits until `fs` shows everything `expected` says; panics with the last status.
-fn wait_until_caught_up(fs: &mut Flowscope, expected: &Expected, timeout: Duration) -> Value {
+fn wait_until_caught_up(fs: &mut Flowsight, expected: &Expected, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
     let mut last = Value::Null;
     loop {
         if let Ok(Some(exit)) = fs.child.try_wait() {
             panic!(
-                "flowscope exited early with {exit}; last /v1/status: {}",
+                "flowsight exited early with {exit}; last /v1/status: {}",
                 pretty(&last)
             );
         }
@@ -129,7 +129,7 @@ fn wait_until_caught_up(fs: &mut Flowscope, expected: &Expected, timeout: Durati
         }
         assert!(
             Instant::now() < deadline,
-            "flowscope did not complete within {timeout:?}: expected {} records, {} dead \
+            "flowsight did not complete within {timeout:?}: expected {} records, {} dead \
              letters, {} idle partitions, not catching up, as_of past every max_ts; last \
              /v1/status: {}",
             expected.records,
@@ -210,7 +210,7 @@ fn check_partitions(status: &Value, topic: &str, workers: u64, end_offsets: &[u6
 /// The oracle of `/v1/graph/hosts/{ip}`: every edge of the host each way, heaviest first,
 /// and its summary, recomputed from the records.
 fn check_host(
-    fs: &Flowscope,
+    fs: &Flowsight,
     events: &[Event],
     ip: IpAddr,
     window: &str,
@@ -268,7 +268,7 @@ fn check_host(
 
 /// Every window's heaviest 1000 edges equal the oracle's at the answer's as_of, and so
 /// does the busiest destination's host answer; returns the answers, to compare layouts.
-fn check_views(fs: &Flowscope, events: &[Event], windows: Windows, context: &str) -> Vec<Value> {
+fn check_views(fs: &Flowsight, events: &[Event], windows: Windows, context: &str) -> Vec<Value> {
     // Failures name the engine's state too.
     let (_, status) = fs.get("/v1/status");
     let partitions: Vec<String> = status["partitions"]
@@ -490,7 +490,7 @@ fn expected(events: &[Event], lines: &[Line], partitions: usize) -> Expected {
     }
 }
 
-/// Where `flowscope produce --path` puts the lines: line i to partition i % partitions,
+/// Where `flowsight produce --path` puts the lines: line i to partition i % partitions,
 /// so each partition ends at this offset.
 fn end_offsets(lines: usize, partitions: usize) -> Vec<u64> {
     (0..partitions)
@@ -555,7 +555,7 @@ fn a_topic_with_four_partitions_gives_the_oracles_views_with_one_two_workers_and
 
     // Two processes of one worker each, sharing a state directory.
     let hostfile = two_process_hostfile(dir.path()).display().to_string();
-    let mut processes: Vec<Flowscope> = (0..2)
+    let mut processes: Vec<Flowsight> = (0..2)
         .map(|i| {
             let index = i.to_string();
             let args = engine_args(
@@ -602,7 +602,7 @@ fn a_topic_with_four_partitions_gives_the_oracles_views_with_one_two_workers_and
     for (format, name) in [(Format::Zeek, "zeek"), (Format::Csv, "csv")] {
         let topic = format!("flows-{name}");
         let mut lines: Vec<Line> = Vec::new();
-        if let Some(header) = flowscope_connectors::header(format) {
+        if let Some(header) = flowsight_connectors::header(format) {
             lines.push(Line {
                 bytes: header.into_bytes(),
                 reason: None,
@@ -713,8 +713,8 @@ fn malformed_records_are_dead_letters_in_the_topic_unchanged_and_counted_by_reas
                 .unwrap_or_else(|| panic!("dead letter without {name}: {:?}", letter.headers))
                 .clone()
         };
-        let partition: usize = header("flowscope.source.partition").parse().unwrap();
-        let offset: usize = header("flowscope.source.offset").parse().unwrap();
+        let partition: usize = header("flowsight.source.partition").parse().unwrap();
+        let offset: usize = header("flowsight.source.offset").parse().unwrap();
         let line = &lines[offset * PARTITIONS + partition];
         assert_eq!(
             line.bytes, letter.payload,
@@ -723,14 +723,14 @@ fn malformed_records_are_dead_letters_in_the_topic_unchanged_and_counted_by_reas
             letter.headers
         );
         assert_eq!(
-            Some(header("flowscope.reason").as_str()),
+            Some(header("flowsight.reason").as_str()),
             line.reason,
             "{:?}",
             letter.headers
         );
-        assert_eq!(header("flowscope.source.topic"), "flows");
-        assert!(!header("flowscope.error").is_empty());
-        let time: u64 = header("flowscope.time").parse().unwrap();
+        assert_eq!(header("flowsight.source.topic"), "flows");
+        assert!(!header("flowsight.error").is_empty());
+        let time: u64 = header("flowsight.time").parse().unwrap();
         assert!(time > START - 365 * 86_400_000, "{:?}", letter.headers);
     }
 
@@ -795,7 +795,7 @@ impl CatchingUp {
 /// with `complete`, stops (returning the status) as soon as the engine shows everything
 /// it says, and fails if that takes longer than `how_long`.
 fn observe(
-    fs: &mut Flowscope,
+    fs: &mut Flowsight,
     how_long: Duration,
     seen: &mut CatchingUp,
     complete: Option<&Expected>,
@@ -805,7 +805,7 @@ fn observe(
     while Instant::now() < until {
         if let Ok(Some(exit)) = fs.child.try_wait() {
             panic!(
-                "flowscope exited with {exit}; last /v1/status: {}",
+                "flowsight exited with {exit}; last /v1/status: {}",
                 pretty(&last)
             );
         }
@@ -832,7 +832,7 @@ fn observe(
     }
     if let Some(expected) = complete {
         panic!(
-            "flowscope did not complete within {how_long:?}: expected {} records, {} dead \
+            "flowsight did not complete within {how_long:?}: expected {} records, {} dead \
              letters, {} idle partitions, not catching up, as_of past every max_ts; last \
              /v1/status: {}",
             expected.records,
@@ -857,13 +857,13 @@ fn checkpointed_offsets(state_dir: &Path) -> Option<u64> {
     )
 }
 
-/// A small xorshift, seeded from the clock (or FLOWSCOPE_TEST_SEED) and printed, for
+/// A small xorshift, seeded from the clock (or FLOWSIGHT_TEST_SEED) and printed, for
 /// kill times that differ from run to run yet can be replayed.
 struct Jitter(u64);
 
 impl Jitter {
     fn new() -> Jitter {
-        let seed = std::env::var("FLOWSCOPE_TEST_SEED")
+        let seed = std::env::var("FLOWSIGHT_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| {
@@ -873,7 +873,7 @@ impl Jitter {
                     .subsec_nanos() as u64
                     | 1
             });
-        eprintln!("random choices seeded with FLOWSCOPE_TEST_SEED={seed}");
+        eprintln!("random choices seeded with FLOWSIGHT_TEST_SEED={seed}");
         Jitter(seed)
     }
 
@@ -885,8 +885,8 @@ impl Jitter {
     }
 }
 
-fn kill_9(mut fs: Flowscope) {
-    fs.child.kill().expect("cannot kill flowscope");
+fn kill_9(mut fs: Flowsight) {
+    fs.child.kill().expect("cannot kill flowsight");
     fs.child.wait().unwrap();
 }
 
@@ -1005,8 +1005,8 @@ fn kill_9_at_several_points_then_restart_loses_nothing_and_counts_nothing_twice(
         let header = |k: &str| letter.headers.get(k).cloned().unwrap_or_default();
         let position = format!(
             "{}@{}",
-            header("flowscope.source.partition"),
-            header("flowscope.source.offset")
+            header("flowsight.source.partition"),
+            header("flowsight.source.offset")
         );
         *sends.entry(position).or_default() += 1;
     }

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::tansu::{produce, Tansu};
-use common::{free_port, try_get, write_native, Flowscope};
+use common::{free_port, try_get, write_native, Flowsight};
 
 #[test]
 fn a_dead_letter_the_topic_refuses_is_kept_on_disk_with_its_exact_bytes() {
@@ -39,7 +39,7 @@ fn a_dead_letter_the_topic_refuses_is_kept_on_disk_with_its_exact_bytes() {
     );
 
     let state = dir.path().join("state");
-    let fs = Flowscope::run(
+    let fs = Flowsight::run(
         &[
             "--source",
             "kafka",
@@ -67,7 +67,7 @@ fn a_dead_letter_the_topic_refuses_is_kept_on_disk_with_its_exact_bytes() {
                 "no dead letter kept on disk: {status}"
             );
         }
-        assert!(Instant::now() < deadline, "flowscope did not answer");
+        assert!(Instant::now() < deadline, "flowsight did not answer");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(status["dead_letters_by_reason"]["too_large"], 1, "{status}");

@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    free_port, oracle_risks, oracle_segments, oracle_top, rows, two_process_hostfile, Flowscope,
+    free_port, oracle_risks, oracle_segments, oracle_top, rows, two_process_hostfile, Flowsight,
 };
-use flowscope_events::Event;
+use flowsight_events::Event;
 use serde_json::Value;
 
 const START: u64 = 1_750_000_000_000;
@@ -48,7 +48,7 @@ fn generated() -> Vec<Event> {
 }
 
 /// The answers compared across layouts, once everything is visible.
-fn answers(fs: &Flowscope) -> Vec<Value> {
+fn answers(fs: &Flowsight) -> Vec<Value> {
     let mut out = Vec::new();
     for window in ["3s", "30m", "2h"] {
         let (code, edges) = fs.get(&format!("/v1/graph/edges?window={window}&limit=50"));
@@ -143,7 +143,7 @@ fn queries() -> Vec<(&'static str, Value)> {
 }
 
 /// Registers the queries through `via` and reads them through `read`.
-fn register_queries(via: &Flowscope) {
+fn register_queries(via: &Flowsight) {
     for (name, plan) in queries() {
         let (code, answer) = via.post(
             "/v1/queries",
@@ -153,7 +153,7 @@ fn register_queries(via: &Flowscope) {
     }
 }
 
-fn query_answers(fs: &Flowscope) -> Vec<Value> {
+fn query_answers(fs: &Flowsight) -> Vec<Value> {
     queries()
         .into_iter()
         .map(|(name, _)| {
@@ -277,7 +277,7 @@ fn check_segments_against_oracle(answers: &[Value], events: &[Event]) {
         .collect();
     assert_eq!(hubs, oracle.hubs, "hubs");
     assert_eq!(policy["as_of"].as_u64().unwrap(), as_of);
-    let entries: std::collections::BTreeMap<(String, String, u16, flowscope_events::Proto), u64> =
+    let entries: std::collections::BTreeMap<(String, String, u16, flowsight_events::Proto), u64> =
         policy["rows"]
             .as_array()
             .unwrap()
@@ -350,7 +350,7 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     let states = tempfile::tempdir().unwrap();
     let state = |name: &str| states.path().join(name).to_str().unwrap().to_string();
     let one_state = state("one");
-    let mut one = Flowscope::run(
+    let mut one = Flowsight::run(
         &[&args[..], &["--workers", "1", "--state-dir", &one_state]].concat(),
         free_port(),
     );
@@ -367,7 +367,7 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
 
     for workers in ["2", "4"] {
         let many_state = state(workers);
-        let mut many = Flowscope::run(
+        let mut many = Flowsight::run(
             &[
                 &args[..],
                 &["--workers", workers, "--state-dir", &many_state],
@@ -397,11 +397,11 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     )
     .unwrap();
     let hostfile = hostfile.to_str().unwrap();
-    let mut processes: Vec<Flowscope> = (0..2)
+    let mut processes: Vec<Flowsight> = (0..2)
         .map(|i| {
             let index = i.to_string();
             let process_state = state(&format!("process-{i}"));
-            Flowscope::run(
+            Flowsight::run(
                 &[
                     &args[..],
                     &[
@@ -459,7 +459,7 @@ fn processes_with_different_options_refuse_to_run_together() {
     let children: Vec<_> = [("0", "30m,2h"), ("1", "30m,24h")]
         .into_iter()
         .map(|(process, windows)| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+            std::process::Command::new(env!("CARGO_BIN_EXE_flowsight"))
                 .args([
                     "run",
                     "--hostfile",

@@ -1,6 +1,6 @@
 //! Registered queries through the real binary: registering in SQL and as a JSON plan,
 //! listing, showing, reading and dropping; every refusal with its status and code; the
-//! group bound; surviving a restart; the `flowscope query` client; and registering and
+//! group bound; surviving a restart; the `flowsight query` client; and registering and
 //! dropping while records flow, every answer checked against plain iteration over the
 //! records.
 
@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{free_port, write_native, Flowscope};
-use flowscope_events::{Event, Proto, Status};
+use common::{free_port, write_native, Flowsight};
+use flowsight_events::{Event, Proto, Status};
 use serde_json::{json, Value};
 
 const START: u64 = 1_700_000_000_000;
@@ -62,7 +62,7 @@ fn capture() -> Vec<Event> {
     events
 }
 
-fn serve(events: &[Event], extra: &[&str]) -> (Flowscope, tempfile::TempDir) {
+fn serve(events: &[Event], extra: &[&str]) -> (Flowsight, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.jsonl");
     write_native(&path, events);
@@ -83,7 +83,7 @@ fn serve(events: &[Event], extra: &[&str]) -> (Flowscope, tempfile::TempDir) {
         extra,
     ]
     .concat();
-    let mut fs = Flowscope::run(&args, free_port());
+    let mut fs = Flowsight::run(&args, free_port());
     fs.wait_until_complete(events.len() as u64, Duration::from_secs(60));
     (fs, dir)
 }
@@ -393,7 +393,7 @@ fn registered_queries_survive_a_restart() {
         "--state-dir",
         state.to_str().unwrap(),
     ];
-    let mut first = Flowscope::run(&args, free_port());
+    let mut first = Flowsight::run(&args, free_port());
     first.wait_until_complete(events.len() as u64, Duration::from_secs(60));
     assert_eq!(
         first
@@ -417,7 +417,7 @@ fn registered_queries_survive_a_restart() {
     let (_, before_port) = first.get("/v1/queries/by_port/results");
     assert!(first.terminate().success());
 
-    let mut second = Flowscope::run(&args, free_port());
+    let mut second = Flowsight::run(&args, free_port());
     second.wait_until_complete(events.len() as u64, Duration::from_secs(60));
     let (_, list) = second.get("/v1/queries");
     let names: Vec<&str> = list["rows"]
@@ -439,7 +439,7 @@ fn registered_queries_survive_a_restart() {
 fn the_query_command_line_client() {
     let (fs, dir) = serve(&capture(), &[]);
     let cli = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowsight"))
             .arg("query")
             .args(args)
             .args(["--url", &fs.base])
@@ -594,12 +594,12 @@ fn registering_and_dropping_while_records_flow_never_shows_a_partial_result() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let mut fs = Flowscope::run(
+    let mut fs = Flowsight::run(
         &[&args[..], &["--state-dir", state.to_str().unwrap()]].concat(),
         free_port(),
     );
     // Zero until the server answers.
-    let records_now = |fs: &Flowscope| {
+    let records_now = |fs: &Flowsight| {
         common::try_get(&format!("{}/v1/status", fs.base))
             .and_then(|(_, status)| status["records"].as_u64())
             .unwrap_or(0)
@@ -609,7 +609,7 @@ fn registering_and_dropping_while_records_flow_never_shows_a_partial_result() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let check = |fs: &Flowscope, name: &str| -> u64 {
+    let check = |fs: &Flowsight, name: &str| -> u64 {
         let (code, answer) = fs.get(&format!("/v1/queries/{name}/results"));
         assert_eq!(code, 200, "{name}: {answer}");
         let as_of = answer["as_of"].as_u64().unwrap();

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::tansu::{read_topic, Tansu};
-use common::{free_port, write_native, Flowscope};
-use flowscope_events::{Event, Proto, Status};
+use common::{free_port, write_native, Flowsight};
+use flowsight_events::{Event, Proto, Status};
 use serde_json::{json, Value};
 
 const START: u64 = 1_700_000_000_000;
@@ -78,7 +78,7 @@ fn capture() -> Vec<Event> {
     events
 }
 
-fn serve(events: &[Event], extra: &[&str]) -> (Flowscope, tempfile::TempDir) {
+fn serve(events: &[Event], extra: &[&str]) -> (Flowsight, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.jsonl");
     write_native(&path, events);
@@ -96,7 +96,7 @@ fn serve(events: &[Event], extra: &[&str]) -> (Flowscope, tempfile::TempDir) {
         state.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let mut fs = Flowscope::run(&args, free_port());
+    let mut fs = Flowsight::run(&args, free_port());
     fs.wait_until_complete(events.len() as u64, Duration::from_secs(60));
     (fs, dir)
 }
@@ -305,7 +305,7 @@ fn risks_and_anomalies_of_a_hand_computed_capture() {
 #[test]
 fn a_config_file_changes_bands_ports_ranges_and_thresholds() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("flowscope.toml");
+    let config = dir.path().join("flowsight.toml");
     // 8.8.8.0/24 private: the uploader's bytes no longer count; 443 sensitive; the
     // scanner critical from 35 on; a scan needs 90 % failures (it has 80 %).
     std::fs::write(
@@ -361,7 +361,7 @@ fn a_bad_config_file_is_refused_with_its_mistake_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[risk]\nsensitive_port = [22]\n").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowsight"))
         .args([
             "run",
             "--config",
@@ -425,7 +425,7 @@ fn alerts_go_to_the_alerts_topic_as_json() {
         .unwrap();
     let sent: u64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("flowscope_alerts_sent_total "))
+        .find_map(|l| l.strip_prefix("flowsight_alerts_sent_total "))
         .unwrap_or_else(|| panic!("no alert counter in {metrics}"))
         .trim()
         .parse()

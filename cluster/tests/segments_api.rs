@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, write_native, Flowscope};
-use flowscope_events::{Event, Proto, Status};
+use common::{free_port, write_native, Flowsight};
+use flowsight_events::{Event, Proto, Status};
 use serde_json::{json, Value};
 
 const START: u64 = 1_700_000_000_000;
@@ -57,7 +57,7 @@ fn capture() -> Vec<Event> {
     events
 }
 
-fn serve(extra: &[&str]) -> (Flowscope, tempfile::TempDir) {
+fn serve(extra: &[&str]) -> (Flowsight, tempfile::TempDir) {
     let events = capture();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.jsonl");
@@ -76,7 +76,7 @@ fn serve(extra: &[&str]) -> (Flowscope, tempfile::TempDir) {
         state.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let mut fs = Flowscope::run(&args, free_port());
+    let mut fs = Flowsight::run(&args, free_port());
     fs.wait_until_complete(events.len() as u64, Duration::from_secs(60));
     (fs, dir)
 }
@@ -347,7 +347,7 @@ fn bad_thresholds_are_refused_before_starting() {
         vec!["--min-edge-connections", "0"],
         vec!["--hub-degree", "many"],
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowsight"))
             .arg("run")
             .args(&args)
             .args(["--http", "127.0.0.1:0"])

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use common::sse::{SseEvent, SseStream};
 use common::{
     free_port, generated, oracle_edges, oracle_risks, oracle_segments, try_get,
-    two_process_hostfile, Flowscope,
+    two_process_hostfile, Flowsight,
 };
-use flowscope_events::Event;
+use flowsight_events::Event;
 use serde_json::Value;
 
 const START: u64 = 1_760_000_000_000;
@@ -425,7 +425,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
     ]
     .concat();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let fs = Flowscope::run(&args, free_port());
+    let fs = Flowsight::run(&args, free_port());
     wait_listening(&fs);
     let edges_url = format!("{}/v1/subscribe/edges?window=5s&limit=10000", fs.base);
     // Risks on a stream shared with the status, as the dashboard subscribes.
@@ -506,7 +506,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("flowscope_subscription_resumes_total") && !l.ends_with(" 0")),
+            .any(|l| l.starts_with("flowsight_subscription_resumes_total") && !l.ends_with(" 0")),
         "no resume counted:\n{metrics}"
     );
 }
@@ -520,7 +520,7 @@ fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
     let last_ts = events.iter().map(|e| e.ts).max().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let hostfile = two_process_hostfile(dir.path());
-    let processes: Vec<Flowscope> = (0..2)
+    let processes: Vec<Flowsight> = (0..2)
         .map(|process| {
             let state_dir = dir.path().join(format!("process-{process}"));
             let args = [
@@ -538,7 +538,7 @@ fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
             ]
             .concat();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Flowscope::run(&args, free_port())
+            Flowsight::run(&args, free_port())
         })
         .collect();
     for fs in &processes {
@@ -602,10 +602,10 @@ fn either_process_of_a_two_process_cluster_streams_the_whole_view() {
 }
 
 /// Waits until the process answers HTTP at all (ready or not).
-fn wait_listening(fs: &Flowscope) {
+fn wait_listening(fs: &Flowsight) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while try_get(&format!("{}/health", fs.base)).is_none() {
-        assert!(Instant::now() < deadline, "flowscope never listened");
+        assert!(Instant::now() < deadline, "flowsight never listened");
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -623,7 +623,7 @@ fn metric(base: &str, name: &str) -> u64 {
 fn a_client_that_stops_reading_is_told_and_sent_a_new_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().display().to_string();
-    let fs = Flowscope::run(
+    let fs = Flowsight::run(
         &[
             "--rate",
             "3000",
@@ -650,7 +650,7 @@ fn a_client_that_stops_reading_is_told_and_sent_a_new_snapshot() {
     // Stop reading: once the socket's buffers are full the client falls behind, and the
     // engine drops it rather than wait.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while metric(&fs.base, "flowscope_subscription_overflows_total") == 0 {
+    while metric(&fs.base, "flowsight_subscription_overflows_total") == 0 {
         assert!(
             Instant::now() < deadline,
             "the client never overflowed while not reading"
@@ -722,7 +722,7 @@ fn a_client_that_stops_reading_is_told_and_sent_a_new_snapshot() {
     // SIGTERM with clients connected: their streams end with the reason, and the process
     // stops (open streams must not hold the server's graceful shutdown).
     let status = fs.terminate();
-    assert!(status.success(), "flowscope exited with {status}");
+    assert!(status.success(), "flowsight exited with {status}");
     let mut last = None;
     while let Some(event) = other.next_event() {
         last = Some(event);

@@ -6,13 +6,13 @@
 
 use crate::decode::CSV_COLUMNS;
 use crate::format::Format;
-use flowscope_events::{Event, Proto, Status};
+use flowsight_events::{Event, Proto, Status};
 use std::fmt;
 use std::io::Write;
 
 /// Appends `event` to `out` as one record of `format`, without a line terminator:
 ///
-/// - native: the JSON object with the DESIGN §2 field names;
+/// - native: the JSON object with the field names of docs/design.md §2;
 /// - csv: a row in [`CSV_COLUMNS`] order, `duration_ms` empty when absent;
 /// - zeek: a conn JSON object as Zeek's JSON and Kafka writers write it (`ts` and
 ///   `duration` in seconds, `id.orig_h`, …, `conn_state`), packets split into
@@ -83,7 +83,7 @@ fn zeek_json(event: &Event, out: &mut Vec<u8>) {
         duration_ms,
         status,
     } = event;
-    // Zeek's own field order; fields flowscope cannot fill (uid, history, …) are left out,
+    // Zeek's own field order; fields flowsight cannot fill (uid, history, …) are left out,
     // as Zeek leaves out unset ones.
     put(
         out,
@@ -141,7 +141,7 @@ fn zeek_proto(proto: Proto) -> &'static str {
     }
 }
 
-/// A `conn_state` that the decoder maps back to `status` (DESIGN §2); only an unset
+/// A `conn_state` that the decoder maps back to `status` (docs/design.md §2); only an unset
 /// state gives [`Status::Other`].
 fn conn_state(status: Status) -> Option<&'static str> {
     match status {

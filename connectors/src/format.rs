@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The record format of a source (DESIGN §2).
+/// The record format of a source (docs/design.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// One JSON object per line with flowscope's own field names.
+    /// One JSON object per line with flowsight's own field names.
     Native,
     /// Zeek's conn log: JSON lines as Zeek's JSON and Kafka writers emit them, or the TSV
     /// log with its `#fields` header; both may appear in one stream.

@@ -1,4 +1,4 @@
-//! Sources and formats for flowscope (DESIGN §2): turning bytes into [`Event`]s.
+//! Sources and formats for flowsight (docs/design.md §2): turning bytes into [`Event`]s.
 //!
 //! Formats and transports are kept apart. A [`Decoder`] turns one line of one [`Format`]
 //! (native JSON, Zeek conn as JSON or TSV, CSV) into an event or a [`ParseError`]; an
@@ -10,9 +10,9 @@
 //! A [`MessageDecoder`] decodes message payloads (Kafka), each one record on its own;
 //! [`encode`] writes an event as one record of a format, the way back. The [`kafka`]
 //! module holds the Kafka transport: the engine's source, the dead-letter topic, the
-//! producer of `flowscope produce`.
+//! producer of `flowsight produce`.
 //!
-//! [`Event`]: flowscope_events::Event
+//! [`Event`]: flowsight_events::Event
 
 mod choice;
 mod dead_letter;

@@ -1,6 +1,6 @@
 //! The valid range of event time, shared by the decoders and the generator.
 
-use flowscope_events::Millis;
+use flowsight_events::Millis;
 
 /// The exclusive upper bound of a valid `ts`: 10000-01-01T00:00:00Z in ms since the epoch.
 /// Later times cannot be written as RFC 3339 and are almost certainly unit mistakes.

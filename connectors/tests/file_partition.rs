@@ -1,10 +1,10 @@
 //! Replaying files: line endings, positions, oversized and undecodable lines, polling.
 
-use flowscope_connectors::{
+use flowsight_connectors::{
     DeadLetter, EventPartition, FilePartition, Format, PollStatus, SourceError,
     MAX_DEAD_LETTER_BYTES, MAX_RECORD_BYTES,
 };
-use flowscope_events::Event;
+use flowsight_events::Event;
 use std::io::Write;
 use std::path::Path;
 
@@ -142,12 +142,12 @@ fn an_oversized_csv_header_rejects_the_file() {
 
 #[test]
 fn open_errors_name_the_path() {
-    let missing = Path::new("/nonexistent/flowscope/conn.log");
+    let missing = Path::new("/nonexistent/flowsight/conn.log");
     let err = FilePartition::open(missing, Format::Zeek).err().unwrap();
     assert!(matches!(err, SourceError::Open { .. }));
     assert!(
         err.to_string()
-            .starts_with("cannot open /nonexistent/flowscope/conn.log: "),
+            .starts_with("cannot open /nonexistent/flowsight/conn.log: "),
         "{err}"
     );
 

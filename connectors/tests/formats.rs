@@ -1,8 +1,8 @@
 //! Each format decoded from realistic samples, and each kind of bad input rejected with
 //! its reason code.
 
-use flowscope_connectors::{Decoder, Format, ParseError, MAX_RECORD_BYTES};
-use flowscope_events::{Event, Proto, Status};
+use flowsight_connectors::{Decoder, Format, ParseError, MAX_RECORD_BYTES};
+use flowsight_events::{Event, Proto, Status};
 
 fn ip(text: &str) -> std::net::IpAddr {
     text.parse().unwrap()

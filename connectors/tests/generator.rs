@@ -1,10 +1,10 @@
 //! The generator: deterministic, partitioned as promised, on schedule, and shaped like
 //! the network it advertises.
 
-use flowscope_connectors::{
+use flowsight_connectors::{
     DeadLetter, EventPartition, GeneratorConfig, GeneratorPartition, Pace, PollStatus,
 };
-use flowscope_events::{EdgeKey, Event, Proto, Status};
+use flowsight_events::{EdgeKey, Event, Proto, Status};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -276,4 +276,4 @@ fn more_hosts_give_more_edges() {
 }
 
 // The sizing claim (about 100k distinct edges over 10M events with the defaults) is
-// measured by the load harness: `cargo run --release -p flowscope-benches --bin pipeline -- --count-edges`.
+// measured by the load harness: `cargo run --release -p flowsight-benches --bin pipeline -- --count-edges`.

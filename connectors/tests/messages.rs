@@ -2,11 +2,11 @@
 //! `encode` and `MessageDecoder`, every kind of bad payload is rejected with its reason,
 //! and no payload's result depends on the payloads before it.
 
-use flowscope_connectors::{
+use flowsight_connectors::{
     encode, header, Decoder, Format, MessageDecoder, ParseError, CSV_COLUMNS, MAX_RECORD_BYTES,
     TS_LIMIT,
 };
-use flowscope_events::{Event, Proto, Status};
+use flowsight_events::{Event, Proto, Status};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;

@@ -1,11 +1,11 @@
 //! Property tests: decoders and file replay never panic, never drop a record silently,
 //! and read back what was written.
 
-use flowscope_connectors::{
+use flowsight_connectors::{
     DeadLetter, Decoder, EventPartition, FilePartition, Format, ParseError, PollStatus,
     MAX_RECORD_BYTES, TS_LIMIT,
 };
-use flowscope_events::{Event, Proto, Status};
+use flowsight_events::{Event, Proto, Status};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -472,7 +472,12 @@ proptest! {
         object.insert(field.to_string(), value.clone());
         let result = Decoder::new(Format::Native).decode(Value::Object(object).to_string().as_bytes());
         match value {
+            // Optional fields: absent (null) is fine; a missing status means established.
             Value::Null if field == "duration_ms" => prop_assert!(matches!(result, Ok(Some(_)))),
+            Value::Null if field == "status" => prop_assert_eq!(
+                result.map(|e| e.map(|e| e.status)),
+                Ok(Some(Status::Established))
+            ),
             Value::Null => prop_assert_eq!(result.unwrap_err().reason(), "missing_field"),
             Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
                 prop_assert_eq!(result.unwrap_err().reason(), "invalid_field");

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowscope_connectors::kafka::EventProducer;
-use flowscope_operators::Millis;
-use flowscope_queries::risk::Alert;
+use flowsight_connectors::kafka::{topic_partitions, EventProducer};
+use flowsight_operators::Millis;
+use flowsight_queries::risk::Alert;
 use serde_json::json;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
@@ -19,6 +19,9 @@ use timely::dataflow::Stream;
 
 use crate::config::{AlertsConfig, EngineConfig};
 use crate::engine::Shared;
+
+/// How long looking the alerts topic up may take at start.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many alerts one process raised and where they went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,10 +56,25 @@ impl AlertSink {
     /// Opens the alerts topic's producer when one is configured.
     pub fn new(config: &EngineConfig) -> Result<AlertSink, String> {
         let producer = match &config.alerts {
-            Some(AlertsConfig { options, topic }) => Some(
-                EventProducer::named(options, topic, "flowscope-alerts")
-                    .map_err(|e| e.to_string())?,
-            ),
+            Some(AlertsConfig { options, topic }) => {
+                // The topic must exist: producing to a missing one would create it on a
+                // broker that auto-creates topics, and a mistyped name would go unnoticed.
+                match topic_partitions(options, topic, BROKER_TIMEOUT) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(format!(
+                            "alerts topic {topic} does not exist on {}: create it with your \
+                             Kafka tools",
+                            options.brokers
+                        ))
+                    }
+                    Err(error) => return Err(error.to_string()),
+                }
+                Some(
+                    EventProducer::named(options, topic, "flowsight-alerts")
+                        .map_err(|e| e.to_string())?,
+                )
+            }
             None => None,
         };
         Ok(AlertSink {

@@ -26,7 +26,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use flowscope_operators::{Millis, TimeModel};
+use flowsight_operators::{Millis, TimeModel};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the file's meaning changes; older files are refused with a message.
@@ -242,7 +242,7 @@ impl CheckpointStore {
                 return Err(CheckpointError::Invalid {
                     path,
                     message: format!(
-                        "version {} (this flowscope reads version {CHECKPOINT_VERSION})",
+                        "version {} (this flowsight reads version {CHECKPOINT_VERSION})",
                         checkpoint.version
                     ),
                 });

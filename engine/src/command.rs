@@ -3,22 +3,22 @@
 
 use std::net::IpAddr;
 
-use flowscope_connectors::DeadLetter;
-use flowscope_operators::Millis;
+use flowsight_connectors::DeadLetter;
+use flowsight_operators::Millis;
 use std::collections::BTreeMap;
 
-use flowscope_operators::anomaly::{Anomaly, AnomalyKind};
-use flowscope_operators::risk::Severity;
-use flowscope_queries::risk::{SeverityDeltas, SeverityPoint};
-use flowscope_queries::segments::{
+use flowsight_operators::anomaly::{Anomaly, AnomalyKind};
+use flowsight_operators::risk::Severity;
+use flowsight_queries::risk::{SeverityDeltas, SeverityPoint};
+use flowsight_queries::segments::{
     HostSegment, Label, PolicyFilter, PolicyOrder, PolicyRow, SegmentDetail, SegmentList,
 };
-use flowscope_queries::{EdgeFilter, EdgeRow, HostAnswer, RiskRow, WindowHistory};
+use flowsight_queries::{EdgeFilter, EdgeRow, HostAnswer, RiskRow, WindowHistory};
 use serde::{Deserialize, Serialize};
 
 use crate::queries::{QueryError, QueryPartAnswer};
 use crate::status::{ClusterStatus, WorkerStatus};
-use flowscope_queries::registered::QueryResult;
+use flowsight_queries::registered::QueryResult;
 
 /// A command applied by every worker, in the same order everywhere.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flowscope_connectors::kafka::KafkaOptions;
-use flowscope_connectors::{Format, GeneratorConfig};
-use flowscope_operators::segments::SegmentRules;
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::{RiskSettings, Windows};
+use flowsight_connectors::kafka::KafkaOptions;
+use flowsight_connectors::{Format, GeneratorConfig};
+use flowsight_operators::segments::SegmentRules;
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::{RiskSettings, Windows};
 
 use serde::{Deserialize, Serialize};
 

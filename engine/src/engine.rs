@@ -13,12 +13,12 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use flowscope_operators::Millis;
-use flowscope_queries::graph::{merge_edges, merge_host};
-use flowscope_queries::plan::ValidPlan;
-use flowscope_queries::registered::merge_parts;
-use flowscope_queries::risk::{merge_anomalies, merge_history, merge_severity, merge_top};
-use flowscope_queries::segments::{merge_lists, merge_policy};
+use flowsight_operators::Millis;
+use flowsight_queries::graph::{merge_edges, merge_host};
+use flowsight_queries::plan::ValidPlan;
+use flowsight_queries::registered::merge_parts;
+use flowsight_queries::risk::{merge_anomalies, merge_history, merge_severity, merge_top};
+use flowsight_queries::segments::{merge_lists, merge_policy};
 
 use crate::alerts::AlertSink;
 use crate::command::{
@@ -160,6 +160,7 @@ impl Shared {
                     StoredQuery {
                         definition: q.definition.clone(),
                         state: q.state.clone(),
+                        registered_at: q.registered_at,
                     },
                 )
             })
@@ -730,7 +731,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowscope_connectors::{DeadLetter, Position};
+    use flowsight_connectors::{DeadLetter, Position};
 
     fn letter(offset: u64) -> DeadLetter {
         DeadLetter {
@@ -784,12 +785,12 @@ mod tests {
 
     #[test]
     fn latest_complete_is_the_last_tick_before_the_least_frontier() {
-        let time = flowscope_operators::TimeModel::new(1000).unwrap();
+        let time = flowsight_operators::TimeModel::new(1000).unwrap();
         let config = EngineConfig {
             time,
             lateness: 0,
             idle_timeout: Duration::from_secs(1),
-            windows: flowscope_queries::Windows::parse("30m", &time).unwrap(),
+            windows: flowsight_queries::Windows::parse("30m", &time).unwrap(),
             source: crate::SourceConfig::Generator(Default::default()),
             cluster: crate::ClusterConfig::Single { workers: 2 },
             state_dir: None,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use flowscope_connectors::kafka::{self, KafkaDeadLetters, KafkaSource};
-use flowscope_connectors::{
+use flowsight_connectors::kafka::{self, KafkaDeadLetters, KafkaSource};
+use flowsight_connectors::{
     EventPartition, FilePartition, FixedPartitions, GeneratorPartition, PartitionSource,
 };
 
@@ -55,7 +55,7 @@ fn prepare_kafka(
         .map_err(|e| EngineError::Kafka(e.to_string()))?
         .ok_or_else(|| {
             EngineError::Kafka(format!(
-                "topic {} does not exist on {}: create it (for example with `flowscope produce \
+                "topic {} does not exist on {}: create it (for example with `flowsight produce \
                  --brokers {} --topic {} --partitions N`, or your Kafka tools)",
                 kafka.topic, kafka.options.brokers, kafka.options.brokers, kafka.topic
             ))
@@ -228,7 +228,7 @@ impl CheckpointWriter {
             let stop = Arc::clone(&stop);
             let round = Arc::clone(&round);
             std::thread::Builder::new()
-                .name("flowscope-checkpoint".into())
+                .name("flowsight-checkpoint".into())
                 .spawn(move || {
                     let mut failing = false;
                     while !stop.load(Ordering::Acquire) {

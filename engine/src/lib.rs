@@ -1,4 +1,4 @@
-//! The flowscope engine: timely workers built from a typed configuration, running the
+//! The flowsight engine: timely workers built from a typed configuration, running the
 //! views' dataflow, with a control plane that sequences commands to every worker and
 //! answers peeks from every worker's part of the arrangements.
 //!

@@ -13,12 +13,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::trace::TraceReader;
-use flowscope_operators::anomaly::AnomalyKind;
-use flowscope_operators::Millis;
-use flowscope_queries::graph::GraphReader;
-use flowscope_queries::registered::{self, WindowRecords};
-use flowscope_queries::risk::merge_anomalies;
-use flowscope_queries::{GraphTrace, RiskReader, RiskTraces, SegmentReader, SegmentTraces};
+use flowsight_operators::anomaly::AnomalyKind;
+use flowsight_operators::Millis;
+use flowsight_queries::graph::GraphReader;
+use flowsight_queries::registered::{self, WindowRecords};
+use flowsight_queries::risk::merge_anomalies;
+use flowsight_queries::{GraphTrace, RiskReader, RiskTraces, SegmentReader, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Exchange, Operator};
 use timely::dataflow::Stream;

@@ -3,10 +3,10 @@
 //! keeps them across restarts.
 //!
 //! Registering and dropping are commands sequenced to every worker of every process
-//! (DESIGN §5), so every worker builds and drops the same dataflows in the same order; the
-//! worker of the process that asked answers it. A query's dataflow imports the shared
-//! arrangement of the window's records, history included, so it covers its whole window
-//! from the start; its results are readable from the time it was registered at.
+//! (docs/design.md §5), so every worker builds and drops the same dataflows in the same
+//! order; the worker of the process that asked answers it. A query's dataflow imports the
+//! shared arrangement of the window's records, history included, so it covers its whole
+//! window from the start; its results are readable from the time it was registered at.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -15,10 +15,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use flowscope_operators::Millis;
-use flowscope_queries::plan::{Plan, PlanError, ValidPlan};
-use flowscope_queries::registered::{QueryPart, QueryTrace};
-use flowscope_queries::{sql, Windows};
+use flowsight_operators::Millis;
+use flowsight_queries::plan::{Plan, PlanError, ValidPlan};
+use flowsight_queries::registered::{QueryPart, QueryTrace};
+use flowsight_queries::{sql, Windows};
 use serde::{Deserialize, Serialize};
 
 /// What a user registers: a name and a plan, with the SQL it came from, if any.
@@ -170,6 +170,10 @@ struct Stored {
 pub struct StoredQuery {
     pub definition: QueryDefinition,
     pub state: QueryState,
+    /// When it was first registered; kept across restarts (0 in files written before it
+    /// was kept).
+    #[serde(default)]
+    pub registered_at: Millis,
 }
 
 /// Reads the queries a previous run registered, in registration order.

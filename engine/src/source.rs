@@ -1,6 +1,6 @@
 //! The source operator: reads a worker's partitions and emits each event at its timely time.
 //!
-//! DESIGN §3: an event belongs at its own time (`floor(ts) + tick`); once the source's
+//! docs/design.md §3: an event belongs at its own time (`floor(ts) + tick`); once the source's
 //! frontier has passed that time (the event is later than the watermark allows) it enters
 //! at the frontier instead and is counted as late. The frontier follows the source's
 //! watermark: this worker's partitions together with the [`WatermarkBoard`] of every other
@@ -20,11 +20,11 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowscope_connectors::{
+use flowsight_connectors::{
     DeadLetter, DeadLetterSink, EventPartition, PartitionSource, PollStatus,
 };
-use flowscope_events::Event;
-use flowscope_operators::{Millis, TimeModel, WatermarkReport, WatermarkTracker};
+use flowsight_events::Event;
+use flowsight_operators::{Millis, TimeModel, WatermarkReport, WatermarkTracker};
 use rustc_hash::FxHashMap;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
@@ -534,6 +534,9 @@ pub fn event_source<'scope>(
                             reflected_offset: reading.reflected_offset,
                             end_offset,
                             lag: end_offset.map(|end| end.saturating_sub(next_offset)),
+                            unreflected: reading
+                                .reflected_offset
+                                .map(|reflected| next_offset.saturating_sub(reflected)),
                             replaying_until: reading.replaying.as_ref().map(|e| e.offset),
                             max_ts: tracker.max_ts(index),
                             idle: tracker.is_idle(index, now),

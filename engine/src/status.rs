@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use flowscope_connectors::{DeadLetterLog, SinkCounts, DEFAULT_DEAD_LETTER_CAPACITY};
-use flowscope_operators::Millis;
+use flowsight_connectors::{DeadLetterLog, SinkCounts, DEFAULT_DEAD_LETTER_CAPACITY};
+use flowsight_operators::Millis;
 use serde::{Deserialize, Serialize};
 
 /// One partition of a source as its worker sees it.
@@ -21,6 +21,8 @@ pub struct PartitionStatus {
     pub end_offset: Option<u64>,
     /// `end_offset − next_offset`: records waiting in the broker.
     pub lag: Option<u64>,
+    /// `next_offset − reflected_offset`: records read but not yet in the views.
+    pub unreflected: Option<u64>,
     /// After a restart, while the records up to this offset (counted before the restart)
     /// are read again to rebuild the views.
     pub replaying_until: Option<u64>,
@@ -252,6 +254,7 @@ mod tests {
                 reflected_offset: None,
                 end_offset: None,
                 lag: None,
+                unreflected: None,
                 replaying_until: None,
                 max_ts: Some(1_000),
                 idle: false,

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use flowscope_operators::Millis;
+use flowsight_operators::Millis;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 

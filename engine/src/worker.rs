@@ -10,9 +10,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowscope_operators::{Millis, WatermarkReport};
-use flowscope_queries::registered::{self, WindowRecords};
-use flowscope_queries::{graph, risk, segments};
+use flowsight_operators::{Millis, WatermarkReport};
+use flowsight_queries::registered::{self, WindowRecords};
+use flowsight_queries::{graph, risk, segments};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::Map;
@@ -190,14 +190,14 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             QueryState::Failed { reason } => Some(reason),
             QueryState::Running => None,
         };
-        let ready_at = *requests.time();
+        // A restored query keeps the time it was first registered at.
         match register(
             worker,
             &registry,
             &records_trace,
             &config,
             stored.definition,
-            ready_at,
+            stored.registered_at,
             failed,
         ) {
             Ok(info) if is_commander => shared.set_query(info),

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use flowscope_engine::checkpoint::{PartitionCheckpoint, ReplayMarks};
-use flowscope_operators::TimeModel;
+use flowsight_engine::checkpoint::{PartitionCheckpoint, ReplayMarks};
+use flowsight_operators::TimeModel;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

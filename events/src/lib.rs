@@ -1,15 +1,15 @@
-//! The connection (flow) event, the one record type that every flowscope crate shares.
+//! The connection (flow) event, the one record type that every flowsight crate shares.
 //!
 //! It lives in a crate of its own so that `connectors` (which parses events) and
 //! `queries` / `operators` (which compute over them) can agree on it without depending
-//! on each other; see DESIGN §2 for the field definitions.
+//! on each other; see docs/design.md §2 for the field definitions.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-/// Milliseconds since the Unix epoch, the unit of every time in flowscope.
+/// Milliseconds since the Unix epoch, the unit of every time in flowsight.
 pub type Millis = u64;
 
 /// One connection (flow) summary.
@@ -138,7 +138,7 @@ impl FromStr for Status {
     }
 }
 
-/// The key of an edge of the connection graph (DESIGN §4).
+/// The key of an edge of the connection graph (docs/design.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EdgeKey {
     pub src_ip: IpAddr,

@@ -1,5 +1,5 @@
-//! Anomaly rules (DESIGN §4, docs/risk-and-anomalies.md): pure predicates over a host's
-//! counters, unit-tested on their own and applied incrementally by
+//! Anomaly rules (docs/design.md §4, docs/risk-and-anomalies.md): pure predicates over a
+//! host's counters, unit-tested on their own and applied incrementally by
 //! [`crate::host_windows`].
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use flowscope_events::Proto;
+use flowsight_events::Proto;
 
 use crate::risk::HostCounters;
 use crate::segments::SegmentId;
@@ -134,7 +134,7 @@ impl FanoutSpikeRule {
 /// window is too long to have a baseline (`2 × window > longest`).
 ///
 /// ```
-/// use flowscope_operators::anomaly::baseline_buckets;
+/// use flowsight_operators::anomaly::baseline_buckets;
 /// // 30 min buckets over 24 h, at 10:00 on day 2: 10:00 − 24 h … 09:30.
 /// let h = 3_600_000;
 /// assert_eq!(baseline_buckets(34 * h, h / 2, 24 * h), 20..67);
@@ -156,7 +156,7 @@ pub fn baseline_buckets(as_of: Millis, window: Millis, longest: Millis) -> std::
 ///
 /// ```
 /// use std::collections::BTreeMap;
-/// use flowscope_operators::anomaly::first_contacts;
+/// use flowsight_operators::anomaly::first_contacts;
 /// let ticks = BTreeMap::from([(1_000, (500, 900)), (2_000, (1_950, 1_990)), (9_000, (8_100, 8_200))]);
 /// // 500 is new; 1_950 follows 900 within 5 s; 8_100 comes more than 5 s after 1_990.
 /// assert_eq!(first_contacts(&ticks, None, 5_000), vec![500, 8_100]);

@@ -5,8 +5,8 @@
 //! it receives. When many records of one time project onto few distinct data — a
 //! registered query's group keys, for instance — merging them here in a hash map first
 //! means the exchange, the batcher's sorts and the merges downstream see one update per
-//! distinct datum and time instead of one per record (the DESIGN §3 rule: work grows with
-//! distinct keys, not records).
+//! distinct datum and time instead of one per record (the rule of docs/design.md §3: work
+//! grows with distinct keys, not records).
 //!
 //! Updates are held until the input frontier passes their time: an arrangement seals
 //! nothing earlier, so holding them here adds no latency.
@@ -28,7 +28,7 @@ pub trait PreConsolidate<'scope, D, R> {
     ///
     /// ```
     /// use differential_dataflow::input::Input;
-    /// use flowscope_operators::consolidate::PreConsolidate;
+    /// use flowsight_operators::consolidate::PreConsolidate;
     /// use timely::dataflow::operators::capture::{Capture, Extract};
     ///
     /// let captured = timely::example(|scope| {

@@ -7,7 +7,7 @@
 //! tick. This operator keeps each key's present values in an ordered multiset instead, so
 //! an update costs a logarithm and only keys whose minimum moved produce output.
 //!
-//! It needs totally ordered times (event time), which is what every flowscope view runs
+//! It needs totally ordered times (event time), which is what every flowsight view runs
 //! on; updates are applied one complete time at a time, in time order.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +30,7 @@ pub trait EarliestByKey<'scope, T: Timestamp, K: 'static, V: 'static> {
     ///
     /// ```
     /// use differential_dataflow::input::Input;
-    /// use flowscope_operators::earliest::EarliestByKey;
+    /// use flowsight_operators::earliest::EarliestByKey;
     ///
     /// timely::example(|scope| {
     ///     let (_, values) = scope.new_collection_from(vec![(10u32, 3u32), (10, 1), (20, 7)]);

@@ -1,4 +1,4 @@
-//! Pure timely / differential operators and algorithms used by flowscope's views.
+//! Pure timely / differential operators and algorithms used by flowsight's views.
 //!
 //! Nothing here performs I/O: the crate owns the time model ([`time`]), the aggregate
 //! types that travel as differential "diffs" ([`aggregates`]), the windowing operator that

@@ -1,4 +1,4 @@
-//! Risk scoring (DESIGN §4): the pure, integer-only function from a host's counters in one
+//! Risk scoring (docs/design.md §4): the pure, integer-only function from a host's counters in one
 //! window to its 1–100 score, severity and explained factors.
 //!
 //! Everything here is plain arithmetic so that any oracle can reproduce a score by hand;
@@ -9,12 +9,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// DESIGN §4's default sensitive destination ports.
+/// The default sensitive destination ports of docs/design.md §4.
 pub const DEFAULT_SENSITIVE_PORTS: [u16; 11] =
     [22, 23, 445, 1433, 3306, 3389, 5432, 5900, 6379, 9200, 27017];
 
-/// DESIGN §4's private ranges: RFC 1918, loopback, link-local, and IPv6 ULA, link-local,
-/// loopback.
+/// The private ranges of docs/design.md §4: RFC 1918, loopback, link-local, and IPv6 ULA,
+/// link-local, loopback.
 pub const DEFAULT_PRIVATE_RANGES: [&str; 8] = [
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -27,7 +27,7 @@ pub const DEFAULT_PRIVATE_RANGES: [&str; 8] = [
 ];
 
 /// How hosts are scored: which ports are sensitive, which addresses are private, and where
-/// the severity bands start. The formula itself is fixed (DESIGN §4).
+/// the severity bands start. The formula itself is fixed (docs/design.md §4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskConfig {
     pub sensitive_ports: Vec<u16>,
@@ -162,7 +162,7 @@ pub struct Factor {
     pub value: u64,
 }
 
-/// The five factors of DESIGN §4.
+/// The five factors of docs/design.md §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Factors {
     /// min(25, distinct dst_ip ÷ 4); value: distinct destinations.
@@ -206,10 +206,10 @@ fn capped(cap: u64, points: u64) -> u8 {
     points.min(cap) as u8
 }
 
-/// DESIGN §4's score, in integers.
+/// The score of docs/design.md §4, in integers.
 ///
 /// ```
-/// use flowscope_operators::risk::{score, HostCounters, RiskConfig, Severity};
+/// use flowsight_operators::risk::{score, HostCounters, RiskConfig, Severity};
 /// let counters = HostCounters {
 ///     connections: 40, failed: 30, destinations: 120, ports: 7,
 ///     sensitive_ports: 2, external_bytes: 25_000_000,

@@ -1,6 +1,6 @@
-//! Microsegmentation of a host graph (DESIGN §4): hubs by degree, strong edges by weight,
-//! and segments as the connected components of the strong edges, each labelled by its
-//! smallest member.
+//! Microsegmentation of a host graph (docs/design.md §4): hubs by degree, strong edges by
+//! weight, and segments as the connected components of the strong edges, each labelled by
+//! its smallest member.
 //!
 //! Everything is a differential collection, so a contact entering or leaving the window
 //! changes only what it touches: a new strong edge merges two segments (the larger label
@@ -60,7 +60,7 @@ impl<N> SegmentId<N> {
     }
 }
 
-/// `10.0.0.1` for a segment, `hub:10.0.0.1` for a hub, as DESIGN §4 names them.
+/// `10.0.0.1` for a segment, `hub:10.0.0.1` for a hub, as docs/design.md §4 names them.
 impl<N: fmt::Display> fmt::Display for SegmentId<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -94,7 +94,7 @@ pub struct Segmentation<'scope, T: Timestamp, N: 'static> {
 ///
 /// ```
 /// use differential_dataflow::input::Input;
-/// use flowscope_operators::segments::{segment, SegmentId, SegmentRules};
+/// use flowsight_operators::segments::{segment, SegmentId, SegmentRules};
 ///
 /// timely::example(|scope| {
 ///     let rules = SegmentRules { hub_degree: 3, min_edge_connections: 2 };

@@ -1,6 +1,6 @@
-//! The time model of DESIGN §3: event-time ticks, watermarks, idle partitions.
+//! The time model of docs/design.md §3: event-time ticks, watermarks, idle partitions.
 //!
-//! A timely time in flowscope *is* an `as_of`: the collection at time `T` holds exactly the
+//! A timely time in flowsight *is* an `as_of`: the collection at time `T` holds exactly the
 //! records with `ts < T` that had arrived by then. A record with timestamp `ts` therefore
 //! first belongs at `floor(ts) + tick` (its *own time*), and a record that arrives after
 //! the frontier has passed its own time enters at the frontier instead (it is *late*).
@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-pub use flowscope_events::Millis;
+pub use flowsight_events::Millis;
 
 /// The error for a time configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +79,7 @@ struct PartitionClock {
 }
 
 /// What one worker's partitions say about the watermark, shared with every other worker
-/// so that the idle rule of DESIGN §3 holds for the source as a whole.
+/// so that the idle rule of docs/design.md §3 holds for the source as a whole.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatermarkReport {
     /// Minimum over the worker's non-idle partitions of `max ts − lateness`.

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 /// Keeps the `k` first items of `items` in the order given by `cmp`, sorted.
 ///
 /// ```
-/// let top = flowscope_operators::topk::top_k(vec![5, 1, 4, 2, 3], 2, |a, b| b.cmp(a));
+/// let top = flowsight_operators::topk::top_k(vec![5, 1, 4, 2, 3], 2, |a, b| b.cmp(a));
 /// assert_eq!(top, vec![5, 4]);
 /// ```
 pub fn top_k<T, F>(mut items: Vec<T>, k: usize, mut cmp: F) -> Vec<T>

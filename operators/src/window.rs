@@ -5,7 +5,7 @@
 //! `((key, span), t, +aggregate)` and is scheduled to leave at `own_time(tick) + retention`
 //! with the negated aggregate. So the work grows with distinct (key, tick) pairs, not with
 //! records, and a late record (one that entered at the frontier rather than at its own
-//! time) still leaves at its own time plus the retention, as DESIGN §3 requires.
+//! time) still leaves at its own time plus the retention, as docs/design.md §3 requires.
 //!
 //! Retractions are held here, under a capability for the earliest of them, and released
 //! only once the input frontier has passed their time: handing them downstream early would
@@ -48,7 +48,7 @@ pub trait PreAggregateWindowed<'scope, D> {
     /// `split` returns a record's key, event timestamp and aggregate.
     ///
     /// ```
-    /// use flowscope_operators::{PreAggregateWindowed, TimeModel, TickSpan};
+    /// use flowsight_operators::{PreAggregateWindowed, TimeModel, TickSpan};
     /// use timely::dataflow::operators::{ToStream, Capture};
     /// use timely::dataflow::operators::capture::Extract;
     ///

@@ -1,4 +1,4 @@
-//! The connection-graph view (DESIGN §4): edges and hosts per window.
+//! The connection-graph view (docs/design.md §4): edges and hosts per window.
 //!
 //! One arrangement serves both: it is keyed by host and holds, for each (key, tick) group of
 //! records, an [`Adjacency`] on each end: `Out` under the source host and `In` under the
@@ -6,7 +6,8 @@
 //! are contiguous runs of values, and a group's [`TickSpan`] says which windows it is in:
 //! group tick ≥ as_of − window. Groups leave the arrangement when the longest window has
 //! passed them (future retraction), and shorter windows select by tick when read, which
-//! gives every window exactly its DESIGN §3 contents, late records included.
+//! gives every window exactly its contents as docs/design.md §3 defines them, late records
+//! included.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -17,9 +18,9 @@ use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::TraceReader;
-use flowscope_events::{Event, Proto};
-use flowscope_operators::topk::top_k;
-use flowscope_operators::{FlowStats, Millis, PreAggregateWindowed, TickSpan, TimeModel};
+use flowsight_events::{Event, Proto};
+use flowsight_operators::topk::top_k;
+use flowsight_operators::{FlowStats, Millis, PreAggregateWindowed, TickSpan, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
@@ -123,7 +124,7 @@ pub struct EdgeFilter {
     pub dst: Option<IpAddr>,
 }
 
-/// A host's aggregates in one window (DESIGN §4 host view).
+/// A host's aggregates in one window (the host view of docs/design.md §4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSummary {
     pub ip: IpAddr,

@@ -1,5 +1,5 @@
-//! flowscope's view definitions: how each built-in view is rendered with
-//! `flowscope-operators`, and how an answer is read from its arrangement and merged
+//! flowsight's view definitions: how each built-in view is rendered with
+//! `flowsight-operators`, and how an answer is read from its arrangement and merged
 //! across workers.
 //!
 //! * [`plan`] — registered queries: the validated, serialisable Plan both their SQL and

@@ -5,9 +5,10 @@
 //! types, where aggregates may appear, which columns may be selected. The renderer
 //! ([`crate::registered`]) only ever sees a validated plan.
 //!
-//! Semantics are standard SQL over the window's records (DESIGN §4, docs/queries.md):
+//! Semantics are standard SQL over the window's records (docs/design.md §4,
+//! docs/queries.md):
 //!
-//! * Columns are the event fields of DESIGN §2. `ts`, the ports and the counters are
+//! * Columns are the event fields of docs/design.md §2. `ts`, the ports and the counters are
 //!   integers, `src_ip` / `dst_ip` are addresses (compared with address literals such as
 //!   `'10.0.0.1'`, ordered IPv4 before IPv6 and then numerically), `proto` and `status`
 //!   are text (their lowercase names). `duration_ms` is the only column that can be NULL.
@@ -25,7 +26,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use flowscope_events::Event;
+use flowsight_events::Event;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +35,7 @@ use crate::windows::Windows;
 /// The prefix that turns a window name into a table name: `flows_30m`.
 pub const TABLE_PREFIX: &str = "flows_";
 
-/// An event field (DESIGN §2).
+/// An event field (docs/design.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Column {
@@ -442,6 +443,44 @@ pub enum Predicate<T> {
     Not(Box<Predicate<T>>),
 }
 
+/// Lowercases the text literals compared with a column that holds lowercase names.
+fn fold_name_case<T>(predicate: &mut Predicate<T>, names: &impl Fn(&T) -> bool) {
+    let is_names = |operand: &Operand<T>| matches!(operand, Operand::Ref(r) if names(r));
+    let lower = |value: &mut Value| {
+        if let Value::Text(text) = value {
+            *text = text.to_lowercase();
+        }
+    };
+    match predicate {
+        Predicate::Compare { left, right, .. } => {
+            if is_names(left) || is_names(right) {
+                for side in [left, right] {
+                    if let Operand::Literal(value) = side {
+                        lower(value);
+                    }
+                }
+            }
+        }
+        Predicate::In {
+            operand, values, ..
+        } if is_names(operand) => values.iter_mut().for_each(lower),
+        Predicate::Between {
+            operand, low, high, ..
+        } if is_names(operand) => {
+            lower(low);
+            lower(high);
+        }
+        Predicate::Like {
+            operand, pattern, ..
+        } if is_names(operand) => *pattern = pattern.to_lowercase(),
+        Predicate::And(parts) | Predicate::Or(parts) => {
+            parts.iter_mut().for_each(|p| fold_name_case(p, names))
+        }
+        Predicate::Not(inner) => fold_name_case(inner, names),
+        _ => {}
+    }
+}
+
 /// One output column: a grouped column or an aggregate, with its name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SelectItem {
@@ -530,11 +569,20 @@ pub struct ValidPlan {
     pub aggregated: bool,
 }
 
-use flowscope_operators::Millis;
+use flowsight_operators::Millis;
 
 impl Plan {
     /// Checks the plan against the configured windows and derives what rendering needs.
-    pub fn validate(self, windows: &Windows) -> Result<ValidPlan, PlanError> {
+    pub fn validate(mut self, windows: &Windows) -> Result<ValidPlan, PlanError> {
+        // `proto` and `status` hold lowercase names: `proto = 'TCP'` means tcp, as it does
+        // in the record formats, rather than silently matching nothing.
+        let names = |c: &Column| matches!(c, Column::Proto | Column::Status);
+        if let Some(filter) = &mut self.filter {
+            fold_name_case(filter, &names);
+        }
+        if let Some(having) = &mut self.having {
+            fold_name_case(having, &|t: &Term| matches!(t, Term::Column(c) if names(c)));
+        }
         let window_name = self
             .from
             .strip_prefix(TABLE_PREFIX)
@@ -924,7 +972,7 @@ pub fn parse_network(text: &str) -> Result<IpNet, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowscope_operators::TimeModel;
+    use flowsight_operators::TimeModel;
 
     fn windows() -> Windows {
         Windows::parse("30m,2h,24h", &TimeModel::new(1_000).unwrap()).unwrap()

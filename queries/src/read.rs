@@ -5,7 +5,7 @@ use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::TraceReader;
-use flowscope_operators::Millis;
+use flowsight_operators::Millis;
 use timely::progress::Antichain;
 
 /// A trace of rows counted by `isize`, over event time.

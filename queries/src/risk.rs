@@ -1,4 +1,4 @@
-//! The risk and anomaly views (DESIGN §4, docs/risk-and-anomalies.md).
+//! The risk and anomaly views (docs/design.md §4, docs/risk-and-anomalies.md).
 //!
 //! Rendered from the graph arrangement's own updates — each source host's outbound
 //! (destination, port, tick) groups as they enter — by the `host_windows` operator, which
@@ -21,11 +21,11 @@ use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::trace::TraceReader;
-use flowscope_operators::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
-use flowscope_operators::host_state::HostRules;
-use flowscope_operators::host_windows::{ContactKey, HostOutput, HostWindows};
-use flowscope_operators::risk::{score, Factors, HostCounters, Risk, RiskConfig, Severity};
-use flowscope_operators::{Millis, TimeModel};
+use flowsight_operators::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
+use flowsight_operators::host_state::HostRules;
+use flowsight_operators::host_windows::{ContactKey, HostOutput, HostWindows};
+use flowsight_operators::risk::{score, Factors, HostCounters, Risk, RiskConfig, Severity};
+use flowsight_operators::{Millis, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::{Map, Partition};
@@ -45,7 +45,7 @@ pub struct RiskSettings {
     pub anomalies: AnomalyConfig,
 }
 
-/// A host's score in one window, as served over HTTP (DESIGN §6).
+/// A host's score in one window, as served over HTTP (docs/design.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RiskRow {
     pub ip: IpAddr,

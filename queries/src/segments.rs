@@ -1,8 +1,8 @@
-//! The microsegmentation views (DESIGN §4, docs/segments.md): segments, hubs, the proposed
-//! allow-list policy and the `policy_violation` anomalies, over the longest window.
+//! The microsegmentation views (docs/design.md §4, docs/segments.md): segments, hubs, the
+//! proposed allow-list policy and the `policy_violation` anomalies, over the longest window.
 //!
 //! Rendered from the graph arrangement's outbound groups. The segmentation itself (hubs,
-//! strong edges, components) is [`flowscope_operators::segments::segment`]; this module
+//! strong edges, components) is [`flowsight_operators::segments::segment`]; this module
 //! labels every edge with the segments of its two ends and arranges, each by the key its
 //! reads seek:
 //!
@@ -24,11 +24,11 @@ use std::net::IpAddr;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::{AsCollection, VecCollection};
-use flowscope_events::Proto;
-use flowscope_operators::anomaly::{Anomaly, AnomalyKind, Evidence};
-use flowscope_operators::earliest::EarliestByKey;
-use flowscope_operators::segments::{segment, SegmentId, SegmentRules};
-use flowscope_operators::Millis;
+use flowsight_events::Proto;
+use flowsight_operators::anomaly::{Anomaly, AnomalyKind, Evidence};
+use flowsight_operators::earliest::EarliestByKey;
+use flowsight_operators::segments::{segment, SegmentId, SegmentRules};
+use flowsight_operators::Millis;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Concatenate;
@@ -38,7 +38,7 @@ use timely::progress::frontier::AntichainRef;
 use crate::graph::{Direction, GraphTrace};
 use crate::read::{visit_rows, Next, RowTrace};
 
-/// A segment or hub, named as DESIGN §4 does.
+/// A segment or hub, named as docs/design.md §4 does.
 pub type Label = SegmentId<IpAddr>;
 
 /// Which way a segment's connections go.

@@ -1002,10 +1002,48 @@ fn predicate_sql<T>(predicate: &Predicate<T>, name: &dyn Fn(&T) -> String) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowscope_operators::TimeModel;
+    use flowsight_operators::TimeModel;
 
     fn windows() -> Windows {
         Windows::parse("30m,2h,24h", &TimeModel::new(1_000).unwrap()).unwrap()
+    }
+
+    /// Regression: `proto = 'TCP'` was accepted and matched nothing, records holding
+    /// lowercase names.
+    #[test]
+    fn protocol_and_status_names_ignore_case() {
+        use crate::registered::filter::Condition;
+        use flowsight_events::{Event, Proto, Status};
+        let event = Event {
+            ts: 1,
+            src_ip: "10.0.0.1".parse().unwrap(),
+            dst_ip: "10.0.0.2".parse().unwrap(),
+            src_port: 1,
+            dst_port: 2,
+            proto: Proto::Tcp,
+            bytes_out: 0,
+            bytes_in: 0,
+            packets: 0,
+            duration_ms: None,
+            status: Status::Reset,
+        };
+        for condition in [
+            "proto = 'TCP'",
+            "'Tcp' = proto",
+            "proto IN ('UDP', 'TCP')",
+            "proto LIKE 'T%'",
+            "status = 'RESET' AND NOT status = 'Established'",
+            "proto BETWEEN 'T' AND 'TCP'",
+        ] {
+            let sql = format!("SELECT COUNT(*) FROM flows_30m WHERE {condition}");
+            let valid = parse_and_validate(&sql, &windows()).unwrap();
+            let filter = Condition::compile(valid.plan.filter.as_ref().unwrap()).unwrap();
+            assert_eq!(
+                filter.eval(&|column: &Column| column.value(&event)),
+                Some(true),
+                "{condition}"
+            );
+        }
     }
 
     const EXAMPLE: &str = "SELECT src_ip, COUNT(*) AS conns, COUNT(DISTINCT dst_ip) AS targets, \

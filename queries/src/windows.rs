@@ -1,6 +1,6 @@
 //! Named windows: `30m`, `2h`, `24h` by default, configurable as a list of durations.
 
-use flowscope_operators::{Millis, TimeModel};
+use flowsight_operators::{Millis, TimeModel};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 

@@ -1,9 +1,10 @@
-//! The connection-graph view against an independent batch oracle (DESIGN §3, §4, §8).
+//! The connection-graph view against an independent batch oracle (docs/design.md §3, §4,
+//! §8).
 //!
 //! * The **oracle** recomputes every answer from scratch: plain Rust over the list of
 //!   `(event, entry time)` pairs with `BTreeMap`s. At `as_of T` and window `W` it takes the
 //!   records that had entered at a time `≤ T` and whose `ts` lies in `[T − W, T)`. It calls
-//!   nothing from `flowscope_queries::graph` (only the row types are shared).
+//!   nothing from `flowsight_queries::graph` (only the row types are shared).
 //! * The **harness** runs the real dataflow (`graph::render`) on 1, 2 and 4 timely workers,
 //!   fed by a scripted source that stamps each event the way the engine's source does:
 //!   at `max(own_time(ts), C)` where `C` is the source's frontier when the event is sent.
@@ -24,9 +25,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 use differential_dataflow::trace::TraceReader;
-use flowscope_events::{Event, Proto, Status};
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::graph::{
+use flowsight_events::{Event, Proto, Status};
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::graph::{
     self, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostAnswer, HostSummary,
 };
 use proptest::prelude::*;
@@ -51,8 +52,8 @@ type Key = (IpAddr, IpAddr, u16, Proto);
 /// is [`visible`]; wrong rules are used to show that the comparison catches them.
 type Rule = fn(event: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool;
 
-/// DESIGN §3: the record had entered by `as_of`, and window `W` at `as_of T` holds exactly
-/// the records with `T − W ≤ ts < T`.
+/// docs/design.md §3: the record had entered by `as_of`, and window `W` at `as_of T` holds
+/// exactly the records with `T − W ≤ ts < T`.
 fn visible(event: &Event, entry: Millis, as_of: Millis, window: Millis, _tick: Millis) -> bool {
     entry <= as_of && event.ts < as_of && event.ts + window >= as_of
 }
@@ -674,7 +675,7 @@ fn script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
 }
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for another number (for a deeper
-/// run: `PROPTEST_CASES=500 cargo test -p flowscope-queries --test graph_oracle`).
+/// run: `PROPTEST_CASES=500 cargo test -p flowsight-queries --test graph_oracle`).
 fn config(cases: u32) -> ProptestConfig {
     common::config(cases, None)
 }

@@ -10,7 +10,7 @@
 //!
 //! The expected sections were reviewed by hand and checked against SQLite (see
 //! `golden/README.md`). After a deliberate change of behaviour, rewrite them with
-//! `FLOWSCOPE_BLESS=1 cargo test -p flowscope-queries --test registered_golden` and review
+//! `FLOWSIGHT_BLESS=1 cargo test -p flowsight-queries --test registered_golden` and review
 //! the diff.
 
 mod common;
@@ -21,10 +21,10 @@ mod oracle;
 
 use std::path::PathBuf;
 
-use flowscope_events::Event;
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::plan::{ValidPlan, Value};
-use flowscope_queries::{sql, WindowSpec, Windows};
+use flowsight_events::Event;
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::plan::{ValidPlan, Value};
+use flowsight_queries::{sql, WindowSpec, Windows};
 
 use common::{Phase, Script};
 
@@ -48,7 +48,7 @@ fn golden(name: &str) -> PathBuf {
 }
 
 fn blessing() -> bool {
-    std::env::var_os("FLOWSCOPE_BLESS").is_some_and(|v| v != "0")
+    std::env::var_os("FLOWSIGHT_BLESS").is_some_and(|v| v != "0")
 }
 
 fn windows() -> Windows {

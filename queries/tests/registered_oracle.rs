@@ -4,7 +4,7 @@
 //! with some queries registered only in the middle of the stream (importing the records'
 //! history, compacted as the engine compacts it).
 //!
-//! A deeper run: `PROPTEST_CASES=200 cargo test -p flowscope-queries --test registered_oracle`.
+//! A deeper run: `PROPTEST_CASES=200 cargo test -p flowsight-queries --test registered_oracle`.
 
 mod common;
 #[path = "registered/harness.rs"]
@@ -14,13 +14,13 @@ mod oracle;
 
 use std::net::IpAddr;
 
-use flowscope_events::{Event, Proto, Status};
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::plan::{
+use flowsight_events::{Event, Proto, Status};
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::plan::{
     Aggregate, Column, CompareOp, Operand, OrderKey, Plan, Predicate, SelectItem, Term, ValidPlan,
     Value,
 };
-use flowscope_queries::sql;
+use flowsight_queries::sql;
 use proptest::prelude::*;
 
 use common::{lag_strategy, plan_phases, raw_step, RawStep, Script, Shape};

@@ -3,11 +3,11 @@
 
 use std::net::IpAddr;
 
-use flowscope_events::{Event, Proto, Status};
-use flowscope_operators::TimeModel;
-use flowscope_queries::plan::Plan;
-use flowscope_queries::registered::{merge_parts, read_part, render_query, render_records};
-use flowscope_queries::Windows;
+use flowsight_events::{Event, Proto, Status};
+use flowsight_operators::TimeModel;
+use flowsight_queries::plan::Plan;
+use flowsight_queries::registered::{merge_parts, read_part, render_query, render_records};
+use flowsight_queries::Windows;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::ProbeHandle;
 

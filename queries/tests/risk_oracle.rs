@@ -5,7 +5,7 @@
 //!   `(event, entry time)` pairs with `BTreeMap`s, following the document rule by rule. It
 //!   shares only plain data types with the code under test (rows, enums, configs) and calls
 //!   none of `score`, `holds`, `baseline_buckets`, `first_contacts`, `is_private`,
-//!   `SeverityBands::of`, nor anything of `flowscope_queries::risk` but its row types: the
+//!   `SeverityBands::of`, nor anything of `flowsight_queries::risk` but its row types: the
 //!   score formula, the bands, the private ranges (bit masks over the configured networks),
 //!   the window rule, the anomaly rules, episodes, first contacts and history are all
 //!   written out again here.
@@ -30,14 +30,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 
 use differential_dataflow::trace::TraceReader;
-use flowscope_events::{Event, Proto, Status};
-use flowscope_operators::anomaly::{
+use flowsight_events::{Event, Proto, Status};
+use flowsight_operators::anomaly::{
     Anomaly, AnomalyConfig, AnomalyKind, Evidence, FanoutSpikeRule, PortScanRule,
 };
-use flowscope_operators::risk::{Factor, Factors, RiskConfig, Severity, SeverityBands};
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::graph;
-use flowscope_queries::risk::{
+use flowsight_operators::risk::{Factor, Factors, RiskConfig, Severity, SeverityBands};
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::graph;
+use flowsight_queries::risk::{
     self, merge_anomalies, merge_history, merge_host, merge_severity, merge_top, RiskReader,
     RiskRow, RiskSettings, ScoreChange, SeverityDeltas, SeverityPoint, WindowHistory,
 };
@@ -1306,7 +1306,7 @@ fn script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
 }
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for another number (for a deeper
-/// run: `PROPTEST_CASES=100 cargo test -p flowscope-queries --test risk_oracle`). Failing
+/// run: `PROPTEST_CASES=100 cargo test -p flowsight-queries --test risk_oracle`). Failing
 /// cases are kept in `queries/proptest-regressions/risk_oracle.txt`, to be committed.
 fn config(cases: u32) -> ProptestConfig {
     common::config(cases, Some("proptest-regressions/risk_oracle.txt"))

@@ -45,14 +45,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use differential_dataflow::trace::TraceReader;
-use flowscope_events::{Event, Proto, Status};
-use flowscope_operators::anomaly::{Anomaly, AnomalyKind, Evidence};
-use flowscope_operators::segments::{SegmentId, SegmentRules};
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::graph;
-use flowscope_queries::read::{visit_rows, Next};
-use flowscope_queries::risk::merge_anomalies;
-use flowscope_queries::segments::{
+use flowsight_events::{Event, Proto, Status};
+use flowsight_operators::anomaly::{Anomaly, AnomalyKind, Evidence};
+use flowsight_operators::segments::{SegmentId, SegmentRules};
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::graph;
+use flowsight_queries::read::{visit_rows, Next};
+use flowsight_queries::risk::merge_anomalies;
+use flowsight_queries::segments::{
     self, merge_lists, merge_policy, HostSegment, HubRow, MemberRow, PolicyFilter, PolicyOrder,
     PolicyRow, PortRow, SegmentDetail, SegmentEdge, SegmentList, SegmentReader, SegmentRow,
     SegmentTraces, TrafficRow,
@@ -1243,7 +1243,7 @@ fn case_strategy(shape: Shape) -> impl Strategy<Value = Case> {
 }
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for another number (for a deeper
-/// run: `PROPTEST_CASES=100 cargo test -p flowscope-queries --test segments_oracle`).
+/// run: `PROPTEST_CASES=100 cargo test -p flowsight-queries --test segments_oracle`).
 /// Failing cases are kept in `queries/proptest-regressions/segments_oracle.txt`, to be
 /// committed.
 fn config(cases: u32) -> ProptestConfig {

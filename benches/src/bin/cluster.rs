@@ -1,8 +1,8 @@
-//! `cargo build --release -p flowscope && cargo run --release -p flowscope-benches --bin
+//! `cargo build --release -p flowsight && cargo run --release -p flowsight-benches --bin
 //! cluster -- [--records N] [--rate R] [--realtime-secs S]`
 //!
 //! One process with 2 workers against a cluster of 2 processes with 1 worker each on this
-//! machine, both through the `flowscope` binary (`flowscope run`, `flowscope cluster
+//! machine, both through the `flowsight` binary (`flowsight run`, `flowsight cluster
 //! start`): the same cores, so the difference is the cost of the network exchange between
 //! processes. For each layout:
 //!
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowscope_benches::{flowscope_binary, numeric_options};
+use flowsight_benches::{flowsight_binary, numeric_options};
 use serde_json::Value;
 
 fn main() {
@@ -32,8 +32,8 @@ fn main() {
     ];
     numeric_options(&mut options).unwrap_or_else(|problem| usage(&problem));
     let [(_, records), (_, rate), (_, realtime)] = options;
-    let binary = flowscope_binary().unwrap_or_else(|problem| usage(&problem));
-    let dir = std::env::temp_dir().join(format!("flowscope-cluster-bench-{}", std::process::id()));
+    let binary = flowsight_binary().unwrap_or_else(|problem| usage(&problem));
+    let dir = std::env::temp_dir().join(format!("flowsight-cluster-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temporary directory");
 
@@ -172,7 +172,7 @@ impl Layout {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("flowscope starts");
+            .expect("flowsight starts");
         Running { child, http, state }
     }
 }
@@ -227,7 +227,7 @@ fn wait_for(run: &Running, done: impl Fn(&Value) -> bool, limit: Duration) -> (I
         }
         assert!(
             Instant::now() < deadline,
-            "flowscope did not get there within {limit:?}"
+            "flowsight did not get there within {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,4 +1,4 @@
-//! `cargo run --release -p flowscope-benches --bin kafka -- [--brokers H:P] [--kafka-option K=V]... [--windows LIST] [--records N]
+//! `cargo run --release -p flowsight-benches --bin kafka -- [--brokers H:P] [--kafka-option K=V]... [--windows LIST] [--records N]
 //! [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]`
 //!
 //! End-to-end through a Kafka-protocol broker (a Tansu broker with in-memory storage is
@@ -23,14 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowscope_benches::{peak_rss_bytes, reset_peak_rss};
-use flowscope_connectors::kafka::{ensure_topic, topic_partitions, EventProducer, KafkaOptions};
-use flowscope_connectors::{encode, Format, GeneratorConfig, GeneratorPartition, Pace};
-use flowscope_engine::{
+use flowsight_benches::{peak_rss_bytes, reset_peak_rss};
+use flowsight_connectors::kafka::{ensure_topic, topic_partitions, EventProducer, KafkaOptions};
+use flowsight_connectors::{encode, Format, GeneratorConfig, GeneratorPartition, Pace};
+use flowsight_engine::{
     Answer, ClusterConfig, Engine, EngineConfig, KafkaSourceConfig, SourceConfig, ViewQuery,
 };
-use flowscope_operators::TimeModel;
-use flowscope_queries::Windows;
+use flowsight_operators::TimeModel;
+use flowsight_queries::Windows;
 
 struct Options {
     brokers: Option<String>,
@@ -171,7 +171,7 @@ fn produce(producer: &EventProducer, config: &GeneratorConfig, stop: &AtomicBool
         live = 0;
         let mut any = false;
         for (p, part) in parts.iter_mut().enumerate() {
-            use flowscope_connectors::{EventPartition, PollStatus};
+            use flowsight_connectors::{EventPartition, PollStatus};
             let status = part.poll(4096, &mut events, &mut dead);
             if status != PollStatus::Finished {
                 live += 1;
@@ -411,7 +411,7 @@ fn main() {
 
 fn tempdir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
-        "flowscope-bench-{}-{}",
+        "flowsight-bench-{}-{}",
         std::process::id(),
         now_ms()
     ));

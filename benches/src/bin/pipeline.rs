@@ -1,4 +1,4 @@
-//! `cargo run --release -p flowscope-benches --bin pipeline -- [--workers N] [--records N]
+//! `cargo run --release -p flowsight-benches --bin pipeline -- [--workers N] [--records N]
 //! [--hosts N] [--rate R] [--graph-only | --no-segments | --no-queries] [--count-edges]`
 //!
 //! Runs the whole pipeline (generator → source → windowed pre-aggregation → graph
@@ -18,8 +18,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::collections::HashSet;
 
-use flowscope_benches::{generator, peak_rss_bytes, run_pipeline, Views};
-use flowscope_connectors::GeneratorPartition;
+use flowsight_benches::{generator, peak_rss_bytes, run_pipeline, Views};
+use flowsight_connectors::GeneratorPartition;
 
 fn main() {
     let mut workers = 2usize;

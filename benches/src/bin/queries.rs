@@ -1,4 +1,4 @@
-//! `cargo run --release -p flowscope-benches --bin queries -- [--workers N] [--records N]
+//! `cargo run --release -p flowsight-benches --bin queries -- [--workers N] [--records N]
 //! [--rate R] [--queries N] [--no-queries]`
 //!
 //! Registered queries under load: the engine reads `--records` generated records as fast
@@ -21,12 +21,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::time::{Duration, Instant};
 
-use flowscope_benches::{engine_config, generator, peak_rss_bytes, wait_until_visible, Views};
-use flowscope_engine::queries::{save, StoredQuery};
-use flowscope_engine::{
+use flowsight_benches::{engine_config, generator, peak_rss_bytes, wait_until_visible, Views};
+use flowsight_engine::queries::{save, StoredQuery};
+use flowsight_engine::{
     Answer, Client, Engine, QueryDefinition, QueryError, QueryState, ViewQuery,
 };
-use flowscope_queries::plan::Plan;
+use flowsight_queries::plan::Plan;
 use serde_json::json;
 
 const WINDOWS: [&str; 3] = ["flows_30m", "flows_2h", "flows_24h"];
@@ -117,12 +117,13 @@ fn main() {
     let mut config = engine_config(workers, generator(records, 2_000, rate), views);
     config.queries.max_queries = queries + 16;
     let state_dir =
-        std::env::temp_dir().join(format!("flowscope-queries-bench-{}", std::process::id()));
+        std::env::temp_dir().join(format!("flowsight-queries-bench-{}", std::process::id()));
     if queries > 0 {
         let stored: Vec<StoredQuery> = (0..queries)
             .map(|i| StoredQuery {
                 definition: query(i),
                 state: QueryState::Running,
+                registered_at: 0,
             })
             .collect();
         save(&state_dir, &stored).expect("the bench writes its queries");

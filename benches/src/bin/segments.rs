@@ -1,4 +1,4 @@
-//! `cargo run --release -p flowscope-benches --bin segments -- [--workers N] [--hosts N]
+//! `cargo run --release -p flowsight-benches --bin segments -- [--workers N] [--hosts N]
 //! [--changes N] [--large-hosts N]`
 //!
 //! How long a change takes to show in the segmentation views on a large host graph: per
@@ -48,11 +48,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::TraceReader;
-use flowscope_events::{Event, Proto, Status};
-use flowscope_operators::segments::{SegmentId, SegmentRules};
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::segments::{PolicyFilter, PolicyOrder, SegmentReader};
-use flowscope_queries::{graph, segments};
+use flowsight_events::{Event, Proto, Status};
+use flowsight_operators::segments::{SegmentId, SegmentRules};
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::segments::{PolicyFilter, PolicyOrder, SegmentReader};
+use flowsight_queries::{graph, segments};
 use timely::dataflow::operators::{Input, Probe};
 use timely::progress::Antichain;
 

@@ -1,8 +1,8 @@
-//! `cargo build --release -p flowscope && cargo run --release -p flowscope-benches --bin
+//! `cargo build --release -p flowsight && cargo run --release -p flowsight-benches --bin
 //! viewers -- [--viewers N] [--rate R] [--secs S]`
 //!
 //! Many people watching the dashboard while the engine ingests in real time. One
-//! `flowscope run` (generator at `--rate` records/s following the wall clock, every view
+//! `flowsight run` (generator at `--rate` records/s following the wall clock, every view
 //! on) is measured twice for `--secs` each: alone, then with `--viewers` clients that each
 //! hold the dashboard's stream (status, the 30m risks in full, anomalies, the severity
 //! counts, segments, the busiest policy entries on one connection) and read every event. Reported per phase: records/s ingested, how far the
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowscope_benches::{flowscope_binary, numeric_options};
+use flowsight_benches::{flowsight_binary, numeric_options};
 use serde_json::Value;
 
 /// The dashboard's stream (cluster/dashboard/src): its subscriptions on one connection.
@@ -34,15 +34,15 @@ fn main() {
     let mut options = [("viewers", 5), ("rate", 20_000), ("secs", 60)];
     numeric_options(&mut options).unwrap_or_else(|problem| usage(&problem));
     let [(_, viewers), (_, rate), (_, secs)] = options;
-    let binary = flowscope_binary().unwrap_or_else(|problem| usage(&problem));
-    let dir = std::env::temp_dir().join(format!("flowscope-viewers-bench-{}", std::process::id()));
+    let binary = flowsight_binary().unwrap_or_else(|problem| usage(&problem));
+    let dir = std::env::temp_dir().join(format!("flowsight-viewers-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = start(&binary, &dir, port, rate);
     let deadline = Instant::now() + Duration::from_secs(120);
     while get(&format!("{base}/health")).is_none_or(|(code, _)| code != 200) {
-        assert!(Instant::now() < deadline, "flowscope did not become ready");
+        assert!(Instant::now() < deadline, "flowsight did not become ready");
         std::thread::sleep(Duration::from_millis(200));
     }
     // Let the views fill a little before measuring.
@@ -70,7 +70,7 @@ fn start(binary: &PathBuf, dir: &std::path::Path, port: u16, rate: u64) -> Child
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("cannot start flowscope")
+        .expect("cannot start flowsight")
 }
 
 #[derive(Default)]

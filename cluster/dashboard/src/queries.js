@@ -132,7 +132,7 @@ export function createQueries() {
           name: q.name,
           chart: timeChart(box, {
             height: last ? 110 : 80,
-            syncKey: 'flowscope-queries',
+            syncKey: 'flowsight-queries',
             xAxis: last,
             xRange,
             series: [{ label: labelOf(q), stroke: color, fill: color + '18', stepped: true }],

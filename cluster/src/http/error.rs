@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 
-use flowscope_engine::PeekError;
+use flowsight_engine::PeekError;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -82,12 +82,18 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if let Some(e) = rejection.find::<ApiError>() {
         e.clone()
     } else if rejection.is_not_found() {
-        ApiError::not_found("no such route; see the README for the API")
+        ApiError::not_found("no such route; docs/http-api.md lists them")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "method_not_allowed".into(),
             message: "this route only answers GET".into(),
+        }
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError {
+            status: StatusCode::LENGTH_REQUIRED,
+            code: "length_required".into(),
+            message: "a request with a body must give its Content-Length".into(),
         }
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::payload_too_large(super::MAX_BODY_BYTES)

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use flowscope_engine::{Answer, Client, Hub, ViewQuery};
+use flowsight_engine::{Answer, Client, Hub, ViewQuery};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +20,12 @@ use super::{peek, ApiError};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    commit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,7 +49,20 @@ pub async fn render(client: Client, hub: Arc<Hub>) -> Result<Response, ApiError>
     let Answer::Status(status) = answered.answer else {
         return Err(ApiError::internal("unexpected answer to a status peek"));
     };
-    let mut registry = Registry::with_prefix("flowscope");
+    let mut registry = Registry::with_prefix("flowsight");
+
+    let build = Family::<BuildLabels, Gauge>::default();
+    build
+        .get_or_create(&BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: env!("FLOWSIGHT_COMMIT").to_string(),
+        })
+        .set(1);
+    registry.register(
+        "build_info",
+        "The version and commit of this binary (always 1)",
+        build,
+    );
 
     let records: Counter = Counter::default();
     records.inc_by(status.records);

@@ -1,7 +1,7 @@
-//! The HTTP API v1 (DESIGN §6) and the dashboard, served by warp on a tokio runtime of its
-//! own, apart from the timely workers.
+//! The HTTP API v1 (docs/design.md §6, docs/http-api.md) and the dashboard, served by warp
+//! on a tokio runtime of its own, apart from the timely workers.
 //!
-//! Every view read becomes a peek through [`flowscope_engine::Client`]; the blocking wait
+//! Every view read becomes a peek through [`flowsight_engine::Client`]; the blocking wait
 //! for the gathered answer runs on tokio's blocking pool.
 
 mod error;
@@ -17,8 +17,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowscope_engine::{Answer, Answered, Client, Hub, ViewQuery};
-use flowscope_queries::EdgeFilter;
+use flowsight_engine::{Answer, Answered, Client, Hub, ViewQuery};
+use flowsight_queries::EdgeFilter;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -43,6 +43,7 @@ pub fn routes(
     client: Client,
     hub: Arc<Hub>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let started = started_ms();
     let with_hub = warp::any().map(move || Arc::clone(&hub));
     let with_client = warp::any().map(move || client.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
@@ -61,12 +62,12 @@ pub fn routes(
     // The method is checked after the path, so that an unknown path is a 404 and a known
     // one asked with another method a 405.
     let health = warp::path!("health")
-        .and(warp::get())
+        .and(read())
         .and(with_client.clone())
         .and_then(|client: Client| async move { health(client).await })
         .boxed();
     let metrics = warp::path!("metrics")
-        .and(warp::get())
+        .and(read())
         .and(with_client.clone())
         .and(with_hub.clone())
         .and_then(|client: Client, hub: Arc<Hub>| async move {
@@ -74,24 +75,26 @@ pub fn routes(
         })
         .boxed();
     let status = warp::path!("v1" / "status")
-        .and(warp::get())
+        .and(read())
         .and(with_client.clone())
         .and_then(|client: Client| async move { respond(status(client).await) })
         .boxed();
     let dead_letters = warp::path!("v1" / "dead-letters")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
-        .and_then(|q: String, client: Client| async move { respond(dead_letters(client, q).await) })
+        .and_then(move |q: String, client: Client| async move {
+            respond(dead_letters(client, q, started).await)
+        })
         .boxed();
     let edges = warp::path!("v1" / "graph" / "edges")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) })
         .boxed();
     let host = warp::path!("v1" / "graph" / "hosts" / String)
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|ip: String, q: String, client: Client| async move {
@@ -99,14 +102,14 @@ pub fn routes(
         })
         .boxed();
     let risks = warp::path!("v1" / "risks")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|q: String, client: Client| async move { respond(risk::risks(client, q).await) })
         .boxed();
     // Before `/v1/risks/{ip}`: `severity` is no address.
     let severity = warp::path!("v1" / "risks" / "severity")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(
@@ -114,7 +117,7 @@ pub fn routes(
         )
         .boxed();
     let risk_host = warp::path!("v1" / "risks" / String)
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|ip: String, q: String, client: Client| async move {
@@ -122,7 +125,7 @@ pub fn routes(
         })
         .boxed();
     let anomalies = warp::path!("v1" / "anomalies")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(
@@ -130,7 +133,7 @@ pub fn routes(
         )
         .boxed();
     let segment_list = warp::path!("v1" / "segments")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(
@@ -138,7 +141,7 @@ pub fn routes(
         )
         .boxed();
     let segment = warp::path!("v1" / "segments" / String)
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|id: String, q: String, client: Client| async move {
@@ -146,7 +149,7 @@ pub fn routes(
         })
         .boxed();
     let host_segment = warp::path!("v1" / "hosts" / String / "segment")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|ip: String, q: String, client: Client| async move {
@@ -154,7 +157,7 @@ pub fn routes(
         })
         .boxed();
     let policy = warp::path!("v1" / "policy")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(
@@ -171,7 +174,7 @@ pub fn routes(
         )
         .boxed();
     let list_queries = warp::path!("v1" / "queries")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(
@@ -179,7 +182,7 @@ pub fn routes(
         )
         .boxed();
     let show_query = warp::path!("v1" / "queries" / String)
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|name: String, q: String, client: Client| async move {
@@ -194,7 +197,7 @@ pub fn routes(
         })
         .boxed();
     let query_results = warp::path!("v1" / "queries" / String / "results")
-        .and(warp::get())
+        .and(read())
         .and(query)
         .and(with_client.clone())
         .and_then(|name: String, q: String, client: Client| async move {
@@ -219,11 +222,11 @@ pub fn routes(
         )
         .boxed();
     let dashboard = warp::path::end()
-        .and(warp::get())
+        .and(read())
         .map(|| warp::reply::html(DASHBOARD_HTML).into_response())
         .boxed();
     let assets = warp::path!("assets" / String)
-        .and(warp::get())
+        .and(read())
         .and_then(|file: String| async move {
             let (body, kind) = match file.as_str() {
                 "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
@@ -261,14 +264,65 @@ pub fn routes(
         assets,
     ]
     .into_iter()
-    .fold(health, |routes, route| routes.or(route).unify().boxed());
+    .fold(health, |routes, route| routes.or(route).unify().boxed())
+    .or(wrong_method())
+    .unify()
+    .boxed();
 
     body_limit
         .and(routes)
         .map(|(), reply: Response| reply)
         .recover(error::recover)
         .unify()
-        .with(warp::log("flowscope::http"))
+        .with(warp::log("flowsight::http"))
+}
+
+/// GET, and HEAD (health checkers and link checkers ask with HEAD; the answer is the
+/// GET's without its body).
+fn read() -> impl Filter<Extract = (), Error = Rejection> + Copy {
+    warp::get().or(warp::head()).unify()
+}
+
+/// The methods each route answers, for the 405 answers of the others.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    const READ: &str = "GET, HEAD";
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        [""] | ["health"] | ["metrics"] | ["assets", _] => READ,
+        ["v1", "queries"] => "GET, HEAD, POST",
+        ["v1", "queries", _] => "GET, HEAD, DELETE",
+        ["v1", "subscribe", ..] => "GET",
+        ["v1", "status" | "dead-letters" | "risks" | "anomalies" | "segments" | "policy"]
+        | ["v1", "graph", "edges"]
+        | ["v1", "graph" | "risks" | "segments", _]
+        | ["v1", "graph", "hosts", _]
+        | ["v1", "hosts", _, "segment"]
+        | ["v1", "queries", _, "results"] => READ,
+        _ => return None,
+    })
+}
+
+/// Tried after every route: a known path asked with a method it does not answer is a 405
+/// that names the methods it does (and says so in the `Allow` header).
+fn wrong_method() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path::full().and(warp::method()).and_then(
+        |path: warp::path::FullPath, method: warp::http::Method| async move {
+            let Some(allowed) = allowed_methods(path.as_str()) else {
+                return Err(warp::reject::not_found());
+            };
+            if allowed.split(", ").any(|m| m == method.as_str()) {
+                // The route answers this method and rejected the request for a reason of
+                // its own (a body too large, say): that rejection stands.
+                return Err(warp::reject::not_found());
+            }
+            let error = ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed".into(),
+                message: format!("{} answers {allowed}, not {method}", path.as_str()),
+            };
+            Ok(warp::reply::with_header(error.into_response(), "allow", allowed).into_response())
+        },
+    )
 }
 
 fn respond(result: Result<Response, ApiError>) -> Result<Response, Rejection> {
@@ -311,6 +365,19 @@ impl ViewRead {
     }
 }
 
+/// Lists are read one row past their limit: a row beyond it means the list was cut, which
+/// the answer says with `truncated: true` (docs/http-api.md, "Lists").
+pub(crate) fn one_more(limit: usize) -> usize {
+    limit.saturating_add(1)
+}
+
+/// Cuts `rows` (read with [`one_more`]) to `limit`; true when there were more.
+pub(crate) fn cut<T>(rows: &mut Vec<T>, limit: usize) -> bool {
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    truncated
+}
+
 fn json_reply(value: &Value) -> Response {
     warp::reply::json(value).into_response()
 }
@@ -320,7 +387,7 @@ fn window_json(name: &str, length: u64, as_of: u64) -> Value {
 }
 
 async fn health(client: Client) -> Result<Response, Rejection> {
-    let (status, body) = if let Some(failure) = client.failure() {
+    let (status, mut body) = if let Some(failure) = client.failure() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "failed", "ready": false, "error": failure}),
@@ -349,6 +416,7 @@ async fn health(client: Client) -> Result<Response, Rejection> {
             json!({"status": "starting", "ready": false}),
         )
     };
+    body["version"] = json!(crate::VERSION);
     Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
 }
 
@@ -379,12 +447,24 @@ pub(crate) fn status_read(client: &Client) -> ViewRead {
             object.insert("windows".into(), json!(windows));
             object.insert("tick_ms".into(), json!(tick));
             object.insert("source".into(), json!(source));
+            object.insert("version".into(), json!(crate::VERSION));
         }
         Ok(value)
     })
 }
 
-async fn dead_letters(client: Client, raw: String) -> Result<Response, ApiError> {
+/// When this process started serving (ms since the epoch).
+fn started_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `?limit=`: the counts since the first run (a checkpoint carries them over restarts)
+/// and the most recent letters this process has seen since it started (`rows_since`):
+/// the letters themselves are kept in memory; before a restart they are in the
+/// dead-letter topic or its spill file (docs/operations.md).
+async fn dead_letters(client: Client, raw: String, started: u64) -> Result<Response, ApiError> {
     let params = Params::parse(&raw, &["limit"])?;
     let limit = params.limit(100, 1000)?;
     let answered = peek(&client, ViewQuery::DeadLetters { limit }).await?;
@@ -402,6 +482,7 @@ async fn dead_letters(client: Client, raw: String) -> Result<Response, ApiError>
         "as_of": answered.as_of,
         "total": total,
         "by_reason": by_reason,
+        "rows_since": started,
         "rows": letters,
     })))
 }
@@ -422,16 +503,18 @@ pub(crate) fn edges_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
     let query = ViewQuery::Edges {
         window: window.length,
         filter,
-        limit,
+        limit: one_more(limit),
     };
     Ok(ViewRead::new(query, move |answered| {
-        let Answer::Edges(rows) = answered.answer else {
+        let Answer::Edges(mut rows) = answered.answer else {
             return Err(ApiError::internal("unexpected answer to an edge peek"));
         };
+        let truncated = cut(&mut rows, limit);
         Ok(json!({
             "as_of": answered.as_of,
             "window": window_json(&window.name, window.length, answered.as_of),
             "rows": rows,
+            "truncated": truncated,
         }))
     }))
 }
@@ -448,18 +531,32 @@ async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiEr
         ViewQuery::Host {
             ip,
             window: window.length,
-            limit,
+            limit: one_more(limit),
         },
     )
     .await?;
-    let Answer::Host(host) = answered.answer else {
+    let Answer::Host(mut host) = answered.answer else {
         return Err(ApiError::internal("unexpected answer to a host peek"));
     };
+    // As for a host's segment: a host the window has not seen is not found, not zeros.
+    if host.summary.connections_out == 0 && host.summary.connections_in == 0 {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_host".into(),
+            message: format!(
+                "host {ip} has no connections in the {} window as of {}",
+                window.name, answered.as_of
+            ),
+        });
+    }
+    let truncated_out = cut(&mut host.out_edges, limit);
+    let truncated_in = cut(&mut host.in_edges, limit);
     Ok(json_reply(&json!({
         "as_of": answered.as_of,
         "window": window_json(&window.name, window.length, answered.as_of),
         "host": host.summary,
         "out_edges": host.out_edges,
         "in_edges": host.in_edges,
+        "truncated": truncated_out || truncated_in,
     })))
 }

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use flowscope_engine::EngineConfig;
-use flowscope_queries::WindowSpec;
+use flowsight_engine::EngineConfig;
+use flowsight_queries::WindowSpec;
 
 use super::ApiError;
 

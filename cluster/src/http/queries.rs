@@ -2,12 +2,12 @@
 //! `GET /v1/queries/{name}`, `DELETE /v1/queries/{name}` and
 //! `GET /v1/queries/{name}/results` (docs/queries.md).
 
-use flowscope_engine::{
+use flowsight_engine::{
     Answer, Client, QueryDefinition, QueryError, QueryInfo, QueryState, ViewQuery,
 };
-use flowscope_queries::plan::Plan;
-use flowscope_queries::registered::QueryResult;
-use flowscope_queries::sql;
+use flowsight_queries::plan::Plan;
+use flowsight_queries::registered::QueryResult;
+use flowsight_queries::sql;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -118,8 +118,8 @@ fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
     }
 }
 
-impl From<flowscope_queries::plan::PlanError> for ApiError {
-    fn from(error: flowscope_queries::plan::PlanError) -> Self {
+impl From<flowsight_queries::plan::PlanError> for ApiError {
+    fn from(error: flowsight_queries::plan::PlanError) -> Self {
         ApiError::bad_request(error.code, error.message)
     }
 }
@@ -234,6 +234,7 @@ fn results_body(info: &QueryInfo, as_of: u64, result: QueryResult) -> Value {
         "as_of": as_of,
         "window": window_json(&info.plan.window_name, info.plan.window, as_of),
         "columns": result.columns,
+        "truncated": (rows.len() as u64) < result.total,
         "rows": rows,
         "total": result.total,
     })

@@ -3,15 +3,15 @@
 
 use std::net::IpAddr;
 
-use flowscope_engine::{Answer, Client, ViewQuery};
-use flowscope_operators::anomaly::AnomalyKind;
-use flowscope_operators::risk::Severity;
+use flowsight_engine::{Answer, Client, ViewQuery};
+use flowsight_operators::anomaly::AnomalyKind;
+use flowsight_operators::risk::Severity;
 use serde_json::{json, Value};
 use warp::reply::Response;
 
 use super::params::{self, Params};
 use super::segments::require_segment_views;
-use super::{json_reply, peek, window_json, ApiError, ViewRead};
+use super::{cut, json_reply, one_more, peek, window_json, ApiError, ViewRead};
 
 /// The risk routes answer 404 `view_disabled` when the engine runs without them.
 fn require_risk_views(client: &Client) -> Result<(), ApiError> {
@@ -41,17 +41,19 @@ pub(crate) fn risks_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
     let query = ViewQuery::Risks {
         window: window.length,
         severity,
-        limit,
+        limit: one_more(limit),
     };
     Ok(ViewRead::new(query, move |answered| {
-        let Answer::Risks(rows) = answered.answer else {
+        let Answer::Risks(mut rows) = answered.answer else {
             return Err(ApiError::internal("unexpected answer to a risk peek"));
         };
+        let truncated = cut(&mut rows, limit);
         Ok(json!({
             "as_of": answered.as_of,
             "window": window_json(&window.name, window.length, answered.as_of),
             "severity": severity,
             "rows": rows,
+            "truncated": truncated,
         }))
     }))
 }
@@ -80,7 +82,7 @@ pub(crate) fn severity_read(client: &Client, raw: &str) -> Result<ViewRead, ApiE
         None => longest.length,
         Some(text) => {
             let bad = |why: String| ApiError::bad_request("bad_span", why);
-            let span = flowscope_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
+            let span = flowsight_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
             if span == 0 || on_ticks(span) > longest.length {
                 return Err(bad(format!(
                     "span must be positive and at most the longest window ({}), which the \
@@ -95,7 +97,7 @@ pub(crate) fn severity_read(client: &Client, raw: &str) -> Result<ViewRead, ApiE
         None => on_ticks(span.div_ceil(DEFAULT_SEVERITY_POINTS)),
         Some(text) => {
             let bad = |why: String| ApiError::bad_request("bad_step", why);
-            let step = flowscope_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
+            let step = flowsight_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
             if step == 0 {
                 return Err(bad(format!("step must be positive, got {text:?}")));
             }
@@ -205,17 +207,19 @@ pub(crate) fn anomalies_read(client: &Client, raw: &str) -> Result<ViewRead, Api
     let query = ViewQuery::Anomalies {
         window: window.length,
         kind,
-        limit,
+        limit: one_more(limit),
     };
     Ok(ViewRead::new(query, move |answered| {
-        let Answer::Anomalies(rows) = answered.answer else {
+        let Answer::Anomalies(mut rows) = answered.answer else {
             return Err(ApiError::internal("unexpected answer to an anomaly peek"));
         };
+        let truncated = cut(&mut rows, limit);
         Ok(json!({
             "as_of": answered.as_of,
             "window": window_json(&window.name, window.length, answered.as_of),
             "kind": kind,
             "rows": rows.iter().map(|a| a.for_users()).collect::<Vec<_>>(),
+            "truncated": truncated,
         }))
     }))
 }

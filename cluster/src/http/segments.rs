@@ -3,15 +3,15 @@
 
 use std::net::IpAddr;
 
-use flowscope_engine::{Answer, Client, ViewQuery};
-use flowscope_queries::segments::{Label, PolicyFilter, PolicyOrder, PolicyRow};
+use flowsight_engine::{Answer, Client, ViewQuery};
+use flowsight_queries::segments::{Label, PolicyFilter, PolicyOrder};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
 use super::params::{self, Params};
-use super::{json_reply, peek, window_json, ApiError, ViewRead};
+use super::{cut, json_reply, one_more, peek, window_json, ApiError, ViewRead};
 
 /// The segmentation routes answer 404 `view_disabled` when the engine runs without them.
 pub(super) fn require_segment_views(client: &Client) -> Result<(), ApiError> {
@@ -57,6 +57,9 @@ pub(crate) fn list_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError
             let Answer::Segments(list) = answered.answer else {
                 return Err(ApiError::internal("unexpected answer to a segment peek"));
             };
+            // `segments` and `hubs` count them all; the rows stop at the limit.
+            let truncated = (list.rows.len() as u64) < list.segments
+                || (list.hub_rows.len() as u64) < list.hubs;
             Ok(json!({
                 "as_of": answered.as_of,
                 "window": window_json(&longest.name, longest.length, answered.as_of),
@@ -64,6 +67,7 @@ pub(crate) fn list_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError
                 "hubs": list.hubs,
                 "rows": list.rows,
                 "hub_rows": list.hub_rows,
+                "truncated": truncated,
             }))
         },
     ))
@@ -144,11 +148,9 @@ pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
     if !csv {
         return read.serve(&client).await;
     }
+    // The CSV holds what the JSON answer holds.
     let answered = peek(&client, read.query).await?;
-    let Answer::Policy(rows) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a policy peek"));
-    };
-    policy_csv(&rows)
+    policy_csv(&(read.render)(answered)?)
 }
 
 /// `?from=&to=&order=&limit=`: the proposed allow-list, in key order (from, to, port,
@@ -178,35 +180,45 @@ pub(crate) fn policy_read(client: &Client, params: &Params) -> Result<ViewRead, 
         ViewQuery::Policy {
             filter,
             order,
-            limit,
+            limit: one_more(limit),
         },
         move |answered| {
-            let Answer::Policy(rows) = answered.answer else {
+            let Answer::Policy(mut rows) = answered.answer else {
                 return Err(ApiError::internal("unexpected answer to a policy peek"));
             };
+            let truncated = cut(&mut rows, limit);
             Ok(json!({
                 "as_of": answered.as_of,
                 "window": window_json(&longest.name, longest.length, answered.as_of),
                 "rows": rows,
+                "truncated": truncated,
             }))
         },
     ))
 }
 
-fn policy_csv(rows: &[PolicyRow]) -> Result<Response, ApiError> {
+/// The policy's JSON answer as CSV; its `as_of` and whether the list was cut at its limit
+/// come as the headers `flowsight-as-of` and `flowsight-truncated`.
+fn policy_csv(answer: &serde_json::Value) -> Result<Response, ApiError> {
+    const COLUMNS: [&str; 5] = ["from", "to", "dst_port", "proto", "count"];
     // The header is written by hand so that an empty policy still has one.
     let mut writer = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
     let failed = |e: csv::Error| ApiError::internal(format!("cannot write CSV: {e}"));
-    writer
-        .write_record(["from", "to", "dst_port", "proto", "count"])
-        .map_err(failed)?;
-    for row in rows {
-        writer.serialize(row).map_err(failed)?;
+    writer.write_record(COLUMNS).map_err(failed)?;
+    for row in answer["rows"].as_array().into_iter().flatten() {
+        let field = |name: &str| match &row[name] {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        writer.write_record(COLUMNS.map(field)).map_err(failed)?;
     }
     let body = writer
         .into_inner()
         .map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))?;
-    Ok(warp::reply::with_header(body, "content-type", "text/csv; charset=utf-8").into_response())
+    let reply = warp::reply::with_header(body, "content-type", "text/csv; charset=utf-8");
+    let reply = warp::reply::with_header(reply, "flowsight-as-of", answer["as_of"].to_string());
+    let truncated = answer["truncated"].to_string();
+    Ok(warp::reply::with_header(reply, "flowsight-truncated", truncated).into_response())
 }

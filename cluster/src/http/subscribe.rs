@@ -13,9 +13,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowscope_engine::subscribe::{Event, ReadError, Subscription};
-use flowscope_engine::{Client, Hub, PeekError, ViewQuery, ViewReader, ViewRows};
-use flowscope_operators::Millis;
+use flowsight_engine::subscribe::{Event, ReadError, Subscription};
+use flowsight_engine::{Client, Hub, PeekError, ViewQuery, ViewReader, ViewRows};
+use flowsight_operators::Millis;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;

@@ -1,4 +1,4 @@
-//! Shared helpers of the integration tests: starting the real `flowscope` binary, talking to
+//! Shared helpers of the integration tests: starting the real `flowsight` binary, talking to
 //! it over HTTP, and an independent batch oracle of the graph view.
 
 #![allow(dead_code)]
@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flowscope_connectors::{GeneratorConfig, GeneratorPartition, Pace};
-use flowscope_events::{Event, Proto};
-use flowscope_queries::EdgeRow;
+use flowsight_connectors::{GeneratorConfig, GeneratorPartition, Pace};
+use flowsight_events::{Event, Proto};
+use flowsight_queries::EdgeRow;
 use serde_json::Value;
 
 /// A port that was free a moment ago.
@@ -34,17 +34,17 @@ pub fn two_process_hostfile(dir: &Path) -> std::path::PathBuf {
     hostfile
 }
 
-/// A running `flowscope` process, killed when dropped.
-pub struct Flowscope {
+/// A running `flowsight` process, killed when dropped.
+pub struct Flowsight {
     pub child: Child,
     pub base: String,
 }
 
-impl Flowscope {
-    /// Starts `flowscope run <args> --http 127.0.0.1:<port>`.
-    pub fn run(args: &[&str], port: u16) -> Flowscope {
+impl Flowsight {
+    /// Starts `flowsight run <args> --http 127.0.0.1:<port>`.
+    pub fn run(args: &[&str], port: u16) -> Flowsight {
         let http = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        let child = Command::new(env!("CARGO_BIN_EXE_flowsight"))
             .arg("run")
             .args(args)
             .args(["--http", &http])
@@ -53,8 +53,8 @@ impl Flowscope {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("cannot start the flowscope binary");
-        Flowscope {
+            .expect("cannot start the flowsight binary");
+        Flowsight {
             child,
             base: format!("http://{http}"),
         }
@@ -83,7 +83,7 @@ impl Flowscope {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("flowscope exited early with {status}");
+                panic!("flowsight exited early with {status}");
             }
             if let Some((200, status)) = try_get(&format!("{}/v1/status", self.base)) {
                 let finished = status["partitions"]
@@ -105,7 +105,7 @@ impl Flowscope {
             }
             assert!(
                 Instant::now() < deadline,
-                "flowscope did not complete within {timeout:?}"
+                "flowsight did not complete within {timeout:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -122,14 +122,14 @@ impl Flowscope {
             }
             assert!(
                 Instant::now() < deadline,
-                "flowscope did not stop after SIGTERM"
+                "flowsight did not stop after SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-impl Drop for Flowscope {
+impl Drop for Flowsight {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -158,7 +158,7 @@ fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
     let response = request
         .timeout(Duration::from_secs(60))
         .send()
-        .expect("the request reaches flowscope");
+        .expect("the request reaches flowsight");
     let status = response.status().as_u16();
     let text = response.text().expect("a body");
     (
@@ -205,7 +205,7 @@ pub fn oracle_edges(events: &[Event], as_of: u64, window: u64) -> BTreeMap<EdgeK
         row.bytes_out += e.bytes_out;
         row.bytes_in += e.bytes_in;
         row.packets += e.packets;
-        row.failed += u64::from(e.status != flowscope_events::Status::Established);
+        row.failed += u64::from(e.status != flowsight_events::Status::Established);
         row.first_seen = row.first_seen.min(e.ts);
         row.last_seen = row.last_seen.max(e.ts);
     }
@@ -238,7 +238,7 @@ pub fn write_native(path: &Path, events: &[Event]) {
     std::fs::write(path, text).expect("cannot write the test file");
 }
 
-/// Every event of a fast-paced generator, partition after partition, as `flowscope run
+/// Every event of a fast-paced generator, partition after partition, as `flowsight run
 /// --pace fast --seed S --partitions P --rate R --start-ms T --count N --hosts H` reads them.
 pub fn generated(
     seed: u64,
@@ -263,7 +263,7 @@ pub fn generated(
         .collect()
 }
 
-/// The risk oracle with DESIGN §4's defaults: every source host of the window
+/// The risk oracle with the defaults of docs/design.md §4: every source host of the window
 /// `[as_of − window, as_of)` with its score, as `(ip, score, severity)`, highest score
 /// first, ties by address. Recomputed from the records by plain iteration.
 pub fn oracle_risks(events: &[Event], as_of: u64, window: u64) -> Vec<(IpAddr, u64, String)> {
@@ -290,7 +290,7 @@ pub fn oracle_risks(events: &[Event], as_of: u64, window: u64) -> Vec<(IpAddr, u
         }
         let h = hosts.entry(e.src_ip).or_default();
         h.connections += 1;
-        h.failed += u64::from(e.status != flowscope_events::Status::Established);
+        h.failed += u64::from(e.status != flowsight_events::Status::Established);
         h.dsts.insert(e.dst_ip);
         h.ports.insert(e.dst_port);
         if !private(&e.dst_ip) {

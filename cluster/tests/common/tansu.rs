@@ -1,5 +1,5 @@
 //! Tansu, a Kafka-protocol broker, started by the Kafka tests on a free loopback port with
-//! its in-memory storage; reading a topic back with librdkafka; running `flowscope
+//! its in-memory storage; reading a topic back with librdkafka; running `flowsight
 //! produce`.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flowscope_connectors::kafka::{ensure_topic, topic_partitions, KafkaOptions};
+use flowsight_connectors::kafka::{ensure_topic, topic_partitions, KafkaOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -163,7 +163,7 @@ pub fn read_topic(
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         // Required by librdkafka; never used: partitions are assigned, nothing is committed.
-        .set("group.id", "flowscope-tests-reader")
+        .set("group.id", "flowsight-tests-reader")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("log_level", "3")
@@ -238,9 +238,9 @@ fn per_partition(records: &[TopicRecord]) -> BTreeMap<u32, usize> {
     counts
 }
 
-/// `flowscope produce --brokers B --topic T <args>`, as a child process.
+/// `flowsight produce --brokers B --topic T <args>`, as a child process.
 pub fn spawn_produce(brokers: &str, topic: &str, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flowscope"))
+    Command::new(env!("CARGO_BIN_EXE_flowsight"))
         .args(["produce", "--brokers", brokers, "--topic", topic])
         .args(args)
         .env("RUST_LOG", "warn")
@@ -248,29 +248,29 @@ pub fn spawn_produce(brokers: &str, topic: &str, args: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot start flowscope produce")
+        .expect("cannot start flowsight produce")
 }
 
-/// Waits for a `flowscope produce` child and asserts it succeeded; returns its stderr.
+/// Waits for a `flowsight produce` child and asserts it succeeded; returns its stderr.
 pub fn finish_produce(child: Child) -> String {
     let output = child
         .wait_with_output()
-        .expect("flowscope produce did not run");
+        .expect("flowsight produce did not run");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
-        "flowscope produce failed with {}: {stderr}",
+        "flowsight produce failed with {}: {stderr}",
         output.status
     );
     stderr
 }
 
-/// Runs `flowscope produce --brokers B --topic T <args>` to the end, asserts exit 0 and
+/// Runs `flowsight produce --brokers B --topic T <args>` to the end, asserts exit 0 and
 /// that it reports `records` records produced.
 pub fn produce(brokers: &str, topic: &str, args: &[&str], records: usize) {
     let stderr = finish_produce(spawn_produce(brokers, topic, args));
     assert!(
         stderr.contains(&format!("produced {records} records")),
-        "flowscope produce did not produce {records} records: {stderr}"
+        "flowsight produce did not produce {records} records: {stderr}"
     );
 }

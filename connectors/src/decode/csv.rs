@@ -5,11 +5,11 @@ use super::native::{NativeField, NativeFields};
 use super::value::Raw;
 use crate::error::{rejected_header, ParseError};
 use csv::{ReaderBuilder, StringRecord, Terminator, Trim};
-use flowscope_events::Event;
+use flowsight_events::Event;
 
-/// flowscope's canonical CSV columns: the native field names in DESIGN §2 order. Files
-/// may order their columns as they like (the header says how); a CSV message has no
-/// header, so it must use exactly this order.
+/// flowsight's canonical CSV columns: the native field names in the order of
+/// docs/design.md §2. Files may order their columns as they like (the header says how); a
+/// CSV message has no header, so it must use exactly this order.
 pub const CSV_COLUMNS: [&str; 11] = [
     "ts",
     "src_ip",

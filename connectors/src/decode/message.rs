@@ -11,7 +11,7 @@ use super::csv::CSV_COLUMNS;
 use super::{text_of, Decoder};
 use crate::error::ParseError;
 use crate::format::Format;
-use flowscope_events::Event;
+use flowsight_events::Event;
 
 /// The header Zeek writes at the top of a TSV conn.log, with its default field order.
 const ZEEK_DEFAULT_HEADER: [&str; 7] = [

@@ -14,7 +14,7 @@ mod zeek;
 use crate::error::ParseError;
 use crate::format::Format;
 use csv::CsvDecoder;
-use flowscope_events::Event;
+use flowsight_events::Event;
 use zeek::ZeekDecoder;
 
 pub use csv::CSV_COLUMNS;

@@ -1,11 +1,11 @@
-//! The native record: flowscope's own field names (DESIGN §2), shared by the native JSON
-//! and CSV formats, and the native JSON line format itself.
+//! The native record: flowsight's own field names (docs/design.md §2), shared by the native
+//! JSON and CSV formats, and the native JSON line format itself.
 
 use super::json::parse_fields;
 use super::timestamp::millis_timestamp;
 use super::value::{count, ip, port, required, Raw};
 use crate::error::ParseError;
-use flowscope_events::Event;
+use flowsight_events::{Event, Status};
 
 /// A field of the native record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +62,11 @@ impl NativeField {
             .find(|field| field.name() == name)
     }
 
+    /// `duration_ms` may be absent, and so may `status`: an exporter that does not track
+    /// connection state (NetFlow-style flows) reports connections that carried traffic,
+    /// so a record without a status counts as established (docs/design.md §2).
     pub(crate) fn is_required(self) -> bool {
-        self != NativeField::DurationMs
+        !matches!(self, NativeField::DurationMs | NativeField::Status)
     }
 }
 
@@ -107,7 +110,11 @@ impl<'a> NativeFields<'a> {
                 .get(F::DurationMs)
                 .map(|raw| count(F::DurationMs.name(), raw))
                 .transpose()?,
-            status: named(F::Status, self.required(F::Status)?, STATUS_NAMES)?,
+            status: self
+                .get(F::Status)
+                .map(|raw| named(F::Status, raw, STATUS_NAMES))
+                .transpose()?
+                .unwrap_or(Status::Established),
         })
     }
 }
@@ -144,7 +151,7 @@ pub(crate) fn decode_json(text: &str) -> Result<Event, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowscope_events::{Proto, Status};
+    use flowsight_events::{Proto, Status};
 
     #[test]
     fn field_names_round_trip() {
@@ -152,6 +159,20 @@ mod tests {
             assert_eq!(NativeField::from_name(field.name()), Some(field));
         }
         assert_eq!(NativeField::from_name("TS"), None);
+    }
+
+    #[test]
+    fn a_record_without_status_is_established() {
+        let line = r#"{"ts":1,"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,
+            "proto":"tcp","bytes_out":0,"bytes_in":0,"packets":0}"#;
+        assert_eq!(decode_json(line).unwrap().status, Status::Established);
+        let null = line.replace("\"packets\":0", "\"packets\":0,\"status\":null");
+        assert_eq!(decode_json(&null).unwrap().status, Status::Established);
+        let bad = line.replace("\"packets\":0", "\"packets\":0,\"status\":\"up\"");
+        assert!(
+            decode_json(&bad).is_err(),
+            "an unknown status is still refused"
+        );
     }
 
     #[test]

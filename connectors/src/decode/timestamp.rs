@@ -9,7 +9,7 @@ use super::value::{digits, Raw};
 use crate::error::ParseError;
 use crate::time::TS_LIMIT;
 use chrono::DateTime;
-use flowscope_events::Millis;
+use flowsight_events::Millis;
 use serde_json::Number;
 
 const TS_MILLIS: &str =

@@ -12,7 +12,7 @@ mod topology;
 mod traffic;
 
 use crate::choice::{parse_choice, UnknownChoice};
-use flowscope_events::Millis;
+use flowsight_events::Millis;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

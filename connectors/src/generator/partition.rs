@@ -7,7 +7,7 @@ use super::traffic::connection;
 use super::{GeneratorConfig, Pace};
 use crate::dead_letter::DeadLetter;
 use crate::source::{EventPartition, PollStatus};
-use flowscope_events::Event;
+use flowsight_events::Event;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::time::Instant;

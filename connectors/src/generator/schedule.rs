@@ -3,7 +3,7 @@
 
 use super::GeneratorConfig;
 use crate::time::TS_LIMIT;
-use flowscope_events::Millis;
+use flowsight_events::Millis;
 
 #[derive(Debug)]
 pub(crate) struct Schedule {

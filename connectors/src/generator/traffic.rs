@@ -7,7 +7,7 @@ use super::topology::{
     Tier, Topology, BULK_SINKS, DEPARTMENT_SIZE, DIRECTORY, DNS, MAIL, MONITOR, NTP, POPULAR,
     USUAL_EXTERNALS,
 };
-use flowscope_events::{Event, Millis, Proto, Status};
+use flowsight_events::{Event, Millis, Proto, Status};
 use rand::Rng;
 use std::net::IpAddr;
 

@@ -1,5 +1,5 @@
 //! Looking topics up and creating them: the engine checks its topic before the workers
-//! start, creates the dead-letter topic when missing, and `flowscope produce --partitions`
+//! start, creates the dead-letter topic when missing, and `flowsight produce --partitions`
 //! creates the topic it writes to.
 
 use std::time::Duration;
@@ -27,12 +27,17 @@ pub enum TopicError {
 
 fn admin(options: &KafkaOptions) -> Result<AdminClient<DefaultClientContext>, TopicError> {
     options
-        .admin_config("flowscope-admin")
+        .admin_config("flowsight-admin")
         .create()
         .map_err(TopicError::Client)
 }
 
 /// The number of partitions of `topic`, or `None` if the brokers do not know it.
+///
+/// Looking a topic up never creates it. The request asks for every topic's metadata rather
+/// than naming this one: a request naming a missing topic creates it on brokers configured
+/// to auto-create topics (Apache Kafka's default) unless the client opts out, and some
+/// brokers create it whatever the client says; a request for all topics creates nothing.
 pub fn topic_partitions(
     options: &KafkaOptions,
     topic: &str,
@@ -41,7 +46,7 @@ pub fn topic_partitions(
     let admin = admin(options)?;
     let metadata = admin
         .inner()
-        .fetch_metadata(Some(topic), timeout)
+        .fetch_metadata(None, timeout)
         .map_err(|source| TopicError::Unreachable {
             brokers: options.brokers.clone(),
             timeout,

@@ -1,5 +1,5 @@
 //! The one place where every librdkafka configuration is built: the engine's consumers,
-//! the dead-letter producer, `flowscope produce` and the admin client. Each option the
+//! the dead-letter producer, `flowsight produce` and the admin client. Each option the
 //! engine sets says why; users add their own (SASL, TLS, timeouts) with `--kafka-option`,
 //! except the few the engine must own to keep its guarantees.
 
@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 /// Options the engine sets itself and a user may not override: they are what lets the
-/// engine assign partitions and own its offsets (DESIGN §9).
+/// engine assign partitions and own its offsets (docs/design.md §9).
 const OWNED_BY_THE_ENGINE: &[(&str, &str)] = &[
     (
         "enable.auto.commit",
@@ -32,6 +32,10 @@ const OWNED_BY_THE_ENGINE: &[(&str, &str)] = &[
         "the engine decides where to start from its checkpoint",
     ),
     ("bootstrap.servers", "use --brokers"),
+    (
+        "allow.auto.create.topics",
+        "the engine never lets a lookup create a topic: a mistyped name must be refused",
+    ),
     (
         "statistics.interval.ms",
         "the engine reads each partition's end offset from librdkafka's statistics",
@@ -96,7 +100,13 @@ impl KafkaOptions {
             .set("client.id", client_id)
             // librdkafka logs through its own callback; errors also reach our error
             // callback, so its debug chatter stays off.
-            .set("log_level", "3");
+            .set("log_level", "3")
+            // A metadata request that names a missing topic must not create it (Apache
+            // Kafka does by default, with one partition): a mistyped --topic is refused, and
+            // topics are only created where the engine means to (the dead-letter topic,
+            // `produce --partitions`). Brokers that create topics whatever the client asks
+            // are handled by looking topics up without naming them (admin.rs).
+            .set("allow.auto.create.topics", "false");
         config
     }
 
@@ -113,7 +123,7 @@ impl KafkaOptions {
         config
             // librdkafka requires a group id even for assigned partitions; it is never
             // used to join a group (no `subscribe`) nor to commit (auto commit is off).
-            .set("group.id", "flowscope-unused")
+            .set("group.id", "flowsight-unused")
             // The engine's checkpoint is its only record of what it consumed.
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -139,7 +149,7 @@ impl KafkaOptions {
         self.with_user_options(config)
     }
 
-    /// The producer of dead letters and of `flowscope produce`.
+    /// The producer of dead letters and of `flowsight produce`.
     pub fn producer_config(&self, client_id: &str) -> ClientConfig {
         let mut config = self.base(client_id);
         config
@@ -168,10 +178,10 @@ impl KafkaOptions {
     /// checks every option when a client is created, so a misspelt or invalid extra option
     /// is reported before anything starts.
     pub fn check(&self) -> Result<(), String> {
-        self.consumer_config("flowscope-check")
+        self.consumer_config("flowsight-check")
             .create::<rdkafka::consumer::BaseConsumer>()
             .map_err(|e| format!("invalid Kafka consumer options: {e}"))?;
-        self.producer_config("flowscope-check")
+        self.producer_config("flowsight-check")
             .create::<rdkafka::producer::BaseProducer>()
             .map_err(|e| format!("invalid Kafka producer options: {e}"))?;
         Ok(())

@@ -21,13 +21,13 @@ use crate::sink::{DeadLetterSink, SinkCounts};
 
 /// Header names of a dead-letter record.
 pub mod headers {
-    pub const REASON: &str = "flowscope.reason";
-    pub const ERROR: &str = "flowscope.error";
-    pub const SOURCE_TOPIC: &str = "flowscope.source.topic";
-    pub const SOURCE_PARTITION: &str = "flowscope.source.partition";
-    pub const SOURCE_OFFSET: &str = "flowscope.source.offset";
+    pub const REASON: &str = "flowsight.reason";
+    pub const ERROR: &str = "flowsight.error";
+    pub const SOURCE_TOPIC: &str = "flowsight.source.topic";
+    pub const SOURCE_PARTITION: &str = "flowsight.source.partition";
+    pub const SOURCE_OFFSET: &str = "flowsight.source.offset";
     /// When the engine rejected the record, ms since the epoch.
-    pub const TIME: &str = "flowscope.time";
+    pub const TIME: &str = "flowsight.time";
 }
 
 /// A dead letter waiting for its delivery report.
@@ -155,7 +155,7 @@ impl KafkaDeadLetters {
             delivered: AtomicU64::new(0),
         });
         let producer = options
-            .producer_config("flowscope-dead-letters")
+            .producer_config("flowsight-dead-letters")
             .create_with_context(DeliveryContext {
                 spill: Arc::clone(&spill),
             })?;

@@ -1,6 +1,6 @@
-//! Kafka (DESIGN §2, §9): the engine's source ([`KafkaSource`], partitions assigned per
+//! Kafka (docs/design.md §2, §9): the engine's source ([`KafkaSource`], partitions assigned per
 //! worker, offsets owned by the engine), the dead-letter topic ([`KafkaDeadLetters`]), the
-//! producer behind `flowscope produce` ([`EventProducer`]) and topic administration. Every
+//! producer behind `flowsight produce` ([`EventProducer`]) and topic administration. Every
 //! librdkafka configuration is built in [`config`].
 
 mod admin;

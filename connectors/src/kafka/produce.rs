@@ -1,4 +1,4 @@
-//! [`EventProducer`]: writes records into a topic, for `flowscope produce` (demos, load
+//! [`EventProducer`]: writes records into a topic, for `flowsight produce` (demos, load
 //! tests, replaying a capture into Kafka). Every record is acknowledged or counted as
 //! failed; none is dropped silently.
 
@@ -75,7 +75,7 @@ pub struct EventProducer {
 
 impl EventProducer {
     pub fn new(options: &KafkaOptions, topic: &str) -> Result<EventProducer, ProduceError> {
-        EventProducer::named(options, topic, "flowscope-produce")
+        EventProducer::named(options, topic, "flowsight-produce")
     }
 
     /// A producer whose connections carry `client_id`, so brokers' logs tell them apart.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use flowscope_events::Event;
+use flowsight_events::Event;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -118,7 +118,7 @@ impl KafkaSource {
             ends: Arc::clone(&ends),
         };
         let consumer: SourceConsumer = options
-            .consumer_config(&format!("flowscope-worker-{worker}"))
+            .consumer_config(&format!("flowsight-worker-{worker}"))
             .create_with_context(context)
             .map_err(|source| ConsumerError {
                 topic: topic.to_string(),

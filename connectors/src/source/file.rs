@@ -5,7 +5,7 @@ use super::{EventPartition, PollStatus};
 use crate::dead_letter::{DeadLetter, Position};
 use crate::decode::{Decoder, MAX_RECORD_BYTES};
 use crate::format::Format;
-use flowscope_events::Event;
+use flowsight_events::Event;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

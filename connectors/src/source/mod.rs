@@ -5,7 +5,7 @@ mod file;
 mod lines;
 
 use crate::dead_letter::DeadLetter;
-use flowscope_events::Event;
+use flowsight_events::Event;
 
 pub use file::{FilePartition, SourceError, IO_ERROR_REASON};
 

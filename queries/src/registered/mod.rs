@@ -17,7 +17,7 @@
 //!    overall, so that no single reduction sorts every group on every change,
 //! 4. arranges the result rows, which peeks read.
 
-mod filter;
+pub(crate) mod filter;
 mod row;
 
 use std::hash::{Hash, Hasher};
@@ -27,9 +27,9 @@ use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use differential_dataflow::trace::implementations::KeySpine;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::VecCollection;
-use flowscope_events::Event;
-use flowscope_operators::consolidate::PreConsolidate;
-use flowscope_operators::{Millis, PreAggregateWindowed, TimeModel};
+use flowsight_events::Event;
+use flowsight_operators::consolidate::PreConsolidate;
+use flowsight_operators::{Millis, PreAggregateWindowed, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
@@ -61,12 +61,12 @@ type RecordWire = (
     std::net::IpAddr,
     u16,
     u16,
-    flowscope_events::Proto,
+    flowsight_events::Proto,
     u64,
     u64,
     u64,
     Option<u64>,
-    flowscope_events::Status,
+    flowsight_events::Status,
 );
 
 impl Serialize for Record {
@@ -130,7 +130,7 @@ pub type QueryTrace = RowTrace<u64, GroupRow>;
 const TOP_K_BUCKETS: u64 = 64;
 
 /// Arranges every record for `window`: each enters at its timely time and leaves at its
-/// own time plus the window, late records included (DESIGN §3).
+/// own time plus the window, late records included (docs/design.md §3).
 pub fn render_records<'scope>(
     events: Stream<'scope, Millis, Vec<Event>>,
     time: TimeModel,

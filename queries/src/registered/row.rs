@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
-use flowscope_events::{Event, Proto, Status};
+use flowsight_events::{Event, Proto, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Aggregate, Column, Term, ValidPlan, Value};

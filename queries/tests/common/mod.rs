@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use flowscope_events::Event;
-use flowscope_operators::{Millis, TimeModel};
-use flowscope_queries::{WindowSpec, Windows};
+use flowsight_events::Event;
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::{WindowSpec, Windows};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use timely::container::CapacityContainerBuilder;
@@ -370,7 +370,7 @@ pub fn plan_phases(
 }
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for another number (for a deeper
-/// run: `PROPTEST_CASES=500 cargo test -p flowscope-queries --test <name>`). With
+/// run: `PROPTEST_CASES=500 cargo test -p flowsight-queries --test <name>`). With
 /// `regressions`, failing cases are kept in that file (relative to the crate's directory,
 /// where tests run), to be committed.
 pub fn config(cases: u32, regressions: Option<&'static str>) -> ProptestConfig {

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use differential_dataflow::trace::TraceReader;
-use flowscope_operators::Millis;
-use flowscope_queries::plan::ValidPlan;
-use flowscope_queries::registered::{
+use flowsight_operators::Millis;
+use flowsight_queries::plan::ValidPlan;
+use flowsight_queries::registered::{
     merge_parts, read_part, render_query, render_records, QueryPart, QueryResult, QueryTrace,
 };
 use timely::dataflow::operators::Probe;

@@ -6,9 +6,9 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use flowscope_events::Event;
-use flowscope_operators::Millis;
-use flowscope_queries::plan::{
+use flowsight_events::Event;
+use flowsight_operators::Millis;
+use flowsight_queries::plan::{
     Aggregate, Column, CompareOp, Operand, Predicate, Term, ValidPlan, Value,
 };
 

@@ -5,7 +5,7 @@ use super::record::{ZeekField, ZeekFields};
 use crate::decode::json::parse_object;
 use crate::decode::value::Raw;
 use crate::error::ParseError;
-use flowscope_events::Event;
+use flowsight_events::Event;
 use serde_json::Value;
 
 pub(crate) fn decode(text: &str) -> Result<Event, ParseError> {

@@ -1,6 +1,7 @@
-//! How Zeek's `proto` and `conn_state` values map onto [`Proto`] and [`Status`] (DESIGN §2).
+//! How Zeek's `proto` and `conn_state` values map onto [`Proto`] and [`Status`]
+//! (docs/design.md §2).
 
-use flowscope_events::{Proto, Status};
+use flowsight_events::{Proto, Status};
 
 /// Zeek's transport protocol name; anything but tcp, udp and icmp (e.g.
 /// `unknown_transport`) is [`Proto::Other`].

@@ -7,7 +7,7 @@ mod record;
 mod tsv;
 
 use crate::error::ParseError;
-use flowscope_events::Event;
+use flowsight_events::Event;
 use tsv::TsvDecoder;
 
 #[derive(Debug, Default)]

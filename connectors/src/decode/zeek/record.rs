@@ -1,13 +1,13 @@
-//! The Zeek conn record: the fields flowscope reads, by their Zeek names, and how they
+//! The Zeek conn record: the fields flowsight reads, by their Zeek names, and how they
 //! become an [`Event`]. Shared by the JSON and TSV forms.
 
 use super::mapping::{conn_state_status, proto_from_name};
 use crate::decode::timestamp::{seconds_duration, seconds_timestamp};
 use crate::decode::value::{count_or_zero, ip, port, required, Raw};
 use crate::error::ParseError;
-use flowscope_events::{Event, Proto, Status};
+use flowsight_events::{Event, Proto, Status};
 
-/// A conn log field that flowscope reads; all others (uid, service, history, …) are
+/// A conn log field that flowsight reads; all others (uid, service, history, …) are
 /// ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ZeekField {

@@ -6,7 +6,7 @@
 use super::record::{ZeekField, ZeekFields};
 use crate::decode::value::Raw;
 use crate::error::{rejected_header, ParseError};
-use flowscope_events::Event;
+use flowsight_events::Event;
 
 #[derive(Debug)]
 pub(crate) struct TsvDecoder {
@@ -29,7 +29,7 @@ enum Columns {
 /// What a `#fields` header says each column holds.
 #[derive(Debug)]
 struct Layout {
-    /// The field each column feeds, `None` for fields flowscope ignores.
+    /// The field each column feeds, `None` for fields flowsight ignores.
     fields: Vec<Option<ZeekField>>,
 }
 
@@ -74,7 +74,7 @@ impl TsvDecoder {
                 self.separator = non_empty(name, unescape(value)?)?;
                 Ok(())
             }
-            // No field flowscope reads is a set, so the set separator is only checked.
+            // No field flowsight reads is a set, so the set separator is only checked.
             "#set_separator" => non_empty(name, unescape(self.value(name, rest)?)?).map(drop),
             "#empty_field" => {
                 self.empty_field = unescape(self.value(name, rest)?)?;
@@ -89,7 +89,7 @@ impl TsvDecoder {
                 self.set_fields(value)
             }
             "#types" => self.check_types(self.value(name, rest)?),
-            // #path, #open, #close and comments carry nothing flowscope needs.
+            // #path, #open, #close and comments carry nothing flowsight needs.
             _ => Ok(()),
         }
     }
