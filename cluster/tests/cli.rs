@@ -83,3 +83,56 @@ fn a_bad_host_file_is_explained() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("out of range"), "{stderr}");
 }
+
+/// Regressions of a new user's first hour: the help named a document outside the
+/// repository, `--kafka-option` had no environment variable, the version said nothing of
+/// the build, and logs written to a file carried terminal colour codes.
+#[test]
+fn help_version_environment_and_logs_read_well() {
+    let output = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowsight"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let help = output(&["run", "--help"]);
+    assert!(!help.contains("DESIGN"), "{help}");
+    assert!(help.contains("FLOWSIGHT_KAFKA_OPTIONS"), "{help}");
+    let version = output(&["--version"]);
+    assert!(version.starts_with("flowsight 0."), "{version}");
+    assert!(version.contains("(commit "), "{version}");
+
+    // Options from the environment are checked like those on the command line.
+    let child = Command::new(env!("CARGO_BIN_EXE_flowsight"))
+        .args([
+            "run",
+            "--source",
+            "kafka",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topic",
+            "t",
+        ])
+        .env("FLOWSIGHT_KAFKA_OPTIONS", "client.id=me\ngroup.id=mine")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert_eq!(child.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--kafka-option group.id cannot be set"),
+        "{stderr}"
+    );
+
+    // Logs to a pipe (a file, a journal) are plain text.
+    let (code, stderr) = run(&["--rate", "100"]);
+    assert_eq!(code, None, "it runs: {stderr}");
+    assert!(stderr.contains("serving the HTTP API"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a log: {stderr:?}"
+    );
+}

@@ -160,11 +160,10 @@ fn every_view_endpoint_matches_the_oracle() {
         }
     }
 
-    // A host with no traffic answers with empty edges, not an error.
+    // A host the window has not seen is not found (as for its segment), not zeros.
     let (code, quiet) = fs.get("/v1/graph/hosts/192.0.2.1");
-    assert_eq!(code, 200);
-    assert_eq!(quiet["out_edges"].as_array().map(Vec::len), Some(0));
-    assert_eq!(quiet["host"]["connections_in"], 0);
+    assert_eq!(code, 404, "{quiet}");
+    assert_eq!(quiet["error"]["code"], "unknown_host", "{quiet}");
 
     // A host's edge lists are limited, its summary still covers every edge.
     let busiest = oracle_top(&events, as_of, 7_200_000, 1)[0].clone();
@@ -178,6 +177,19 @@ fn every_view_endpoint_matches_the_oracle() {
     assert_eq!(limited["in_edges"].as_array().map(Vec::len), Some(1));
     assert_eq!(limited["in_edges"][0], full["in_edges"][0]);
     assert_eq!(limited["host"], full["host"]);
+    // ...and say when they were cut.
+    assert_eq!(limited["truncated"], true, "{limited}");
+    assert_eq!(full["truncated"], false, "{full}");
+    let (_, one) = fs.get("/v1/graph/edges?window=2h&limit=1");
+    assert_eq!(one["rows"].as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(one["truncated"], true, "{one}");
+    let (_, all_edges) = fs.get("/v1/graph/edges?window=2h&limit=10000");
+    assert!(
+        all_edges["rows"].as_array().unwrap().len() < 10_000,
+        "{all_edges}"
+    );
+    assert_eq!(all_edges["truncated"], false, "{all_edges}");
+    assert_eq!(all_edges["rows"][0], one["rows"][0]);
 
     // IPv6 addresses work in the path, percent-encoded or not.
     for path in [
@@ -222,6 +234,18 @@ fn every_view_endpoint_matches_the_oracle() {
     );
     assert!(text.contains("flowsight_late_records_total"), "{text}");
     assert!(text.contains("flowsight_frontier_ms"), "{text}");
+    assert!(text.contains("flowsight_build_info{version=\"0."), "{text}");
+
+    // The build is named at runtime.
+    let (_, health) = fs.get("/health");
+    assert!(
+        health["version"]
+            .as_str()
+            .is_some_and(|v| v.contains("(commit ")),
+        "{health}"
+    );
+    let (_, status) = fs.get("/v1/status");
+    assert_eq!(status["version"], health["version"], "{status}");
 
     // The dashboard.
     let page = reqwest::blocking::get(format!("{}/", fs.base)).unwrap();
@@ -298,6 +322,40 @@ fn bad_requests_get_json_errors() {
         .send()
         .unwrap();
     assert_eq!(post.status().as_u16(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
     let body: serde_json::Value = post.json().unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
+
+    // A 405 names the methods the route does answer.
+    let put = client
+        .put(format!("{}/v1/queries", fs.base))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 405);
+    assert_eq!(put.headers()["allow"], "GET, HEAD, POST");
+    let body: serde_json::Value = put.json().unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("GET, HEAD, POST")),
+        "{body}"
+    );
+    let patch = client
+        .patch(format!("{}/v1/queries/some_query", fs.base))
+        .send()
+        .unwrap();
+    assert_eq!(patch.status().as_u16(), 405);
+    assert_eq!(patch.headers()["allow"], "GET, HEAD, DELETE");
+
+    // Health checkers ask with HEAD: the GET's status, no body.
+    let head = client.head(format!("{}/health", fs.base)).send().unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.text().unwrap(), "");
+    let head = client
+        .head(format!("{}/v1/graph/edges", fs.base))
+        .send()
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
 }

@@ -14,8 +14,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use doc_commands::{commands, workspace_root, DocCommand};
 use common::{free_port, try_get, Flowsight};
+use doc_commands::{commands, workspace_root, DocCommand};
 use serde_json::Value;
 
 const DEFAULT_ADDRESSES: [&str; 2] = ["localhost:8080", "127.0.0.1:8080"];
@@ -164,7 +164,16 @@ fn run_flowsight(command: &DocCommand, port: u16) {
 fn the_readme_tour_runs_as_written() {
     let readme = workspace_root().join("README.md");
     let port = free_port();
-    let mut server = Flowsight::run(&["--workers", "2"], port);
+    let state = tempfile::tempdir().unwrap();
+    let mut server = Flowsight::run(
+        &[
+            "--workers",
+            "2",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ],
+        port,
+    );
     // The views answer once the allowed lateness has passed (5 s of event time).
     let deadline = Instant::now() + Duration::from_secs(60);
     while try_get(&format!("{}/health", server.base)).map(|(code, _)| code) != Some(200) {

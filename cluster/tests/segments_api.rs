@@ -151,6 +151,7 @@ fn segments_hubs_policy_and_violations_match_the_hand_computed_answers() {
                   "traffic": traffic(0, 0, 1) },
             ],
             "hub_rows": [{ "ip": "10.0.0.53", "peers": 4, "connections": 4 }],
+            "truncated": false,
         })
     );
 
@@ -213,13 +214,21 @@ fn segments_hubs_policy_and_violations_match_the_hand_computed_answers() {
     ]);
     let (code, policy) = fs.get("/v1/policy");
     assert_eq!(code, 200, "{policy}");
-    assert_eq!(over_the_day(policy), json!({ "rows": policy_rows }));
+    assert_eq!(
+        over_the_day(policy),
+        json!({ "rows": policy_rows, "truncated": false })
+    );
     let (_, to_hub) = fs.get("/v1/policy?to=hub:10.0.0.53");
     assert_eq!(to_hub["rows"], json!([policy_rows[1], policy_rows[2]]));
     let (_, from_a) = fs.get("/v1/policy?from=10.1.0.1&to=hub:10.0.0.53");
     assert_eq!(from_a["rows"], json!([policy_rows[1]]));
     let (_, first) = fs.get("/v1/policy?limit=1");
     assert_eq!(first["rows"], json!([policy_rows[0]]));
+    assert_eq!(first["truncated"], true);
+    let (_, exactly) = fs.get("/v1/policy?limit=4");
+    assert_eq!(exactly["truncated"], false, "{exactly}");
+    let (_, one_segment) = fs.get("/v1/segments?limit=1");
+    assert_eq!(one_segment["truncated"], true, "{one_segment}");
     // Most connections first, ties in key order.
     let (_, busiest) = fs.get("/v1/policy?order=count&limit=3");
     assert_eq!(

@@ -375,9 +375,17 @@ fn missing_fields() {
     assert_eq!(
         reason(
             Format::Native,
-            native_json(set("status", Some(Value::Null)))
+            native_json(set("packets", Some(Value::Null)))
         ),
         "missing_field"
+    );
+    // `status` is optional: absent or null means established.
+    assert_eq!(
+        reason(
+            Format::Native,
+            native_json(set("status", Some(Value::Null)))
+        ),
+        "ok"
     );
     assert_eq!(
         reason(Format::Zeek, zeek_json(set("id.orig_h", None))),
@@ -396,10 +404,11 @@ fn missing_fields() {
         "missing_field"
     );
     assert_eq!(
-        reason(Format::Csv, csv_row(|c| c[10].clear())),
+        reason(Format::Csv, csv_row(|c| c[8].clear())),
         "missing_field"
     );
-    // The optional field may be absent everywhere.
+    // The optional fields may be absent everywhere (an empty status is established).
+    assert_eq!(reason(Format::Csv, csv_row(|c| c[10].clear())), "ok");
     assert_eq!(
         reason(Format::Native, native_json(set("duration_ms", None))),
         "ok"

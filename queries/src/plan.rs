@@ -452,12 +452,10 @@ fn fold_name_case<T>(predicate: &mut Predicate<T>, names: &impl Fn(&T) -> bool) 
         }
     };
     match predicate {
-        Predicate::Compare { left, right, .. } => {
-            if is_names(left) || is_names(right) {
-                for side in [left, right] {
-                    if let Operand::Literal(value) = side {
-                        lower(value);
-                    }
+        Predicate::Compare { left, right, .. } if is_names(left) || is_names(right) => {
+            for side in [left, right] {
+                if let Operand::Literal(value) = side {
+                    lower(value);
                 }
             }
         }
