@@ -568,7 +568,7 @@ fn status_table(rows: &[Value]) -> String {
         };
         out.push_str(&format!(
             "{:<8} {:<22} {:<22} {state}\n",
-            row["process"],
+            text(&row["process"]),
             text(&row["address"]),
             text(&row["http"]),
         ));
