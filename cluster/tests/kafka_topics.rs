@@ -37,6 +37,26 @@ fn flowsight(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `flowsight run --source kafka --topic <topic> <extra>` with a state directory of its own.
+fn run_kafka(brokers: &str, topic: &str, extra: &[&str]) -> (bool, String) {
+    let state = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "run",
+        "--source",
+        "kafka",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--http",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    flowsight(&args)
+}
+
 #[test]
 fn no_client_creates_a_topic_it_was_not_asked_to() {
     let tansu = Tansu::start();
@@ -57,19 +77,7 @@ fn no_client_creates_a_topic_it_was_not_asked_to() {
     );
 
     // A mistyped source topic is refused, and stays missing.
-    let (ok, stderr) = flowsight(&[
-        "run",
-        "--source",
-        "kafka",
-        "--brokers",
-        brokers,
-        "--topic",
-        "flwos",
-        "--http",
-        "127.0.0.1:0",
-        "--state-dir",
-        tempfile::tempdir().unwrap().path().to_str().unwrap(),
-    ]);
+    let (ok, stderr) = run_kafka(brokers, "flwos", &[]);
     assert!(!ok, "run against a missing topic must fail: {stderr}");
     assert!(
         stderr.contains("topic flwos does not exist"),
@@ -114,21 +122,7 @@ fn no_client_creates_a_topic_it_was_not_asked_to() {
 
     // A mistyped alerts topic is refused before anything runs, and stays missing.
     tansu.create_topic("flows", 2);
-    let (ok, stderr) = flowsight(&[
-        "run",
-        "--source",
-        "kafka",
-        "--brokers",
-        brokers,
-        "--topic",
-        "flows",
-        "--alerts-topic",
-        "alrets",
-        "--http",
-        "127.0.0.1:0",
-        "--state-dir",
-        tempfile::tempdir().unwrap().path().to_str().unwrap(),
-    ]);
+    let (ok, stderr) = run_kafka(brokers, "flows", &["--alerts-topic", "alrets"]);
     assert!(!ok, "run with a missing alerts topic must fail: {stderr}");
     assert!(
         stderr.contains("alerts topic alrets does not exist"),

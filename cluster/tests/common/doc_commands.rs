@@ -136,7 +136,7 @@ pub fn split_words(line: &str) -> Vec<Vec<String>> {
                 }
             }
             (None, '#') if !in_word => break,
-            (None, c) if c.is_whitespace() => {
+            (None, c) if c.is_whitespace() || c == '|' => {
                 if in_word {
                     stages
                         .last_mut()
@@ -144,16 +144,9 @@ pub fn split_words(line: &str) -> Vec<Vec<String>> {
                         .push(std::mem::take(&mut word));
                     in_word = false;
                 }
-            }
-            (None, '|') => {
-                if in_word {
-                    stages
-                        .last_mut()
-                        .expect("a stage")
-                        .push(std::mem::take(&mut word));
-                    in_word = false;
+                if c == '|' {
+                    stages.push(Vec::new());
                 }
-                stages.push(Vec::new());
             }
             (None, '&') if chars.peek().is_none_or(|c| c.is_whitespace()) => {}
             (None, c) => {
