@@ -530,13 +530,83 @@ pub struct Plan {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct PlanError {
-    /// A stable code for the kind of mistake (`unknown_table`, `type_mismatch`, …).
-    pub code: &'static str,
+    /// The kind of mistake; its [`as_str`](PlanErrorCode::as_str) is the stable code the
+    /// HTTP API answers with.
+    pub code: PlanErrorCode,
     pub message: String,
 }
 
+/// The kinds of mistake a query can hold (docs/queries.md lists them with examples).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlanErrorCode {
+    AggregateInGroupBy,
+    AggregateInWhere,
+    BadAlias,
+    BadArguments,
+    BadCidr,
+    BadLimit,
+    BadNumber,
+    BadPattern,
+    BadPosition,
+    DuplicateColumnName,
+    DuplicateGroupBy,
+    EmptyCondition,
+    EmptyInList,
+    EmptySelect,
+    HavingWithoutAggregate,
+    NestedAggregate,
+    NotASelect,
+    SyntaxError,
+    TooComplex,
+    TypeMismatch,
+    UngroupedColumn,
+    UnknownColumn,
+    UnknownFunction,
+    UnknownTable,
+    Unsupported,
+}
+
+impl PlanErrorCode {
+    /// The stable snake_case code (`unknown_table`, `type_mismatch`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanErrorCode::AggregateInGroupBy => "aggregate_in_group_by",
+            PlanErrorCode::AggregateInWhere => "aggregate_in_where",
+            PlanErrorCode::BadAlias => "bad_alias",
+            PlanErrorCode::BadArguments => "bad_arguments",
+            PlanErrorCode::BadCidr => "bad_cidr",
+            PlanErrorCode::BadLimit => "bad_limit",
+            PlanErrorCode::BadNumber => "bad_number",
+            PlanErrorCode::BadPattern => "bad_pattern",
+            PlanErrorCode::BadPosition => "bad_position",
+            PlanErrorCode::DuplicateColumnName => "duplicate_column_name",
+            PlanErrorCode::DuplicateGroupBy => "duplicate_group_by",
+            PlanErrorCode::EmptyCondition => "empty_condition",
+            PlanErrorCode::EmptyInList => "empty_in_list",
+            PlanErrorCode::EmptySelect => "empty_select",
+            PlanErrorCode::HavingWithoutAggregate => "having_without_aggregate",
+            PlanErrorCode::NestedAggregate => "nested_aggregate",
+            PlanErrorCode::NotASelect => "not_a_select",
+            PlanErrorCode::SyntaxError => "syntax_error",
+            PlanErrorCode::TooComplex => "too_complex",
+            PlanErrorCode::TypeMismatch => "type_mismatch",
+            PlanErrorCode::UngroupedColumn => "ungrouped_column",
+            PlanErrorCode::UnknownColumn => "unknown_column",
+            PlanErrorCode::UnknownFunction => "unknown_function",
+            PlanErrorCode::UnknownTable => "unknown_table",
+            PlanErrorCode::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl fmt::Display for PlanErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl PlanError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: PlanErrorCode, message: impl Into<String>) -> Self {
         PlanError {
             code,
             message: message.into(),
@@ -592,7 +662,7 @@ impl Plan {
                     .map(|n| format!("{TABLE_PREFIX}{n}"))
                     .collect();
                 PlanError::new(
-                    "unknown_table",
+                    PlanErrorCode::UnknownTable,
                     format!(
                         "unknown table {:?}: the tables are {}",
                         self.from,
@@ -607,18 +677,21 @@ impl Plan {
             .unwrap_or_default();
 
         if self.select.is_empty() {
-            return Err(PlanError::new("empty_select", "SELECT lists no column"));
+            return Err(PlanError::new(
+                PlanErrorCode::EmptySelect,
+                "SELECT lists no column",
+            ));
         }
         if self.select.len() > MAX_SELECT_ITEMS {
             return Err(PlanError::new(
-                "too_complex",
+                PlanErrorCode::TooComplex,
                 format!("SELECT lists more than {MAX_SELECT_ITEMS} columns"),
             ));
         }
         if self.limit == Some(0) {
             // LIMIT 0 is valid SQL, but a query that never has rows is surely a mistake.
             return Err(PlanError::new(
-                "bad_limit",
+                PlanErrorCode::BadLimit,
                 "LIMIT 0 would never return a row",
             ));
         }
@@ -654,7 +727,7 @@ impl Plan {
         }
         if self.having.is_some() && !aggregated {
             return Err(PlanError::new(
-                "having_without_aggregate",
+                PlanErrorCode::HavingWithoutAggregate,
                 "HAVING needs GROUP BY or an aggregate",
             ));
         }
@@ -667,7 +740,7 @@ impl Plan {
             for column in &self.group_by {
                 if !seen.insert(*column) {
                     return Err(PlanError::new(
-                        "duplicate_group_by",
+                        PlanErrorCode::DuplicateGroupBy,
                         format!("{column} appears twice in GROUP BY"),
                     ));
                 }
@@ -675,7 +748,7 @@ impl Plan {
             key = self.group_by.clone();
             let ungrouped = |column: &Column, clause: &str| {
                 PlanError::new(
-                    "ungrouped_column",
+                    PlanErrorCode::UngroupedColumn,
                     format!(
                         "column {column} in {clause} must appear in GROUP BY or be used in an aggregate"
                     ),
@@ -721,11 +794,14 @@ impl Plan {
         let mut names = BTreeSet::new();
         for name in &columns {
             if name.is_empty() {
-                return Err(PlanError::new("bad_alias", "an output name is empty"));
+                return Err(PlanError::new(
+                    PlanErrorCode::BadAlias,
+                    "an output name is empty",
+                ));
             }
             if !names.insert(name.as_str()) {
                 return Err(PlanError::new(
-                    "duplicate_column_name",
+                    PlanErrorCode::DuplicateColumnName,
                     format!(
                         "two output columns are named {name:?}: give one a different name with AS"
                     ),
@@ -755,7 +831,7 @@ fn term_type(term: &Term) -> Type {
 fn check_aggregate(aggregate: &Aggregate) -> Result<(), PlanError> {
     match aggregate {
         Aggregate::Sum(c) | Aggregate::Avg(c) if c.ty() != Type::Integer => Err(PlanError::new(
-            "type_mismatch",
+            PlanErrorCode::TypeMismatch,
             format!("{aggregate} needs a numeric column, but {c} is {}", c.ty()),
         )),
         _ => Ok(()),
@@ -823,7 +899,7 @@ fn mismatch<T: fmt::Display>(
         ""
     };
     PlanError::new(
-        "type_mismatch",
+        PlanErrorCode::TypeMismatch,
         format!(
             "cannot compare {} ({lt}) with {right} ({rt}){hint}",
             describe(left)
@@ -839,7 +915,7 @@ fn check_predicate<T: fmt::Display>(
     *nodes += 1;
     if *nodes > MAX_PREDICATE_NODES {
         return Err(PlanError::new(
-            "too_complex",
+            PlanErrorCode::TooComplex,
             format!("the condition has more than {MAX_PREDICATE_NODES} parts"),
         ));
     }
@@ -859,7 +935,7 @@ fn check_predicate<T: fmt::Display>(
             }
             if let (Operand::Literal(_), Operand::Literal(_)) = (left, right) {
                 return Err(PlanError::new(
-                    "unsupported",
+                    PlanErrorCode::Unsupported,
                     "a comparison of two literals; compare a column",
                 ));
             }
@@ -869,11 +945,14 @@ fn check_predicate<T: fmt::Display>(
             operand, values, ..
         } => {
             if values.is_empty() {
-                return Err(PlanError::new("empty_in_list", "IN () lists no value"));
+                return Err(PlanError::new(
+                    PlanErrorCode::EmptyInList,
+                    "IN () lists no value",
+                ));
             }
             if values.len() > MAX_IN_VALUES {
                 return Err(PlanError::new(
-                    "too_complex",
+                    PlanErrorCode::TooComplex,
                     format!("IN lists more than {MAX_IN_VALUES} values"),
                 ));
             }
@@ -895,14 +974,14 @@ fn check_predicate<T: fmt::Display>(
                 let trailing = pattern.chars().rev().take_while(|&c| c == '\\').count();
                 if trailing % 2 == 1 {
                     return Err(PlanError::new(
-                        "bad_pattern",
+                        PlanErrorCode::BadPattern,
                         format!("LIKE pattern {pattern:?} ends with an escape character"),
                     ));
                 }
                 Ok(())
             }
             Some(Type::Ip) => Err(PlanError::new(
-                "type_mismatch",
+                PlanErrorCode::TypeMismatch,
                 format!(
                     "LIKE needs text, but {} is an IP address: use cidr_match({}, 'network/len')",
                     describe(operand),
@@ -910,7 +989,7 @@ fn check_predicate<T: fmt::Display>(
                 ),
             )),
             Some(other) => Err(PlanError::new(
-                "type_mismatch",
+                PlanErrorCode::TypeMismatch,
                 format!("LIKE needs text, but {} is {other}", describe(operand)),
             )),
         },
@@ -920,7 +999,7 @@ fn check_predicate<T: fmt::Display>(
                 Some(Type::Ip) => {}
                 other => {
                     return Err(PlanError::new(
-                        "type_mismatch",
+                        PlanErrorCode::TypeMismatch,
                         format!(
                             "cidr_match needs an IP address column, but {} is {}",
                             describe(operand),
@@ -934,7 +1013,7 @@ fn check_predicate<T: fmt::Display>(
         Predicate::And(parts) | Predicate::Or(parts) => {
             if parts.is_empty() {
                 return Err(PlanError::new(
-                    "empty_condition",
+                    PlanErrorCode::EmptyCondition,
                     "AND / OR of no condition",
                 ));
             }
@@ -951,7 +1030,7 @@ fn check_predicate<T: fmt::Display>(
 pub fn parse_network(text: &str) -> Result<IpNet, PlanError> {
     let bad = |why: &str| {
         PlanError::new(
-            "bad_cidr",
+            PlanErrorCode::BadCidr,
             format!("bad CIDR {text:?} in cidr_match: {why}"),
         )
     };
@@ -1010,7 +1089,7 @@ mod tests {
             plan(&json)
                 .validate(&windows())
                 .map(|_| ())
-                .map_err(|e| e.code)
+                .map_err(|e| e.code.as_str())
         };
         assert_eq!(check("tc\\"), Err("bad_pattern"));
         assert_eq!(check("tc\\\\"), Ok(()));
@@ -1078,7 +1157,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let code = |json: &str| plan(json).validate(&windows()).unwrap_err().code;
+        let code = |json: &str| plan(json).validate(&windows()).unwrap_err().code.as_str();
         assert_eq!(
             code(r#"{"from": "flows_1h", "select": [{"column": "ts"}]}"#),
             "unknown_table"

@@ -120,7 +120,7 @@ fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
 
 impl From<flowsight_queries::plan::PlanError> for ApiError {
     fn from(error: flowsight_queries::plan::PlanError) -> Self {
-        ApiError::bad_request(error.code, error.message)
+        ApiError::bad_request(error.code.as_str(), error.message)
     }
 }
 
