@@ -1,8 +1,9 @@
 //! The command line: clap types, and their translation into a validated engine config.
 
+use flowsight_events::now_ms;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use flowsight_connectors::kafka::{default_dead_letter_topic, KafkaOptions};
@@ -478,12 +479,6 @@ impl ProduceArgs {
             what,
         })
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Options of the embedded generator.

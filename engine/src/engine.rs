@@ -6,9 +6,10 @@
 //! workers have seen (from which a peek picks its `as_of`), and whether they stopped or
 //! failed.
 
+use flowsight_events::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -86,14 +87,6 @@ pub struct Shared {
     controls: Mutex<HashMap<u64, Sender<ControlReply>>>,
     /// The queries a previous run registered, rebuilt by every worker before it serves.
     pub(crate) stored_queries: Vec<StoredQuery>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panicking worker must not take the HTTP frontend down with it.
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 impl Shared {

@@ -17,10 +17,11 @@
 //! - A feed with no clients lingers a while (so reconnecting clients can resume), then
 //!   stops reading.
 
+use flowsight_events::lock;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flowsight_operators::Millis;
@@ -111,13 +112,6 @@ pub struct Hub {
     next_client: AtomicU64,
     /// Set when the process stops serving: every stream ends, and no feed reads again.
     closed: AtomicBool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 impl Hub {

@@ -12,6 +12,25 @@ use std::str::FromStr;
 /// Milliseconds since the Unix epoch, the unit of every time in flowsight.
 pub type Millis = u64;
 
+/// The wall clock in [`Millis`], for stamping what happens now (a dead letter's time, a
+/// generator's first event, a process's start); event time always comes from the records.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+        })
+}
+
+/// Locks `mutex`, recovering it if a thread panicked while holding it: what it guards is
+/// counters and queues that stay usable, and a panicking worker must not take the HTTP
+/// frontend or the other workers down with it.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One connection (flow) summary.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Event {

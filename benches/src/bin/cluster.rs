@@ -17,9 +17,10 @@
 //! Then, on the cluster, `kill -9` of process 1 while it runs in real time: the time until
 //! every process serves views again (after the supervisor has restarted the cluster).
 
+use flowsight_events::now_ms;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use flowsight_benches::{flowsight_binary, numeric_options};
 use serde_json::Value;
@@ -265,13 +266,6 @@ fn free_ports(count: u16) -> u16 {
             return base;
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn usage(problem: &str) -> ! {

@@ -16,12 +16,13 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use flowsight_events::now_ms;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use flowsight_benches::{peak_rss_bytes, reset_peak_rss};
 use flowsight_connectors::kafka::{ensure_topic, topic_partitions, EventProducer, KafkaOptions};
@@ -149,12 +150,6 @@ fn start_tansu() -> (Broker, String) {
         std::thread::sleep(Duration::from_millis(100));
     }
     (Broker(child), brokers)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Produces the generator's records, partition `p` of the generator into partition `p`.

@@ -10,12 +10,13 @@
 //! the viewers: how long after its as_of a risk event reaches a client, events and bytes
 //! per client, overflows.
 
+use flowsight_events::now_ms;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use flowsight_benches::{flowsight_binary, numeric_options};
 use serde_json::Value;
@@ -252,12 +253,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn usage(problem: &str) -> ! {

@@ -43,7 +43,7 @@ pub fn routes(
     client: Client,
     hub: Arc<Hub>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let started = started_ms();
+    let started = flowsight_events::now_ms();
     let with_hub = warp::any().map(move || Arc::clone(&hub));
     let with_client = warp::any().map(move || client.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
@@ -451,13 +451,6 @@ pub(crate) fn status_read(client: &Client) -> ViewRead {
         }
         Ok(value)
     })
-}
-
-/// When this process started serving (ms since the epoch).
-fn started_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// `?limit=`: the counts since the first run (a checkpoint carries them over restarts)

@@ -2,12 +2,13 @@
 //! with headers naming why and where it came from; a record that cannot be delivered is
 //! appended to a file on disk instead, never dropped.
 
+use flowsight_events::now_ms;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -169,12 +170,6 @@ impl KafkaDeadLetters {
     pub fn topic(&self) -> &str {
         &self.topic
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl DeadLetterSink for KafkaDeadLetters {

@@ -7,8 +7,9 @@
 //! partitions one by one like any other [`EventPartition`]. New partitions of the topic are
 //! picked up as the metadata shows them.
 
+use flowsight_events::lock;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flowsight_events::Event;
@@ -36,13 +37,6 @@ type EndOffsets = Arc<Mutex<HashMap<i32, u64>>>;
 /// Messages that reached the consumer's main queue instead of their partition's queue
 /// (fetched before the queue was split off); they are handed to their partition.
 type Strays = Arc<Mutex<VecDeque<(i64, Option<Vec<u8>>)>>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
 
 /// Receives librdkafka's statistics and errors for one consumer.
 pub struct SourceContext {
