@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use flowsight_engine::{ClusterConfig, Engine, Hub};
+use flowsight_engine::{ClusterConfig, Engine, EngineError, Hub};
 
 use cli::{Cli, Command, RunConfig};
 
@@ -196,7 +196,23 @@ fn start(config: flowsight_engine::EngineConfig, http: SocketAddr) -> anyhow::Re
             )
         })?);
     }
-    Ok(Engine::start(config)?)
+    Engine::start(config).map_err(|error| match hint(&error) {
+        Some(hint) => anyhow::anyhow!("{error}: {hint}"),
+        None => error.into(),
+    })
+}
+
+/// What to do about an engine error, where the command line can say it (the engine's
+/// errors name what is wrong, not the commands that mend it).
+fn hint(error: &EngineError) -> Option<String> {
+    match error {
+        EngineError::TopicMissing { topic, brokers } => Some(format!(
+            "create it, for example with `flowsight produce --brokers {brokers} --topic {topic} \
+             --partitions N`, or with your Kafka tools"
+        )),
+        EngineError::AlertsTopicMissing { .. } => Some("create it with your Kafka tools".into()),
+        _ => None,
+    }
 }
 
 async fn shutdown_signal() {

@@ -20,7 +20,7 @@ const ZEEK_FIELDS_PREFIX: &str =
     "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto";
 
 pub fn produce(config: ProduceConfig, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<()> {
-    config.options.check().map_err(anyhow::Error::msg)?;
+    config.options.check()?;
     let partitions = match config.create_partitions {
         Some(n) => ensure_topic(&config.options, &config.topic, n, BROKER_TIMEOUT)?,
         None => topic_partitions(&config.options, &config.topic, BROKER_TIMEOUT)?.with_context(

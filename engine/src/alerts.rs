@@ -18,7 +18,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::Stream;
 
 use crate::config::{AlertsConfig, EngineConfig};
-use crate::engine::Shared;
+use crate::engine::{EngineError, Shared};
 
 /// How long looking the alerts topic up may take at start.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,26 +54,18 @@ pub struct AlertSink {
 
 impl AlertSink {
     /// Opens the alerts topic's producer when one is configured.
-    pub fn new(config: &EngineConfig) -> Result<AlertSink, String> {
+    pub fn new(config: &EngineConfig) -> Result<AlertSink, EngineError> {
         let producer = match &config.alerts {
             Some(AlertsConfig { options, topic }) => {
                 // The topic must exist: producing to a missing one would create it on a
                 // broker that auto-creates topics, and a mistyped name would go unnoticed.
-                match topic_partitions(options, topic, BROKER_TIMEOUT) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        return Err(format!(
-                            "alerts topic {topic} does not exist on {}: create it with your \
-                             Kafka tools",
-                            options.brokers
-                        ))
-                    }
-                    Err(error) => return Err(error.to_string()),
+                if topic_partitions(options, topic, BROKER_TIMEOUT)?.is_none() {
+                    return Err(EngineError::AlertsTopicMissing {
+                        topic: topic.clone(),
+                        brokers: options.brokers.clone(),
+                    });
                 }
-                Some(
-                    EventProducer::named(options, topic, "flowsight-alerts")
-                        .map_err(|e| e.to_string())?,
-                )
+                Some(EventProducer::named(options, topic, "flowsight-alerts")?)
             }
             None => None,
         };

@@ -38,13 +38,32 @@ pub enum EngineError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot open the source: {0}")]
-    Source(String),
+    Source(#[from] flowsight_connectors::SourceError),
+    /// Timely reports its set-up failures (say, a peer it cannot reach) as text.
     #[error("cannot start the timely workers: {0}")]
     Timely(String),
     #[error("Kafka: {0}")]
-    Kafka(String),
-    #[error("{0}")]
-    Checkpoint(String),
+    KafkaOptions(#[from] flowsight_connectors::kafka::InvalidKafkaOptions),
+    #[error("Kafka: {0}")]
+    Topic(#[from] flowsight_connectors::kafka::TopicError),
+    /// The source topic is not on the brokers; it is never created by the engine.
+    #[error("Kafka: topic {topic} does not exist on {brokers}")]
+    TopicMissing { topic: String, brokers: String },
+    /// The alerts topic is not on the brokers; it is never created by the engine.
+    #[error("Kafka: alerts topic {topic} does not exist on {brokers}")]
+    AlertsTopicMissing { topic: String, brokers: String },
+    /// The alerts producer could not be built.
+    #[error("Kafka: alerts: {0}")]
+    Alerts(#[from] flowsight_connectors::kafka::ProduceError),
+    #[error("Kafka: cannot create the {what} producer: {source}")]
+    Producer {
+        what: &'static str,
+        source: flowsight_connectors::kafka::KafkaError,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    StoredQueries(#[from] crate::queries::StoredQueriesError),
 }
 
 /// Sentinel for "this worker has not seen a frontier yet".
@@ -451,10 +470,10 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         config.validate()?;
         let runtime = ingest::prepare(&config)?;
-        let alerts = AlertSink::new(&config).map_err(EngineError::Kafka)?;
+        let alerts = AlertSink::new(&config)?;
         let timely_config = config.cluster.timely_config();
         let stored_queries = match (&config.state_dir, config.queries.enabled) {
-            (Some(dir), true) => queries::load(dir).map_err(EngineError::Checkpoint)?,
+            (Some(dir), true) => queries::load(dir)?,
             _ => Vec::new(),
         };
         let mut shared = Shared::with_runtime(config, runtime, alerts);

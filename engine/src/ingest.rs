@@ -31,8 +31,7 @@ pub(crate) fn prepare(config: &EngineConfig) -> Result<SourceRuntime, EngineErro
     match &config.source {
         SourceConfig::File { path, format } => {
             if reads_partition_zero(config) {
-                FilePartition::open(path, *format)
-                    .map_err(|e| EngineError::Source(e.to_string()))?;
+                FilePartition::open(path, *format)?;
             }
             Ok(SourceRuntime::without_checkpoints())
         }
@@ -50,28 +49,22 @@ fn prepare_kafka(
     config: &EngineConfig,
     kafka: &KafkaSourceConfig,
 ) -> Result<SourceRuntime, EngineError> {
-    kafka.options.check().map_err(EngineError::Kafka)?;
-    let partitions = kafka::topic_partitions(&kafka.options, &kafka.topic, BROKER_TIMEOUT)
-        .map_err(|e| EngineError::Kafka(e.to_string()))?
-        .ok_or_else(|| {
-            EngineError::Kafka(format!(
-                "topic {} does not exist on {}: create it (for example with `flowsight produce \
-                 --brokers {} --topic {} --partitions N`, or your Kafka tools)",
-                kafka.topic, kafka.options.brokers, kafka.options.brokers, kafka.topic
-            ))
+    kafka.options.check()?;
+    let partitions = kafka::topic_partitions(&kafka.options, &kafka.topic, BROKER_TIMEOUT)?
+        .ok_or_else(|| EngineError::TopicMissing {
+            topic: kafka.topic.clone(),
+            brokers: kafka.options.brokers.clone(),
         })?;
     let state_dir = config
         .state_dir
         .as_deref()
         .ok_or(EngineError::Config(crate::ConfigError::NoStateDir))?;
     let store = CheckpointStore::new(state_dir, config.cluster.process());
-    let resume = store
-        .load(
-            &kafka.topic,
-            config.cluster.processes(),
-            config.cluster.workers_per_process(),
-        )
-        .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+    let resume = store.load(
+        &kafka.topic,
+        config.cluster.processes(),
+        config.cluster.workers_per_process(),
+    )?;
 
     // The dead-letter topic is created when missing, like the engine's own state; if that
     // fails the sink keeps undeliverable letters on disk and says so.
@@ -86,8 +79,12 @@ fn prepare_kafka(
     let spill = state_dir
         .join("dead-letters")
         .join(format!("{}.jsonl", kafka.dead_letter_topic));
-    let sink = KafkaDeadLetters::new(&kafka.options, &kafka.dead_letter_topic, &spill)
-        .map_err(|e| EngineError::Kafka(format!("cannot create the dead-letter producer: {e}")))?;
+    let sink = KafkaDeadLetters::new(&kafka.options, &kafka.dead_letter_topic, &spill).map_err(
+        |source| EngineError::Producer {
+            what: "dead-letter",
+            source,
+        },
+    )?;
     tracing::info!(
         topic = %kafka.topic,
         partitions,

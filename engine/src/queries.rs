@@ -176,36 +176,61 @@ pub struct StoredQuery {
     pub registered_at: Millis,
 }
 
+/// Why the registered-query file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredQueriesError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a registered-query file: {source}", path.display())]
+    NotQueries {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{} has version {found}, this build reads version {VERSION}", path.display())]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Reads the queries a previous run registered, in registration order.
-pub fn load(state_dir: &Path) -> Result<Vec<StoredQuery>, String> {
+pub fn load(state_dir: &Path) -> Result<Vec<StoredQuery>, StoredQueriesError> {
     let path = state_dir.join(FILE);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => return Err(StoredQueriesError::Read { path, source }),
     };
-    let stored: Stored = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a registered-query file: {e}", path.display()))?;
+    let stored: Stored = match serde_json::from_str(&text) {
+        Ok(stored) => stored,
+        Err(source) => return Err(StoredQueriesError::NotQueries { path, source }),
+    };
     if stored.version != VERSION {
-        return Err(format!(
-            "{} has version {}, this build reads version {VERSION}",
-            path.display(),
-            stored.version
-        ));
+        return Err(StoredQueriesError::Version {
+            path,
+            found: stored.version,
+        });
     }
     Ok(stored.queries)
 }
 
 /// Writes the registered queries atomically: a temporary file, fsync, rename, fsync of the
 /// directory, so that a crash leaves the old list or the new one, whole.
-pub fn save(state_dir: &Path, queries: &[StoredQuery]) -> Result<(), String> {
+pub fn save(state_dir: &Path, queries: &[StoredQuery]) -> Result<(), StoredQueriesError> {
     let path = state_dir.join(FILE);
     let temporary: PathBuf = state_dir.join(format!("{FILE}.tmp"));
-    let text = serde_json::to_string_pretty(&Stored {
+    let text = match serde_json::to_string_pretty(&Stored {
         version: VERSION,
         queries: queries.to_vec(),
-    })
-    .map_err(|e| e.to_string())?;
+    }) {
+        Ok(text) => text,
+        Err(source) => return Err(StoredQueriesError::NotQueries { path, source }),
+    };
     let write = || -> std::io::Result<()> {
         fs::create_dir_all(state_dir)?;
         let mut file = fs::File::create(&temporary)?;
@@ -214,5 +239,5 @@ pub fn save(state_dir: &Path, queries: &[StoredQuery]) -> Result<(), String> {
         fs::rename(&temporary, &path)?;
         fs::File::open(state_dir)?.sync_all()
     };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write().map_err(|source| StoredQueriesError::Write { path, source })
 }

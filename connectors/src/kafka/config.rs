@@ -52,6 +52,15 @@ pub struct KafkaOptions {
     pub extra: Vec<(String, String)>,
 }
 
+/// librdkafka refused the options when a client was built from them.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid Kafka {client} options: {source}")]
+pub struct InvalidKafkaOptions {
+    /// `consumer` or `producer`.
+    pub client: &'static str,
+    pub source: rdkafka::error::KafkaError,
+}
+
 /// An extra option that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KafkaOptionError {
@@ -177,13 +186,19 @@ impl KafkaOptions {
     /// Builds a consumer and a producer from these options and drops them: librdkafka
     /// checks every option when a client is created, so a misspelt or invalid extra option
     /// is reported before anything starts.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidKafkaOptions> {
         self.consumer_config("flowsight-check")
             .create::<rdkafka::consumer::BaseConsumer>()
-            .map_err(|e| format!("invalid Kafka consumer options: {e}"))?;
+            .map_err(|source| InvalidKafkaOptions {
+                client: "consumer",
+                source,
+            })?;
         self.producer_config("flowsight-check")
             .create::<rdkafka::producer::BaseProducer>()
-            .map_err(|e| format!("invalid Kafka producer options: {e}"))?;
+            .map_err(|source| InvalidKafkaOptions {
+                client: "producer",
+                source,
+            })?;
         Ok(())
     }
 }

@@ -10,9 +10,11 @@ mod produce;
 mod source;
 
 pub use admin::{ensure_topic, topic_partitions, TopicError};
-pub use config::{KafkaOptionError, KafkaOptions};
+pub use config::{InvalidKafkaOptions, KafkaOptionError, KafkaOptions};
 pub use dead_letters::{headers as dead_letter_headers, KafkaDeadLetters};
 pub use produce::{EventProducer, ProduceError};
+/// The Kafka client's own error, which some of the errors above carry.
+pub use rdkafka::error::KafkaError;
 pub use source::{ConsumerError, KafkaPartition, KafkaSource};
 
 /// The dead-letter topic of `topic` unless another is given: `<topic>.dead-letters`.
