@@ -11,10 +11,13 @@ use flowsight_queries::sql;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::Reply;
+use warp::{Filter, Reply};
 
 use super::params::Params;
-use super::{json_reply, window_json, ApiError, ViewRead};
+use super::{
+    json_reply, raw_query, read, respond, window_json, with, ApiError, Routes, ViewRead,
+    MAX_BODY_BYTES,
+};
 
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
@@ -130,6 +133,51 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))
+}
+
+/// The registered-query routes.
+pub(super) fn routes(client: &Client) -> Routes {
+    let register_query = warp::path!("v1" / "queries")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
+        .and(warp::body::bytes())
+        .and(with(client.clone()))
+        .and_then(|body, client: Client| async move { respond(register(client, body).await) })
+        .boxed();
+    let list_queries = warp::path!("v1" / "queries")
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|q: String, client: Client| async move { respond(list(client, q).await) })
+        .boxed();
+    let show_query = warp::path!("v1" / "queries" / String)
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|name: String, q: String, client: Client| async move {
+            respond(show(client, name, q).await)
+        })
+        .boxed();
+    let drop_query = warp::path!("v1" / "queries" / String)
+        .and(warp::delete())
+        .and(with(client.clone()))
+        .and_then(|name: String, client: Client| async move { respond(drop(client, name).await) })
+        .boxed();
+    let query_results = warp::path!("v1" / "queries" / String / "results")
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|name: String, q: String, client: Client| async move {
+            respond(results(client, name, q).await)
+        })
+        .boxed();
+    super::join(vec![
+        register_query,
+        list_queries,
+        show_query,
+        drop_query,
+        query_results,
+    ])
 }
 
 /// `POST /v1/queries`: registers a query; 201 with the query.

@@ -8,10 +8,14 @@ use flowsight_operators::anomaly::AnomalyKind;
 use flowsight_operators::risk::Severity;
 use serde_json::{json, Value};
 use warp::reply::Response;
+use warp::Filter;
 
 use super::params::{self, Params};
 use super::segments::require_segment_views;
-use super::{cut, json_reply, one_more, peek, window_json, ApiError, ViewRead};
+use super::{
+    cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
+    ViewRead,
+};
 
 /// The risk routes answer 404 `view_disabled` when the engine runs without them.
 fn require_risk_views(client: &Client) -> Result<(), ApiError> {
@@ -23,6 +27,37 @@ fn require_risk_views(client: &Client) -> Result<(), ApiError> {
         code: "view_disabled".into(),
         message: "the risk and anomaly views are off (the engine runs with --no-risk-views)".into(),
     })
+}
+
+/// The risk and anomaly routes; `severity` comes before `/v1/risks/{ip}`: it is no address.
+pub(super) fn routes(client: &Client) -> Routes {
+    let risks = warp::path!("v1" / "risks")
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|q: String, client: Client| async move { respond(risks(client, q).await) })
+        .boxed();
+    let severity = warp::path!("v1" / "risks" / "severity")
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|q: String, client: Client| async move { respond(severity(client, q).await) })
+        .boxed();
+    let risk_host = warp::path!("v1" / "risks" / String)
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|ip: String, q: String, client: Client| async move {
+            respond(host(client, ip, q).await)
+        })
+        .boxed();
+    let anomalies = warp::path!("v1" / "anomalies")
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|q: String, client: Client| async move { respond(anomalies(client, q).await) })
+        .boxed();
+    super::join(vec![risks, severity, risk_host, anomalies])
 }
 
 /// `GET /v1/risks?window=&severity=&limit=`: highest score first, ties by address.

@@ -20,10 +20,14 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::Reply;
+use warp::{Filter, Reply};
 
-use super::{edges_read, queries, risk, segments, status_read, ApiError, Render, ViewRead};
+use super::graph::edges_read;
+use super::ops::status_read;
 use super::{params::Params, PEEK_TIMEOUT};
+use super::{
+    queries, raw_query, respond, risk, segments, with, ApiError, Render, Routes, ViewRead,
+};
 
 /// The views a client can subscribe to, as listed in errors.
 const VIEWS: &str = "status, edges, risks, severity, anomalies, segments, policy, queries/{name}";
@@ -34,6 +38,28 @@ const META: &[&str] = &["name", "window", "columns", "severity", "kind"];
 
 /// The most subscriptions one multiplexed stream may carry.
 const MAX_STREAMS: usize = 16;
+
+/// `GET /v1/subscribe/{view}`: server-sent events.
+pub(super) fn routes(client: &Client, hub: &Arc<Hub>) -> Routes {
+    let subscribe = warp::path!("v1" / "subscribe" / ..)
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(raw_query())
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(with(Arc::clone(hub)))
+        .and(with(client.clone()))
+        .and_then(
+            |view: warp::path::Tail,
+             q: String,
+             last: Option<String>,
+             hub: Arc<Hub>,
+             client: Client| async move {
+                respond(subscribe(hub, client, view.as_str().to_string(), q, last).await)
+            },
+        )
+        .boxed();
+    super::join(vec![subscribe])
+}
 
 /// Opens a subscription to `view` (the path after `/v1/subscribe/`) with the query
 /// string `raw`; with no view, several subscriptions on one stream (see

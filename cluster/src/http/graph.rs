@@ -1,0 +1,108 @@
+//! The connection graph's routes: `/v1/graph/edges` and `/v1/graph/hosts/{ip}`.
+
+use std::net::IpAddr;
+
+use flowsight_engine::{Answer, Client, ViewQuery};
+use flowsight_queries::EdgeFilter;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::params::{self, Params};
+use super::{
+    cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
+    ViewRead,
+};
+
+pub(super) fn routes(client: &Client) -> Routes {
+    let edges = warp::path!("v1" / "graph" / "edges")
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) })
+        .boxed();
+    let host = warp::path!("v1" / "graph" / "hosts" / String)
+        .and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(|ip: String, q: String, client: Client| async move {
+            respond(host(client, ip, q).await)
+        })
+        .boxed();
+    super::join(vec![edges, host])
+}
+
+async fn edges(client: Client, raw: String) -> Result<Response, ApiError> {
+    edges_read(&client, &raw)?.serve(&client).await
+}
+
+/// `?src=&dst=&window=&limit=`: the heaviest edges of a window.
+pub(crate) fn edges_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError> {
+    let params = Params::parse(raw, &["src", "dst", "window", "limit"])?;
+    let window = params.window(client.config())?;
+    let filter = EdgeFilter {
+        src: params.ip("src")?,
+        dst: params.ip("dst")?,
+    };
+    let limit = params.limit(100, 10_000)?;
+    let query = ViewQuery::Edges {
+        window: window.length,
+        filter,
+        limit: one_more(limit),
+    };
+    Ok(ViewRead::new(query, move |answered| {
+        let Answer::Edges(mut rows) = answered.answer else {
+            return Err(ApiError::internal("unexpected answer to an edge peek"));
+        };
+        let truncated = cut(&mut rows, limit);
+        Ok(json!({
+            "as_of": answered.as_of,
+            "window": window_json(&window.name, window.length, answered.as_of),
+            "rows": rows,
+            "truncated": truncated,
+        }))
+    }))
+}
+
+async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiError> {
+    // Path segments arrive percent-encoded (an IPv6 address's colons may be `%3A`).
+    let ip = percent_encoding::percent_decode_str(&ip).decode_utf8_lossy();
+    let ip: IpAddr = params::parse_ip("ip", &ip)?;
+    let params = Params::parse(&raw, &["window", "limit"])?;
+    let window = params.window(client.config())?;
+    let limit = params.limit(1000, 10_000)?;
+    let answered = peek(
+        &client,
+        ViewQuery::Host {
+            ip,
+            window: window.length,
+            limit: one_more(limit),
+        },
+    )
+    .await?;
+    let Answer::Host(mut host) = answered.answer else {
+        return Err(ApiError::internal("unexpected answer to a host peek"));
+    };
+    // As for a host's segment: a host the window has not seen is not found, not zeros.
+    if host.summary.connections_out == 0 && host.summary.connections_in == 0 {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_host".into(),
+            message: format!(
+                "host {ip} has no connections in the {} window as of {}",
+                window.name, answered.as_of
+            ),
+        });
+    }
+    let truncated_out = cut(&mut host.out_edges, limit);
+    let truncated_in = cut(&mut host.in_edges, limit);
+    Ok(json_reply(&json!({
+        "as_of": answered.as_of,
+        "window": window_json(&window.name, window.length, answered.as_of),
+        "host": host.summary,
+        "out_edges": host.out_edges,
+        "in_edges": host.in_edges,
+        "truncated": truncated_out || truncated_in,
+    })))
+}
