@@ -645,7 +645,7 @@ impl Client {
         }
         definition.validate(&self.shared.config.windows)?;
         let text = serde_json::to_string(&definition).map_err(|e| QueryError::Invalid {
-            code: "bad_plan".into(),
+            code: flowsight_queries::plan::PlanErrorCode::BadPlan,
             message: e.to_string(),
         })?;
         let reply = self.control(|id, origin| Command::RegisterQuery {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use flowsight_operators::Millis;
-use flowsight_queries::plan::{Plan, PlanError, ValidPlan};
+use flowsight_queries::plan::{Plan, PlanError, PlanErrorCode, ValidPlan};
 use flowsight_queries::registered::{QueryPart, QueryTrace};
 use flowsight_queries::{sql, Windows};
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,10 @@ pub struct QueryInfo {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum QueryError {
     #[error("{message}")]
-    Invalid { code: String, message: String },
+    Invalid {
+        code: PlanErrorCode,
+        message: String,
+    },
     #[error("query names are 1 to {MAX_NAME_LEN} letters, digits, '_' or '-'; got {0:?}")]
     BadName(String),
     #[error("a query named {0:?} is already registered; drop it first or choose another name")]
@@ -106,7 +109,7 @@ pub enum QueryError {
 impl From<PlanError> for QueryError {
     fn from(error: PlanError) -> Self {
         QueryError::Invalid {
-            code: error.code.to_string(),
+            code: error.code,
             message: error.message,
         }
     }

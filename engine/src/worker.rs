@@ -294,7 +294,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
                     let ready_at = *requests.time();
                     let result = serde_json::from_str::<QueryDefinition>(&definition)
                         .map_err(|e| QueryError::Invalid {
-                            code: "bad_plan".into(),
+                            code: flowsight_queries::plan::PlanErrorCode::BadPlan,
                             message: e.to_string(),
                         })
                         .and_then(|definition| {

@@ -537,7 +537,8 @@ pub struct PlanError {
 }
 
 /// The kinds of mistake a query can hold (docs/queries.md lists them with examples).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PlanErrorCode {
     AggregateInGroupBy,
     AggregateInWhere,
@@ -547,6 +548,8 @@ pub enum PlanErrorCode {
     BadLimit,
     BadNumber,
     BadPattern,
+    /// A JSON plan that does not have the plan's shape.
+    BadPlan,
     BadPosition,
     DuplicateColumnName,
     DuplicateGroupBy,
@@ -578,6 +581,7 @@ impl PlanErrorCode {
             PlanErrorCode::BadLimit => "bad_limit",
             PlanErrorCode::BadNumber => "bad_number",
             PlanErrorCode::BadPattern => "bad_pattern",
+            PlanErrorCode::BadPlan => "bad_plan",
             PlanErrorCode::BadPosition => "bad_position",
             PlanErrorCode::DuplicateColumnName => "duplicate_column_name",
             PlanErrorCode::DuplicateGroupBy => "duplicate_group_by",

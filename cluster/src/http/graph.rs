@@ -10,6 +10,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::params::{self, Params};
+use super::ErrorCode;
 use super::{
     cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
     ViewRead,
@@ -88,7 +89,7 @@ async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiEr
     if host.summary.connections_out == 0 && host.summary.connections_in == 0 {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            code: "unknown_host".into(),
+            code: ErrorCode::UnknownHost,
             message: format!(
                 "host {ip} has no connections in the {} window as of {}",
                 window.name, answered.as_of

@@ -26,7 +26,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 
 /// The largest request body accepted on any route.
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -134,7 +134,7 @@ fn wrong_method() -> Routes {
                 }
                 let error = ApiError {
                     status: StatusCode::METHOD_NOT_ALLOWED,
-                    code: "method_not_allowed".into(),
+                    code: ErrorCode::MethodNotAllowed,
                     message: format!("{} answers {allowed}, not {method}", path.as_str()),
                 };
                 Ok(

@@ -7,6 +7,7 @@ use flowsight_engine::EngineConfig;
 use flowsight_queries::WindowSpec;
 
 use super::ApiError;
+use super::ErrorCode;
 
 pub struct Params(BTreeMap<String, String>);
 
@@ -16,12 +17,15 @@ impl Params {
     pub fn parse(raw: &str, known: &[&str]) -> Result<Params, ApiError> {
         let mut map = BTreeMap::new();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).map_err(|e| {
-            ApiError::bad_request("bad_query", format!("cannot parse the query string: {e}"))
+            ApiError::bad_request(
+                ErrorCode::BadQuery,
+                format!("cannot parse the query string: {e}"),
+            )
         })?;
         for (key, value) in pairs {
             if !known.contains(&key.as_str()) {
                 return Err(ApiError::bad_request(
-                    "unknown_parameter",
+                    ErrorCode::UnknownParameter,
                     format!(
                         "unknown parameter {key:?}; this route takes {}",
                         known.join(", ")
@@ -30,7 +34,7 @@ impl Params {
             }
             if map.insert(key.clone(), value).is_some() {
                 return Err(ApiError::bad_request(
-                    "repeated_parameter",
+                    ErrorCode::RepeatedParameter,
                     format!("parameter {key:?} is given twice"),
                 ));
             }
@@ -69,7 +73,7 @@ impl Params {
             None | Some("0") | Some("false") => Ok(false),
             Some("1") | Some("true") => Ok(true),
             Some(other) => Err(ApiError::bad_request(
-                "bad_flag",
+                ErrorCode::BadFlag,
                 format!("{key} must be 1, 0, true or false, got {other:?}"),
             )),
         }
@@ -81,7 +85,7 @@ impl Params {
 
     /// `limit`, defaulting to `default`, within 1..=`max`.
     pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        self.count("limit", "bad_limit", default, max)
+        self.count("limit", ErrorCode::BadLimit, default, max)
     }
 
     /// A whole-number parameter within 1..=`max`, defaulting to `default`; `code` names
@@ -89,7 +93,7 @@ impl Params {
     pub fn count(
         &self,
         key: &str,
-        code: &'static str,
+        code: ErrorCode,
         default: usize,
         max: usize,
     ) -> Result<usize, ApiError> {
@@ -111,7 +115,7 @@ impl Params {
             None => Ok(config.windows.shortest().clone()),
             Some(name) => config.windows.get(name).cloned().ok_or_else(|| {
                 ApiError::bad_request(
-                    "unknown_window",
+                    ErrorCode::UnknownWindow,
                     format!(
                         "unknown window {name:?}; windows are {}",
                         config.windows.names().join(", ")
@@ -125,7 +129,7 @@ impl Params {
 pub fn parse_ip(key: &str, value: &str) -> Result<IpAddr, ApiError> {
     value.parse().map_err(|_| {
         ApiError::bad_request(
-            "bad_ip",
+            ErrorCode::BadIp,
             format!("{key} must be an IPv4 or IPv6 address, got {value:?}"),
         )
     })

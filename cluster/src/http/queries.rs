@@ -14,6 +14,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::params::Params;
+use super::ErrorCode;
 use super::{
     json_reply, raw_query, read, respond, window_json, with, ApiError, Routes, ViewRead,
     MAX_BODY_BYTES,
@@ -23,15 +24,15 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         let message = error.to_string();
         let (status, code) = match error {
-            QueryError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code.into()),
-            QueryError::BadName(_) => (StatusCode::BAD_REQUEST, "bad_name".into()),
-            QueryError::Duplicate(_) => (StatusCode::CONFLICT, "duplicate_query".into()),
-            QueryError::TooMany(_) => (StatusCode::CONFLICT, "too_many_queries".into()),
-            QueryError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_query".into()),
-            QueryError::Failed { .. } => (StatusCode::CONFLICT, "query_failed".into()),
-            QueryError::Disabled => (StatusCode::NOT_FOUND, "view_disabled".into()),
-            QueryError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "engine_stopped".into()),
-            QueryError::Pending(_) => (StatusCode::SERVICE_UNAVAILABLE, "command_pending".into()),
+            QueryError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, ErrorCode::Plan(code)),
+            QueryError::BadName(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadName),
+            QueryError::Duplicate(_) => (StatusCode::CONFLICT, ErrorCode::DuplicateQuery),
+            QueryError::TooMany(_) => (StatusCode::CONFLICT, ErrorCode::TooManyQueries),
+            QueryError::Unknown(_) => (StatusCode::NOT_FOUND, ErrorCode::UnknownQuery),
+            QueryError::Failed { .. } => (StatusCode::CONFLICT, ErrorCode::QueryFailed),
+            QueryError::Disabled => (StatusCode::NOT_FOUND, ErrorCode::ViewDisabled),
+            QueryError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EngineStopped),
+            QueryError::Pending(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::CommandPending),
         };
         ApiError {
             status,
@@ -61,11 +62,12 @@ fn query_json(info: &QueryInfo) -> Value {
 
 /// Reads the body of a registration: `{"name", "sql"}` or `{"name", "plan"}`.
 fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::BadJson, format!("the body is not JSON: {e}"))
+    })?;
     let Value::Object(mut fields) = value else {
         return Err(ApiError::bad_request(
-            "bad_definition",
+            ErrorCode::BadDefinition,
             r#"the body must be an object: {"name": ..., "sql": ...} or {"name": ..., "plan": {...}}"#,
         ));
     };
@@ -74,7 +76,7 @@ fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
         .find(|k| !matches!(k.as_str(), "name" | "sql" | "plan"))
     {
         return Err(ApiError::bad_request(
-            "bad_definition",
+            ErrorCode::BadDefinition,
             format!("unknown field {other:?}: a query has a name and either sql or plan"),
         ));
     }
@@ -82,7 +84,7 @@ fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
         Some(Value::String(name)) => name,
         _ => {
             return Err(ApiError::bad_request(
-                "bad_definition",
+                ErrorCode::BadDefinition,
                 "the query needs a \"name\" (a string)",
             ))
         }
@@ -98,7 +100,10 @@ fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
         }
         (None, Some(plan)) => {
             let plan: Plan = serde_json::from_value(plan).map_err(|e| {
-                ApiError::bad_request("bad_plan", format!("the plan is not valid: {e}"))
+                ApiError::bad_request(
+                    ErrorCode::Plan(flowsight_queries::plan::PlanErrorCode::BadPlan),
+                    format!("the plan is not valid: {e}"),
+                )
             })?;
             Ok(QueryDefinition {
                 name,
@@ -107,15 +112,15 @@ fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
             })
         }
         (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "bad_definition",
+            ErrorCode::BadDefinition,
             "give either \"sql\" or \"plan\", not both",
         )),
         (Some(_), None) => Err(ApiError::bad_request(
-            "bad_definition",
+            ErrorCode::BadDefinition,
             "\"sql\" must be a string",
         )),
         (None, None) => Err(ApiError::bad_request(
-            "bad_definition",
+            ErrorCode::BadDefinition,
             "the query needs \"sql\" (a string) or \"plan\" (an object)",
         )),
     }
@@ -123,7 +128,7 @@ fn definition(body: &[u8]) -> Result<QueryDefinition, ApiError> {
 
 impl From<flowsight_queries::plan::PlanError> for ApiError {
     fn from(error: flowsight_queries::plan::PlanError) -> Self {
-        ApiError::bad_request(error.code.as_str(), error.message)
+        ApiError::bad_request(ErrorCode::Plan(error.code), error.message)
     }
 }
 

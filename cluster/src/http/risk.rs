@@ -12,6 +12,7 @@ use warp::Filter;
 
 use super::params::{self, Params};
 use super::segments::require_segment_views;
+use super::ErrorCode;
 use super::{
     cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
     ViewRead,
@@ -24,7 +25,7 @@ fn require_risk_views(client: &Client) -> Result<(), ApiError> {
     }
     Err(ApiError {
         status: warp::http::StatusCode::NOT_FOUND,
-        code: "view_disabled".into(),
+        code: ErrorCode::ViewDisabled,
         message: "the risk and anomaly views are off (the engine runs with --no-risk-views)".into(),
     })
 }
@@ -71,7 +72,7 @@ pub(crate) fn risks_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
     let window = params.window(client.config())?;
     let severity = params
         .parsed::<Severity>("severity")
-        .map_err(|message| ApiError::bad_request("bad_severity", message))?;
+        .map_err(|message| ApiError::bad_request(ErrorCode::BadSeverity, message))?;
     let limit = params.limit(100, 10_000)?;
     let query = ViewQuery::Risks {
         window: window.length,
@@ -116,7 +117,7 @@ pub(crate) fn severity_read(client: &Client, raw: &str) -> Result<ViewRead, ApiE
     let span = match params.text("span") {
         None => longest.length,
         Some(text) => {
-            let bad = |why: String| ApiError::bad_request("bad_span", why);
+            let bad = |why: String| ApiError::bad_request(ErrorCode::BadSpan, why);
             let span = flowsight_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
             if span == 0 || on_ticks(span) > longest.length {
                 return Err(bad(format!(
@@ -131,7 +132,7 @@ pub(crate) fn severity_read(client: &Client, raw: &str) -> Result<ViewRead, ApiE
     let step = match params.text("step") {
         None => on_ticks(span.div_ceil(DEFAULT_SEVERITY_POINTS)),
         Some(text) => {
-            let bad = |why: String| ApiError::bad_request("bad_step", why);
+            let bad = |why: String| ApiError::bad_request(ErrorCode::BadStep, why);
             let step = flowsight_queries::parse_duration_ms(text).map_err(|e| bad(e.0))?;
             if step == 0 {
                 return Err(bad(format!("step must be positive, got {text:?}")));
@@ -232,7 +233,7 @@ pub(crate) fn anomalies_read(client: &Client, raw: &str) -> Result<ViewRead, Api
     let window = params.window(client.config())?;
     let kind = params
         .parsed::<AnomalyKind>("kind")
-        .map_err(|message| ApiError::bad_request("bad_kind", message))?;
+        .map_err(|message| ApiError::bad_request(ErrorCode::BadKind, message))?;
     match kind {
         Some(AnomalyKind::PolicyViolation) => require_segment_views(client)?,
         Some(_) => require_risk_views(client)?,

@@ -11,6 +11,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::params::{self, Params};
+use super::ErrorCode;
 use super::{
     cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
     ViewRead,
@@ -23,7 +24,7 @@ pub(super) fn require_segment_views(client: &Client) -> Result<(), ApiError> {
     }
     Err(ApiError {
         status: StatusCode::NOT_FOUND,
-        code: "view_disabled".into(),
+        code: ErrorCode::ViewDisabled,
         message: "the segmentation views are off (the engine runs with --no-segment-views)".into(),
     })
 }
@@ -37,7 +38,7 @@ fn segment_window(client: &Client, as_of: u64) -> serde_json::Value {
 fn parse_label(key: &str, value: &str) -> Result<Label, ApiError> {
     value.parse().map_err(|_| {
         ApiError::bad_request(
-            "bad_segment",
+            ErrorCode::BadSegment,
             format!("{key} must be an address or hub:<address>, got {value:?}"),
         )
     })
@@ -85,7 +86,7 @@ pub(crate) fn list_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError
     require_segment_views(client)?;
     let params = Params::parse(raw, &["limit", "members"])?;
     let limit = params.limit(100, 10_000)?;
-    let members = params.count("members", "bad_members", 5, 1_000)?;
+    let members = params.count("members", ErrorCode::BadMembers, 5, 1_000)?;
     let longest = client.config().windows.longest().clone();
     Ok(ViewRead::new(
         ViewQuery::Segments { limit, members },
@@ -123,7 +124,7 @@ pub async fn segment(client: Client, id: String, raw: String) -> Result<Response
     let Some(detail) = found else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            code: "unknown_segment".into(),
+            code: ErrorCode::UnknownSegment,
             message: format!(
                 "no segment {id} as of {}: segment ids are the smallest member's address \
                  (or hub:<address>), and change when segments merge or split",
@@ -150,7 +151,7 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
     let Some(host) = found else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            code: "unknown_host".into(),
+            code: ErrorCode::UnknownHost,
             message: format!(
                 "host {ip} has no connections in the window as of {}",
                 answered.as_of
@@ -175,7 +176,7 @@ pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
         Some("csv") => true,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "bad_format",
+                ErrorCode::BadFormat,
                 format!("format must be json or csv, got {other:?}"),
             ))
         }
@@ -205,7 +206,7 @@ pub(crate) fn policy_read(client: &Client, params: &Params) -> Result<ViewRead, 
         Some("count") => PolicyOrder::Busiest,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "bad_order",
+                ErrorCode::BadOrder,
                 format!("order must be key or count, got {other:?}"),
             ))
         }

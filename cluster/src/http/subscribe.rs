@@ -24,6 +24,7 @@ use warp::{Filter, Reply};
 
 use super::graph::edges_read;
 use super::ops::status_read;
+use super::ErrorCode;
 use super::{params::Params, PEEK_TIMEOUT};
 use super::{
     queries, raw_query, respond, risk, segments, with, ApiError, Render, Routes, ViewRead,
@@ -102,11 +103,14 @@ fn subscribe_many(
     last_event_id: Option<String>,
 ) -> Result<Response, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&raw).map_err(|e| {
-        ApiError::bad_request("bad_query", format!("cannot parse the query string: {e}"))
+        ApiError::bad_request(
+            ErrorCode::BadQuery,
+            format!("cannot parse the query string: {e}"),
+        )
     })?;
     if pairs.is_empty() {
         return Err(ApiError::bad_request(
-            "no_subscription",
+            ErrorCode::NoSubscription,
             format!(
                 "name at least one view: /v1/subscribe/{{view}}, or /v1/subscribe?NAME=VIEW&... \
                  with VIEW one of {VIEWS} and its query string (URL-encoded)"
@@ -115,7 +119,7 @@ fn subscribe_many(
     }
     if pairs.len() > MAX_STREAMS {
         return Err(ApiError::bad_request(
-            "too_many_subscriptions",
+            ErrorCode::TooManySubscriptions,
             format!(
                 "at most {MAX_STREAMS} subscriptions share one stream, got {}",
                 pairs.len()
@@ -133,13 +137,13 @@ fn subscribe_many(
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid {
             return Err(ApiError::bad_request(
-                "bad_subscription_name",
+                ErrorCode::BadSubscriptionName,
                 format!("subscription names are 1 to 32 letters, digits, - or _; got {name:?}"),
             ));
         }
         if !names.insert(name.clone()) {
             return Err(ApiError::bad_request(
-                "repeated_parameter",
+                ErrorCode::RepeatedParameter,
                 format!("subscription {name:?} is given twice"),
             ));
         }
@@ -274,7 +278,7 @@ fn view_read(client: &Client, view: &str, raw: &str) -> Result<(Shape, ViewRead)
             _ => {
                 return Err(ApiError {
                     status: StatusCode::NOT_FOUND,
-                    code: "unknown_view".into(),
+                    code: ErrorCode::UnknownView,
                     message: format!("no view {other:?} to subscribe to; the views are {VIEWS}"),
                 })
             }
@@ -306,14 +310,14 @@ impl ViewReader for PeekReader {
             Err(other) => {
                 let error = ApiError::from(other);
                 return Err(ReadError::Ended {
-                    code: error.code.into_owned(),
+                    code: error.code.as_str().to_string(),
                     message: error.message,
                 });
             }
         };
         let as_of = answered.as_of;
         let body = (self.render)(answered).map_err(|error| ReadError::Ended {
-            code: error.code.into_owned(),
+            code: error.code.as_str().to_string(),
             message: error.message,
         })?;
         Ok(split(self.shape, as_of, body))
