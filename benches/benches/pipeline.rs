@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p flowsight-benches --bench pipeline`
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -1,5 +1,8 @@
 //! Invalid command lines get a clear message and exit code 2.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -6,6 +6,9 @@
 //! wrong setup gets: a process index out of range, an address already in use, a host file
 //! that differs between processes.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,9 @@
 //! Node, Chromium and the dashboard's node packages are required, not optional: without
 //! them the test fails and says to run `scripts/setup.sh`.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -2,6 +2,9 @@
 //! operators, connectors}`, with `events` the leaf every crate may use; operators and queries never
 //! reach tokio, warp or rdkafka; and nothing depends on abomonation.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 

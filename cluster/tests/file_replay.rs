@@ -3,6 +3,9 @@
 //! ended and the idle timeout has passed; malformed lines become dead letters with their
 //! line numbers.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fmt::Write as _;

@@ -5,6 +5,9 @@
 //! and count nothing twice; late and out-of-order records land in the windows they
 //! belong to.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,9 @@
 //! A dead letter that the dead-letter topic will not take is kept on disk, whole, and
 //! counted as such — never dropped.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! default): a mistyped `--topic` or `--alerts-topic` is refused with "does not exist",
 //! and `produce --partitions N` creates exactly N partitions.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};

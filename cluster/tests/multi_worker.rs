@@ -2,6 +2,9 @@
 //! the same answers — edges, hosts, risk scores, score histories' final values,
 //! anomalies, segments, hubs, the policy and registered queries — equal to the oracles'.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -4,6 +4,9 @@
 //! dropping while records flow, every answer checked against plain iteration over the
 //! records.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

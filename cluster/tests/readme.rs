@@ -6,6 +6,9 @@
 //! (Every `flowsight` command of the docs is also parsed by the CLI, in the binary's unit
 //! tests.)
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 #[path = "common/doc_commands.rs"]
 mod doc_commands;

@@ -2,6 +2,9 @@
 //! hand-computed capture whose every score, factor and anomaly is written out below
 //! (golden answers), the `--config` file, and `--alerts-topic` into a real broker.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

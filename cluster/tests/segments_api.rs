@@ -3,6 +3,9 @@
 //! (golden answers), both thresholds from the command line and from `--config`, bad
 //! requests, and `--no-segment-views`.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

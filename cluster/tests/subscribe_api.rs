@@ -5,6 +5,9 @@
 //! without a gap; a client that stops reading is overflowed and
 //! re-sent a snapshot while the engine goes on; SIGTERM ends open streams.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,5 +1,8 @@
 //! Replaying files: line endings, positions, oversized and undecodable lines, polling.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use flowsight_connectors::{
     DeadLetter, EventPartition, FilePartition, Format, PollStatus, SourceError,
     MAX_DEAD_LETTER_BYTES, MAX_RECORD_BYTES,

@@ -1,6 +1,9 @@
 //! Each format decoded from realistic samples, and each kind of bad input rejected with
 //! its reason code.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use flowsight_connectors::{Decoder, Format, ParseError, MAX_RECORD_BYTES};
 use flowsight_events::{Event, Proto, Status};
 

@@ -1,6 +1,9 @@
 //! The generator: deterministic, partitioned as promised, on schedule, and shaped like
 //! the network it advertises.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use flowsight_connectors::{
     DeadLetter, EventPartition, GeneratorConfig, GeneratorPartition, Pace, PollStatus,
 };

@@ -2,6 +2,9 @@
 //! `encode` and `MessageDecoder`, every kind of bad payload is rejected with its reason,
 //! and no payload's result depends on the payloads before it.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use flowsight_connectors::{
     encode, header, Decoder, Format, MessageDecoder, ParseError, CSV_COLUMNS, MAX_RECORD_BYTES,
     TS_LIMIT,

@@ -1,6 +1,9 @@
 //! Property tests: decoders and file replay never panic, never drop a record silently,
 //! and read back what was written.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use flowsight_connectors::{
     DeadLetter, Decoder, EventPartition, FilePartition, Format, ParseError, PollStatus,
     MAX_RECORD_BYTES, TS_LIMIT,

@@ -3,6 +3,9 @@
 //! the checkpoint's as_of or later, however out of order the partition is — checked
 //! against a direct scan of the records, on random partitions and checkpoint moments.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use flowsight_engine::checkpoint::{PartitionCheckpoint, ReplayMarks};

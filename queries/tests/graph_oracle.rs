@@ -18,6 +18,9 @@
 //! seen and the late-record rule with exact numbers, and deliberately wrong oracles are
 //! shown to be caught by the comparison.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

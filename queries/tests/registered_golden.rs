@@ -13,6 +13,9 @@
 //! `FLOWSIGHT_BLESS=1 cargo test -p flowsight-queries --test registered_golden` and review
 //! the diff.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 #[path = "registered/harness.rs"]
 mod harness;

@@ -6,6 +6,9 @@
 //!
 //! A deeper run: `PROPTEST_CASES=200 cargo test -p flowsight-queries --test registered_oracle`.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 #[path = "registered/harness.rs"]
 mod harness;

@@ -1,6 +1,9 @@
 //! A first end-to-end check of a registered query's dataflow on one worker: records enter,
 //! the query is read at several times, and a record leaves its 5 s window.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::net::IpAddr;
 
 use flowsight_events::{Event, Proto, Status};

@@ -23,6 +23,9 @@
 //! boundaries, clamps, private ranges of both families, late records, episodes, baselines,
 //! withdrawn first contacts), and deliberately wrong oracles are shown to be caught.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

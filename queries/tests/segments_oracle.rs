@@ -35,6 +35,9 @@
 //! 100,000 hosts checks the answers at scale, before and after a strong edge joins two
 //! large segments and leaves again.
 
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

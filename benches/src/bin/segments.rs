@@ -309,7 +309,7 @@ fn main() {
 
     let started = Instant::now();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let time = TimeModel::new(TICK).unwrap();
+        let time = TimeModel::new(TICK).expect("a whole tick");
         let rules = SegmentRules::default();
         let (mut input, probe, mut graph_trace, mut traces) =
             worker.dataflow::<Millis, _, _>(|scope| {

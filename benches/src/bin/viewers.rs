@@ -10,7 +10,7 @@
 //! the viewers: how long after its as_of a risk event reaches a client, events and bytes
 //! per client, overflows.
 
-use flowsight_events::now_ms;
+use flowsight_events::{lock, now_ms};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -134,7 +134,7 @@ fn measure(base: &str, pid: u32, secs: u64, viewers: u64) -> Phase {
         let results = Arc::clone(&results);
         threads.push(std::thread::spawn(move || {
             let viewer = watch(&url, &stop);
-            results.lock().unwrap().push(viewer);
+            lock(&results).push(viewer);
         }));
     }
     let start_records = records(base);
@@ -156,7 +156,7 @@ fn measure(base: &str, pid: u32, secs: u64, viewers: u64) -> Phase {
     for thread in threads {
         let _ = thread.join();
     }
-    let viewers = std::mem::take(&mut *results.lock().unwrap());
+    let viewers = std::mem::take(&mut *lock(&results));
     Phase {
         records_per_s,
         behind,
