@@ -120,6 +120,153 @@ impl Views {
     }
 }
 
+/// How the peek operator's output (the parts of answers) is batched.
+type PartsBuilder = timely::container::CapacityContainerBuilder<Vec<PartAnswer>>;
+
+/// What a part of an answer is read with, besides the views.
+struct Reading<'a> {
+    stats: &'a RefCell<WorkerStats>,
+    shared: &'a Shared,
+    /// Every window's length, and the longest.
+    windows: &'a [Millis],
+    longest: Millis,
+    local_index: usize,
+}
+
+impl Views {
+    /// This worker's part of the answer to `query`, read at `read_at` (which every view's
+    /// frontier has passed, except a registered query's, checked before).
+    fn part(&mut self, query: &ViewQuery, read_at: Millis, at: &Reading<'_>) -> Part {
+        let Reading {
+            stats,
+            shared,
+            windows,
+            longest,
+            local_index,
+        } = *at;
+        let views = self;
+        let ready_from = stats.borrow().ready_from;
+        match query {
+            query if query.reads_a_view() && ready_from.is_some_and(|ready| read_at < ready) => {
+                Part::CatchingUp {
+                    ready_from: ready_from.unwrap_or_default(),
+                }
+            }
+            ViewQuery::Edges {
+                window,
+                filter,
+                limit,
+            } => Part::Edges(
+                GraphReader::new(&mut views.graph, read_at, *window).edges(*filter, *limit),
+            ),
+            ViewQuery::Host { ip, window, limit } => {
+                Part::Host(GraphReader::new(&mut views.graph, read_at, *window).host(*ip, *limit))
+            }
+            // Without risk views (never asked for by the frontend) the parts are empty.
+            ViewQuery::Risks {
+                window,
+                severity,
+                limit,
+            } => Part::Risks(match views.risk.as_mut() {
+                Some(traces) => RiskReader::new(traces, read_at, &shared.config.analysis.risk)
+                    .top(*window, *severity, *limit),
+                None => Vec::new(),
+            }),
+            ViewQuery::RiskHost { ip, history } => Part::RiskHost(match views.risk.as_mut() {
+                Some(traces) => {
+                    let mut reader = RiskReader::new(traces, read_at, &shared.config.analysis.risk);
+                    RiskHostAnswer {
+                        rows: reader.host(*ip),
+                        history: history.then(|| reader.history(*ip, windows, longest)),
+                    }
+                }
+                None => RiskHostAnswer::default(),
+            }),
+            ViewQuery::Severity { window, span, .. } => Part::Severity(match views.risk.as_mut() {
+                Some(traces) => RiskReader::new(traces, read_at, &shared.config.analysis.risk)
+                    .severity_deltas(*window, (*span).min(longest)),
+                None => Vec::new(),
+            }),
+            ViewQuery::Anomalies {
+                window,
+                kind,
+                limit,
+            } => {
+                let mut found = Vec::new();
+                if let Some(traces) = views
+                    .risk
+                    .as_mut()
+                    .filter(|_| *kind != Some(AnomalyKind::PolicyViolation))
+                {
+                    found.push(
+                        RiskReader::new(traces, read_at, &shared.config.analysis.risk)
+                            .anomalies(*window, *kind, *limit),
+                    );
+                }
+                if let Some(traces) = views
+                    .segments
+                    .as_mut()
+                    .filter(|_| kind.is_none_or(|kind| kind == AnomalyKind::PolicyViolation))
+                {
+                    found.push(SegmentReader::new(traces, read_at).violations(*window, *limit));
+                }
+                Part::Anomalies(merge_anomalies(found, *limit))
+            }
+            // Without segmentation views (never asked for by the frontend) the parts are empty.
+            ViewQuery::Segments { limit, members } => {
+                Part::Segments(match views.segments.as_mut() {
+                    Some(traces) => SegmentReader::new(traces, read_at).list(*limit, *members),
+                    None => Default::default(),
+                })
+            }
+            ViewQuery::Segment { id, limit } => Part::Segment(
+                views
+                    .segments
+                    .as_mut()
+                    .and_then(|traces| SegmentReader::new(traces, read_at).segment(id, *limit)),
+            ),
+            ViewQuery::HostSegment { ip } => Part::HostSegment(
+                views
+                    .segments
+                    .as_mut()
+                    .and_then(|traces| SegmentReader::new(traces, read_at).host(*ip)),
+            ),
+            ViewQuery::Policy {
+                filter,
+                order,
+                limit,
+            } => Part::Policy(match views.segments.as_mut() {
+                Some(traces) => SegmentReader::new(traces, read_at).policy(*filter, *order, *limit),
+                None => Vec::new(),
+            }),
+            ViewQuery::QueryResults {
+                name,
+                generation,
+                limit,
+            } => Part::QueryResults(views.query_part(name, *generation, read_at, *limit)),
+            ViewQuery::Status => {
+                let mut status = stats.borrow().snapshot();
+                if local_index == 0 {
+                    status.dead_letter_sink = shared
+                        .runtime
+                        .dead_letters
+                        .as_ref()
+                        .map(|sink| sink.counts());
+                }
+                Part::Status(Box::new(status))
+            }
+            ViewQuery::DeadLetters { limit } => {
+                let stats = stats.borrow();
+                Part::DeadLetters {
+                    worker: stats.worker,
+                    letters: stats.dead_letters.recent(*limit),
+                    counts: stats.dead_letters.counts().clone(),
+                }
+            }
+        }
+    }
+}
+
 /// Serves peek requests from the views' arrangements and this worker's counters.
 /// `progress` completes a time once every arrangement in `views` has.
 pub fn serve_peeks<'scope>(
@@ -133,7 +280,7 @@ pub fn serve_peeks<'scope>(
     let windows: Vec<Millis> = shared.config.windows.iter().map(|w| w.length).collect();
     let longest = shared.config.windows.longest().length;
     let scope = progress.scope();
-    progress.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<PartAnswer>>, _, _, _, _>(
+    progress.binary_frontier::<_, PartsBuilder, _, _, _, _>(
         requests,
         Pipeline,
         Pipeline,
@@ -164,99 +311,26 @@ pub fn serve_peeks<'scope>(
                     if needs_view && view_frontier.less_equal(read_at) {
                         return true;
                     }
-                    if let ViewQuery::QueryResults { name, generation, .. } = &request.query {
+                    if let ViewQuery::QueryResults {
+                        name, generation, ..
+                    } = &request.query
+                    {
                         if views.query_behind(name, *generation, *read_at) {
                             activator.activate_after(QUERY_RECHECK);
                             return true;
                         }
                     }
-                    let ready_from = stats.borrow().ready_from;
-                    let part = match &request.query {
-                        query if query.reads_a_view() && ready_from.is_some_and(|ready| *read_at < ready) =>
-                        {
-                            Part::CatchingUp {
-                                ready_from: ready_from.unwrap_or_default(),
-                            }
-                        }
-                        ViewQuery::Edges { window, filter, limit } => {
-                            Part::Edges(GraphReader::new(&mut views.graph, *read_at, *window).edges(*filter, *limit))
-                        }
-                        ViewQuery::Host { ip, window, limit } => {
-                            Part::Host(GraphReader::new(&mut views.graph, *read_at, *window).host(*ip, *limit))
-                        }
-                        // Without risk views (never asked for by the frontend) the parts are empty.
-                        ViewQuery::Risks { window, severity, limit } => Part::Risks(match views.risk.as_mut() {
-                            Some(traces) => RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
-                                .top(*window, *severity, *limit),
-                            None => Vec::new(),
-                        }),
-                        ViewQuery::RiskHost { ip, history } => Part::RiskHost(match views.risk.as_mut() {
-                            Some(traces) => {
-                                let mut reader = RiskReader::new(traces, *read_at, &shared.config.analysis.risk);
-                                RiskHostAnswer {
-                                    rows: reader.host(*ip),
-                                    history: history.then(|| reader.history(*ip, &windows, longest)),
-                                }
-                            }
-                            None => RiskHostAnswer::default(),
-                        }),
-                        ViewQuery::Severity { window, span, .. } => Part::Severity(match views.risk.as_mut() {
-                            Some(traces) => RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
-                                .severity_deltas(*window, (*span).min(longest)),
-                            None => Vec::new(),
-                        }),
-                        ViewQuery::Anomalies { window, kind, limit } => {
-                            let mut found = Vec::new();
-                            if let Some(traces) = views.risk.as_mut().filter(|_| *kind != Some(AnomalyKind::PolicyViolation)) {
-                                found.push(
-                                    RiskReader::new(traces, *read_at, &shared.config.analysis.risk)
-                                        .anomalies(*window, *kind, *limit),
-                                );
-                            }
-                            if let Some(traces) = views
-                                .segments
-                                .as_mut()
-                                .filter(|_| kind.is_none_or(|kind| kind == AnomalyKind::PolicyViolation))
-                            {
-                                found.push(SegmentReader::new(traces, *read_at).violations(*window, *limit));
-                            }
-                            Part::Anomalies(merge_anomalies(found, *limit))
-                        }
-                        // Without segmentation views (never asked for by the frontend) the parts are empty.
-                        ViewQuery::Segments { limit, members } => Part::Segments(match views.segments.as_mut() {
-                            Some(traces) => SegmentReader::new(traces, *read_at).list(*limit, *members),
-                            None => Default::default(),
-                        }),
-                        ViewQuery::Segment { id, limit } => Part::Segment(
-                            views.segments.as_mut().and_then(|traces| SegmentReader::new(traces, *read_at).segment(id, *limit)),
-                        ),
-                        ViewQuery::HostSegment { ip } => Part::HostSegment(
-                            views.segments.as_mut().and_then(|traces| SegmentReader::new(traces, *read_at).host(*ip)),
-                        ),
-                        ViewQuery::Policy { filter, order, limit } => Part::Policy(match views.segments.as_mut() {
-                            Some(traces) => SegmentReader::new(traces, *read_at).policy(*filter, *order, *limit),
-                            None => Vec::new(),
-                        }),
-                        ViewQuery::QueryResults { name, generation, limit } => {
-                            Part::QueryResults(views.query_part(name, *generation, *read_at, *limit))
-                        }
-                        ViewQuery::Status => {
-                            let mut status = stats.borrow().snapshot();
-                            if local_index == 0 {
-                                status.dead_letter_sink =
-                                    shared.runtime.dead_letters.as_ref().map(|sink| sink.counts());
-                            }
-                            Part::Status(Box::new(status))
-                        }
-                        ViewQuery::DeadLetters { limit } => {
-                            let stats = stats.borrow();
-                            Part::DeadLetters {
-                                worker: stats.worker,
-                                letters: stats.dead_letters.recent(*limit),
-                                counts: stats.dead_letters.counts().clone(),
-                            }
-                        }
-                    };
+                    let part = views.part(
+                        &request.query,
+                        *read_at,
+                        &Reading {
+                            stats: &stats,
+                            shared: &shared,
+                            windows: &windows,
+                            longest,
+                            local_index,
+                        },
+                    );
                     output.session(cap).give(PartAnswer {
                         id: request.id,
                         origin: request.origin,
