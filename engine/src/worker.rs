@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use flowsight_operators::{Millis, WatermarkReport};
 use flowsight_queries::registered::{self, WindowRecords};
 use flowsight_queries::{graph, risk, segments};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Input, Operator};
+use timely::dataflow::InputHandle;
 use timely::synchronization::Sequencer;
 use timely::worker::Worker;
 
@@ -58,21 +60,53 @@ impl Drop for ExitGuard {
     }
 }
 
-/// Runs one worker until a `Shutdown` command.
+/// Runs one worker until a `Shutdown` command: builds its dataflows, rebuilds the queries
+/// a previous run registered, serves the sequenced commands, and lets the source take its
+/// final checkpoint.
 pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
-    let index = worker.index();
-    let peers = worker.peers();
     let _guard = ExitGuard {
         shared: Arc::clone(&shared),
-        worker: index,
+        worker: worker.index(),
     };
-    let local_index =
-        index - shared.config.cluster.process() * shared.config.cluster.workers_per_process();
-    let is_commander = local_index == 0;
-    if is_commander {
-        shared.register_commander();
+    let dataflows = build_dataflows(worker, &shared);
+    let mut serving = Serving::new(worker, shared, dataflows);
+    if let Err(error) = serving.restore_queries(worker) {
+        serving
+            .shared
+            .fail(format!("cannot rebuild a registered query: {error}"));
+        return;
     }
+    serving.serve_loop(worker);
+    serving.finish(worker);
+}
+
+/// What one worker built, in the same order on every worker (timely requires it), and the
+/// handles its loop drives them with.
+struct Dataflows {
+    /// Orders every command the same way on every worker of the cluster.
+    sequencer: Sequencer<Command>,
+    /// This worker's watermark reports, broadcast to every worker.
+    reports: InputHandle<u64, CapacityContainerBuilder<Vec<(usize, WatermarkReport)>>>,
+    /// Peek requests, at the time every worker reads at.
+    requests: InputHandle<Millis, CapacityContainerBuilder<Vec<PeekRequest>>>,
+    /// The shared arrangements of each window's records, by window length, which registered
+    /// queries import; also read by the peek operator.
+    records: Rc<RefCell<WindowRecords>>,
+    /// This worker's registered queries; also read by the peek operator.
+    registry: Rc<RefCell<WorkerQueries>>,
+    board: Rc<RefCell<WatermarkBoard>>,
+    /// Set to ask the source to take its final snapshot; it sets `stopped` once it has.
+    stop: Rc<Cell<bool>>,
+    stopped: Rc<Cell<bool>>,
+}
+
+/// Builds the sequencer, the watermark exchange and the views' dataflow (source, graph,
+/// records arrangements, risk, segments, peeks), in that order.
+fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
+    let index = worker.index();
+    let peers = worker.peers();
     let config = shared.config.clone();
+    let local_index = index - config.cluster.process() * config.cluster.workers_per_process();
     let stats = Rc::new(RefCell::new(WorkerStats::new(index)));
     let board = Rc::new(RefCell::new(WatermarkBoard::new(peers)));
     let stop = Rc::new(Cell::new(false));
@@ -88,9 +122,9 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     // timer once every process has connected, so processes started at different moments
     // still agree.
     let timer = worker.timer().unwrap_or_else(Instant::now);
-    let mut sequencer: Sequencer<Command> = Sequencer::new(worker, timer);
+    let sequencer: Sequencer<Command> = Sequencer::new(worker, timer);
 
-    let mut reports = worker.dataflow_named::<u64, _, _>("Watermarks", |scope| {
+    let reports = worker.dataflow_named::<u64, _, _>("Watermarks", |scope| {
         let (input, reports) = scope.new_input::<Vec<(usize, WatermarkReport)>>();
         let board = Rc::clone(&board);
         reports
@@ -109,12 +143,9 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     });
 
     let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
-    // The shared arrangements of each window's records, by window length, which registered
-    // queries import, and this worker's registered queries; both are also read by the peek
-    // operator.
     let records_trace: Rc<RefCell<WindowRecords>> = Rc::new(RefCell::new(WindowRecords::new()));
     let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries::default()));
-    let mut requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
+    let requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
         let events = event_source(
             scope,
             partitions,
@@ -154,7 +185,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
         let mut risk_traces = None;
         if config.risk_views {
             let risks = risk::render(&arranged, config.time, &config.windows, &config.analysis);
-            alerts::deliver(risks.alerts, Arc::clone(&shared));
+            alerts::deliver(risks.alerts, Arc::clone(shared));
             progress = progress.concat(risks.progress);
             risk_traces = Some(risks.traces);
         }
@@ -177,221 +208,317 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
             views,
             requests,
             Rc::clone(&stats),
-            Arc::clone(&shared),
+            Arc::clone(shared),
             local_index,
         );
-        peek::gather(parts, Arc::clone(&shared));
+        peek::gather(parts, Arc::clone(shared));
         input
     });
+    Dataflows {
+        sequencer,
+        reports,
+        requests,
+        records: records_trace,
+        registry,
+        board,
+        stop,
+        stopped,
+    }
+}
 
-    // Rebuild the queries a previous run registered, in their order, before serving.
-    for stored in shared.stored_queries.clone() {
-        let failed = match stored.state {
-            QueryState::Failed { reason } => Some(reason),
-            QueryState::Running => None,
-        };
-        // A restored query keeps the time it was first registered at.
-        match register(
-            worker,
-            &registry,
-            &records_trace,
-            &config,
-            stored.definition,
-            stored.registered_at,
-            failed,
-        ) {
-            Ok(info) if is_commander => shared.set_query(info),
-            Ok(_) => {}
-            Err(error) => {
-                shared.fail(format!("cannot rebuild a registered query: {error}"));
-                return;
-            }
+/// The worker's loop and what it keeps between steps.
+struct Serving {
+    index: usize,
+    /// The process's first worker: it takes the local clients' commands.
+    is_commander: bool,
+    config: EngineConfig,
+    shared: Arc<Shared>,
+    dataflows: Dataflows,
+    last_advance: Instant,
+    advanced_to: Millis,
+    /// Until the start-up check has come back, a process missing from the cluster (or
+    /// one whose host file lists another number of processes, which timely waits for
+    /// forever) leaves this one silent: it says so in its log.
+    started: Instant,
+    hello_seen: bool,
+    hello_warned: bool,
+    /// The processes whose start-up check has come back, and since when this one knows
+    /// that a process differs. It goes on stepping a little after that, so that its own
+    /// check reaches the others too: stopping at once could leave a peer waiting forever.
+    hellos: std::collections::BTreeSet<usize>,
+    mismatched: Option<Instant>,
+}
+
+/// Whether the loop goes on after a command.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl Serving {
+    fn new(worker: &Worker, shared: Arc<Shared>, dataflows: Dataflows) -> Serving {
+        let index = worker.index();
+        let config = shared.config.clone();
+        let local_index = index - config.cluster.process() * config.cluster.workers_per_process();
+        let is_commander = local_index == 0;
+        if is_commander {
+            shared.register_commander();
+        }
+        Serving {
+            index,
+            is_commander,
+            config,
+            shared,
+            dataflows,
+            last_advance: Instant::now(),
+            advanced_to: 0,
+            started: Instant::now(),
+            hello_seen: false,
+            hello_warned: false,
+            hellos: std::collections::BTreeSet::new(),
+            mismatched: None,
         }
     }
 
-    if is_commander {
-        sequencer.push(Command::Hello {
-            process: config.cluster.process(),
-            fingerprint: config.fingerprint(),
-        });
-    }
-    let mut last_advance = Instant::now();
-    let mut advanced_to: Millis = 0;
-    // Until the start-up check has come back, a process missing from the cluster (or
-    // one whose host file lists another number of processes, which timely waits for
-    // forever) leaves this one silent: say so in its log.
-    let started = Instant::now();
-    let mut hello_seen = false;
-    let mut hello_warned = false;
-    // The processes whose start-up check has come back, and since when this one knows that
-    // a process differs. It goes on stepping a little after that, so that its own check
-    // reaches the others too: stopping at once could leave a peer waiting forever for it.
-    let mut hellos = std::collections::BTreeSet::new();
-    let mut mismatched: Option<Instant> = None;
-    'work: loop {
-        if let Some(since) = mismatched {
-            if hellos.len() >= config.cluster.processes() || since.elapsed() >= MISMATCH_GRACE {
-                break 'work;
+    /// Rebuilds the queries a previous run registered, in their order, before serving;
+    /// each keeps the time it was first registered at.
+    fn restore_queries(&mut self, worker: &mut Worker) -> Result<(), QueryError> {
+        for stored in self.shared.stored_queries.clone() {
+            let failed = match stored.state {
+                QueryState::Failed { reason } => Some(reason),
+                QueryState::Running => None,
+            };
+            let info = register(
+                worker,
+                &self.dataflows.registry,
+                &self.dataflows.records,
+                &self.config,
+                stored.definition,
+                stored.registered_at,
+                failed,
+            )?;
+            if self.is_commander {
+                self.shared.set_query(info);
             }
         }
-        if !hello_seen && !hello_warned && index == 0 && started.elapsed() >= HELLO_PATIENCE {
-            hello_warned = true;
+        if self.is_commander {
+            self.dataflows.sequencer.push(Command::Hello {
+                process: self.config.cluster.process(),
+                fingerprint: self.config.fingerprint(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies the sequenced commands and steps the dataflows until a `Shutdown` (or a
+    /// start-up check that found another configuration).
+    fn serve_loop(&mut self, worker: &mut Worker) {
+        loop {
+            if let Some(since) = self.mismatched {
+                if self.hellos.len() >= self.config.cluster.processes()
+                    || since.elapsed() >= MISMATCH_GRACE
+                {
+                    return;
+                }
+            }
+            self.warn_if_start_up_is_slow();
+            if self.is_commander {
+                while let Ok(command) = self.shared.commands.1.try_recv() {
+                    self.dataflows.sequencer.push(command);
+                }
+            }
+            self.advance_compaction();
+            self.send_watermark_report();
+            while let Some(command) = self.dataflows.sequencer.next() {
+                if let Next::Stop = self.apply(worker, command) {
+                    return;
+                }
+            }
+            self.stop_queries_over_their_bound();
+            self.dataflows.requests.flush();
+            self.dataflows.reports.flush();
+            worker.step_or_park(Some(PARK));
+        }
+    }
+
+    fn warn_if_start_up_is_slow(&mut self) {
+        if !self.hello_seen
+            && !self.hello_warned
+            && self.index == 0
+            && self.started.elapsed() >= HELLO_PATIENCE
+        {
+            self.hello_warned = true;
             tracing::warn!(
                 "the cluster's start-up check has not come back after {} s: is every process of \
                  the host file running, with the same host file (this one lists {} processes)?",
                 HELLO_PATIENCE.as_secs(),
-                config.cluster.processes()
+                self.config.cluster.processes()
             );
         }
-        if is_commander {
-            while let Ok(command) = shared.commands.1.try_recv() {
-                sequencer.push(command);
+    }
+
+    /// Worker 0 lets the arrangements compact up to the latest complete time, every
+    /// `ADVANCE_EVERY`.
+    fn advance_compaction(&mut self) {
+        if self.index != 0 || self.last_advance.elapsed() < ADVANCE_EVERY {
+            return;
+        }
+        self.last_advance = Instant::now();
+        if let Some(as_of) = self.shared.latest_complete() {
+            if as_of > self.advanced_to {
+                self.advanced_to = as_of;
+                self.dataflows.sequencer.push(Command::Advance { as_of });
             }
         }
-        if index == 0 && last_advance.elapsed() >= ADVANCE_EVERY {
-            last_advance = Instant::now();
-            if let Some(as_of) = shared.latest_complete() {
-                if as_of > advanced_to {
-                    advanced_to = as_of;
-                    sequencer.push(Command::Advance { as_of });
-                }
-            }
-        }
-        if let Some(report) = board.borrow_mut().outbox.take() {
-            reports.send((index, report));
+    }
+
+    fn send_watermark_report(&mut self) {
+        let report = self.dataflows.board.borrow_mut().outbox.take();
+        if let Some(report) = report {
+            let reports = &mut self.dataflows.reports;
+            reports.send((self.index, report));
             let next = *reports.time() + 1;
             reports.advance_to(next);
         }
-        for command in sequencer.by_ref() {
-            match command {
-                Command::Peek(request) => requests.send(request),
-                Command::Advance { as_of } => {
-                    if as_of > *requests.time() {
-                        requests.advance_to(as_of);
-                    }
+    }
+
+    fn apply(&mut self, worker: &mut Worker, command: Command) -> Next {
+        match command {
+            Command::Peek(request) => self.dataflows.requests.send(request),
+            Command::Advance { as_of } => {
+                if as_of > *self.dataflows.requests.time() {
+                    self.dataflows.requests.advance_to(as_of);
                 }
-                Command::Hello {
-                    process,
-                    fingerprint,
-                } => {
-                    hello_seen = true;
-                    hellos.insert(process);
-                    if fingerprint != config.fingerprint() && mismatched.is_none() {
-                        shared.fail(format!(
-                            "process {process} runs with a different configuration than process {}; \
-                             every process of a cluster needs the same options (ours: {}, theirs: {fingerprint})",
-                            config.cluster.process(),
-                            config.fingerprint()
-                        ));
-                        mismatched = Some(Instant::now());
-                    }
+            }
+            Command::Hello {
+                process,
+                fingerprint,
+            } => self.check_hello(process, fingerprint),
+            Command::RegisterQuery {
+                id,
+                origin,
+                definition,
+            } => {
+                let ready_at = *self.dataflows.requests.time();
+                let result = serde_json::from_str::<QueryDefinition>(&definition)
+                    .map_err(|e| QueryError::Invalid {
+                        code: flowsight_queries::plan::PlanErrorCode::BadPlan,
+                        message: e.to_string(),
+                    })
+                    .and_then(|definition| {
+                        register(
+                            worker,
+                            &self.dataflows.registry,
+                            &self.dataflows.records,
+                            &self.config,
+                            definition,
+                            ready_at,
+                            None,
+                        )
+                    });
+                if let (Ok(info), true) = (&result, self.is_commander) {
+                    self.shared.set_query(info.clone());
                 }
-                Command::RegisterQuery {
-                    id,
-                    origin,
-                    definition,
-                } => {
-                    let ready_at = *requests.time();
-                    let result = serde_json::from_str::<QueryDefinition>(&definition)
-                        .map_err(|e| QueryError::Invalid {
-                            code: flowsight_queries::plan::PlanErrorCode::BadPlan,
-                            message: e.to_string(),
-                        })
-                        .and_then(|definition| {
-                            register(
-                                worker,
-                                &registry,
-                                &records_trace,
-                                &config,
-                                definition,
-                                ready_at,
-                                None,
-                            )
-                        });
-                    if let (Ok(info), true) = (&result, is_commander) {
-                        shared.set_query(info.clone());
-                    }
-                    if origin == index {
-                        shared.reply_control(id, result.map(Some));
-                    }
+                if origin == self.index {
+                    self.shared.reply_control(id, result.map(Some));
                 }
-                Command::DropQuery { id, origin, name } => {
-                    let removed = registry.borrow_mut().entries.remove(&name);
-                    let result = match removed {
-                        Some(query) => {
-                            if let Some((dataflow, trace)) = query.running {
-                                drop(trace);
-                                worker.drop_dataflow(dataflow);
-                            }
-                            if is_commander {
-                                shared.remove_query(&name);
-                            }
-                            Ok(None)
-                        }
-                        None => Err(QueryError::Unknown(name)),
-                    };
-                    if origin == index {
-                        shared.reply_control(id, result);
-                    }
-                }
-                Command::StopQuery {
-                    name,
-                    generation,
-                    reason,
-                } => {
-                    let mut queries = registry.borrow_mut();
-                    if let Some(query) = queries
-                        .entries
-                        .get_mut(&name)
-                        .filter(|q| q.generation == generation && q.failed.is_none())
-                    {
-                        tracing::warn!("registered query {name:?} stopped: {reason}");
-                        query.failed = Some(reason.clone());
-                        if let Some((dataflow, trace)) = query.running.take() {
+            }
+            Command::DropQuery { id, origin, name } => {
+                let removed = self.dataflows.registry.borrow_mut().entries.remove(&name);
+                let result = match removed {
+                    Some(query) => {
+                        if let Some((dataflow, trace)) = query.running {
                             drop(trace);
                             worker.drop_dataflow(dataflow);
                         }
-                        if is_commander {
-                            if let Some(mut info) = shared.query_info(&name) {
-                                info.state = QueryState::Failed { reason };
-                                shared.set_query(info);
-                            }
+                        if self.is_commander {
+                            self.shared.remove_query(&name);
                         }
+                        Ok(None)
                     }
+                    None => Err(QueryError::Unknown(name)),
+                };
+                if origin == self.index {
+                    self.shared.reply_control(id, result);
                 }
-                Command::Shutdown => break 'work,
+            }
+            Command::StopQuery {
+                name,
+                generation,
+                reason,
+            } => self.stop_query(worker, name, generation, reason),
+            Command::Shutdown => return Next::Stop,
+        }
+        Next::Continue
+    }
+
+    /// Every process checks that the others run with its configuration.
+    fn check_hello(&mut self, process: usize, fingerprint: String) {
+        self.hello_seen = true;
+        self.hellos.insert(process);
+        if fingerprint != self.config.fingerprint() && self.mismatched.is_none() {
+            self.shared.fail(format!(
+                "process {process} runs with a different configuration than process {}; \
+                 every process of a cluster needs the same options (ours: {}, theirs: {fingerprint})",
+                self.config.cluster.process(),
+                self.config.fingerprint()
+            ));
+            self.mismatched = Some(Instant::now());
+        }
+    }
+
+    fn stop_query(&mut self, worker: &mut Worker, name: String, generation: u64, reason: String) {
+        let mut queries = self.dataflows.registry.borrow_mut();
+        let Some(query) = queries
+            .entries
+            .get_mut(&name)
+            .filter(|q| q.generation == generation && q.failed.is_none())
+        else {
+            return;
+        };
+        tracing::warn!("registered query {name:?} stopped: {reason}");
+        query.failed = Some(reason.clone());
+        if let Some((dataflow, trace)) = query.running.take() {
+            drop(trace);
+            worker.drop_dataflow(dataflow);
+        }
+        if self.is_commander {
+            if let Some(mut info) = self.shared.query_info(&name) {
+                info.state = QueryState::Failed { reason };
+                self.shared.set_query(info);
             }
         }
-        // A query that grew past its bound is stopped everywhere, through the sequencer.
-        for (name, query) in registry.borrow_mut().entries.iter_mut() {
+    }
+
+    /// A query that grew past its bound is stopped everywhere, through the sequencer.
+    fn stop_queries_over_their_bound(&mut self) {
+        for (name, query) in self.dataflows.registry.borrow_mut().entries.iter_mut() {
             if let (Some(groups), false) = (query.over_limit.get(), query.reported) {
                 query.reported = true;
-                sequencer.push(Command::StopQuery {
+                self.dataflows.sequencer.push(Command::StopQuery {
                     name: name.clone(),
                     generation: query.generation,
                     reason: format!(
                         "it kept {groups} groups, more than the {} allowed (--max-query-groups)",
-                        config.queries.max_groups
+                        self.config.queries.max_groups
                     ),
                 });
             }
         }
-        requests.flush();
-        reports.flush();
-        worker.step_or_park(Some(PARK));
     }
 
-    // Let the source take its final snapshot (the last checkpoint) before the dataflows go.
-    stop.set(true);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !stopped.get() && Instant::now() < deadline {
-        worker.step_or_park(Some(Duration::from_millis(5)));
-    }
-    drop(requests);
-    drop(reports);
-    drop(sequencer);
-    for dataflow in worker.installed_dataflows() {
-        worker.drop_dataflow(dataflow);
+    /// Lets the source take its final snapshot (the last checkpoint), then drops the
+    /// dataflows.
+    fn finish(self, worker: &mut Worker) {
+        self.dataflows.stop.set(true);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.dataflows.stopped.get() && Instant::now() < deadline {
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        }
+        drop(self.dataflows);
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
     }
 }
 
