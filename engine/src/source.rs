@@ -235,17 +235,11 @@ pub struct WorkerLinks {
 /// and drop its capability, so the dataflow can finish; it sets `stopped` once it has.
 pub fn event_source<'scope>(
     scope: Scope<'scope, Millis>,
-    mut partitions: Box<dyn PartitionSource>,
+    partitions: Box<dyn PartitionSource>,
     runtime: Arc<SourceRuntime>,
     timing: SourceTiming,
     links: WorkerLinks,
 ) -> Stream<'scope, Millis, Vec<Event>> {
-    let WorkerLinks {
-        stats,
-        board,
-        stop,
-        stopped,
-    } = links;
     source(scope, "EventSource", move |capability, info| {
         let activator = scope.activator_for(Rc::clone(&info.address));
         // Partitions that can say when records arrive wake the operator from their own
@@ -256,304 +250,437 @@ pub fn event_source<'scope>(
                 let _ = sync.lock().map(|activator| activator.activate());
             })
         };
+        let mut operator = SourceOperator::new(partitions, runtime, timing, links, waker);
         let mut capability = Some(capability);
-        let mut tracker = WatermarkTracker::new(0, timing.lateness, timing.idle_timeout);
-        let mut readings: Vec<Reading> = Vec::new();
-        let mut published: Option<WatermarkReport> = None;
-        let mut events: Vec<Event> = Vec::with_capacity(CHUNK);
-        let mut dead: Vec<DeadLetter> = Vec::new();
-        let mut by_time: FxHashMap<Millis, Vec<Event>> = FxHashMap::default();
-        let mut pending: VecDeque<Snapshot> = VecDeque::new();
-        let mut rotation = 0usize;
-        let mut next_snapshot = Instant::now();
-        // Where records were placed: the latest time at or before the capability
-        // (`placed_upto`: a checkpoint's as_of, see `crate::checkpoint`), the times past
-        // it (records ahead of the watermark), and the latest of all (reported to the
-        // other workers, so that records placed late at the frontier become visible).
-        let mut placed_upto: Millis = 0;
-        let mut placed_ahead: BTreeSet<Millis> = BTreeSet::new();
-        let mut max_placed: Option<Millis> = None;
-        let worker = stats.borrow().worker;
-        let source_name = partitions.name().to_string();
         activator.activate();
 
         move |output| {
             let Some(cap) = capability.as_mut() else {
-                stopped.set(true);
+                operator.links.stopped.set(true);
                 return;
             };
-            if stop.get() {
-                // The final checkpoint: everything read so far, counted once.
-                if runtime.checkpointing {
-                    runtime.deposit(
-                        readings
-                            .iter()
-                            .map(|r| (r.partition, r.snapshot(placed_upto))),
-                    );
-                }
-                board.borrow_mut().outbox = Some(WatermarkReport::default());
+            if operator.links.stop.get() {
+                operator.final_snapshot();
                 capability = None;
-                stopped.set(true);
                 return;
             }
-
-            partitions.service();
-            for (partition, mut reader) in partitions.discover() {
-                reader.on_ready(Arc::clone(&waker));
-                let reading = Reading::new(partition, reader, runtime.resume.get(&partition));
-                {
-                    let mut stats = stats.borrow_mut();
-                    if let Some(entry) = &reading.replaying {
-                        stats.ready_from =
-                            Some(stats.ready_from.map_or(entry.as_of, |r| r.max(entry.as_of)));
-                    }
-                    stats.records += reading.counts.records;
-                    stats.late_records += reading.counts.late_records;
-                    stats.dead_letters.add_counts(&reading.counts.dead_letters);
-                }
-                tracker.add_partition();
-                readings.push(reading);
-            }
-            if readings.is_empty() && !partitions.may_grow() {
-                board.borrow_mut().outbox = Some(WatermarkReport::default());
+            if !operator.discover() {
                 capability = None;
-                stopped.set(true);
                 return;
             }
-
-            // Replayed records must enter no later than they did before the restart.
-            let replay_cap = readings
-                .iter()
-                .filter_map(|r| r.replaying.as_ref().map(|e| e.as_of))
-                .min()
-                .unwrap_or(Millis::MAX);
-            // The frontier as the records read so far move it: each record is placed against
-            // the watermark of the records before it, however the reads happen to be
-            // chunked, and the capability catches up at the end. Nothing can be complete
-            // before the first tick, so that is the least frontier.
-            let mut frontier = (*cap.time()).max(timing.time.tick());
-            let advance = |frontier: Millis, watermark: Millis| {
-                frontier.max(
-                    timing
-                        .time
-                        .frontier_for_watermark(watermark)
-                        .min(replay_cap),
-                )
-            };
-            let mut more = false;
-            let mut records = 0u64;
-            let mut late = 0u64;
-            // Partitions take turns at going first, so that the time budget cannot starve one.
-            let activation_started = Instant::now();
-            let count = readings.len();
-            let first = if count == 0 { 0 } else { rotation % count };
-            rotation = rotation.wrapping_add(1);
-            for index in (0..count).map(|step| (first + step) % count) {
-                let reading = &mut readings[index];
-                if reading.finished {
-                    continue;
-                }
-                let mut last = PollStatus::Pending;
-                for _ in 0..CHUNKS_PER_ACTIVATION {
-                    if activation_started.elapsed() >= ACTIVATION_BUDGET {
-                        // Let the rest of the dataflow (and the control plane) run first.
-                        more = true;
-                        break;
-                    }
-                    let status = reading.reader.poll(CHUNK, &mut events, &mut dead);
-                    last = status;
-                    let now = Instant::now();
-                    // Nothing now, but not at the end either (a fetch on its way) is not quiet.
-                    let delivering = status == PollStatus::Ready
-                        || !events.is_empty()
-                        || (status == PollStatus::Pending && !reading.reader.at_end());
-                    tracker.polled(index, delivering, now);
-                    let counting = reading.replaying.is_none();
-                    for event in events.drain(..) {
-                        reading.max_ts = Some(reading.max_ts.map_or(event.ts, |m| m.max(event.ts)));
-                        if tracker.observe(index, event.ts, &timing.time) {
-                            let mut own = tracker.report(now);
-                            own.placed = max_placed;
-                            if let Some(watermark) =
-                                board.borrow().watermark(worker, &own, &timing.time)
-                            {
-                                frontier = advance(frontier, watermark);
-                            }
-                        }
-                        let own = timing.time.own_time(event.ts);
-                        if counting {
-                            if own < frontier {
-                                late += 1;
-                                reading.counts.late_records += 1;
-                            }
-                            records += 1;
-                            reading.counts.records += 1;
-                        }
-                        by_time.entry(own.max(frontier)).or_default().push(event);
-                    }
-                    for letter in dead.drain(..) {
-                        // Replayed dead letters were counted and sent before the restart.
-                        if counting {
-                            if let Some(sink) = &runtime.dead_letters {
-                                sink.send(&letter);
-                            }
-                            *reading
-                                .counts
-                                .dead_letters
-                                .entry(letter.reason.clone())
-                                .or_insert(0) += 1;
-                            stats.borrow_mut().dead_letters.record(letter);
-                        }
-                    }
-                    if let Some(entry) = &reading.replaying {
-                        if reading.reader.next_offset() >= entry.offset {
-                            tracing::info!(
-                                source = %source_name,
-                                partition = reading.partition,
-                                offset = entry.offset,
-                                "caught up with the checkpoint"
-                            );
-                            // Counted from the checkpoint on; the maximum ts must include
-                            // the records before the replay's start too.
-                            reading.max_ts = match (reading.max_ts, entry.max_ts) {
-                                (Some(a), Some(b)) => Some(a.max(b)),
-                                (a, b) => a.or(b),
-                            };
-                            reading.reader.stop_at(None);
-                            reading.replaying = None;
-                        }
-                    }
-                    match status {
-                        PollStatus::Ready => continue,
-                        PollStatus::Pending => break,
-                        PollStatus::Finished => {
-                            // Never polled again: quiet from now on, so idle after the timeout.
-                            reading.finished = true;
-                            tracker.polled(index, false, Instant::now());
-                            break;
-                        }
-                    }
-                }
-                // A partition that was still ready after its last chunk has more to give now.
-                more |= last == PollStatus::Ready;
+            // Nothing can be complete before the first tick: that is the least frontier.
+            let mut frontier = (*cap.time()).max(operator.timing.time.tick());
+            // Replayed records must enter no later than they did before the restart; the
+            // cap holds for the whole activation.
+            let replay_cap = operator.replay_cap();
+            let more = operator.poll(&mut frontier, replay_cap);
+            for (at, mut batch) in operator.by_time.drain() {
+                operator.placed.record(at);
+                output.session(&cap.delayed(&at)).give_container(&mut batch);
             }
-            for (at, mut batch) in by_time.drain() {
-                max_placed = Some(max_placed.map_or(at, |m| m.max(at)));
-                placed_ahead.insert(at);
-                let at_cap = cap.delayed(&at);
-                output.session(&at_cap).give_container(&mut batch);
-            }
-
             let now = Instant::now();
-            let mut own = tracker.report(now);
-            own.placed = max_placed;
-            {
-                let mut board = board.borrow_mut();
-                if let Some(watermark) = board.watermark(worker, &own, &timing.time) {
-                    frontier = advance(frontier, watermark);
-                }
-                if published != Some(own) {
-                    published = Some(own);
-                    board.outbox = Some(own);
-                }
-            }
+            let frontier = operator.watermark(frontier, replay_cap, now);
             if frontier > *cap.time() {
                 cap.downgrade(&frontier);
             }
-            while let Some(&at) = placed_ahead.first() {
-                if at > *cap.time() {
-                    break;
-                }
-                placed_upto = placed_upto.max(at);
-                placed_ahead.pop_first();
-            }
-            let as_of = placed_upto;
-
-            // Snapshots for checkpoints, handed on once the views reflect them.
-            let views_upper = stats.borrow().frontier;
-            if runtime.checkpointing {
-                if now >= next_snapshot {
-                    next_snapshot = now + SNAPSHOT_EVERY;
-                    for reading in readings.iter_mut() {
-                        if reading.replaying.is_none() {
-                            reading.marks.note(
-                                reading.reader.next_offset(),
-                                reading.max_ts,
-                                as_of,
-                                &timing.time,
-                                timing.retention,
-                            );
-                        }
-                    }
-                    if pending.len() >= MAX_PENDING_SNAPSHOTS {
-                        pending.pop_back();
-                    }
-                    pending.push_back(Snapshot {
-                        reflected_at: as_of,
-                        entries: readings
-                            .iter()
-                            .map(|r| (r.partition, r.snapshot(as_of)))
-                            .collect(),
-                    });
-                }
-                let mut reflected = None;
-                while let Some(first) = pending.front() {
-                    // (No frontier yet means nothing is reflected yet.)
-                    if views_upper.is_none_or(|upper| upper <= first.reflected_at) {
-                        break;
-                    }
-                    reflected = pending.pop_front();
-                }
-                if let Some(snapshot) = reflected {
-                    for (partition, entry) in &snapshot.entries {
-                        if let Some(reading) =
-                            readings.iter_mut().find(|r| r.partition == *partition)
-                        {
-                            reading.reflected_offset = Some(entry.offset);
-                        }
-                    }
-                    runtime.deposit(snapshot.entries);
-                }
-            }
-
-            {
-                let mut stats = stats.borrow_mut();
-                stats.records += records;
-                stats.late_records += late;
-                stats.partitions = readings
-                    .iter()
-                    .enumerate()
-                    .map(|(index, reading)| {
-                        let next_offset = reading.reader.next_offset();
-                        let end_offset = reading.reader.end_offset();
-                        PartitionStatus {
-                            source: source_name.clone(),
-                            partition: reading.partition,
-                            worker,
-                            next_offset,
-                            reflected_offset: reading.reflected_offset,
-                            end_offset,
-                            lag: end_offset.map(|end| end.saturating_sub(next_offset)),
-                            unreflected: reading
-                                .reflected_offset
-                                .map(|reflected| next_offset.saturating_sub(reflected)),
-                            replaying_until: reading.replaying.as_ref().map(|e| e.offset),
-                            max_ts: tracker.max_ts(index),
-                            idle: tracker.is_idle(index, now),
-                            finished: reading.finished,
-                        }
-                    })
-                    .collect();
-            }
-
+            operator.placed.reached(*cap.time());
+            operator.snapshot(now);
+            operator.publish_status(now);
             if more {
                 activator.activate();
             } else {
-                let wait = tracker
-                    .next_idle_check(now)
-                    .map_or(POLL_INTERVAL, |d| d.min(POLL_INTERVAL));
-                activator.activate_after(wait);
+                activator.activate_after(operator.next_wake(now));
             }
         }
     })
+}
+
+/// Where a source's records were placed: the latest time at or before its capability
+/// (`upto`: a checkpoint's as_of, see `crate::checkpoint`), the times past it (records
+/// ahead of the watermark), and the latest of all (reported to the other workers, so that
+/// records placed late at the frontier become visible).
+#[derive(Default)]
+struct Placed {
+    upto: Millis,
+    ahead: BTreeSet<Millis>,
+    latest: Option<Millis>,
+}
+
+impl Placed {
+    fn record(&mut self, at: Millis) {
+        self.latest = Some(self.latest.map_or(at, |m| m.max(at)));
+        self.ahead.insert(at);
+    }
+
+    /// The capability has reached `time`: every placement up to it is behind it.
+    fn reached(&mut self, time: Millis) {
+        while let Some(&at) = self.ahead.first() {
+            if at > time {
+                break;
+            }
+            self.upto = self.upto.max(at);
+            self.ahead.pop_first();
+        }
+    }
+}
+
+/// One worker's source: its partitions, their watermarks and checkpoint snapshots. Each
+/// activation discovers new partitions, polls them within a time budget, places every
+/// record at its own time or the frontier, moves the frontier with the watermark, takes
+/// snapshots, and publishes its status.
+struct SourceOperator {
+    partitions: Box<dyn PartitionSource>,
+    runtime: Arc<SourceRuntime>,
+    timing: SourceTiming,
+    links: WorkerLinks,
+    waker: Arc<dyn Fn() + Send + Sync>,
+    worker: usize,
+    source_name: String,
+    tracker: WatermarkTracker,
+    readings: Vec<Reading>,
+    published: Option<WatermarkReport>,
+    /// Buffers reused between polls.
+    events: Vec<Event>,
+    dead: Vec<DeadLetter>,
+    /// This activation's records by the time they are placed at.
+    by_time: FxHashMap<Millis, Vec<Event>>,
+    /// Snapshots waiting for the views to reflect them.
+    pending: VecDeque<Snapshot>,
+    /// Partitions take turns at going first, so that the time budget cannot starve one.
+    rotation: usize,
+    next_snapshot: Instant,
+    placed: Placed,
+    /// The records and late records counted in this activation.
+    records: u64,
+    late: u64,
+}
+
+impl SourceOperator {
+    fn new(
+        partitions: Box<dyn PartitionSource>,
+        runtime: Arc<SourceRuntime>,
+        timing: SourceTiming,
+        links: WorkerLinks,
+        waker: Arc<dyn Fn() + Send + Sync>,
+    ) -> SourceOperator {
+        let worker = links.stats.borrow().worker;
+        let source_name = partitions.name().to_string();
+        SourceOperator {
+            partitions,
+            runtime,
+            tracker: WatermarkTracker::new(0, timing.lateness, timing.idle_timeout),
+            timing,
+            links,
+            waker,
+            worker,
+            source_name,
+            readings: Vec::new(),
+            published: None,
+            events: Vec::with_capacity(CHUNK),
+            dead: Vec::new(),
+            by_time: FxHashMap::default(),
+            pending: VecDeque::new(),
+            rotation: 0,
+            next_snapshot: Instant::now(),
+            placed: Placed::default(),
+            records: 0,
+            late: 0,
+        }
+    }
+
+    /// The final checkpoint: everything read so far, counted once.
+    fn final_snapshot(&mut self) {
+        if self.runtime.checkpointing {
+            let upto = self.placed.upto;
+            self.runtime.deposit(
+                self.readings
+                    .iter()
+                    .map(|r| (r.partition, r.snapshot(upto))),
+            );
+        }
+        self.links.board.borrow_mut().outbox = Some(WatermarkReport::default());
+        self.links.stopped.set(true);
+    }
+
+    /// Takes on the partitions the source has found for this worker. False when it has
+    /// none and never will: the operator then holds nothing back and stops.
+    fn discover(&mut self) -> bool {
+        self.partitions.service();
+        for (partition, mut reader) in self.partitions.discover() {
+            reader.on_ready(Arc::clone(&self.waker));
+            let reading = Reading::new(partition, reader, self.runtime.resume.get(&partition));
+            {
+                let mut stats = self.links.stats.borrow_mut();
+                if let Some(entry) = &reading.replaying {
+                    stats.ready_from =
+                        Some(stats.ready_from.map_or(entry.as_of, |r| r.max(entry.as_of)));
+                }
+                stats.records += reading.counts.records;
+                stats.late_records += reading.counts.late_records;
+                stats.dead_letters.add_counts(&reading.counts.dead_letters);
+            }
+            self.tracker.add_partition();
+            self.readings.push(reading);
+        }
+        if self.readings.is_empty() && !self.partitions.may_grow() {
+            self.links.board.borrow_mut().outbox = Some(WatermarkReport::default());
+            self.links.stopped.set(true);
+            return false;
+        }
+        true
+    }
+
+    /// The latest time replayed records may enter at: the earliest `as_of` of the
+    /// checkpoints still being replayed.
+    fn replay_cap(&self) -> Millis {
+        self.readings
+            .iter()
+            .filter_map(|r| r.replaying.as_ref().map(|e| e.as_of))
+            .min()
+            .unwrap_or(Millis::MAX)
+    }
+
+    /// `frontier` moved by a watermark, never past the replay's cap.
+    fn advance(&self, frontier: Millis, watermark: Millis, replay_cap: Millis) -> Millis {
+        frontier.max(
+            self.timing
+                .time
+                .frontier_for_watermark(watermark)
+                .min(replay_cap),
+        )
+    }
+
+    /// Reads the partitions within the activation's budget into `by_time`, counting and
+    /// forwarding dead letters. The frontier moves as the records read so far move it:
+    /// each record is placed against the watermark of the records before it, however the
+    /// reads happen to be chunked. True when a partition has more to give now.
+    fn poll(&mut self, frontier: &mut Millis, replay_cap: Millis) -> bool {
+        let mut more = false;
+        self.records = 0;
+        self.late = 0;
+        let activation_started = Instant::now();
+        let count = self.readings.len();
+        let first = if count == 0 { 0 } else { self.rotation % count };
+        self.rotation = self.rotation.wrapping_add(1);
+        for index in (0..count).map(|step| (first + step) % count) {
+            if self.readings[index].finished {
+                continue;
+            }
+            let mut last = PollStatus::Pending;
+            for _ in 0..CHUNKS_PER_ACTIVATION {
+                if activation_started.elapsed() >= ACTIVATION_BUDGET {
+                    // Let the rest of the dataflow (and the control plane) run first.
+                    more = true;
+                    break;
+                }
+                let status = self.poll_chunk(index, frontier, replay_cap);
+                last = status;
+                match status {
+                    PollStatus::Ready => continue,
+                    PollStatus::Pending => break,
+                    PollStatus::Finished => {
+                        // Never polled again: quiet from now on, so idle after the timeout.
+                        self.readings[index].finished = true;
+                        self.tracker.polled(index, false, Instant::now());
+                        break;
+                    }
+                }
+            }
+            // A partition that was still ready after its last chunk has more to give now.
+            more |= last == PollStatus::Ready;
+        }
+        more
+    }
+
+    /// Reads one chunk of partition `index`.
+    fn poll_chunk(
+        &mut self,
+        index: usize,
+        frontier: &mut Millis,
+        replay_cap: Millis,
+    ) -> PollStatus {
+        let reading = &mut self.readings[index];
+        let status = reading.reader.poll(CHUNK, &mut self.events, &mut self.dead);
+        let now = Instant::now();
+        // Nothing now, but not at the end either (a fetch on its way) is not quiet.
+        let delivering = status == PollStatus::Ready
+            || !self.events.is_empty()
+            || (status == PollStatus::Pending && !reading.reader.at_end());
+        self.tracker.polled(index, delivering, now);
+        let counting = reading.replaying.is_none();
+        for event in self.events.drain(..) {
+            reading.max_ts = Some(reading.max_ts.map_or(event.ts, |m| m.max(event.ts)));
+            if self.tracker.observe(index, event.ts, &self.timing.time) {
+                let mut own = self.tracker.report(now);
+                own.placed = self.placed.latest;
+                if let Some(watermark) =
+                    self.links
+                        .board
+                        .borrow()
+                        .watermark(self.worker, &own, &self.timing.time)
+                {
+                    *frontier = (*frontier).max(
+                        self.timing
+                            .time
+                            .frontier_for_watermark(watermark)
+                            .min(replay_cap),
+                    );
+                }
+            }
+            let own = self.timing.time.own_time(event.ts);
+            if counting {
+                if own < *frontier {
+                    self.late += 1;
+                    reading.counts.late_records += 1;
+                }
+                self.records += 1;
+                reading.counts.records += 1;
+            }
+            self.by_time
+                .entry(own.max(*frontier))
+                .or_default()
+                .push(event);
+        }
+        for letter in self.dead.drain(..) {
+            // Replayed dead letters were counted and sent before the restart.
+            if counting {
+                if let Some(sink) = &self.runtime.dead_letters {
+                    sink.send(&letter);
+                }
+                *reading
+                    .counts
+                    .dead_letters
+                    .entry(letter.reason.clone())
+                    .or_insert(0) += 1;
+                self.links.stats.borrow_mut().dead_letters.record(letter);
+            }
+        }
+        if let Some(entry) = &reading.replaying {
+            if reading.reader.next_offset() >= entry.offset {
+                tracing::info!(
+                    source = %self.source_name,
+                    partition = reading.partition,
+                    offset = entry.offset,
+                    "caught up with the checkpoint"
+                );
+                // Counted from the checkpoint on; the maximum ts must include the records
+                // before the replay's start too.
+                reading.max_ts = match (reading.max_ts, entry.max_ts) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                reading.reader.stop_at(None);
+                reading.replaying = None;
+            }
+        }
+        status
+    }
+
+    /// Publishes this worker's watermark report and returns the frontier the cluster's
+    /// watermark allows.
+    fn watermark(&mut self, frontier: Millis, replay_cap: Millis, now: Instant) -> Millis {
+        let mut own = self.tracker.report(now);
+        own.placed = self.placed.latest;
+        let mut board = self.links.board.borrow_mut();
+        let mut frontier = frontier;
+        if let Some(watermark) = board.watermark(self.worker, &own, &self.timing.time) {
+            frontier = self.advance(frontier, watermark, replay_cap);
+        }
+        if self.published != Some(own) {
+            self.published = Some(own);
+            board.outbox = Some(own);
+        }
+        frontier
+    }
+
+    /// Snapshots for checkpoints, handed on once the views reflect them.
+    fn snapshot(&mut self, now: Instant) {
+        if !self.runtime.checkpointing {
+            return;
+        }
+        let as_of = self.placed.upto;
+        let views_upper = self.links.stats.borrow().frontier;
+        if now >= self.next_snapshot {
+            self.next_snapshot = now + SNAPSHOT_EVERY;
+            for reading in self.readings.iter_mut() {
+                if reading.replaying.is_none() {
+                    reading.marks.note(
+                        reading.reader.next_offset(),
+                        reading.max_ts,
+                        as_of,
+                        &self.timing.time,
+                        self.timing.retention,
+                    );
+                }
+            }
+            if self.pending.len() >= MAX_PENDING_SNAPSHOTS {
+                self.pending.pop_back();
+            }
+            self.pending.push_back(Snapshot {
+                reflected_at: as_of,
+                entries: self
+                    .readings
+                    .iter()
+                    .map(|r| (r.partition, r.snapshot(as_of)))
+                    .collect(),
+            });
+        }
+        let mut reflected = None;
+        while let Some(first) = self.pending.front() {
+            // (No frontier yet means nothing is reflected yet.)
+            if views_upper.is_none_or(|upper| upper <= first.reflected_at) {
+                break;
+            }
+            reflected = self.pending.pop_front();
+        }
+        if let Some(snapshot) = reflected {
+            for (partition, entry) in &snapshot.entries {
+                if let Some(reading) = self.readings.iter_mut().find(|r| r.partition == *partition)
+                {
+                    reading.reflected_offset = Some(entry.offset);
+                }
+            }
+            self.runtime.deposit(snapshot.entries);
+        }
+    }
+
+    /// This activation's counts and every partition's status, for `/v1/status`.
+    fn publish_status(&mut self, now: Instant) {
+        let mut stats = self.links.stats.borrow_mut();
+        stats.records += self.records;
+        stats.late_records += self.late;
+        stats.partitions = self
+            .readings
+            .iter()
+            .enumerate()
+            .map(|(index, reading)| {
+                let next_offset = reading.reader.next_offset();
+                let end_offset = reading.reader.end_offset();
+                PartitionStatus {
+                    source: self.source_name.clone(),
+                    partition: reading.partition,
+                    worker: self.worker,
+                    next_offset,
+                    reflected_offset: reading.reflected_offset,
+                    end_offset,
+                    lag: end_offset.map(|end| end.saturating_sub(next_offset)),
+                    unreflected: reading
+                        .reflected_offset
+                        .map(|reflected| next_offset.saturating_sub(reflected)),
+                    replaying_until: reading.replaying.as_ref().map(|e| e.offset),
+                    max_ts: self.tracker.max_ts(index),
+                    idle: self.tracker.is_idle(index, now),
+                    finished: reading.finished,
+                }
+            })
+            .collect();
+    }
+
+    /// When to look again without news from a partition: soon, or when a partition may
+    /// turn idle.
+    fn next_wake(&self, now: Instant) -> Duration {
+        self.tracker
+            .next_idle_check(now)
+            .map_or(POLL_INTERVAL, |d| d.min(POLL_INTERVAL))
+    }
 }
