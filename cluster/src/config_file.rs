@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use flowsight_operators::anomaly::{FanoutSpikeRule, PortScanRule};
-use flowsight_operators::segments::SegmentRules;
+use flowsight_queries::risk::anomaly::{FanoutSpikeRule, PortScanRule};
+use flowsight_queries::segments::propagation::SegmentRules;
 use flowsight_queries::RiskSettings;
 use ipnet::IpNet;
 use serde::Deserialize;

@@ -7,8 +7,8 @@ use flowsight_connectors::DeadLetter;
 use flowsight_operators::Millis;
 use std::collections::BTreeMap;
 
-use flowsight_operators::anomaly::{Anomaly, AnomalyKind};
-use flowsight_operators::risk::Severity;
+use flowsight_queries::risk::anomaly::{Anomaly, AnomalyKind};
+use flowsight_queries::risk::rules::Severity;
 use flowsight_queries::risk::{SeverityDeltas, SeverityPoint};
 use flowsight_queries::segments::{
     HostSegment, Label, PolicyFilter, PolicyOrder, PolicyRow, SegmentDetail, SegmentList,

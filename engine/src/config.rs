@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use flowsight_connectors::kafka::KafkaOptions;
 use flowsight_connectors::{Format, GeneratorConfig};
-use flowsight_operators::segments::SegmentRules;
 use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::segments::propagation::SegmentRules;
 use flowsight_queries::{RiskSettings, Windows};
 
 use serde::{Deserialize, Serialize};

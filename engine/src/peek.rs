@@ -13,10 +13,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::trace::TraceReader;
-use flowsight_operators::anomaly::AnomalyKind;
 use flowsight_operators::Millis;
 use flowsight_queries::graph::GraphReader;
 use flowsight_queries::registered::{self, WindowRecords};
+use flowsight_queries::risk::anomaly::AnomalyKind;
 use flowsight_queries::risk::merge_anomalies;
 use flowsight_queries::{GraphTrace, RiskReader, RiskTraces, SegmentReader, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;

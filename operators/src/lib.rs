@@ -1,23 +1,17 @@
-//! Pure timely / differential operators and algorithms used by flowsight's views.
+//! Generic timely / differential operators and algorithms, with no knowledge of what a
+//! view means (the domain rules — risk scoring, anomalies, host windows, segmentation —
+//! live with their views in `flowsight-queries`).
 //!
-//! Nothing here performs I/O: the crate owns the time model ([`time`]), the aggregate
-//! types that travel as differential "diffs" ([`aggregates`]), the windowing operator that
-//! pre-aggregates records by (key, tick) and retracts them in the future ([`window`]), and
-//! small algorithms shared by views ([`topk`]). Risk scoring ([`risk`]) and the anomaly
-//! rules ([`anomaly`]) are pure functions; [`host_state`] keeps each source host's windows
-//! and [`host_windows`] is the operator that maintains them incrementally. [`segments`]
-//! groups hosts into microsegments with differential's label propagation, and
-//! [`earliest`] keeps the smallest value under each key. [`consolidate`] merges equal
-//! updates per time before they are exchanged.
+//! Nothing here performs I/O: the crate owns the time model and watermarks ([`time`]), the
+//! aggregate types that travel as differential "diffs" ([`aggregates`]), the windowing
+//! operator that pre-aggregates records by (key, tick) and retracts them in the future
+//! ([`window`]), top-k selection ([`topk`]), [`earliest`], which keeps the smallest value
+//! under each key, and [`consolidate`], which merges equal updates per time before they are
+//! exchanged.
 
 pub mod aggregates;
-pub mod anomaly;
 pub mod consolidate;
 pub mod earliest;
-pub mod host_state;
-pub mod host_windows;
-pub mod risk;
-pub mod segments;
 pub mod time;
 pub mod topk;
 pub mod window;

@@ -34,12 +34,12 @@ use std::rc::Rc;
 
 use differential_dataflow::trace::TraceReader;
 use flowsight_events::{Event, Proto, Status};
-use flowsight_operators::anomaly::{
-    Anomaly, AnomalyConfig, AnomalyKind, Evidence, FanoutSpikeRule, PortScanRule,
-};
-use flowsight_operators::risk::{Factor, Factors, RiskConfig, Severity, SeverityBands};
 use flowsight_operators::{Millis, TimeModel};
 use flowsight_queries::graph;
+use flowsight_queries::risk::anomaly::{
+    Anomaly, AnomalyConfig, AnomalyKind, Evidence, FanoutSpikeRule, PortScanRule,
+};
+use flowsight_queries::risk::rules::{Factor, Factors, RiskConfig, Severity, SeverityBands};
 use flowsight_queries::risk::{
     self, merge_anomalies, merge_history, merge_host, merge_severity, merge_top, RiskReader,
     RiskRow, RiskSettings, ScoreChange, SeverityDeltas, SeverityPoint, WindowHistory,

@@ -49,12 +49,12 @@ use std::time::Instant;
 
 use differential_dataflow::trace::TraceReader;
 use flowsight_events::{Event, Proto, Status};
-use flowsight_operators::anomaly::{Anomaly, AnomalyKind, Evidence};
-use flowsight_operators::segments::{SegmentId, SegmentRules};
 use flowsight_operators::{Millis, TimeModel};
 use flowsight_queries::graph;
 use flowsight_queries::read::{visit_rows, Next};
+use flowsight_queries::risk::anomaly::{Anomaly, AnomalyKind, Evidence};
 use flowsight_queries::risk::merge_anomalies;
+use flowsight_queries::segments::propagation::{SegmentId, SegmentRules};
 use flowsight_queries::segments::{
     self, merge_lists, merge_policy, HostSegment, HubRow, MemberRow, PolicyFilter, PolicyOrder,
     PolicyRow, PortRow, SegmentDetail, SegmentEdge, SegmentList, SegmentReader, SegmentRow,

@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::trace::TraceReader;
 use flowsight_events::{Event, Proto, Status};
-use flowsight_operators::segments::{SegmentId, SegmentRules};
 use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::segments::propagation::{SegmentId, SegmentRules};
 use flowsight_queries::segments::{PolicyFilter, PolicyOrder, SegmentReader};
 use flowsight_queries::{graph, segments};
 use timely::dataflow::operators::{Input, Probe};

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use flowsight_engine::{Answer, Client, ViewQuery};
-use flowsight_operators::anomaly::AnomalyKind;
-use flowsight_operators::risk::Severity;
+use flowsight_queries::risk::anomaly::AnomalyKind;
+use flowsight_queries::risk::rules::Severity;
 use serde_json::{json, Value};
 use warp::reply::Response;
 use warp::Filter;

@@ -2,7 +2,7 @@
 //! proposed allow-list policy and the `policy_violation` anomalies, over the longest window.
 //!
 //! Rendered from the graph arrangement's outbound groups. The segmentation itself (hubs,
-//! strong edges, components) is [`flowsight_operators::segments::segment`]; this module
+//! strong edges, components) is [`crate::segments::propagation::segment`]; this module
 //! labels every edge with the segments of its two ends and arranges, each by the key its
 //! reads seek:
 //!
@@ -17,17 +17,20 @@
 //! Everything keyed by a segment lands on the worker that owns the segment, so one worker
 //! holds all of a segment and answers for it alone; listings merge the workers' parts.
 
+// The grouping itself: strong edges and components by differential's label propagation.
+pub mod propagation;
+
 use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::risk::anomaly::{Anomaly, AnomalyKind, Evidence};
+use crate::segments::propagation::{segment, SegmentId, SegmentRules};
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::{AsCollection, VecCollection};
 use flowsight_events::Proto;
-use flowsight_operators::anomaly::{Anomaly, AnomalyKind, Evidence};
 use flowsight_operators::earliest::EarliestByKey;
-use flowsight_operators::segments::{segment, SegmentId, SegmentRules};
 use flowsight_operators::Millis;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;

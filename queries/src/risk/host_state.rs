@@ -1,6 +1,6 @@
 //! The per-source-host state behind risk scores and anomalies, and the rules for changing
 //! it: what a contact adds, what leaves a window when, and what a host looks like at a
-//! time. No timely here: [`crate::host_windows`] decides *when* each of these happens.
+//! time. No timely here: [`crate::risk::host_windows`] decides *when* each of these happens.
 //!
 //! A host keeps, per tick of its records, the tick's totals, destinations (with the first
 //! and last timestamp of each) and ports ([`TickData`]); per window, running totals and
@@ -18,13 +18,13 @@ use std::net::IpAddr;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::aggregates::FlowStats;
-use crate::anomaly::{
+use crate::risk::anomaly::{
     baseline_buckets, first_contacts, Anomaly, AnomalyConfig, AnomalyKind, Baseline, Evidence,
 };
-use crate::risk::{score, HostCounters, Risk, RiskConfig, Severity};
-use crate::time::{Millis, TimeModel};
-use crate::window::TickSpan;
+use crate::risk::rules::{score, HostCounters, Risk, RiskConfig, Severity};
+use flowsight_operators::aggregates::FlowStats;
+use flowsight_operators::time::{Millis, TimeModel};
+use flowsight_operators::window::TickSpan;
 
 /// The settings every host is judged by.
 #[derive(Clone, Debug)]
@@ -676,7 +676,7 @@ fn update_episode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anomaly::{FanoutSpikeRule, PortScanRule};
+    use crate::risk::anomaly::{FanoutSpikeRule, PortScanRule};
 
     fn rules() -> HostRules {
         HostRules {

@@ -1,6 +1,6 @@
 //! Anomaly rules (docs/design.md §4, docs/risk-and-anomalies.md): pure predicates over a
 //! host's counters, unit-tested on their own and applied incrementally by
-//! [`crate::host_windows`].
+//! [`crate::risk::host_windows`].
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use flowsight_events::Proto;
 
-use crate::risk::HostCounters;
-use crate::segments::SegmentId;
-use crate::time::Millis;
+use crate::risk::rules::HostCounters;
+use crate::segments::propagation::SegmentId;
+use flowsight_operators::time::Millis;
 
 /// The kinds of anomaly. The first three come from each host's windows
-/// ([`crate::host_windows`]); `policy_violation` from the segmentation.
+/// ([`crate::risk::host_windows`]); `policy_violation` from the segmentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
@@ -134,7 +134,7 @@ impl FanoutSpikeRule {
 /// window is too long to have a baseline (`2 × window > longest`).
 ///
 /// ```
-/// use flowsight_operators::anomaly::baseline_buckets;
+/// use flowsight_queries::risk::anomaly::baseline_buckets;
 /// // 30 min buckets over 24 h, at 10:00 on day 2: 10:00 − 24 h … 09:30.
 /// let h = 3_600_000;
 /// assert_eq!(baseline_buckets(34 * h, h / 2, 24 * h), 20..67);
@@ -156,7 +156,7 @@ pub fn baseline_buckets(as_of: Millis, window: Millis, longest: Millis) -> std::
 ///
 /// ```
 /// use std::collections::BTreeMap;
-/// use flowsight_operators::anomaly::first_contacts;
+/// use flowsight_queries::risk::anomaly::first_contacts;
 /// let ticks = BTreeMap::from([(1_000, (500, 900)), (2_000, (1_950, 1_990)), (9_000, (8_100, 8_200))]);
 /// // 500 is new; 1_950 follows 900 within 5 s; 8_100 comes more than 5 s after 1_990.
 /// assert_eq!(first_contacts(&ticks, None, 5_000), vec![500, 8_100]);

@@ -13,18 +13,26 @@
 //!   low, medium and critical over time, network-wide;
 //! * by (window, first detected descending, host, kind) — the anomaly list, newest first.
 
+// The view's rules, pure functions and the operator that applies them per host: scores
+// (`rules`), anomalies (`anomaly`), each host's windows (`host_state`) and their
+// incremental maintenance (`host_windows`).
+pub mod anomaly;
+pub mod host_state;
+pub mod host_windows;
+pub mod rules;
+
 use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::risk::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
+use crate::risk::host_state::HostRules;
+use crate::risk::host_windows::{ContactKey, HostOutput, HostWindows};
+use crate::risk::rules::{score, Factors, HostCounters, Risk, RiskConfig, Severity};
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::trace::TraceReader;
-use flowsight_operators::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
-use flowsight_operators::host_state::HostRules;
-use flowsight_operators::host_windows::{ContactKey, HostOutput, HostWindows};
-use flowsight_operators::risk::{score, Factors, HostCounters, Risk, RiskConfig, Severity};
 use flowsight_operators::{Millis, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;

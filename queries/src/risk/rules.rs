@@ -2,7 +2,7 @@
 //! window to its 1–100 score, severity and explained factors.
 //!
 //! Everything here is plain arithmetic so that any oracle can reproduce a score by hand;
-//! the incremental maintenance of the counters lives in [`crate::host_windows`].
+//! the incremental maintenance of the counters lives in [`crate::risk::host_windows`].
 
 use std::net::IpAddr;
 
@@ -209,7 +209,7 @@ fn capped(cap: u64, points: u64) -> u8 {
 /// The score of docs/design.md §4, in integers.
 ///
 /// ```
-/// use flowsight_operators::risk::{score, HostCounters, RiskConfig, Severity};
+/// use flowsight_queries::risk::rules::{score, HostCounters, RiskConfig, Severity};
 /// let counters = HostCounters {
 ///     connections: 40, failed: 30, destinations: 120, ports: 7,
 ///     sensitive_ports: 2, external_bytes: 25_000_000,

@@ -23,12 +23,12 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
-use crate::aggregates::FlowStats;
-use crate::anomaly::Anomaly;
-use crate::host_state::{Change, Contact, HostRules, HostState};
-use crate::risk::{HostCounters, Risk, Severity};
-use crate::time::Millis;
-use crate::window::TickSpan;
+use crate::risk::anomaly::Anomaly;
+use crate::risk::host_state::{Change, Contact, HostRules, HostState};
+use crate::risk::rules::{HostCounters, Risk, Severity};
+use flowsight_operators::aggregates::FlowStats;
+use flowsight_operators::time::Millis;
+use flowsight_operators::window::TickSpan;
 
 /// One update the operator emits.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -385,9 +385,9 @@ fn is_boundary_between(after: Millis, at: Millis, rules: &HostRules) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anomaly::AnomalyConfig;
-    use crate::risk::RiskConfig;
-    use crate::time::TimeModel;
+    use crate::risk::anomaly::AnomalyConfig;
+    use crate::risk::rules::RiskConfig;
+    use flowsight_operators::time::TimeModel;
 
     #[test]
     fn boundaries_follow_both_residues() {

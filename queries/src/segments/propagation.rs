@@ -94,7 +94,7 @@ pub struct Segmentation<'scope, T: Timestamp, N: 'static> {
 ///
 /// ```
 /// use differential_dataflow::input::Input;
-/// use flowsight_operators::segments::{segment, SegmentId, SegmentRules};
+/// use flowsight_queries::segments::propagation::{segment, SegmentId, SegmentRules};
 ///
 /// timely::example(|scope| {
 ///     let rules = SegmentRules { hub_degree: 3, min_edge_connections: 2 };
