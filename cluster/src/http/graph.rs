@@ -7,30 +7,16 @@ use flowsight_queries::EdgeFilter;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::Filter;
 
 use super::params::{self, Params};
 use super::ErrorCode;
 use super::{
-    cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
-    ViewRead,
+    cut, get, get_one, json_reply, one_more, peek, window_json, ApiError, Routes, ViewRead,
 };
 
 pub(super) fn routes(client: &Client) -> Routes {
-    let edges = warp::path!("v1" / "graph" / "edges")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|q: String, client: Client| async move { respond(edges(client, q).await) })
-        .boxed();
-    let host = warp::path!("v1" / "graph" / "hosts" / String)
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|ip: String, q: String, client: Client| async move {
-            respond(host(client, ip, q).await)
-        })
-        .boxed();
+    let edges = get(warp::path!("v1" / "graph" / "edges"), client, edges);
+    let host = get_one(warp::path!("v1" / "graph" / "hosts" / String), client, host);
     super::join(vec![edges, host])
 }
 

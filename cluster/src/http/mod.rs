@@ -80,6 +80,41 @@ pub(crate) fn join(routes: Vec<Routes>) -> Routes {
     routes.fold(first, |joined, route| joined.or(route).unify().boxed())
 }
 
+/// A read route: `path` asked with GET or HEAD, answered by `handler(client, query string)`.
+pub(crate) fn get<P, H, F>(path: P, client: &Client, handler: H) -> Routes
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    H: Fn(Client, String) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    path.and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(move |query: String, client: Client| {
+            let answer = handler(client, query);
+            async move { respond(answer.await) }
+        })
+        .boxed()
+}
+
+/// A read route whose path holds one value (an address, an id, a name), answered by
+/// `handler(client, value, query string)`.
+pub(crate) fn get_one<P, H, F>(path: P, client: &Client, handler: H) -> Routes
+where
+    P: Filter<Extract = (String,), Error = Rejection> + Clone + Send + Sync + 'static,
+    H: Fn(Client, String, String) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    path.and(read())
+        .and(raw_query())
+        .and(with(client.clone()))
+        .and_then(move |value: String, query: String, client: Client| {
+            let answer = handler(client, value, query);
+            async move { respond(answer.await) }
+        })
+        .boxed()
+}
+
 /// A filter that hands every request a clone of `value` (the client, the hub).
 pub(crate) fn with<T: Clone + Send + Sync + 'static>(
     value: T,

@@ -16,7 +16,7 @@ use warp::{Filter, Reply};
 use super::params::Params;
 use super::ErrorCode;
 use super::{
-    json_reply, raw_query, read, respond, window_json, with, ApiError, Routes, ViewRead,
+    get, get_one, json_reply, respond, window_json, with, ApiError, Routes, ViewRead,
     MAX_BODY_BYTES,
 };
 
@@ -149,33 +149,18 @@ pub(super) fn routes(client: &Client) -> Routes {
         .and(with(client.clone()))
         .and_then(|body, client: Client| async move { respond(register(client, body).await) })
         .boxed();
-    let list_queries = warp::path!("v1" / "queries")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|q: String, client: Client| async move { respond(list(client, q).await) })
-        .boxed();
-    let show_query = warp::path!("v1" / "queries" / String)
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|name: String, q: String, client: Client| async move {
-            respond(show(client, name, q).await)
-        })
-        .boxed();
+    let list_queries = get(warp::path!("v1" / "queries"), client, list);
+    let show_query = get_one(warp::path!("v1" / "queries" / String), client, show);
     let drop_query = warp::path!("v1" / "queries" / String)
         .and(warp::delete())
         .and(with(client.clone()))
         .and_then(|name: String, client: Client| async move { respond(drop(client, name).await) })
         .boxed();
-    let query_results = warp::path!("v1" / "queries" / String / "results")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|name: String, q: String, client: Client| async move {
-            respond(results(client, name, q).await)
-        })
-        .boxed();
+    let query_results = get_one(
+        warp::path!("v1" / "queries" / String / "results"),
+        client,
+        results,
+    );
     super::join(vec![
         register_query,
         list_queries,

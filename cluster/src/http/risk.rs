@@ -8,14 +8,12 @@ use flowsight_queries::risk::anomaly::AnomalyKind;
 use flowsight_queries::risk::rules::Severity;
 use serde_json::{json, Value};
 use warp::reply::Response;
-use warp::Filter;
 
 use super::params::{self, Params};
 use super::segments::require_segment_views;
 use super::ErrorCode;
 use super::{
-    cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
-    ViewRead,
+    cut, get, get_one, json_reply, one_more, peek, window_json, ApiError, Routes, ViewRead,
 };
 
 /// The risk routes answer 404 `view_disabled` when the engine runs without them.
@@ -32,32 +30,10 @@ fn require_risk_views(client: &Client) -> Result<(), ApiError> {
 
 /// The risk and anomaly routes; `severity` comes before `/v1/risks/{ip}`: it is no address.
 pub(super) fn routes(client: &Client) -> Routes {
-    let risks = warp::path!("v1" / "risks")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|q: String, client: Client| async move { respond(risks(client, q).await) })
-        .boxed();
-    let severity = warp::path!("v1" / "risks" / "severity")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|q: String, client: Client| async move { respond(severity(client, q).await) })
-        .boxed();
-    let risk_host = warp::path!("v1" / "risks" / String)
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|ip: String, q: String, client: Client| async move {
-            respond(host(client, ip, q).await)
-        })
-        .boxed();
-    let anomalies = warp::path!("v1" / "anomalies")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|q: String, client: Client| async move { respond(anomalies(client, q).await) })
-        .boxed();
+    let risks = get(warp::path!("v1" / "risks"), client, risks);
+    let severity = get(warp::path!("v1" / "risks" / "severity"), client, severity);
+    let risk_host = get_one(warp::path!("v1" / "risks" / String), client, host);
+    let anomalies = get(warp::path!("v1" / "anomalies"), client, anomalies);
     super::join(vec![risks, severity, risk_host, anomalies])
 }
 

@@ -8,13 +8,12 @@ use flowsight_queries::segments::{Label, PolicyFilter, PolicyOrder};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Reply};
+use warp::Reply;
 
 use super::params::{self, Params};
 use super::ErrorCode;
 use super::{
-    cut, json_reply, one_more, peek, raw_query, read, respond, window_json, with, ApiError, Routes,
-    ViewRead,
+    cut, get, get_one, json_reply, one_more, peek, window_json, ApiError, Routes, ViewRead,
 };
 
 /// The segmentation routes answer 404 `view_disabled` when the engine runs without them.
@@ -46,34 +45,14 @@ fn parse_label(key: &str, value: &str) -> Result<Label, ApiError> {
 
 /// The segmentation routes.
 pub(super) fn routes(client: &Client) -> Routes {
-    let segment_list = warp::path!("v1" / "segments")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|q: String, client: Client| async move { respond(list(client, q).await) })
-        .boxed();
-    let segment = warp::path!("v1" / "segments" / String)
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|id: String, q: String, client: Client| async move {
-            respond(segment(client, id, q).await)
-        })
-        .boxed();
-    let host_segment = warp::path!("v1" / "hosts" / String / "segment")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|ip: String, q: String, client: Client| async move {
-            respond(host(client, ip, q).await)
-        })
-        .boxed();
-    let policy = warp::path!("v1" / "policy")
-        .and(read())
-        .and(raw_query())
-        .and(with(client.clone()))
-        .and_then(|q: String, client: Client| async move { respond(policy(client, q).await) })
-        .boxed();
+    let segment_list = get(warp::path!("v1" / "segments"), client, list);
+    let segment = get_one(warp::path!("v1" / "segments" / String), client, segment);
+    let host_segment = get_one(
+        warp::path!("v1" / "hosts" / String / "segment"),
+        client,
+        host,
+    );
+    let policy = get(warp::path!("v1" / "policy"), client, policy);
     super::join(vec![segment_list, segment, host_segment, policy])
 }
 
