@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use flowsight_connectors::{GeneratorConfig, Pace};
-use flowsight_engine::{Answer, ClusterConfig, Engine, EngineConfig, SourceConfig, ViewQuery};
+use flowsight_engine::views::counters::Status;
+use flowsight_engine::{ClusterConfig, Engine, EngineConfig, SourceConfig};
 use flowsight_operators::TimeModel;
 use flowsight_queries::Windows;
 
@@ -72,15 +73,14 @@ pub fn run_pipeline(workers: usize, generator: GeneratorConfig, views: Views) ->
 /// complete past the largest timestamp; returns that as_of.
 pub fn wait_until_visible(client: &flowsight_engine::Client, records: u64) -> u64 {
     loop {
-        let answered = client
-            .peek(ViewQuery::Status, Duration::from_secs(60))
-            .expect("the engine answers");
-        if let Answer::Status(status) = answered.answer {
-            let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
-            let finished = status.partitions.iter().all(|p| p.finished);
-            if status.records == records && finished && max_ts.is_some_and(|m| status.as_of > m) {
-                return status.as_of;
-            }
+        let status = client
+            .peek(Status, Duration::from_secs(60))
+            .expect("the engine answers")
+            .answer;
+        let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
+        let finished = status.partitions.iter().all(|p| p.finished);
+        if status.records == records && finished && max_ts.is_some_and(|m| status.as_of > m) {
+            return status.as_of;
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -15,21 +15,16 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use flowsight_operators::Millis;
-use flowsight_queries::graph::{merge_edges, merge_host};
 use flowsight_queries::plan::ValidPlan;
-use flowsight_queries::registered::merge_parts;
-use flowsight_queries::risk::{merge_anomalies, merge_history, merge_severity, merge_top};
-use flowsight_queries::segments::{merge_lists, merge_policy};
 
 use crate::alerts::AlertSink;
-use crate::command::{
-    Answer, Answered, Command, Part, PartAnswer, PeekError, PeekRequest, RiskHostAnswer, ViewQuery,
-};
+use crate::command::{Command, Part, PartAnswer, PeekRequest};
 use crate::config::{ConfigError, EngineConfig};
 use crate::ingest::{self, CheckpointWriter};
-use crate::queries::{self, QueryDefinition, QueryError, QueryInfo, QueryPartAnswer, StoredQuery};
+use crate::queries::{self, QueryDefinition, QueryError, QueryInfo, StoredQuery};
 use crate::source::SourceRuntime;
-use crate::status::ClusterStatus;
+use crate::view::{self, Answered, Merging, PeekError, View};
+use crate::views::registered::QueryResults;
 use crate::worker;
 
 /// Why the engine could not start.
@@ -77,10 +72,10 @@ pub(crate) type ControlReply = Result<Option<QueryInfo>, QueryError>;
 /// How long a client waits for a register or drop command to be applied.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A peek of one of this process's clients, gathering every worker's part.
 struct PendingPeek {
-    query: ViewQuery,
     parts: Vec<PartAnswer>,
-    reply: Sender<Answered>,
+    reply: Sender<Vec<PartAnswer>>,
 }
 
 /// State shared by the workers of one process and its clients.
@@ -186,7 +181,7 @@ impl Shared {
     }
 
     /// The plan of a query's generation, for merging its parts.
-    fn query_plan(&self, name: &str, generation: u64) -> Option<ValidPlan> {
+    pub(crate) fn query_plan(&self, name: &str, generation: u64) -> Option<ValidPlan> {
         lock(&self.queries)
             .get(name)
             .filter(|q| q.generation == generation)
@@ -267,192 +262,8 @@ impl Shared {
         }
         if let Some(peek) = pending.remove(&id) {
             drop(pending);
-            let as_of = peek.parts.first().map_or(0, |p| p.as_of);
-            let plan = match &peek.query {
-                ViewQuery::QueryResults {
-                    name, generation, ..
-                } => self.query_plan(name, *generation),
-                _ => None,
-            };
-            let answer = merge(
-                &peek.query,
-                peek.parts,
-                self.config.cluster.processes(),
-                as_of,
-                plan.as_ref(),
-            );
-            let _ = peek.reply.send(Answered { as_of, answer });
-        }
-    }
-}
-
-/// Combines the parts of every worker into the answer.
-fn merge(
-    query: &ViewQuery,
-    parts: Vec<PartAnswer>,
-    processes: usize,
-    as_of: Millis,
-    plan: Option<&ValidPlan>,
-) -> Answer {
-    let catching_up = parts
-        .iter()
-        .filter_map(|p| match p.part {
-            Part::CatchingUp { ready_from } => Some(ready_from),
-            _ => None,
-        })
-        .max();
-    if let Some(ready_from) = catching_up {
-        return Answer::CatchingUp { ready_from };
-    }
-    match query {
-        ViewQuery::Edges { limit, .. } => Answer::Edges(merge_edges(
-            parts.into_iter().filter_map(|p| match p.part {
-                Part::Edges(rows) => Some(rows),
-                _ => None,
-            }),
-            *limit,
-        )),
-        ViewQuery::Host { ip, .. } => Answer::Host(merge_host(
-            *ip,
-            parts.into_iter().filter_map(|p| match p.part {
-                Part::Host(host) => Some(host),
-                _ => None,
-            }),
-        )),
-        ViewQuery::Risks { limit, .. } => Answer::Risks(merge_top(
-            parts.into_iter().filter_map(|p| match p.part {
-                Part::Risks(rows) => Some(rows),
-                _ => None,
-            }),
-            *limit,
-        )),
-        ViewQuery::RiskHost { history, .. } => {
-            let mut rows = Vec::new();
-            let mut histories = Vec::new();
-            for part in parts {
-                if let Part::RiskHost(answer) = part.part {
-                    rows.extend(answer.rows);
-                    histories.extend(answer.history);
-                }
-            }
-            rows.sort();
-            Answer::RiskHost(RiskHostAnswer {
-                rows,
-                history: history.then(|| merge_history(histories)),
-            })
-        }
-        ViewQuery::Severity { span, step, .. } => Answer::Severity(merge_severity(
-            parts.into_iter().filter_map(|p| match p.part {
-                Part::Severity(deltas) => Some(deltas),
-                _ => None,
-            }),
-            as_of.saturating_sub(*span),
-            as_of,
-            *step,
-        )),
-        ViewQuery::Anomalies { limit, .. } => Answer::Anomalies(merge_anomalies(
-            parts.into_iter().filter_map(|p| match p.part {
-                Part::Anomalies(rows) => Some(rows),
-                _ => None,
-            }),
-            *limit,
-        )),
-        ViewQuery::Segments { limit, .. } => Answer::Segments(merge_lists(
-            parts
-                .into_iter()
-                .filter_map(|p| match p.part {
-                    Part::Segments(list) => Some(list),
-                    _ => None,
-                })
-                .collect(),
-            *limit,
-        )),
-        // A segment, and a host's label, live on exactly one worker.
-        ViewQuery::Segment { .. } => {
-            Answer::Segment(parts.into_iter().find_map(|p| match p.part {
-                Part::Segment(found) => found,
-                _ => None,
-            }))
-        }
-        ViewQuery::HostSegment { .. } => {
-            Answer::HostSegment(parts.into_iter().find_map(|p| match p.part {
-                Part::HostSegment(found) => found,
-                _ => None,
-            }))
-        }
-        ViewQuery::Policy { order, limit, .. } => Answer::Policy(merge_policy(
-            parts
-                .into_iter()
-                .filter_map(|p| match p.part {
-                    Part::Policy(rows) => Some(rows),
-                    _ => None,
-                })
-                .collect(),
-            *order,
-            *limit,
-        )),
-        ViewQuery::QueryResults { name, limit, .. } => {
-            let mut rows = Vec::new();
-            let mut problem = None;
-            for part in parts {
-                match part.part {
-                    Part::QueryResults(QueryPartAnswer::Rows(part)) => rows.push(part),
-                    Part::QueryResults(QueryPartAnswer::Failed(reason)) => {
-                        problem = Some(QueryError::Failed {
-                            name: name.clone(),
-                            reason,
-                        })
-                    }
-                    _ => {
-                        problem.get_or_insert(QueryError::Unknown(name.clone()));
-                    }
-                }
-            }
-            Answer::QueryResults(match (problem, plan) {
-                (Some(problem), _) => Err(problem),
-                // Dropped while the peek was on its way.
-                (None, None) => Err(QueryError::Unknown(name.clone())),
-                (None, Some(plan)) => Ok(merge_parts(plan, rows, *limit)),
-            })
-        }
-        ViewQuery::Status => {
-            let mut workers: Vec<_> = parts
-                .into_iter()
-                .filter_map(|p| match p.part {
-                    Part::Status(s) => Some(*s),
-                    _ => None,
-                })
-                .collect();
-            workers.sort_by_key(|w| w.worker);
-            Answer::Status(ClusterStatus::merge(processes, as_of, workers))
-        }
-        ViewQuery::DeadLetters { limit } => {
-            let mut by_worker: Vec<_> = parts
-                .into_iter()
-                .filter_map(|p| match p.part {
-                    Part::DeadLetters {
-                        worker,
-                        letters,
-                        counts,
-                    } => Some((worker, letters, counts)),
-                    _ => None,
-                })
-                .collect();
-            by_worker.sort_by_key(|(worker, _, _)| *worker);
-            let mut by_reason = BTreeMap::new();
-            let mut letters = Vec::new();
-            for (_, worker_letters, counts) in by_worker {
-                for (reason, count) in counts {
-                    *by_reason.entry(reason).or_insert(0u64) += count;
-                }
-                letters.extend(worker_letters);
-            }
-            letters.truncate(*limit);
-            Answer::DeadLetters {
-                letters,
-                total: by_reason.values().sum(),
-                by_reason,
-            }
+            // The client merges: it knows the view's types.
+            let _ = peek.reply.send(peek.parts);
         }
     }
 }
@@ -569,19 +380,65 @@ impl Client {
     }
 
     /// Reads a view at the latest complete as_of, waiting at most `timeout`.
-    pub fn peek(&self, query: ViewQuery, timeout: Duration) -> Result<Answered, PeekError> {
-        self.peek_at(query, None, timeout)
+    pub fn peek<V: View>(
+        &self,
+        view: V,
+        timeout: Duration,
+    ) -> Result<Answered<V::Rows>, PeekError> {
+        self.peek_at(view, None, timeout)
     }
 
     /// Reads a view at `as_of` (rounded down to the tick; or the latest complete one), or
     /// later if the views have already been compacted past it. Blocks until the answer is
     /// complete or `timeout` passes.
-    pub fn peek_at(
+    pub fn peek_at<V: View>(
         &self,
-        query: ViewQuery,
+        view: V,
         as_of: Option<Millis>,
         timeout: Duration,
-    ) -> Result<Answered, PeekError> {
+    ) -> Result<Answered<V::Rows>, PeekError> {
+        let unreadable = |reason: String| PeekError::Unreadable {
+            view: V::NAME.to_string(),
+            reason,
+        };
+        let question = view::encode(&view).map_err(unreadable)?;
+        let parts = self.gather(V::NAME, question, as_of, timeout)?;
+        let as_of = parts.first().map_or(0, |p| p.as_of);
+        let mut read = Vec::with_capacity(parts.len());
+        let mut ready_from = None;
+        for part in parts {
+            match part.part {
+                Part::Read(bytes) => {
+                    read.push(view::decode::<V::Part>(&bytes).map_err(unreadable)?)
+                }
+                Part::CatchingUp { ready_from: from } => {
+                    ready_from = ready_from.max(Some(from));
+                }
+                Part::Unreadable(reason) => return Err(unreadable(reason)),
+            }
+        }
+        if let Some(ready_from) = ready_from {
+            return Err(PeekError::CatchingUp { as_of, ready_from });
+        }
+        let merging = Merging {
+            as_of,
+            processes: self.shared.config.cluster.processes(),
+            shared: &self.shared,
+        };
+        Ok(Answered {
+            as_of,
+            answer: view.merge(read, &merging),
+        })
+    }
+
+    /// Sends a question of view `name` to every worker and waits for all their parts.
+    fn gather(
+        &self,
+        name: &str,
+        question: Vec<u8>,
+        as_of: Option<Millis>,
+        timeout: Duration,
+    ) -> Result<Vec<PartAnswer>, PeekError> {
         self.check_running()?;
         let as_of = as_of
             .or_else(|| self.shared.latest_complete())
@@ -593,7 +450,6 @@ impl Client {
         lock(&self.shared.pending).insert(
             id,
             PendingPeek {
-                query: query.clone(),
                 parts: Vec::new(),
                 reply,
             },
@@ -607,14 +463,11 @@ impl Client {
             id,
             origin: self.shared.first_worker,
             as_of,
-            query,
+            view: name.to_string(),
+            question,
         }));
         match answer.recv_timeout(timeout) {
-            Ok(Answered {
-                as_of,
-                answer: Answer::CatchingUp { ready_from },
-            }) => Err(PeekError::CatchingUp { as_of, ready_from }),
-            Ok(answered) => Ok(answered),
+            Ok(parts) => Ok(parts),
             Err(RecvTimeoutError::Timeout) => {
                 lock(&self.shared.pending).remove(&id);
                 self.check_running()?;
@@ -698,19 +551,20 @@ impl Client {
     }
 
     /// Reads a query's results at the latest complete as_of: the query as registered, and
-    /// the answer (`Answer::QueryResults`). A query that is not registered is an inner
-    /// error.
+    /// the answer. A query that is not registered is an inner error.
+    #[allow(clippy::type_complexity)]
     pub fn query_results(
         &self,
         name: &str,
         limit: usize,
         timeout: Duration,
-    ) -> Result<Result<(QueryInfo, Answered), QueryError>, PeekError> {
+    ) -> Result<Result<(QueryInfo, Answered<<QueryResults as View>::Rows>), QueryError>, PeekError>
+    {
         let Some(info) = self.query(name) else {
             return Ok(Err(QueryError::Unknown(name.to_string())));
         };
         let answered = self.peek(
-            ViewQuery::QueryResults {
+            QueryResults {
                 name: name.to_string(),
                 generation: info.generation,
                 limit,
@@ -741,64 +595,22 @@ impl Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use flowsight_connectors::{DeadLetter, Position};
 
-    fn letter(offset: u64) -> DeadLetter {
-        DeadLetter {
-            reason: "invalid_json".into(),
-            error: "bad".into(),
-            position: Position {
-                source: "f".into(),
-                partition: 0,
-                offset,
-            },
-            bytes: "{".into(),
-            raw: None,
-        }
+    /// Runs `merge` with the merging context of a one-process engine at `as_of`.
+    pub(crate) fn merging<R>(as_of: Millis, merge: impl FnOnce(&Merging<'_>) -> R) -> R {
+        let shared = Shared::new(config());
+        merge(&Merging {
+            as_of,
+            processes: 1,
+            shared: &shared,
+        })
     }
 
-    fn part(worker: usize, offsets: &[u64]) -> PartAnswer {
-        PartAnswer {
-            id: 1,
-            origin: 0,
-            as_of: 3_000,
-            part: Part::DeadLetters {
-                worker,
-                letters: offsets.iter().map(|o| letter(*o)).collect(),
-                counts: BTreeMap::from([("invalid_json".to_string(), offsets.len() as u64 + 10)]),
-            },
-        }
-    }
-
-    #[test]
-    fn dead_letters_merge_in_worker_order_whatever_the_arrival_order() {
-        let answer = merge(
-            &ViewQuery::DeadLetters { limit: 3 },
-            vec![part(1, &[20, 21]), part(0, &[10, 11])],
-            1,
-            3_000,
-            None,
-        );
-        let Answer::DeadLetters {
-            letters,
-            total,
-            by_reason,
-        } = answer
-        else {
-            panic!("not a dead-letter answer");
-        };
-        let offsets: Vec<u64> = letters.iter().map(|l| l.position.offset).collect();
-        assert_eq!(offsets, vec![10, 11, 20]);
-        assert_eq!(total, 24);
-        assert_eq!(by_reason["invalid_json"], 24);
-    }
-
-    #[test]
-    fn latest_complete_is_the_last_tick_before_the_least_frontier() {
+    fn config() -> EngineConfig {
         let time = flowsight_operators::TimeModel::new(1000).unwrap();
-        let config = EngineConfig {
+        EngineConfig {
             time,
             lateness: 0,
             idle_timeout: Duration::from_secs(1),
@@ -812,8 +624,12 @@ mod tests {
             segment_views: true,
             segments: Default::default(),
             queries: Default::default(),
-        };
-        let shared = Shared::new(config);
+        }
+    }
+
+    #[test]
+    fn latest_complete_is_the_last_tick_before_the_least_frontier() {
+        let shared = Shared::new(config());
         assert_eq!(
             shared.latest_complete(),
             None,

@@ -7,7 +7,9 @@
 //! * [`checkpoint`] — what each partition contributed, so a restart loses and repeats nothing.
 //! * `ingest` — a process's source outside the dataflow: checks, resume points, the
 //!   dead-letter sink, the checkpoint writer.
-//! * [`command`] — what the control plane carries: commands, view queries, answers.
+//! * [`command`] — what the control plane carries: commands, peeks' questions, parts.
+//! * [`view`] — the contract every readable view keeps ([`View`]), and the typed answers.
+//! * [`views`] — every view, one module per area, and the one list that registers them.
 //! * [`peek`] — the peek operator and the gathering of answers to the asking process.
 //! * [`queries`] — registered queries: definitions, each worker's dataflows for them, the
 //!   process's list, and the file that keeps them across restarts.
@@ -28,10 +30,10 @@ pub mod queries;
 pub mod source;
 pub mod status;
 pub mod subscribe;
+pub mod view;
+pub mod views;
 pub mod worker;
 
-pub use command::RiskHostAnswer;
-pub use command::{Answer, Answered, PeekError, ViewQuery};
 pub use config::{
     AlertsConfig, ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, QueryLimits,
     SourceConfig,
@@ -40,3 +42,4 @@ pub use engine::{Client, Engine, EngineError};
 pub use queries::{QueryDefinition, QueryError, QueryInfo, QueryState};
 pub use status::{ClusterStatus, PartitionStatus, WorkerStatus};
 pub use subscribe::{Hub, SubscriptionSettings, ViewReader, ViewRows};
+pub use view::{Answered, PeekError, View};

@@ -27,9 +27,8 @@ use std::time::{Duration, Instant};
 use flowsight_benches::{peak_rss_bytes, reset_peak_rss};
 use flowsight_connectors::kafka::{ensure_topic, topic_partitions, EventProducer, KafkaOptions};
 use flowsight_connectors::{encode, Format, GeneratorConfig, GeneratorPartition, Pace};
-use flowsight_engine::{
-    Answer, ClusterConfig, Engine, EngineConfig, KafkaSourceConfig, SourceConfig, ViewQuery,
-};
+use flowsight_engine::views::counters::Status;
+use flowsight_engine::{ClusterConfig, Engine, EngineConfig, KafkaSourceConfig, SourceConfig};
 use flowsight_operators::TimeModel;
 use flowsight_queries::Windows;
 
@@ -228,27 +227,26 @@ fn wait_complete(engine: &Engine, records: u64) -> Instant {
     let started = Instant::now();
     let mut report = Instant::now();
     loop {
-        if let Ok(answered) = client.peek(ViewQuery::Status, Duration::from_secs(60)) {
-            if let Answer::Status(status) = answered.answer {
-                if std::env::var_os("BENCH_PROGRESS").is_some()
-                    && report.elapsed() >= Duration::from_millis(500)
-                {
-                    report = Instant::now();
-                    eprintln!(
-                        "{:>6.1}s records {} as_of {} catching_up {}",
-                        started.elapsed().as_secs_f64(),
-                        status.records,
-                        status.as_of,
-                        status.catching_up
-                    );
-                }
-                let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
-                if status.records >= records
-                    && !status.catching_up
-                    && max_ts.is_some_and(|m| status.as_of > m)
-                {
-                    return Instant::now();
-                }
+        if let Ok(answered) = client.peek(Status, Duration::from_secs(60)) {
+            let status = answered.answer;
+            if std::env::var_os("BENCH_PROGRESS").is_some()
+                && report.elapsed() >= Duration::from_millis(500)
+            {
+                report = Instant::now();
+                eprintln!(
+                    "{:>6.1}s records {} as_of {} catching_up {}",
+                    started.elapsed().as_secs_f64(),
+                    status.records,
+                    status.as_of,
+                    status.catching_up
+                );
+            }
+            let max_ts = status.partitions.iter().filter_map(|p| p.max_ts).max();
+            if status.records >= records
+                && !status.catching_up
+                && max_ts.is_some_and(|m| status.as_of > m)
+            {
+                return Instant::now();
             }
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use flowsight_benches::{engine_config, generator, peak_rss_bytes, wait_until_visible, Views};
 use flowsight_engine::queries::{save, StoredQuery};
-use flowsight_engine::{
-    Answer, Client, Engine, QueryDefinition, QueryError, QueryState, ViewQuery,
-};
+use flowsight_engine::views::counters::Status;
+use flowsight_engine::views::registered::QueryResults;
+use flowsight_engine::{Client, Engine, QueryDefinition, QueryError, QueryState};
 use flowsight_queries::plan::Plan;
 use serde_json::json;
 
@@ -75,7 +75,7 @@ fn results_at(client: &Client, name: &str, as_of: u64) -> u64 {
     let info = client.query(name).expect("registered");
     let answered = client
         .peek_at(
-            ViewQuery::QueryResults {
+            QueryResults {
                 name: name.to_string(),
                 generation: info.generation,
                 limit: 10,
@@ -85,8 +85,8 @@ fn results_at(client: &Client, name: &str, as_of: u64) -> u64 {
         )
         .expect("the query answers");
     match answered.answer {
-        Answer::QueryResults(Ok(_)) => answered.as_of,
-        other => panic!("{name}: {other:?}"),
+        Ok(_) => answered.as_of,
+        Err(other) => panic!("{name}: {other:?}"),
     }
 }
 
@@ -187,11 +187,8 @@ fn main() {
 
 /// How many records the engine has read so far.
 fn records_read(client: &Client) -> u64 {
-    match client.peek(ViewQuery::Status, Duration::from_secs(60)) {
-        Ok(answered) => match answered.answer {
-            Answer::Status(status) => status.records,
-            _ => 0,
-        },
+    match client.peek(Status, Duration::from_secs(60)) {
+        Ok(answered) => answered.answer.records,
         Err(_) => 0,
     }
 }

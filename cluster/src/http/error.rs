@@ -168,6 +168,9 @@ impl From<PeekError> for ApiError {
             PeekError::CatchingUp { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::CatchingUp)
             }
+            PeekError::Unreadable { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+            }
         };
         ApiError {
             status,

@@ -2,7 +2,8 @@
 
 use std::net::IpAddr;
 
-use flowsight_engine::{Answer, Client, ViewQuery};
+use flowsight_engine::views::graph::{Edges, Host};
+use flowsight_engine::Client;
 use flowsight_queries::EdgeFilter;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -33,15 +34,13 @@ pub(crate) fn edges_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
         dst: params.ip("dst")?,
     };
     let limit = params.limit(100, 10_000)?;
-    let query = ViewQuery::Edges {
+    let view = Edges {
         window: window.length,
         filter,
         limit: one_more(limit),
     };
-    Ok(ViewRead::new(query, move |answered| {
-        let Answer::Edges(mut rows) = answered.answer else {
-            return Err(ApiError::internal("unexpected answer to an edge peek"));
-        };
+    Ok(ViewRead::new(view, move |answered| {
+        let mut rows = answered.answer;
         let truncated = cut(&mut rows, limit);
         Ok(json!({
             "as_of": answered.as_of,
@@ -61,16 +60,14 @@ async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiEr
     let limit = params.limit(1000, 10_000)?;
     let answered = peek(
         &client,
-        ViewQuery::Host {
+        Host {
             ip,
             window: window.length,
             limit: one_more(limit),
         },
     )
     .await?;
-    let Answer::Host(mut host) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a host peek"));
-    };
+    let mut host = answered.answer;
     // As for a host's segment: a host the window has not seen is not found, not zeros.
     if host.summary.connections_out == 0 && host.summary.connections_in == 0 {
         return Err(ApiError {

@@ -4,7 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use flowsight_engine::{Answer, Client, Hub, ViewQuery};
+use flowsight_engine::views::counters::Status;
+use flowsight_engine::{Client, Hub};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -45,10 +46,7 @@ fn clamp(v: u64) -> i64 {
 }
 
 pub async fn render(client: Client, hub: Arc<Hub>) -> Result<Response, ApiError> {
-    let answered = peek(&client, ViewQuery::Status).await?;
-    let Answer::Status(status) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a status peek"));
-    };
+    let status = peek(&client, Status).await?.answer;
     let mut registry = Registry::with_prefix("flowsight");
 
     let build = Family::<BuildLabels, Gauge>::default();

@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowsight_engine::{Answered, Client, Hub, ViewQuery};
+use flowsight_engine::{Answered, Client, Hub, PeekError, View};
 use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -185,10 +185,10 @@ pub(crate) fn respond(result: Result<Response, ApiError>) -> Result<Response, Re
     Ok(result.unwrap_or_else(|e| e.into_response()))
 }
 
-/// Runs a peek on the blocking pool.
-pub(crate) async fn peek(client: &Client, query: ViewQuery) -> Result<Answered, ApiError> {
+/// Reads a view on the blocking pool: its answer, typed.
+pub(crate) async fn peek<V: View>(client: &Client, view: V) -> Result<Answered<V::Rows>, ApiError> {
     let client = client.clone();
-    tokio::task::spawn_blocking(move || client.peek(query, PEEK_TIMEOUT))
+    tokio::task::spawn_blocking(move || client.peek(view, PEEK_TIMEOUT))
         .await
         .map_err(|e| ApiError::internal(format!("peek task failed: {e}")))?
         .map_err(ApiError::from)
@@ -197,27 +197,72 @@ pub(crate) async fn peek(client: &Client, query: ViewQuery) -> Result<Answered, 
 /// One view read: what to ask the workers, and how to turn their answer into the JSON
 /// body. A `GET` serves it once; a subscription at every complete tick.
 pub(crate) struct ViewRead {
-    pub query: ViewQuery,
-    pub render: Arc<Render>,
+    /// What subscriptions to the same read share: the view's name and its question.
+    pub key: String,
+    read: Arc<ReadFn>,
 }
 
-pub(crate) type Render = dyn Fn(Answered) -> Result<Value, ApiError> + Send + Sync;
+/// Reads a view at an as_of (or the latest complete one) and renders the body.
+type ReadFn = dyn Fn(&Client, Option<u64>) -> Result<Answered<Value>, ReadFailure> + Send + Sync;
+
+/// Why a view read gave no body: the peek failed, or its answer could not be rendered.
+pub(crate) enum ReadFailure {
+    Peek(PeekError),
+    Render(ApiError),
+}
+
+impl From<ReadFailure> for ApiError {
+    fn from(failure: ReadFailure) -> ApiError {
+        match failure {
+            ReadFailure::Peek(e) => ApiError::from(e),
+            ReadFailure::Render(e) => e,
+        }
+    }
+}
 
 impl ViewRead {
-    pub fn new(
-        query: ViewQuery,
-        render: impl Fn(Answered) -> Result<Value, ApiError> + Send + Sync + 'static,
+    /// A read of `view` whose answer `render` turns into the body.
+    pub fn new<V: View>(
+        view: V,
+        render: impl Fn(Answered<V::Rows>) -> Result<Value, ApiError> + Send + Sync + 'static,
     ) -> ViewRead {
         ViewRead {
-            query,
-            render: Arc::new(render),
+            key: format!("{}:{view:?}", V::NAME),
+            read: Arc::new(move |client, as_of| {
+                let answered = client
+                    .peek_at(view.clone(), as_of, PEEK_TIMEOUT)
+                    .map_err(ReadFailure::Peek)?;
+                let as_of = answered.as_of;
+                let body = render(answered).map_err(ReadFailure::Render)?;
+                Ok(Answered {
+                    as_of,
+                    answer: body,
+                })
+            }),
         }
+    }
+
+    /// Reads the view at `as_of` (or the latest complete one), blocking.
+    pub fn read(
+        &self,
+        client: &Client,
+        as_of: Option<u64>,
+    ) -> Result<Answered<Value>, ReadFailure> {
+        (self.read)(client, as_of)
+    }
+
+    /// Reads the view at the latest complete as_of, on the blocking pool.
+    pub async fn body(self, client: &Client) -> Result<Value, ApiError> {
+        let client = client.clone();
+        let answered = tokio::task::spawn_blocking(move || self.read(&client, None))
+            .await
+            .map_err(|e| ApiError::internal(format!("peek task failed: {e}")))??;
+        Ok(answered.answer)
     }
 
     /// Reads the view at the latest complete as_of and answers with its body.
     pub async fn serve(self, client: &Client) -> Result<Response, ApiError> {
-        let answered = peek(client, self.query).await?;
-        Ok(json_reply(&(self.render)(answered)?))
+        Ok(json_reply(&self.body(client).await?))
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use flowsight_engine::{Answer, Client, Hub, ViewQuery};
+use flowsight_engine::views::counters::{DeadLetters, Status};
+use flowsight_engine::{Client, Hub};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -96,12 +97,9 @@ pub(crate) fn status_read(client: &Client) -> ViewRead {
         .collect();
     let tick = config.time.tick();
     let source = config.source.name().to_string();
-    ViewRead::new(ViewQuery::Status, move |answered| {
-        let Answer::Status(status) = answered.answer else {
-            return Err(ApiError::internal("unexpected answer to a status peek"));
-        };
-        let mut value =
-            serde_json::to_value(&status).map_err(|e| ApiError::internal(e.to_string()))?;
+    ViewRead::new(Status, move |answered| {
+        let mut value = serde_json::to_value(&answered.answer)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         if let Some(object) = value.as_object_mut() {
             object.insert("process".into(), json!(process));
             object.insert("windows".into(), json!(windows));
@@ -120,22 +118,13 @@ pub(crate) fn status_read(client: &Client) -> ViewRead {
 async fn dead_letters(client: Client, raw: String, started: u64) -> Result<Response, ApiError> {
     let params = Params::parse(&raw, &["limit"])?;
     let limit = params.limit(100, 1000)?;
-    let answered = peek(&client, ViewQuery::DeadLetters { limit }).await?;
-    let Answer::DeadLetters {
-        letters,
-        total,
-        by_reason,
-    } = answered.answer
-    else {
-        return Err(ApiError::internal(
-            "unexpected answer to a dead-letter peek",
-        ));
-    };
+    let answered = peek(&client, DeadLetters { limit }).await?;
+    let letters = answered.answer;
     Ok(json_reply(&json!({
         "as_of": answered.as_of,
-        "total": total,
-        "by_reason": by_reason,
+        "total": letters.total,
+        "by_reason": letters.by_reason,
         "rows_since": started,
-        "rows": letters,
+        "rows": letters.letters,
     })))
 }

@@ -2,9 +2,8 @@
 //! `GET /v1/queries/{name}`, `DELETE /v1/queries/{name}` and
 //! `GET /v1/queries/{name}/results` (docs/queries.md).
 
-use flowsight_engine::{
-    Answer, Client, QueryDefinition, QueryError, QueryInfo, QueryState, ViewQuery,
-};
+use flowsight_engine::views::registered::QueryResults;
+use flowsight_engine::{Client, QueryDefinition, QueryError, QueryInfo, QueryState};
 use flowsight_queries::plan::Plan;
 use flowsight_queries::registered::QueryResult;
 use flowsight_queries::sql;
@@ -235,16 +234,13 @@ pub(crate) fn results_read(client: &Client, name: &str, raw: &str) -> Result<Vie
     if let QueryState::Failed { reason } = info.state {
         return Err(QueryError::Failed { name, reason }.into());
     }
-    let query = ViewQuery::QueryResults {
+    let view = QueryResults {
         name,
         generation: info.generation,
         limit,
     };
-    Ok(ViewRead::new(query, move |answered| {
-        let Answer::QueryResults(result) = answered.answer else {
-            return Err(ApiError::internal("unexpected answer to a query peek"));
-        };
-        Ok(results_body(&info, answered.as_of, result?))
+    Ok(ViewRead::new(view, move |answered| {
+        Ok(results_body(&info, answered.as_of, answered.answer?))
     }))
 }
 

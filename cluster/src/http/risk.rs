@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 
-use flowsight_engine::{Answer, Client, ViewQuery};
+use flowsight_engine::views::risk::{Anomalies, RiskHost, Risks, SeverityOverTime};
+use flowsight_engine::Client;
 use flowsight_queries::risk::anomaly::AnomalyKind;
 use flowsight_queries::risk::rules::Severity;
 use serde_json::{json, Value};
@@ -50,15 +51,13 @@ pub(crate) fn risks_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
         .parsed::<Severity>("severity")
         .map_err(|message| ApiError::bad_request(ErrorCode::BadSeverity, message))?;
     let limit = params.limit(100, 10_000)?;
-    let query = ViewQuery::Risks {
+    let view = Risks {
         window: window.length,
         severity,
         limit: one_more(limit),
     };
-    Ok(ViewRead::new(query, move |answered| {
-        let Answer::Risks(mut rows) = answered.answer else {
-            return Err(ApiError::internal("unexpected answer to a risk peek"));
-        };
+    Ok(ViewRead::new(view, move |answered| {
+        let mut rows = answered.answer;
         let truncated = cut(&mut rows, limit);
         Ok(json!({
             "as_of": answered.as_of,
@@ -123,15 +122,13 @@ pub(crate) fn severity_read(client: &Client, raw: &str) -> Result<ViewRead, ApiE
             step
         }
     };
-    let query = ViewQuery::Severity {
+    let view = SeverityOverTime {
         window: window.length,
         span,
         step,
     };
-    Ok(ViewRead::new(query, move |answered| {
-        let Answer::Severity(points) = answered.answer else {
-            return Err(ApiError::internal("unexpected answer to a severity peek"));
-        };
+    Ok(ViewRead::new(view, move |answered| {
+        let points = answered.answer;
         Ok(json!({
             "as_of": answered.as_of,
             "window": window_json(&window.name, window.length, answered.as_of),
@@ -154,10 +151,8 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
         false => None,
     };
     let history = params.flag("history")?;
-    let answered = peek(&client, ViewQuery::RiskHost { ip, history }).await?;
-    let Answer::RiskHost(answer) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a risk peek"));
-    };
+    let answered = peek(&client, RiskHost { ip, history }).await?;
+    let answer = answered.answer;
     let as_of = answered.as_of;
     let config = client.config();
     let selected: Vec<_> = config
@@ -216,15 +211,13 @@ pub(crate) fn anomalies_read(client: &Client, raw: &str) -> Result<ViewRead, Api
         None => require_risk_views(client).or_else(|_| require_segment_views(client))?,
     }
     let limit = params.limit(100, 10_000)?;
-    let query = ViewQuery::Anomalies {
+    let view = Anomalies {
         window: window.length,
         kind,
         limit: one_more(limit),
     };
-    Ok(ViewRead::new(query, move |answered| {
-        let Answer::Anomalies(mut rows) = answered.answer else {
-            return Err(ApiError::internal("unexpected answer to an anomaly peek"));
-        };
+    Ok(ViewRead::new(view, move |answered| {
+        let mut rows = answered.answer;
         let truncated = cut(&mut rows, limit);
         Ok(json!({
             "as_of": answered.as_of,

@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 
-use flowsight_engine::{Answer, Client, ViewQuery};
+use flowsight_engine::views::segments::{HostSegment, Policy, Segment, Segments};
+use flowsight_engine::Client;
 use flowsight_queries::segments::{Label, PolicyFilter, PolicyOrder};
 use serde_json::json;
 use warp::http::StatusCode;
@@ -68,11 +69,9 @@ pub(crate) fn list_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError
     let members = params.count("members", ErrorCode::BadMembers, 5, 1_000)?;
     let longest = client.config().windows.longest().clone();
     Ok(ViewRead::new(
-        ViewQuery::Segments { limit, members },
+        Segments { limit, members },
         move |answered| {
-            let Answer::Segments(list) = answered.answer else {
-                return Err(ApiError::internal("unexpected answer to a segment peek"));
-            };
+            let list = answered.answer;
             // `segments` and `hubs` count them all; the rows stop at the limit.
             let truncated = (list.rows.len() as u64) < list.segments
                 || (list.hub_rows.len() as u64) < list.hubs;
@@ -96,11 +95,8 @@ pub async fn segment(client: Client, id: String, raw: String) -> Result<Response
     let id = parse_label("a segment id", &id)?;
     let params = Params::parse(&raw, &["limit"])?;
     let limit = params.limit(1000, 100_000)?;
-    let answered = peek(&client, ViewQuery::Segment { id, limit }).await?;
-    let Answer::Segment(found) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a segment peek"));
-    };
-    let Some(detail) = found else {
+    let answered = peek(&client, Segment { id, limit }).await?;
+    let Some(detail) = answered.answer else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             code: ErrorCode::UnknownSegment,
@@ -123,11 +119,8 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
     let ip = percent_encoding::percent_decode_str(&ip).decode_utf8_lossy();
     let ip: IpAddr = params::parse_ip("ip", &ip)?;
     Params::parse(&raw, &[])?;
-    let answered = peek(&client, ViewQuery::HostSegment { ip }).await?;
-    let Answer::HostSegment(found) = answered.answer else {
-        return Err(ApiError::internal("unexpected answer to a segment peek"));
-    };
-    let Some(host) = found else {
+    let answered = peek(&client, HostSegment { ip }).await?;
+    let Some(host) = answered.answer else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             code: ErrorCode::UnknownHost,
@@ -165,8 +158,7 @@ pub async fn policy(client: Client, raw: String) -> Result<Response, ApiError> {
         return read.serve(&client).await;
     }
     // The CSV holds what the JSON answer holds.
-    let answered = peek(&client, read.query).await?;
-    policy_csv(&(read.render)(answered)?)
+    policy_csv(&read.body(&client).await?)
 }
 
 /// `?from=&to=&order=&limit=`: the proposed allow-list, in key order (from, to, port,
@@ -193,15 +185,13 @@ pub(crate) fn policy_read(client: &Client, params: &Params) -> Result<ViewRead, 
     let limit = params.limit(10_000, 1_000_000)?;
     let longest = client.config().windows.longest().clone();
     Ok(ViewRead::new(
-        ViewQuery::Policy {
+        Policy {
             filter,
             order,
             limit: one_more(limit),
         },
         move |answered| {
-            let Answer::Policy(mut rows) = answered.answer else {
-                return Err(ApiError::internal("unexpected answer to a policy peek"));
-            };
+            let mut rows = answered.answer;
             let truncated = cut(&mut rows, limit);
             Ok(json!({
                 "as_of": answered.as_of,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowsight_engine::subscribe::{Event, ReadError, Subscription};
-use flowsight_engine::{Client, Hub, PeekError, ViewQuery, ViewReader, ViewRows};
+use flowsight_engine::{Client, Hub, PeekError, ViewReader, ViewRows};
 use flowsight_operators::Millis;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
@@ -27,7 +27,7 @@ use super::ops::status_read;
 use super::ErrorCode;
 use super::{params::Params, PEEK_TIMEOUT};
 use super::{
-    queries, raw_query, respond, risk, segments, with, ApiError, Render, Routes, ViewRead,
+    queries, raw_query, respond, risk, segments, with, ApiError, ReadFailure, Routes, ViewRead,
 };
 
 /// The views a client can subscribe to, as listed in errors.
@@ -207,14 +207,13 @@ fn open(
     resume_after: Option<Millis>,
 ) -> Result<Subscription, ApiError> {
     let (shape, read) = view_read(client, view, raw)?;
-    // The workers' query, with every default filled in, names the read exactly.
-    let key = format!("{:?}", read.query);
+    // The view's question, with every default filled in, names the read exactly.
+    let key = read.key.clone();
     let client = client.clone();
     let reader = move || -> Box<dyn ViewReader> {
         Box::new(PeekReader {
             client,
-            query: read.query,
-            render: read.render,
+            read,
             shape,
         })
     };
@@ -289,20 +288,16 @@ fn view_read(client: &Client, view: &str, raw: &str) -> Result<(Shape, ViewRead)
 /// Reads a view with a peek at each as_of the feed asks for.
 struct PeekReader {
     client: Client,
-    query: ViewQuery,
-    render: Arc<Render>,
+    read: ViewRead,
     shape: Shape,
 }
 
 impl ViewReader for PeekReader {
     fn read(&self, as_of: Millis) -> Result<ViewRows, ReadError> {
-        let answered = match self
-            .client
-            .peek_at(self.query.clone(), Some(as_of), PEEK_TIMEOUT)
-        {
+        let answered = match self.read.read(&self.client, Some(as_of)) {
             Ok(answered) => answered,
-            Err(PeekError::CatchingUp { .. }) => return Err(ReadError::NotYet),
-            Err(PeekError::Timeout(_)) => {
+            Err(ReadFailure::Peek(PeekError::CatchingUp { .. })) => return Err(ReadError::NotYet),
+            Err(ReadFailure::Peek(PeekError::Timeout(_))) => {
                 return Err(ReadError::Retry(format!(
                     "the workers did not answer within {PEEK_TIMEOUT:?}"
                 )))
@@ -315,12 +310,7 @@ impl ViewReader for PeekReader {
                 });
             }
         };
-        let as_of = answered.as_of;
-        let body = (self.render)(answered).map_err(|error| ReadError::Ended {
-            code: error.code.as_str().to_string(),
-            message: error.message,
-        })?;
-        Ok(split(self.shape, as_of, body))
+        Ok(split(self.shape, answered.as_of, answered.answer))
     }
 }
 

@@ -1,0 +1,55 @@
+//! The connection graph's views: a window's heaviest edges, and one host's.
+
+use std::net::IpAddr;
+
+use flowsight_operators::Millis;
+use flowsight_queries::graph::{merge_edges, merge_host, GraphReader};
+use flowsight_queries::{EdgeFilter, EdgeRow, HostAnswer};
+use serde::{Deserialize, Serialize};
+
+use crate::peek::Views;
+use crate::view::{Merging, Reading, View};
+
+/// The heaviest edges of a window, filtered by source and destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edges {
+    pub window: Millis,
+    pub filter: EdgeFilter,
+    pub limit: usize,
+}
+
+impl View for Edges {
+    const NAME: &'static str = "edges";
+    type Part = Vec<EdgeRow>;
+    type Rows = Vec<EdgeRow>;
+
+    fn read(&self, views: &mut Views, at: &Reading<'_>) -> Vec<EdgeRow> {
+        GraphReader::new(&mut views.graph, at.time, self.window).edges(self.filter, self.limit)
+    }
+
+    fn merge(&self, parts: Vec<Vec<EdgeRow>>, _: &Merging<'_>) -> Vec<EdgeRow> {
+        merge_edges(parts, self.limit)
+    }
+}
+
+/// One host in a window: its totals, and its `limit` heaviest edges each way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub ip: IpAddr,
+    pub window: Millis,
+    pub limit: usize,
+}
+
+impl View for Host {
+    const NAME: &'static str = "host";
+    type Part = HostAnswer;
+    type Rows = HostAnswer;
+
+    fn read(&self, views: &mut Views, at: &Reading<'_>) -> HostAnswer {
+        GraphReader::new(&mut views.graph, at.time, self.window).host(self.ip, self.limit)
+    }
+
+    fn merge(&self, parts: Vec<HostAnswer>, _: &Merging<'_>) -> HostAnswer {
+        merge_host(self.ip, parts)
+    }
+}

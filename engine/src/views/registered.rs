@@ -1,0 +1,95 @@
+//! The registered queries' view: a query's result rows.
+//!
+//! A query's dataflow imports the records and progresses on its own schedule, so a worker
+//! waits for it to pass the read time ([`View::behind`]) besides the views' frontier.
+
+use differential_dataflow::trace::TraceReader;
+use flowsight_operators::Millis;
+use flowsight_queries::registered::{self, QueryResult};
+use serde::{Deserialize, Serialize};
+use timely::progress::Antichain;
+
+use crate::peek::Views;
+use crate::queries::{QueryError, QueryPartAnswer};
+use crate::view::{Merging, Reading, View};
+
+/// A registered query's result rows, at most `limit` of them. `generation` tells a query
+/// from an earlier one of the same name that was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResults {
+    pub name: String,
+    pub generation: u64,
+    pub limit: usize,
+}
+
+impl View for QueryResults {
+    const NAME: &'static str = "query_results";
+    type Part = QueryPartAnswer;
+    type Rows = Result<QueryResult, QueryError>;
+
+    fn read(&self, views: &mut Views, at: &Reading<'_>) -> QueryPartAnswer {
+        let mut queries = views.queries.borrow_mut();
+        let Some(query) = queries
+            .entries
+            .get_mut(&self.name)
+            .filter(|q| q.generation == self.generation)
+        else {
+            return QueryPartAnswer::Unknown;
+        };
+        if let Some(reason) = &query.failed {
+            return QueryPartAnswer::Failed(reason.clone());
+        }
+        match query.running.as_mut() {
+            Some((_, trace)) => QueryPartAnswer::Rows(registered::read_part(
+                trace,
+                &query.plan,
+                at.time,
+                self.limit,
+            )),
+            None => QueryPartAnswer::Unknown,
+        }
+    }
+
+    fn merge(&self, parts: Vec<QueryPartAnswer>, at: &Merging<'_>) -> Self::Rows {
+        let mut rows = Vec::new();
+        let mut problem = None;
+        for part in parts {
+            match part {
+                QueryPartAnswer::Rows(part) => rows.push(part),
+                QueryPartAnswer::Failed(reason) => {
+                    problem = Some(QueryError::Failed {
+                        name: self.name.clone(),
+                        reason,
+                    })
+                }
+                QueryPartAnswer::Unknown => {
+                    problem.get_or_insert(QueryError::Unknown(self.name.clone()));
+                }
+            }
+        }
+        if let Some(problem) = problem {
+            return Err(problem);
+        }
+        match at.query_plan(&self.name, self.generation) {
+            Some(plan) => Ok(registered::merge_parts(&plan, rows, self.limit)),
+            // Dropped while the peek was on its way.
+            None => Err(QueryError::Unknown(self.name.clone())),
+        }
+    }
+
+    fn behind(&self, views: &Views, read_at: Millis) -> bool {
+        let queries = views.queries.borrow();
+        let Some((_, trace)) = queries
+            .entries
+            .get(&self.name)
+            .filter(|q| q.generation == self.generation)
+            .and_then(|q| q.running.as_ref())
+        else {
+            return false;
+        };
+        let mut upper = Antichain::new();
+        let mut trace = trace.clone();
+        trace.read_upper(&mut upper);
+        upper.less_equal(&read_at)
+    }
+}
