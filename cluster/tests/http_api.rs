@@ -163,6 +163,55 @@ fn every_view_endpoint_matches_the_oracle() {
         }
     }
 
+    // /v1/graph/hosts: every host of the window, busiest first, with its totals.
+    for (window, length) in [("5s", 5_000u64), ("2h", 7_200_000)] {
+        let (code, answer) = fs.get(&format!("/v1/graph/hosts?window={window}&limit=10000"));
+        assert_eq!(code, 200, "{answer}");
+        assert_eq!(answer["truncated"], false, "{answer}");
+        let answered_as_of = answer["as_of"].as_u64().unwrap();
+        let all = oracle_edges(&events, answered_as_of, length);
+        // (connections out, connections in, bytes sent, bytes received) per host.
+        let mut expected: std::collections::BTreeMap<std::net::IpAddr, [u64; 4]> =
+            Default::default();
+        for e in all.values() {
+            let src = expected.entry(e.src_ip).or_default();
+            src[0] += e.count;
+            src[2] += e.bytes_out;
+            src[3] += e.bytes_in;
+            let dst = expected.entry(e.dst_ip).or_default();
+            dst[1] += e.count;
+            dst[2] += e.bytes_in;
+            dst[3] += e.bytes_out;
+        }
+        let hosts: Vec<HostSummary> = serde_json::from_value(answer["rows"].clone()).unwrap();
+        assert_eq!(hosts.len(), expected.len(), "window {window}");
+        for host in &hosts {
+            let totals = [
+                host.connections_out,
+                host.connections_in,
+                host.bytes_sent,
+                host.bytes_received,
+            ];
+            assert_eq!(Some(&totals), expected.get(&host.ip), "{}", host.ip);
+        }
+        let order = |h: &HostSummary| {
+            (
+                std::cmp::Reverse(h.connections_out + h.connections_in),
+                std::cmp::Reverse(h.bytes_sent + h.bytes_received),
+                h.ip,
+            )
+        };
+        assert!(
+            hosts.windows(2).all(|w| order(&w[0]) < order(&w[1])),
+            "window {window}: not busiest first"
+        );
+        let (_, first) = fs.get(&format!("/v1/graph/hosts?window={window}&limit=1"));
+        assert_eq!(first["rows"].as_array().map(Vec::len), Some(1), "{first}");
+        assert_eq!(first["truncated"], true, "{first}");
+        let (_, one) = fs.get(&format!("/v1/graph/hosts/{}?window={window}", hosts[0].ip));
+        assert_eq!(first["rows"][0], one["host"], "a row is the host's summary");
+    }
+
     // A host the window has not seen is not found (as for its segment), not zeros.
     let (code, quiet) = fs.get("/v1/graph/hosts/192.0.2.1");
     assert_eq!(code, 404, "{quiet}");
@@ -291,6 +340,9 @@ fn bad_requests_get_json_errors() {
         ("/v1/graph/edges?dst=not-an-ip", 400, "bad_ip"),
         ("/v1/graph/edges?sourc=10.0.0.1", 400, "unknown_parameter"),
         ("/v1/graph/edges?limit=5&limit=6", 400, "repeated_parameter"),
+        ("/v1/graph/hosts?window=1y", 400, "unknown_window"),
+        ("/v1/graph/hosts?limit=0", 400, "bad_limit"),
+        ("/v1/graph/hosts?src=10.0.0.1", 400, "unknown_parameter"),
         ("/v1/graph/hosts/10.0.0.300", 400, "bad_ip"),
         ("/v1/graph/hosts/10.0.0.1?window=1y", 400, "unknown_window"),
         ("/v1/dead-letters?limit=100000", 400, "bad_limit"),

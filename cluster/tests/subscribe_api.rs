@@ -119,6 +119,44 @@ impl Oracle for EdgeOracle<'_> {
     }
 }
 
+/// The busiest hosts, compared by their connections and bytes each way.
+struct HostsOracle<'a>(&'a [Event]);
+
+impl Oracle for HostsOracle<'_> {
+    fn rows(&self, as_of: u64) -> Rows {
+        // (connections out, connections in, bytes sent, bytes received) per host.
+        let mut hosts: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+        for e in oracle_edges(self.0, as_of, WINDOW).values() {
+            let src = hosts.entry(e.src_ip.to_string()).or_default();
+            src[0] += e.count;
+            src[2] += e.bytes_out;
+            src[3] += e.bytes_in;
+            let dst = hosts.entry(e.dst_ip.to_string()).or_default();
+            dst[1] += e.count;
+            dst[2] += e.bytes_in;
+            dst[3] += e.bytes_out;
+        }
+        hosts
+            .into_iter()
+            .map(|(ip, [out, inn, sent, received])| {
+                (format!("{ip} {out} {inn} {sent} {received}"), 1)
+            })
+            .collect()
+    }
+    fn project(&self, rows: &Rows) -> Rows {
+        project_by(rows, |row| {
+            format!(
+                "{} {} {} {} {}",
+                row["ip"].as_str().unwrap(),
+                row["connections_out"],
+                row["connections_in"],
+                row["bytes_sent"],
+                row["bytes_received"]
+            )
+        })
+    }
+}
+
 struct RiskOracle<'a>(&'a [Event]);
 
 impl Oracle for RiskOracle<'_> {
@@ -450,6 +488,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
     let policy_url = format!("{base}/v1/subscribe/policy?limit=1000000");
     let query_url = format!("{base}/v1/subscribe/queries/by_src?limit=10000");
     let severity_url = format!("{base}/v1/subscribe/severity?window=5s&step=5s");
+    let hosts_url = format!("{base}/v1/subscribe/hosts?window=5s&limit=10000");
 
     let seen = thread::scope(|scope| {
         let edges = scope.spawn(|| follow(&edges_url, None, &EdgeOracle(&events), last_ts, 6));
@@ -461,6 +500,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
         let query = scope.spawn(|| follow(&query_url, None, &QueryOracle(&events), last_ts, 5));
         let severity =
             scope.spawn(|| follow(&severity_url, None, &SeverityOracle(&events), last_ts, 8));
+        let hosts = scope.spawn(|| follow(&hosts_url, None, &HostsOracle(&events), last_ts, 3));
         [
             ("edges", edges.join().unwrap()),
             ("risks", risks.join().unwrap()),
@@ -468,6 +508,7 @@ fn snapshot_then_changes_equal_the_oracles_differences_and_resume_has_no_gap() {
             ("policy", policy.join().unwrap()),
             ("query", query.join().unwrap()),
             ("severity", severity.join().unwrap()),
+            ("hosts", hosts.join().unwrap()),
         ]
     });
     assert_followed(&seen);

@@ -10,7 +10,7 @@
 //! included.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use differential_dataflow::difference::{IsZero, Semigroup};
@@ -146,31 +146,99 @@ pub struct HostSummary {
 }
 
 impl HostSummary {
-    /// Aggregates a host's edges; sums saturate rather than wrap on absurd counters.
+    /// "Busiest first": most connections (out and in), then most bytes (sent and
+    /// received), then by address, so that order never depends on which worker answered.
+    pub fn busiest_first(a: &HostSummary, b: &HostSummary) -> Ordering {
+        let connections = |h: &HostSummary| h.connections_out.saturating_add(h.connections_in);
+        let bytes = |h: &HostSummary| h.bytes_sent.saturating_add(h.bytes_received);
+        connections(b)
+            .cmp(&connections(a))
+            .then_with(|| bytes(b).cmp(&bytes(a)))
+            .then_with(|| a.ip.cmp(&b.ip))
+    }
+
+    /// Aggregates a host's edges, each direction's grouped by peer (as a reader visits
+    /// them); sums saturate rather than wrap on absurd counters.
     pub fn from_edges(ip: IpAddr, out_edges: &[EdgeRow], in_edges: &[EdgeRow]) -> Self {
-        fn total(edges: &[EdgeRow], field: impl Fn(&EdgeRow) -> u64) -> u64 {
-            edges
-                .iter()
-                .fold(0u64, |sum, e| sum.saturating_add(field(e)))
+        let mut totals = HostTotals::new(ip);
+        for edge in out_edges {
+            totals.add(Direction::Out, edge);
         }
-        let out_peers: BTreeSet<IpAddr> = out_edges.iter().map(|e| e.dst_ip).collect();
-        let in_peers: BTreeSet<IpAddr> = in_edges.iter().map(|e| e.src_ip).collect();
-        let all = || out_edges.iter().chain(in_edges.iter());
-        HostSummary {
-            ip,
-            out_peers: out_peers.len() as u64,
-            in_peers: in_peers.len() as u64,
-            connections_out: total(out_edges, |e| e.count),
-            connections_in: total(in_edges, |e| e.count),
-            bytes_sent: total(out_edges, |e| e.bytes_out)
-                .saturating_add(total(in_edges, |e| e.bytes_in)),
-            bytes_received: total(out_edges, |e| e.bytes_in)
-                .saturating_add(total(in_edges, |e| e.bytes_out)),
-            failed_out: total(out_edges, |e| e.failed),
-            failed_in: total(in_edges, |e| e.failed),
-            first_seen: all().map(|e| e.first_seen).min(),
-            last_seen: all().map(|e| e.last_seen).max(),
+        for edge in in_edges {
+            totals.add(Direction::In, edge);
         }
+        totals.summary
+    }
+}
+
+/// A host's [`HostSummary`], summed one edge at a time: a reader's edges of one host and
+/// direction come grouped by peer (the arrangement's values sort by direction, then
+/// peer), so a distinct peer is a change of peer, and no set of peers is kept.
+struct HostTotals {
+    summary: HostSummary,
+    last_out_peer: Option<IpAddr>,
+    last_in_peer: Option<IpAddr>,
+}
+
+impl HostTotals {
+    fn new(ip: IpAddr) -> HostTotals {
+        HostTotals {
+            summary: HostSummary {
+                ip,
+                out_peers: 0,
+                in_peers: 0,
+                connections_out: 0,
+                connections_in: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+                failed_out: 0,
+                failed_in: 0,
+                first_seen: None,
+                last_seen: None,
+            },
+            last_out_peer: None,
+            last_in_peer: None,
+        }
+    }
+
+    fn add(&mut self, direction: Direction, edge: &EdgeRow) {
+        let s = &mut self.summary;
+        let (peer, last_peer, peers, connections, failed, sent, received) = match direction {
+            Direction::Out => (
+                edge.dst_ip,
+                &mut self.last_out_peer,
+                &mut s.out_peers,
+                &mut s.connections_out,
+                &mut s.failed_out,
+                edge.bytes_out,
+                edge.bytes_in,
+            ),
+            Direction::In => (
+                edge.src_ip,
+                &mut self.last_in_peer,
+                &mut s.in_peers,
+                &mut s.connections_in,
+                &mut s.failed_in,
+                edge.bytes_in,
+                edge.bytes_out,
+            ),
+        };
+        if *last_peer != Some(peer) {
+            *last_peer = Some(peer);
+            *peers += 1;
+        }
+        *connections = connections.saturating_add(edge.count);
+        *failed = failed.saturating_add(edge.failed);
+        s.bytes_sent = s.bytes_sent.saturating_add(sent);
+        s.bytes_received = s.bytes_received.saturating_add(received);
+        s.first_seen = Some(
+            s.first_seen
+                .map_or(edge.first_seen, |f| f.min(edge.first_seen)),
+        );
+        s.last_seen = Some(
+            s.last_seen
+                .map_or(edge.last_seen, |l| l.max(edge.last_seen)),
+        );
     }
 }
 
@@ -355,6 +423,41 @@ impl<'t> GraphReader<'t> {
             in_edges: top_k(in_edges, limit, EdgeRow::heaviest_first),
         }
     }
+
+    /// This worker's `limit` busiest hosts: every host's summary, as [`GraphReader::host`]
+    /// gives it, busiest first ([`HostSummary::busiest_first`]). Each host's edges live on
+    /// one worker (the arrangement is keyed by host), so each summary is whole.
+    ///
+    /// It keeps one summary per host of this worker while it reads, not the edges.
+    pub fn busiest_hosts(&mut self, limit: usize) -> Vec<HostSummary> {
+        let mut hosts: BTreeMap<IpAddr, HostTotals> = BTreeMap::new();
+        for direction in [Direction::Out, Direction::In] {
+            self.for_each_edge(None, direction, |row| {
+                let ip = match direction {
+                    Direction::Out => row.src_ip,
+                    Direction::In => row.dst_ip,
+                };
+                hosts
+                    .entry(ip)
+                    .or_insert_with(|| HostTotals::new(ip))
+                    .add(direction, &row);
+            });
+        }
+        let summaries = hosts.into_values().map(|totals| totals.summary).collect();
+        top_k(summaries, limit, HostSummary::busiest_first)
+    }
+}
+
+/// Merges the workers' busiest-host lists into the answer.
+pub fn merge_busiest(
+    parts: impl IntoIterator<Item = Vec<HostSummary>>,
+    limit: usize,
+) -> Vec<HostSummary> {
+    top_k(
+        parts.into_iter().flatten().collect(),
+        limit,
+        HostSummary::busiest_first,
+    )
 }
 
 /// Merges the workers' heaviest-edge lists into the answer.

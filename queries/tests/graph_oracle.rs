@@ -31,7 +31,8 @@ use differential_dataflow::trace::TraceReader;
 use flowsight_events::{Event, Proto, Status};
 use flowsight_operators::{Millis, TimeModel};
 use flowsight_queries::graph::{
-    self, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostAnswer, HostSummary,
+    self, merge_busiest, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostAnswer,
+    HostSummary,
 };
 use proptest::prelude::*;
 use timely::dataflow::operators::Probe;
@@ -211,6 +212,33 @@ impl Oracle {
         s.in_peers = in_peers.len() as u64;
         s
     }
+
+    /// Every host of the window's records, each summed straight from the records, busiest
+    /// first: most connections, then most bytes, then by address.
+    fn busiest(
+        &self,
+        entries: &[(Event, Millis)],
+        tick: Millis,
+        as_of: Millis,
+        window: Millis,
+    ) -> Vec<HostSummary> {
+        let ips: BTreeSet<IpAddr> = self
+            .records(entries, tick, as_of, window)
+            .flat_map(|e| [e.src_ip, e.dst_ip])
+            .collect();
+        let mut hosts: Vec<HostSummary> = ips
+            .into_iter()
+            .map(|ip| self.host_summary(entries, tick, as_of, window, ip))
+            .collect();
+        hosts.sort_by_key(|h| {
+            (
+                Reverse(h.connections_out + h.connections_in),
+                Reverse(h.bytes_sent + h.bytes_received),
+                h.ip,
+            )
+        });
+        hosts
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,6 +257,9 @@ struct Read {
     all: Vec<EdgeRow>,
     top: Vec<EdgeRow>,
     hosts: Vec<HostAnswer>,
+    /// The busiest hosts: all of them, and the top [`TOP`].
+    busiest_all: Vec<HostSummary>,
+    busiest_top: Vec<HostSummary>,
     /// Edges filtered by `src = host`, by `dst = host`, and by `src = host, dst = next
     /// host`, for one of the script's hosts, `hosts[filtered_host]`, a different one at
     /// each read.
@@ -247,6 +278,9 @@ struct Merged {
     all: Vec<EdgeRow>,
     top: Vec<EdgeRow>,
     hosts: Vec<HostAnswer>,
+    /// The busiest hosts: all of them, and the top [`TOP`].
+    busiest_all: Vec<HostSummary>,
+    busiest_top: Vec<HostSummary>,
     /// Edges filtered by `src = host`, by `dst = host`, and by `src = host, dst = next
     /// host`, for one of the script's hosts, `hosts[filtered_host]`, a different one at
     /// each read.
@@ -309,6 +343,8 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                         .iter()
                         .map(|&ip| reader.host(ip, usize::MAX))
                         .collect();
+                    let busiest_all = reader.busiest_hosts(usize::MAX);
+                    let busiest_top = reader.busiest_hosts(TOP);
                     let filtered_host = reads.len() % script.hosts.len();
                     let (src, dst) = pair_of(&script.hosts, filtered_host);
                     let by_src = reader.edges(
@@ -339,6 +375,8 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                         all,
                         top,
                         hosts,
+                        busiest_all,
+                        busiest_top,
                         filtered_host,
                         by_src,
                         by_dst,
@@ -394,6 +432,11 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                         merge_host(script.hosts[h], parts.iter().map(|p| p[i].hosts[h].clone()))
                     })
                     .collect(),
+                busiest_all: merge_busiest(
+                    parts.iter().map(|p| p[i].busiest_all.clone()),
+                    usize::MAX,
+                ),
+                busiest_top: merge_busiest(parts.iter().map(|p| p[i].busiest_top.clone()), TOP),
                 filtered_host: first.filtered_host,
                 by_src: merge_edges(parts.iter().map(|p| p[i].by_src.clone()), usize::MAX),
                 by_dst: merge_edges(parts.iter().map(|p| p[i].by_dst.clone()), usize::MAX),
@@ -469,6 +512,24 @@ fn compare(
                     summary
                 ));
             }
+        }
+        let busiest = oracle.busiest(&entries, script.tick, m.as_of, m.window);
+        if m.busiest_all != busiest {
+            return Err(format!(
+                "{}: busiest hosts differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                at(),
+                m.busiest_all,
+                busiest
+            ));
+        }
+        let busiest_top: Vec<HostSummary> = busiest.iter().take(TOP).cloned().collect();
+        if m.busiest_top != busiest_top {
+            return Err(format!(
+                "{}: busiest {TOP} hosts differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
+                at(),
+                m.busiest_top,
+                busiest_top
+            ));
         }
         let (src, dst) = pair_of(&script.hosts, m.filtered_host);
         let by_src = Oracle::filtered(&edges, Some(src), None);
@@ -962,6 +1023,28 @@ fn hand_example_exact_numbers_on_1_2_4_workers() {
                 last_seen: Some(4_200),
             }
         );
+        // The busiest hosts there: A and B tie on 6 connections, and A has moved more
+        // bytes (174 + 288 against 282 + 167); C has 2.
+        let order: Vec<IpAddr> = m.busiest_all.iter().map(|h| h.ip).collect();
+        assert_eq!(order, vec![a(), b(), c()]);
+        assert_eq!(m.busiest_all[0], summary);
+        assert_eq!(
+            m.busiest_all[1],
+            HostSummary {
+                ip: b(),
+                out_peers: 1,
+                in_peers: 1,
+                connections_out: 1,
+                connections_in: 5,
+                bytes_sent: 281 + 1,
+                bytes_received: 166 + 1,
+                failed_out: 0,
+                failed_in: 2,
+                first_seen: Some(500),
+                last_seen: Some(3_000),
+            }
+        );
+        assert_eq!(m.busiest_top, m.busiest_all, "three hosts, top {TOP}");
         compare(&script, &merged, ORACLE, workers).unwrap();
     }
 }

@@ -1,8 +1,9 @@
-//! The connection graph's routes: `/v1/graph/edges` and `/v1/graph/hosts/{ip}`.
+//! The connection graph's routes: `/v1/graph/edges`, `/v1/graph/hosts` and
+//! `/v1/graph/hosts/{ip}`.
 
 use std::net::IpAddr;
 
-use flowsight_engine::views::graph::{Edges, Host};
+use flowsight_engine::views::graph::{BusiestHosts, Edges, Host};
 use flowsight_engine::Client;
 use flowsight_queries::EdgeFilter;
 use serde_json::json;
@@ -17,8 +18,9 @@ use super::{
 
 pub(super) fn routes(client: &Client) -> Routes {
     let edges = get(warp::path!("v1" / "graph" / "edges"), client, edges);
+    let hosts = get(warp::path!("v1" / "graph" / "hosts"), client, hosts);
     let host = get_one(warp::path!("v1" / "graph" / "hosts" / String), client, host);
-    super::join(vec![edges, host])
+    super::join(vec![edges, hosts, host])
 }
 
 async fn edges(client: Client, raw: String) -> Result<Response, ApiError> {
@@ -37,6 +39,31 @@ pub(crate) fn edges_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
     let view = Edges {
         window: window.length,
         filter,
+        limit: one_more(limit),
+    };
+    Ok(ViewRead::new(view, move |answered| {
+        let mut rows = answered.answer;
+        let truncated = cut(&mut rows, limit);
+        Ok(json!({
+            "as_of": answered.as_of,
+            "window": window_json(&window.name, window.length, answered.as_of),
+            "rows": rows,
+            "truncated": truncated,
+        }))
+    }))
+}
+
+async fn hosts(client: Client, raw: String) -> Result<Response, ApiError> {
+    hosts_read(&client, &raw)?.serve(&client).await
+}
+
+/// `?window=&limit=`: the busiest hosts of a window, with their totals.
+pub(crate) fn hosts_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError> {
+    let params = Params::parse(raw, &["window", "limit"])?;
+    let window = params.window(client.config())?;
+    let limit = params.limit(100, 10_000)?;
+    let view = BusiestHosts {
+        window: window.length,
         limit: one_more(limit),
     };
     Ok(ViewRead::new(view, move |answered| {

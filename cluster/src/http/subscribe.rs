@@ -22,7 +22,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::graph::edges_read;
+use super::graph::{self, edges_read};
 use super::ops::status_read;
 use super::ErrorCode;
 use super::{params::Params, PEEK_TIMEOUT};
@@ -31,7 +31,8 @@ use super::{
 };
 
 /// The views a client can subscribe to, as listed in errors.
-const VIEWS: &str = "status, edges, risks, severity, anomalies, segments, policy, queries/{name}";
+const VIEWS: &str =
+    "status, edges, hosts, risks, severity, anomalies, segments, policy, queries/{name}";
 
 /// Fields of a view's body that a snapshot carries; the others change at every read and
 /// would be stale after it.
@@ -262,6 +263,7 @@ fn view_read(client: &Client, view: &str, raw: &str) -> Result<(Shape, ViewRead)
             (Shape::Status, status_read(client))
         }
         "edges" => (Shape::Rows, edges_read(client, raw)?),
+        "hosts" => (Shape::Rows, graph::hosts_read(client, raw)?),
         "risks" => (Shape::Rows, risk::risks_read(client, raw)?),
         "severity" => (Shape::Rows, risk::severity_read(client, raw)?),
         "anomalies" => (Shape::Rows, risk::anomalies_read(client, raw)?),

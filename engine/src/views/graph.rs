@@ -1,10 +1,11 @@
-//! The connection graph's views: a window's heaviest edges, and one host's.
+//! The connection graph's views: a window's heaviest edges, one host's, and the busiest
+//! hosts.
 
 use std::net::IpAddr;
 
 use flowsight_operators::Millis;
-use flowsight_queries::graph::{merge_edges, merge_host, GraphReader};
-use flowsight_queries::{EdgeFilter, EdgeRow, HostAnswer};
+use flowsight_queries::graph::{merge_busiest, merge_edges, merge_host, GraphReader};
+use flowsight_queries::{EdgeFilter, EdgeRow, HostAnswer, HostSummary};
 use serde::{Deserialize, Serialize};
 
 use crate::peek::Views;
@@ -51,5 +52,26 @@ impl View for Host {
 
     fn merge(&self, parts: Vec<HostAnswer>, _: &Merging<'_>) -> HostAnswer {
         merge_host(self.ip, parts)
+    }
+}
+
+/// The busiest hosts of a window: most connections, then most bytes, each with its totals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusiestHosts {
+    pub window: Millis,
+    pub limit: usize,
+}
+
+impl View for BusiestHosts {
+    const NAME: &'static str = "busiest_hosts";
+    type Part = Vec<HostSummary>;
+    type Rows = Vec<HostSummary>;
+
+    fn read(&self, views: &mut Views, at: &Reading<'_>) -> Vec<HostSummary> {
+        GraphReader::new(&mut views.graph, at.time, self.window).busiest_hosts(self.limit)
+    }
+
+    fn merge(&self, parts: Vec<Vec<HostSummary>>, _: &Merging<'_>) -> Vec<HostSummary> {
+        merge_busiest(parts, self.limit)
     }
 }

@@ -19,6 +19,7 @@ use crate::view::Entry;
 pub static LIST: &[Entry] = &[
     Entry::of::<graph::Edges>(),
     Entry::of::<graph::Host>(),
+    Entry::of::<graph::BusiestHosts>(),
     Entry::of::<risk::Risks>(),
     Entry::of::<risk::RiskHost>(),
     Entry::of::<risk::SeverityOverTime>(),
