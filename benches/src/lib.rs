@@ -2,25 +2,30 @@
 //! time and measures how fast records become visible in the graph view.
 //!
 //! Used by the criterion benchmark `pipeline` and by the `pipeline` binary, which also
-//! reports peak memory.
+//! reports peak memory; the other harness binaries (`benches/src/bin`) share its engine
+//! configuration and the helpers below.
 
+use std::fmt::Display;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flowsight_connectors::{GeneratorConfig, Pace};
 use flowsight_engine::views::counters::Status;
 use flowsight_engine::{ClusterConfig, Engine, EngineConfig, SourceConfig};
-use flowsight_operators::TimeModel;
-use flowsight_queries::Windows;
+use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::{Windows, WindowsError};
 
 /// One run of the pipeline.
 #[derive(Clone, Copy, Debug)]
 pub struct PipelineRun {
+    /// How many records the generator produced (its `count`).
     pub records: u64,
     /// From starting the engine until every record is visible in the views.
     pub elapsed: Duration,
 }
 
 impl PipelineRun {
+    /// Throughput of the run: records over the elapsed wall-clock time.
     pub fn records_per_second(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
@@ -59,7 +64,8 @@ pub enum Views {
 /// every view it maintains.
 pub fn run_pipeline(workers: usize, generator: GeneratorConfig, views: Views) -> PipelineRun {
     let records = generator.count.expect("benchmarks need a record count");
-    let config = engine_config(workers, generator, views);
+    let source = SourceConfig::Generator(generator);
+    let config = engine_config(workers, source, views, Timing::default(), None);
     let started = Instant::now();
     let engine = Engine::start(config).expect("the engine starts");
     let client = engine.client();
@@ -86,18 +92,64 @@ pub fn wait_until_visible(client: &flowsight_engine::Client, records: u64) -> u6
     }
 }
 
-/// The engine configuration of the benchmarks: the generator, 1 s ticks, 5 s lateness,
-/// the windows 30m, 2h and 24h, and `views`.
-pub fn engine_config(workers: usize, generator: GeneratorConfig, views: Views) -> EngineConfig {
-    let time = TimeModel::new(1000).expect("a valid tick");
+/// How the engine of a benchmark keeps time: its tick, allowed lateness, idle timeout and
+/// windows.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    time: TimeModel,
+    lateness: Millis,
+    idle_timeout: Duration,
+    windows: Windows,
+}
+
+impl Timing {
+    /// A tick of `tick` ms (a valid tick: the harness's own choice), `lateness` ms of
+    /// allowed lateness, the wall-clock `idle_timeout` after which a quiet partition stops
+    /// holding the watermark, and the `windows` list (such as `30m,2h,24h`), which is the
+    /// error if it does not fit the tick.
+    pub fn new(
+        tick: Millis,
+        lateness: Millis,
+        idle_timeout: Duration,
+        windows: &str,
+    ) -> Result<Self, WindowsError> {
+        let time = TimeModel::new(tick).expect("a valid tick");
+        Ok(Timing {
+            time,
+            lateness,
+            idle_timeout,
+            windows: Windows::parse(windows, &time)?,
+        })
+    }
+}
+
+impl Default for Timing {
+    /// The generator runs': 1 s ticks, 5 s lateness, a 5 ms idle timeout, and the windows
+    /// 30m, 2h and 24h.
+    fn default() -> Self {
+        Timing::new(1000, 5_000, Duration::from_millis(5), "30m,2h,24h").expect("valid windows")
+    }
+}
+
+/// The engine configuration of the benchmarks: `workers` threads in one process reading
+/// `source` with `timing`, maintaining `views` (with the default analysis, segmentation
+/// thresholds and query limits, and no alerts), and checkpointing into `state_dir` if
+/// given.
+pub fn engine_config(
+    workers: usize,
+    source: SourceConfig,
+    views: Views,
+    timing: Timing,
+    state_dir: Option<PathBuf>,
+) -> EngineConfig {
     EngineConfig {
-        time,
-        lateness: 5_000,
-        idle_timeout: Duration::from_millis(5),
-        windows: Windows::parse("30m,2h,24h", &time).expect("valid windows"),
-        source: SourceConfig::Generator(generator),
+        time: timing.time,
+        lateness: timing.lateness,
+        idle_timeout: timing.idle_timeout,
+        windows: timing.windows,
+        source,
         cluster: ClusterConfig::Single { workers },
-        state_dir: None,
+        state_dir,
         risk_views: views != Views::Graph,
         analysis: Default::default(),
         alerts: None,
@@ -125,21 +177,13 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Reads `--name N` options of a harness binary into `options` (each name with its
-/// default, updated in place); the error says which option is wrong.
-pub fn numeric_options(options: &mut [(&str, u64)]) -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let slot = options
-            .iter_mut()
-            .find(|(name, _)| flag.strip_prefix("--") == Some(*name))
-            .ok_or_else(|| format!("unknown option {flag}"))?;
-        slot.1 = args
-            .next()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{flag} needs a number"))?;
-    }
-    Ok(())
+/// Ends a harness over a problem with its command line or its surroundings, as clap ends
+/// it over a bad option: the problem and the usage of the harness's parser `P` on stderr,
+/// exit code 2.
+pub fn exit_usage<P: clap::CommandFactory>(problem: impl Display) -> ! {
+    P::command()
+        .error(clap::error::ErrorKind::ValueValidation, problem)
+        .exit()
 }
 
 /// The `flowsight` binary built beside the running harness (same profile), which the
@@ -152,4 +196,73 @@ pub fn flowsight_binary() -> Result<std::path::PathBuf, String> {
         .ok_or_else(|| {
             "build the flowsight binary first: cargo build --release -p flowsight".into()
         })
+}
+
+/// A free TCP port on loopback (free when asked: the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GETs `url` within `timeout`: the HTTP status and the JSON body (`Null` if the body is
+/// not JSON), or `None` if there was no answer.
+pub fn get_json(url: &str, timeout: Duration) -> Option<(u16, serde_json::Value)> {
+    let response = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+        .ok()?
+        .get(url)
+        .send()
+        .ok()?;
+    let code = response.status().as_u16();
+    Some((code, response.json().unwrap_or(serde_json::Value::Null)))
+}
+
+/// Parses `line` — a harness's name and options, split at whitespace — with its parser
+/// `P`, after clap's own checks of `P`; panics if either fails. For the harnesses' tests
+/// that their documented command lines still parse.
+pub fn parse_line<P: clap::Parser>(line: &str) -> P {
+    P::command().debug_assert();
+    P::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_view_runs_with_the_engines_default_limits() {
+        let source = SourceConfig::Generator(generator(10, 10, 10));
+        let config = engine_config(2, source, Views::All, Timing::default(), None);
+        assert!(config.risk_views && config.segment_views);
+        assert_eq!(config.queries, flowsight_engine::QueryLimits::default());
+        assert_eq!(config.time, TimeModel::new(1000).unwrap());
+        assert_eq!(
+            (config.lateness, config.idle_timeout),
+            (5_000, Duration::from_millis(5))
+        );
+        assert_eq!(config.cluster, ClusterConfig::Single { workers: 2 });
+        assert_eq!(config.state_dir, None);
+    }
+
+    #[test]
+    fn the_views_leave_out_what_they_say() {
+        let config = |views| {
+            let source = SourceConfig::Generator(generator(10, 10, 10));
+            engine_config(1, source, views, Timing::default(), None)
+        };
+        let on = |c: EngineConfig| (c.risk_views, c.segment_views, c.queries.enabled);
+        assert_eq!(on(config(Views::Graph)), (false, false, false));
+        assert_eq!(on(config(Views::GraphAndRisk)), (true, false, false));
+        assert_eq!(on(config(Views::NoQueries)), (true, true, false));
+        assert_eq!(on(config(Views::All)), (true, true, true));
+    }
+
+    #[test]
+    fn a_bad_windows_list_is_an_error() {
+        assert!(Timing::new(1000, 0, Duration::ZERO, "30m,nonsense").is_err());
+        assert!(Timing::new(100, 0, Duration::ZERO, "30m,2h,24h").is_ok());
+    }
 }

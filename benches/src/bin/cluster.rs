@@ -22,18 +22,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flowsight_benches::{flowsight_binary, numeric_options};
+use clap::Parser;
+use flowsight_benches::{exit_usage, flowsight_binary, free_port, get_json};
 use serde_json::Value;
 
+/// One process with 2 workers against a cluster of 2 processes with 1 worker each, through
+/// the `flowsight` binary built beside this one: records/s, freshness, and recovery from
+/// `kill -9` of a process of the cluster.
+#[derive(Parser)]
+#[command(name = "cluster", args_override_self = true)]
+struct Args {
+    /// How many records the generator produces in the records/s phase, where it runs as
+    /// fast as the engine takes them (`--pace fast`).
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    records: u64,
+    /// The generator's records per second: the rate at which it follows the wall clock in
+    /// the freshness phase (and its event-time rate in the records/s phase).
+    #[arg(long, value_name = "R", default_value_t = 20_000)]
+    rate: u64,
+    /// How long the freshness phase runs in real time, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    realtime_secs: u64,
+}
+
 fn main() {
-    let mut options = [
-        ("records", 2_000_000),
-        ("rate", 20_000),
-        ("realtime-secs", 30),
-    ];
-    numeric_options(&mut options).unwrap_or_else(|problem| usage(&problem));
-    let [(_, records), (_, rate), (_, realtime)] = options;
-    let binary = flowsight_binary().unwrap_or_else(|problem| usage(&problem));
+    let Args {
+        records,
+        rate,
+        realtime_secs: realtime,
+    } = Args::parse();
+    let binary = flowsight_binary().unwrap_or_else(|problem| exit_usage::<Args>(problem));
     let dir = std::env::temp_dir().join(format!("flowsight-cluster-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temporary directory");
@@ -242,24 +260,13 @@ fn status(http: u16, index: u16) -> Option<Value> {
 }
 
 fn get(url: &str) -> Option<(u16, Value)> {
-    let response = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .ok()?
-        .get(url)
-        .send()
-        .ok()?;
-    let code = response.status().as_u16();
-    Some((code, response.json().unwrap_or(Value::Null)))
+    get_json(url, Duration::from_secs(10))
 }
 
 /// `count` consecutive free ports on loopback.
 fn free_ports(count: u16) -> u16 {
     loop {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let base = free_port();
         if base.checked_add(count).is_some()
             && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
         {
@@ -268,7 +275,12 @@ fn free_ports(count: u16) -> u16 {
     }
 }
 
-fn usage(problem: &str) -> ! {
-    eprintln!("cluster: {problem}\nusage: cluster [--records N] [--rate R] [--realtime-secs S]");
-    std::process::exit(2);
+#[cfg(test)]
+#[test]
+fn the_documented_command_line_parses() {
+    let args: Args = flowsight_benches::parse_line("cluster --records 2000000 --realtime-secs 30");
+    assert_eq!(
+        (args.records, args.rate, args.realtime_secs),
+        (2_000_000, 20_000, 30)
+    );
 }

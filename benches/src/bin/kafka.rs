@@ -17,84 +17,53 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use flowsight_events::now_ms;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowsight_benches::{peak_rss_bytes, reset_peak_rss};
+use clap::Parser;
+use flowsight_benches::{
+    engine_config, exit_usage, free_port, generator, peak_rss_bytes, reset_peak_rss, Timing, Views,
+};
 use flowsight_connectors::kafka::{ensure_topic, topic_partitions, EventProducer, KafkaOptions};
 use flowsight_connectors::{encode, Format, GeneratorConfig, GeneratorPartition, Pace};
 use flowsight_engine::views::counters::Status;
-use flowsight_engine::{ClusterConfig, Engine, EngineConfig, KafkaSourceConfig, SourceConfig};
-use flowsight_operators::TimeModel;
-use flowsight_queries::Windows;
+use flowsight_engine::{Engine, EngineConfig, KafkaSourceConfig, SourceConfig};
 
-struct Options {
+/// End-to-end through a Kafka-protocol broker: throughput, recovery after a restart, and
+/// freshness at a fixed rate.
+#[derive(Parser)]
+#[command(name = "kafka", args_override_self = true)]
+struct Args {
+    /// The brokers to use; without it, a Tansu broker with in-memory storage is started on
+    /// a free port.
+    #[arg(long, value_name = "H:P")]
     brokers: Option<String>,
-    /// Extra librdkafka options for the engine's clients.
+    /// An extra librdkafka option for the engine's clients (and for creating the topics
+    /// and producing the throughput phase's records); may be repeated.
+    #[arg(long = "kafka-option", value_name = "K=V")]
     kafka_options: Vec<String>,
-    records: u64,
-    partitions: u32,
-    workers: usize,
-    freshness_rate: u64,
-    freshness_seconds: u64,
+    /// The engine's windows; with the default every record is still in the 24 h window,
+    /// so the recovery phase replays them all.
+    #[arg(long, value_name = "LIST", default_value = "30m,2h,24h")]
     windows: String,
-}
-
-fn usage(message: &str) -> ! {
-    eprintln!("{message}\nusage: kafka [--brokers H:P] [--kafka-option K=V]... [--windows LIST] [--records N] [--partitions P] [--workers W] [--freshness-rate R] [--freshness-seconds S]");
-    std::process::exit(2)
-}
-
-fn parse() -> Options {
-    let mut options = Options {
-        brokers: None,
-        kafka_options: Vec::new(),
-        records: 2_000_000,
-        partitions: 4,
-        workers: 2,
-        freshness_rate: 100_000,
-        freshness_seconds: 20,
-        windows: "30m,2h,24h".to_string(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "--brokers" => options.brokers = Some(value()),
-            "--kafka-option" => options.kafka_options.push(value()),
-            "--windows" => options.windows = value(),
-            "--records" => {
-                options.records = value().parse().unwrap_or_else(|_| usage("bad --records"))
-            }
-            "--partitions" => {
-                options.partitions = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("bad --partitions"))
-            }
-            "--workers" => {
-                options.workers = value().parse().unwrap_or_else(|_| usage("bad --workers"))
-            }
-            "--freshness-rate" => {
-                options.freshness_rate = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("bad --freshness-rate"))
-            }
-            "--freshness-seconds" => {
-                options.freshness_seconds = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("bad --freshness-seconds"))
-            }
-            other => usage(&format!("unknown option {other}")),
-        }
-    }
-    options
+    /// How many generated records the throughput and recovery phases produce and read.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    records: u64,
+    /// Partitions of the topics (and of the generator).
+    #[arg(long, value_name = "P", default_value_t = 4)]
+    partitions: u32,
+    /// Worker threads of the engine.
+    #[arg(long, value_name = "W", default_value_t = 2)]
+    workers: usize,
+    /// Records per second produced in the freshness phase, with event time = wall clock.
+    #[arg(long, value_name = "R", default_value_t = 100_000)]
+    freshness_rate: u64,
+    /// How long the freshness phase produces, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 20)]
+    freshness_seconds: u64,
 }
 
 /// A Tansu broker with in-memory storage, stopped on drop.
@@ -113,10 +82,7 @@ fn start_tansu() -> (Broker, String) {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu")))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("tansu"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = free_port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(&bin)
         .args([
@@ -131,7 +97,7 @@ fn start_tansu() -> (Broker, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
-            usage(&format!(
+            exit_usage::<Args>(format!(
                 "cannot start tansu ({}): {e}; run scripts/setup.sh",
                 bin.display()
             ))
@@ -187,37 +153,34 @@ fn produce(producer: &EventProducer, config: &GeneratorConfig, stop: &AtomicBool
     sent
 }
 
-fn engine_config(
-    windows: &str,
+/// The engine of every phase: the topic's records with `tick` and `lateness` (ms), a
+/// 200 ms idle timeout, every view, and checkpoints in `state_dir`.
+fn kafka_engine_config(
+    args: &Args,
     kafka: &KafkaOptions,
     topic: &str,
-    workers: usize,
     state_dir: PathBuf,
     tick: u64,
     lateness: u64,
 ) -> EngineConfig {
-    let time = TimeModel::new(tick).expect("a valid tick");
-    EngineConfig {
-        time,
-        lateness,
-        idle_timeout: Duration::from_millis(200),
-        windows: Windows::parse(windows, &time)
-            .unwrap_or_else(|e| usage(&format!("--windows: {e}"))),
-        source: SourceConfig::Kafka(KafkaSourceConfig {
-            options: kafka.clone(),
-            topic: topic.to_string(),
-            format: Format::Native,
-            dead_letter_topic: format!("{topic}.dead-letters"),
-        }),
-        cluster: ClusterConfig::Single { workers },
-        state_dir: Some(state_dir),
-        risk_views: true,
-        analysis: Default::default(),
-        alerts: None,
-        segment_views: true,
-        segments: Default::default(),
-        queries: Default::default(),
-    }
+    let timing = Timing::new(tick, lateness, Duration::from_millis(200), &args.windows)
+        .unwrap_or_else(|e| exit_usage::<Args>(format!("--windows: {e}")));
+    let source = SourceConfig::Kafka(KafkaSourceConfig {
+        options: kafka.clone(),
+        topic: topic.to_string(),
+        format: Format::Native,
+        dead_letter_topic: format!("{topic}.dead-letters"),
+    });
+    engine_config(args.workers, source, Views::All, timing, Some(state_dir))
+}
+
+/// Starts an engine on `config`, waits until it has read `records` (see [`wait_complete`])
+/// and returns it, still running, with the seconds that took.
+fn start_until_complete(config: EngineConfig, records: u64) -> (Engine, f64) {
+    let started = Instant::now();
+    let engine = Engine::start(config).expect("engine");
+    let done = wait_complete(&engine, records);
+    (engine, done.duration_since(started).as_secs_f64())
 }
 
 /// Waits until `records` are counted, nothing is being replayed and the views have passed
@@ -262,8 +225,8 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn main() {
-    let options = parse();
-    let (_broker, brokers) = match &options.brokers {
+    let args = Args::parse();
+    let (_broker, brokers) = match &args.brokers {
         Some(b) => (None, b.clone()),
         None => {
             let (broker, brokers) = start_tansu();
@@ -271,23 +234,17 @@ fn main() {
         }
     };
     let kafka = KafkaOptions::new(&brokers)
-        .with_extra(options.kafka_options.iter().map(String::as_str))
-        .unwrap_or_else(|e| usage(&e.to_string()));
+        .with_extra(args.kafka_options.iter().map(String::as_str))
+        .unwrap_or_else(|e| exit_usage::<Args>(e));
     let stop = AtomicBool::new(false);
 
     // 1. Throughput.
     let topic = format!("bench-{}", now_ms());
-    ensure_topic(&kafka, &topic, options.partitions, Duration::from_secs(10)).expect("topic");
+    ensure_topic(&kafka, &topic, args.partitions, Duration::from_secs(10)).expect("topic");
     let producer = EventProducer::new(&kafka, &topic).expect("producer");
     let generator = GeneratorConfig {
-        seed: 42,
-        partitions: options.partitions,
-        rate: 100_000,
-        pace: Pace::Fast,
-        start_ms: 1_750_000_000_000,
-        count: Some(options.records),
-        hosts: 2_000,
-        ..GeneratorConfig::default()
+        partitions: args.partitions,
+        ..generator(args.records, 2_000, 100_000)
     };
     let started = Instant::now();
     let sent = produce(&producer, &generator, &stop);
@@ -299,26 +256,14 @@ fn main() {
         "produce: {sent} records in {produce_secs:.2}s = {:.0} records/s",
         sent as f64 / produce_secs
     );
-    let state = tempdir();
-    let config = engine_config(
-        &options.windows,
-        &kafka,
-        &topic,
-        options.workers,
-        state.clone(),
-        1_000,
-        5_000,
-    );
+    let config = kafka_engine_config(&args, &kafka, &topic, tempdir(), 1_000, 5_000);
     // The producer's buffers are gone; measure the engine's memory on its own.
     drop(producer);
     let reset = reset_peak_rss();
-    let started = Instant::now();
-    let engine = Engine::start(config.clone()).expect("engine");
-    let done = wait_complete(&engine, sent);
-    let secs = done.duration_since(started).as_secs_f64();
+    let (engine, secs) = start_until_complete(config.clone(), sent);
     println!(
         "consume ({} workers): {sent} records in {secs:.2}s = {:.0} records/s end-to-end, peak RSS {} MiB{}",
-        options.workers,
+        args.workers,
         sent as f64 / secs,
         peak_rss_bytes().unwrap_or(0) >> 20,
         if reset { " (while consuming)" } else { " (whole run)" }
@@ -326,10 +271,7 @@ fn main() {
     engine.shutdown().expect("clean shutdown");
 
     // 2. Recovery: every record is still in the 24 h window, so all are replayed.
-    let started = Instant::now();
-    let engine = Engine::start(config).expect("engine");
-    let done = wait_complete(&engine, sent);
-    let secs = done.duration_since(started).as_secs_f64();
+    let (engine, secs) = start_until_complete(config, sent);
     println!(
         "recovery: {sent} records replayed in {secs:.2}s = {:.2}s per million",
         secs / (sent as f64 / 1e6)
@@ -339,25 +281,17 @@ fn main() {
     // 3. Freshness at a fixed rate, event time = wall clock; lateness 0 and a 100 ms tick
     //    so that the watermark follows the data as closely as the time model allows.
     let topic = format!("fresh-{}", now_ms());
-    ensure_topic(&kafka, &topic, options.partitions, Duration::from_secs(10)).expect("topic");
-    let config = engine_config(
-        &options.windows,
-        &kafka,
-        &topic,
-        options.workers,
-        tempdir(),
-        100,
-        0,
-    );
+    ensure_topic(&kafka, &topic, args.partitions, Duration::from_secs(10)).expect("topic");
+    let config = kafka_engine_config(&args, &kafka, &topic, tempdir(), 100, 0);
     let engine = Engine::start(config).expect("engine");
     let client = engine.client();
     let running = Arc::new(AtomicBool::new(true));
     let producing = {
         let brokers = brokers.clone();
         let topic = topic.clone();
-        let rate = options.freshness_rate;
-        let seconds = options.freshness_seconds;
-        let partitions = options.partitions;
+        let rate = args.freshness_rate;
+        let seconds = args.freshness_seconds;
+        let partitions = args.partitions;
         std::thread::spawn(move || {
             let producer =
                 EventProducer::new(&KafkaOptions::new(&brokers), &topic).expect("producer");
@@ -392,7 +326,7 @@ fn main() {
     staleness.sort_unstable();
     println!(
         "freshness at {} records/s ({} sent, tick 100ms, lateness 0): now - as_of p50 {} ms, p99 {} ms, max {} ms ({} samples)",
-        options.freshness_rate,
+        args.freshness_rate,
         sent,
         percentile(&staleness, 0.5),
         percentile(&staleness, 0.99),
@@ -410,4 +344,22 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     dir
+}
+
+#[cfg(test)]
+#[test]
+fn the_documented_command_line_parses() {
+    use flowsight_benches::parse_line;
+    let args: Args = parse_line("kafka --records 2000000 --workers 2");
+    assert_eq!(
+        (args.records, args.workers, args.partitions),
+        (2_000_000, 2, 4)
+    );
+    assert_eq!(args.windows, "30m,2h,24h");
+    assert_eq!((args.freshness_rate, args.freshness_seconds), (100_000, 20));
+    assert_eq!(args.brokers, None);
+    let args: Args =
+        parse_line("kafka --brokers 127.0.0.1:9092 --kafka-option a=1 --kafka-option b=2");
+    assert_eq!(args.brokers.as_deref(), Some("127.0.0.1:9092"));
+    assert_eq!(args.kafka_options, ["a=1", "b=2"]);
 }

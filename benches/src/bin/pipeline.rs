@@ -18,34 +18,70 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::collections::HashSet;
 
+use clap::Parser;
 use flowsight_benches::{generator, peak_rss_bytes, run_pipeline, Views};
 use flowsight_connectors::GeneratorPartition;
 
-fn main() {
-    let mut workers = 2usize;
-    let mut records = 5_000_000u64;
-    let mut hosts = 2_000u32;
-    let mut rate = 20_000u64;
-    let mut count_edges = false;
-    let mut views = Views::All;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "--workers" => workers = value().parse().unwrap_or_else(|_| usage("bad --workers")),
-            "--records" => records = value().parse().unwrap_or_else(|_| usage("bad --records")),
-            "--hosts" => hosts = value().parse().unwrap_or_else(|_| usage("bad --hosts")),
-            "--rate" => rate = value().parse().unwrap_or_else(|_| usage("bad --rate")),
-            "--count-edges" => count_edges = true,
-            "--graph-only" => views = Views::Graph,
-            "--no-segments" => views = Views::GraphAndRisk,
-            "--no-queries" => views = Views::NoQueries,
-            other => usage(&format!("unknown option {other}")),
+/// Runs the whole pipeline once on the embedded generator and prints records/s and peak
+/// memory.
+#[derive(Parser)]
+#[command(name = "pipeline", args_override_self = true)]
+struct Args {
+    /// Worker threads of the engine.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    workers: usize,
+    /// How many records the generator produces.
+    #[arg(long, value_name = "N", default_value_t = 5_000_000)]
+    records: u64,
+    /// Client hosts of the generated network.
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    hosts: u32,
+    /// Events per second of event time: how densely records fall into each 1 s tick (the
+    /// generator runs as fast as the engine takes them).
+    #[arg(long, value_name = "R", default_value_t = 20_000)]
+    rate: u64,
+    /// Leave out every view but the graph.
+    #[arg(long, overrides_with_all = ["no_segments", "no_queries"])]
+    graph_only: bool,
+    /// Leave out the segmentation (and the records arrangement of registered queries).
+    #[arg(long, overrides_with_all = ["graph_only", "no_queries"])]
+    no_segments: bool,
+    /// Leave out only the records arrangement of registered queries.
+    #[arg(long, overrides_with_all = ["graph_only", "no_segments"])]
+    no_queries: bool,
+    /// Only count the distinct edges these settings generate, without running the engine
+    /// (run apart, so that counting does not add to the engine's peak memory).
+    #[arg(long)]
+    count_edges: bool,
+}
+
+impl Args {
+    /// The views the run maintains: every view unless one of the flags leaves some out
+    /// (the last of them given wins).
+    fn views(&self) -> Views {
+        if self.graph_only {
+            Views::Graph
+        } else if self.no_segments {
+            Views::GraphAndRisk
+        } else if self.no_queries {
+            Views::NoQueries
+        } else {
+            Views::All
         }
     }
+}
+
+fn main() {
+    let args = Args::parse();
+    let views = args.views();
+    let Args {
+        workers,
+        records,
+        hosts,
+        rate,
+        count_edges,
+        ..
+    } = args;
     let config = generator(records, hosts, rate);
     if count_edges {
         let mut edges = HashSet::new();
@@ -71,7 +107,63 @@ fn main() {
     );
 }
 
-fn usage(problem: &str) -> ! {
-    eprintln!("pipeline: {problem}\nusage: pipeline [--workers N] [--records N] [--hosts N] [--rate R] [--graph-only | --no-segments | --no-queries] [--count-edges]");
-    std::process::exit(2);
+#[cfg(test)]
+mod tests {
+    use super::{Args, Views};
+    use flowsight_benches::parse_line;
+
+    #[test]
+    fn the_documented_command_lines_parse() {
+        let args: Args = parse_line("pipeline");
+        assert_eq!(
+            (args.workers, args.records, args.hosts, args.rate),
+            (2, 5_000_000, 2_000, 20_000)
+        );
+        assert_eq!(args.views(), Views::All);
+        assert!(!args.count_edges);
+        // docs/benchmarks.md
+        let documented = [
+            ("--workers 2 --records 4000000 --rate 100000", Views::All),
+            (
+                "--workers 2 --records 4000000 --rate 100000 --no-segments",
+                Views::GraphAndRisk,
+            ),
+            (
+                "--workers 2 --records 4000000 --rate 100000 --graph-only",
+                Views::Graph,
+            ),
+            ("--count-edges --records 4000000 --rate 100000", Views::All),
+            (
+                "--workers 2 --records 24000000 --hosts 25000 --rate 1000000",
+                Views::All,
+            ),
+        ];
+        for (options, views) in documented {
+            let args: Args = parse_line(&format!("pipeline {options}"));
+            assert_eq!(args.views(), views, "{options}");
+        }
+        let args: Args = parse_line("pipeline --count-edges --records 4000000 --rate 100000");
+        assert!(args.count_edges);
+        assert_eq!(
+            (args.records, args.hosts, args.rate),
+            (4_000_000, 2_000, 100_000)
+        );
+    }
+
+    #[test]
+    fn the_last_view_flag_and_the_last_value_win() {
+        let views = |line| parse_line::<Args>(line).views();
+        assert_eq!(
+            views("pipeline --graph-only --no-queries"),
+            Views::NoQueries
+        );
+        assert_eq!(
+            views("pipeline --no-queries --no-segments"),
+            Views::GraphAndRisk
+        );
+        assert_eq!(
+            parse_line::<Args>("pipeline --records 5 --records 7").records,
+            7
+        );
+    }
 }

@@ -21,13 +21,41 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::time::{Duration, Instant};
 
-use flowsight_benches::{engine_config, generator, peak_rss_bytes, wait_until_visible, Views};
+use clap::Parser;
+use flowsight_benches::{
+    engine_config, generator, peak_rss_bytes, wait_until_visible, Timing, Views,
+};
 use flowsight_engine::queries::{save, StoredQuery};
 use flowsight_engine::views::counters::Status;
 use flowsight_engine::views::registered::QueryResults;
-use flowsight_engine::{Client, Engine, QueryDefinition, QueryError, QueryState};
+use flowsight_engine::{Client, Engine, QueryDefinition, QueryError, QueryState, SourceConfig};
 use flowsight_queries::plan::Plan;
 use serde_json::json;
+
+/// Registered queries under load: records/s with the queries running, and how long
+/// registering one more takes while the engine ingests.
+#[derive(Parser)]
+#[command(name = "queries", args_override_self = true)]
+struct Args {
+    /// Worker threads of the engine.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    workers: usize,
+    /// How many records the generator produces; the engine reads them as fast as it can.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    records: u64,
+    /// Events per second of event time: how densely records fall into each 1 s tick.
+    #[arg(long, value_name = "R", default_value_t = 20_000)]
+    rate: u64,
+    /// Queries registered before the engine starts (a third each of filters, group-bys
+    /// and top-k over the three windows); with 0, the engine keeps the records
+    /// arrangements but runs no query.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    queries: usize,
+    /// Neither queries nor the records arrangements they read (the engine as `flowsight
+    /// run --no-queries`); no query is registered, whatever --queries says.
+    #[arg(long)]
+    no_queries: bool,
+}
 
 const WINDOWS: [&str; 3] = ["flows_30m", "flows_2h", "flows_24h"];
 const PORTS: [u16; 10] = [22, 53, 80, 123, 443, 445, 3306, 3389, 5432, 8080];
@@ -91,33 +119,25 @@ fn results_at(client: &Client, name: &str, as_of: u64) -> u64 {
 }
 
 fn main() {
-    let mut workers = 2usize;
-    let mut records = 2_000_000u64;
-    let mut rate = 20_000u64;
-    let mut queries = 300usize;
-    let mut views = Views::All;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "--workers" => workers = value().parse().unwrap_or_else(|_| usage("bad --workers")),
-            "--records" => records = value().parse().unwrap_or_else(|_| usage("bad --records")),
-            "--rate" => rate = value().parse().unwrap_or_else(|_| usage("bad --rate")),
-            "--queries" => queries = value().parse().unwrap_or_else(|_| usage("bad --queries")),
-            "--no-queries" => {
-                views = Views::NoQueries;
-                queries = 0;
-            }
-            other => usage(&format!("unknown option {other}")),
-        }
-    }
-    let mut config = engine_config(workers, generator(records, 2_000, rate), views);
-    config.queries.max_queries = queries + 16;
+    let args = Args::parse();
+    let (views, queries) = if args.no_queries {
+        (Views::NoQueries, 0)
+    } else {
+        (Views::All, args.queries)
+    };
+    let Args {
+        workers,
+        records,
+        rate,
+        ..
+    } = args;
     let state_dir =
         std::env::temp_dir().join(format!("flowsight-queries-bench-{}", std::process::id()));
+    let source = SourceConfig::Generator(generator(records, 2_000, rate));
+    // The queries are read from the state directory, as after a restart.
+    let state = (queries > 0).then(|| state_dir.clone());
+    let mut config = engine_config(workers, source, views, Timing::default(), state);
+    config.queries.max_queries = queries + 16;
     if queries > 0 {
         let stored: Vec<StoredQuery> = (0..queries)
             .map(|i| StoredQuery {
@@ -127,7 +147,6 @@ fn main() {
             })
             .collect();
         save(&state_dir, &stored).expect("the bench writes its queries");
-        config.state_dir = Some(state_dir.clone());
     }
 
     let started = Instant::now();
@@ -200,7 +219,26 @@ fn wait_until_read(client: &Client, records: u64) {
     }
 }
 
-fn usage(problem: &str) -> ! {
-    eprintln!("queries: {problem}\nusage: queries [--workers N] [--records N] [--rate R] [--queries N] [--no-queries]");
-    std::process::exit(2);
+#[cfg(test)]
+#[test]
+fn the_documented_command_lines_parse() {
+    use flowsight_benches::parse_line;
+    // docs/benchmarks.md
+    for options in [
+        "--records 200000",
+        "--records 1000000",
+        "--records 200000 --queries 30",
+        "--records 200000 --queries 0",
+        "--records 200000 --no-queries",
+    ] {
+        parse_line::<Args>(&format!("queries {options}"));
+    }
+    let args: Args = parse_line("queries --records 200000");
+    assert_eq!(
+        (args.workers, args.records, args.rate, args.queries),
+        (2, 200_000, 20_000, 300)
+    );
+    assert!(!args.no_queries);
+    assert_eq!(parse_line::<Args>("queries --queries 30").queries, 30);
+    assert!(parse_line::<Args>("queries --no-queries").no_queries);
 }

@@ -47,7 +47,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use differential_dataflow::trace::TraceReader;
+use flowsight_benches::exit_usage;
 use flowsight_events::{Event, Proto, Status};
 use flowsight_operators::{Millis, TimeModel};
 use flowsight_queries::segments::propagation::{SegmentId, SegmentRules};
@@ -256,6 +258,27 @@ fn schedule(layout: Layout, changes: u32, first: Millis) -> Vec<Tick> {
     ticks
 }
 
+/// How long a change takes to show in the segmentation views on a large host graph, per
+/// kind of change.
+#[derive(Parser)]
+#[command(name = "segments", args_override_self = true)]
+struct Args {
+    /// Timely worker threads of the dataflow.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    workers: usize,
+    /// Hosts of the graph (20,000 to 16,777,216).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    hosts: u32,
+    /// Changes measured, one every third tick; every tenth is a large merge (at most about
+    /// the number of chains / 2).
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    changes: u32,
+    /// Hosts of each of the four large segments (at least 1,000; an eighth of --hosts by
+    /// default, at most that).
+    #[arg(long, value_name = "N")]
+    large_hosts: Option<u32>,
+}
+
 /// Nearest-rank percentile of sorted durations.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = (sorted.len() as f64 * p).ceil() as usize;
@@ -263,28 +286,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let mut workers = 2usize;
-    let mut hosts = 100_000u32;
-    let mut changes = 300u32;
-    let mut large_hosts: Option<u32> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        let number = |what: &str| -> u32 {
-            value
-                .parse()
-                .unwrap_or_else(|_| usage(&format!("bad {what}")))
-        };
-        match flag.as_str() {
-            "--workers" => workers = number("--workers") as usize,
-            "--hosts" => hosts = number("--hosts"),
-            "--changes" => changes = number("--changes"),
-            "--large-hosts" => large_hosts = Some(number("--large-hosts")),
-            other => usage(&format!("unknown option {other}")),
-        }
-    }
+    let Args {
+        workers,
+        hosts,
+        changes,
+        large_hosts,
+    } = Args::parse();
     let layout = Layout {
         hosts,
         per_large: large_hosts.unwrap_or(hosts / 8),
@@ -301,7 +308,7 @@ fn main() {
         || smalls * 2 > layout.chains()
         || large_rounds > layout.per_large / 2
     {
-        usage(
+        exit_usage::<Args>(
             "need --workers >= 1, --hosts from 20000 to 16777216, --large-hosts from 1000 to \
              hosts / 8, and --changes from 1 to about the number of chains / 2",
         );
@@ -464,9 +471,10 @@ fn main() {
     );
 }
 
-fn usage(problem: &str) -> ! {
-    eprintln!(
-        "segments: {problem}\nusage: segments [--workers N] [--hosts N] [--changes N] [--large-hosts N]"
-    );
-    std::process::exit(2);
+#[cfg(test)]
+#[test]
+fn the_documented_command_line_parses() {
+    let args: Args = flowsight_benches::parse_line("segments");
+    assert_eq!((args.workers, args.hosts, args.changes), (2, 100_000, 300));
+    assert_eq!(args.large_hosts, None);
 }

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowsight_benches::{flowsight_binary, numeric_options};
+use clap::Parser;
+use flowsight_benches::{exit_usage, flowsight_binary, free_port, get_json};
 use serde_json::Value;
 
 /// The dashboard's stream (cluster/dashboard/src): its subscriptions on one connection.
@@ -31,11 +32,30 @@ const DASHBOARD_STREAM: &str = "/v1/subscribe?status=status\
 /// How a risk event's data begins on that stream, before its as_of.
 const RISK_EVENT: &str = "{\"subscription\":\"risks\",\"as_of\":";
 
+/// Many people watching the dashboard while one `flowsight run` (the binary built beside
+/// this one) ingests in real time: measured alone, then with the viewers.
+#[derive(Parser)]
+#[command(name = "viewers", args_override_self = true)]
+struct Args {
+    /// Clients that each hold the dashboard's stream and read every event, in the second
+    /// phase.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    viewers: u64,
+    /// The generator's records per second, following the wall clock.
+    #[arg(long, value_name = "R", default_value_t = 20_000)]
+    rate: u64,
+    /// How long each phase is measured, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    secs: u64,
+}
+
 fn main() {
-    let mut options = [("viewers", 5), ("rate", 20_000), ("secs", 60)];
-    numeric_options(&mut options).unwrap_or_else(|problem| usage(&problem));
-    let [(_, viewers), (_, rate), (_, secs)] = options;
-    let binary = flowsight_binary().unwrap_or_else(|problem| usage(&problem));
+    let Args {
+        viewers,
+        rate,
+        secs,
+    } = Args::parse();
+    let binary = flowsight_binary().unwrap_or_else(|problem| exit_usage::<Args>(problem));
     let dir = std::env::temp_dir().join(format!("flowsight-viewers-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port();
@@ -238,25 +258,12 @@ fn percentile(values: &mut [u64], p: usize) -> u64 {
 }
 
 fn get(url: &str) -> Option<(u16, Value)> {
-    let response = reqwest::blocking::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(15))
-        .send()
-        .ok()?;
-    let status = response.status().as_u16();
-    let body = response.json().ok()?;
-    Some((status, body))
+    get_json(url, Duration::from_secs(15))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn usage(problem: &str) -> ! {
-    eprintln!("viewers: {problem}");
-    eprintln!("usage: viewers [--viewers N] [--rate R] [--secs S]");
-    std::process::exit(2);
+#[cfg(test)]
+#[test]
+fn the_documented_command_line_parses() {
+    let args: Args = flowsight_benches::parse_line("viewers --viewers 5 --rate 20000 --secs 45");
+    assert_eq!((args.viewers, args.rate, args.secs), (5, 20_000, 45));
 }
