@@ -246,13 +246,31 @@ pub struct RunArgs {
     )]
     pub hostfile: Option<PathBuf>,
     /// Event-time tick: the granularity of every as_of.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSIGHT_TICK")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = parse_duration_ms,
+        env = "FLOWSIGHT_TICK"
+    )]
     pub tick: u64,
     /// How far behind the largest timestamp seen a partition's watermark stays.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ms, env = "FLOWSIGHT_LATENESS")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = parse_duration_ms,
+        env = "FLOWSIGHT_LATENESS"
+    )]
     pub lateness: u64,
     /// Wall-clock time without data after which a partition stops holding the watermark back.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, env = "FLOWSIGHT_IDLE_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = parse_duration_ms,
+        env = "FLOWSIGHT_IDLE_TIMEOUT"
+    )]
     pub idle_timeout: u64,
     /// Windows of the windowed views, comma separated.
     #[arg(
@@ -283,29 +301,63 @@ pub struct RunArgs {
     pub no_segment_views: bool,
     /// Hosts with at least this many distinct peers in the 24h window are hubs (shared
     /// services), not clustered [default: 50, or the --config file's].
-    #[arg(long, value_name = "N", env = "FLOWSIGHT_HUB_DEGREE", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FLOWSIGHT_HUB_DEGREE",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub hub_degree: Option<u64>,
     /// Two hosts with at least this many connections between them in the 24h window are
     /// in one segment [default: 3, or the --config file's].
-    #[arg(long, value_name = "N", env = "FLOWSIGHT_MIN_EDGE_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FLOWSIGHT_MIN_EDGE_CONNECTIONS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub min_edge_connections: Option<u64>,
     /// Run without registered queries; the engine then keeps no arrangement of the
     /// window's records.
     #[arg(long, env = "FLOWSIGHT_NO_QUERIES")]
     pub no_queries: bool,
     /// How many queries may be registered at once.
-    #[arg(long, value_name = "N", env = "FLOWSIGHT_MAX_QUERIES", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FLOWSIGHT_MAX_QUERIES",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub max_queries: u64,
     /// How many groups one registered query may keep before it is stopped with an error.
-    #[arg(long, value_name = "N", env = "FLOWSIGHT_MAX_QUERY_GROUPS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FLOWSIGHT_MAX_QUERY_GROUPS",
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub max_query_groups: u64,
     /// How many events a subscriber (`/v1/subscribe`) may fall behind before it is told and
     /// sent a new snapshot instead: the engine never waits for a slow client.
-    #[arg(long, value_name = "EVENTS", env = "FLOWSIGHT_SUBSCRIPTION_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        value_name = "EVENTS",
+        env = "FLOWSIGHT_SUBSCRIPTION_QUEUE",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub subscription_queue: u64,
     /// How many events each subscription keeps so that a client reconnecting with
     /// `Last-Event-ID` resumes without a gap (one event per tick).
-    #[arg(long, value_name = "EVENTS", env = "FLOWSIGHT_SUBSCRIPTION_HISTORY", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        value_name = "EVENTS",
+        env = "FLOWSIGHT_SUBSCRIPTION_HISTORY",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub subscription_history: u64,
     /// Write anomalies and severity changes as JSON to this Kafka topic (needs --brokers).
     #[arg(long, value_name = "TOPIC", env = "FLOWSIGHT_ALERTS_TOPIC")]

@@ -164,10 +164,10 @@ fn run(config: RunConfig) -> anyhow::Result<()> {
             // server's graceful shutdown does not wait for their clients to leave.
             closing.close();
         };
-        let (_, server) = warp::serve(http::routes(client, hub))
-            .try_bind_with_graceful_shutdown(address, stopped)
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-        server.await;
+        http::serve(listener, http::routes(client, hub), stopped).await;
         anyhow::Ok(())
     });
     tracing::info!("stopping");

@@ -14,8 +14,12 @@ pub const MAX_DEAD_LETTER_BYTES: usize = 4096;
 /// and `offset` the sequence number within it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Position {
+    /// The file path as given, `"generator"`, or the Kafka topic.
     pub source: String,
+    /// The partition within the source: 0 for a file, else the generator's or Kafka's.
     pub partition: u32,
+    /// The record's place in its partition: a file's 1-based line number, the generator's
+    /// sequence number, or the Kafka message offset.
     pub offset: u64,
 }
 
@@ -26,6 +30,7 @@ pub struct DeadLetter {
     pub reason: String,
     /// Human-readable message.
     pub error: String,
+    /// Where the rejected record came from.
     pub position: Position,
     /// The raw record, lossily decoded as UTF-8 and cut to [`MAX_DEAD_LETTER_BYTES`]; a cut
     /// record ends in `…[truncated N bytes]`.

@@ -29,6 +29,8 @@ impl DeadLetterLog {
         }
     }
 
+    /// Counts `letter` under its reason and keeps it as the newest, forgetting the oldest
+    /// beyond the capacity; its exact bytes ([`DeadLetter::raw`]) are dropped.
     pub fn record(&mut self, mut letter: DeadLetter) {
         // The exact bytes are for sinks; the log keeps the (bounded) excerpt only.
         letter.raw = None;
@@ -72,6 +74,7 @@ impl DeadLetterLog {
         self.recent.iter().rev().take(limit).cloned().collect()
     }
 
+    /// How many recent letters the log keeps (0: only the counts).
     pub fn capacity(&self) -> usize {
         self.capacity
     }

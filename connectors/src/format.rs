@@ -25,8 +25,10 @@ const NAMES: [(&str, Format); 3] = [
 ];
 
 impl Format {
+    /// Every format, in declaration order.
     pub const ALL: [Format; 3] = [Format::Native, Format::Zeek, Format::Csv];
 
+    /// The lower-case name by which the format is chosen (parsed back by `FromStr`).
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Native => "native",

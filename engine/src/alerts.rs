@@ -105,21 +105,14 @@ impl AlertSink {
                 "first_detected": anomaly.first_detected,
                 "evidence": anomaly.for_users().evidence,
             }),
-            Alert::Severity {
-                at,
-                window,
-                ip,
-                from,
-                to,
-                score,
-            } => json!({
+            Alert::Severity { at, change } => json!({
                 "type": "severity",
                 "as_of": at,
-                "window": self.window_name(*window),
-                "host": ip,
-                "from": from,
-                "to": to,
-                "score": score,
+                "window": self.window_name(change.window),
+                "host": change.ip,
+                "from": change.from,
+                "to": change.to,
+                "score": change.score,
             }),
         }
     }
@@ -130,7 +123,7 @@ impl AlertSink {
         };
         let host = match alert {
             Alert::Detected { anomaly, .. } => anomaly.host,
-            Alert::Severity { ip, .. } => *ip,
+            Alert::Severity { change, .. } => change.ip,
         };
         let payload = self.to_json(alert).to_string();
         match producer.send_keyed(host.to_string().as_bytes(), payload.as_bytes()) {

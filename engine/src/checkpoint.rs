@@ -38,17 +38,25 @@ const MARKS_PER_RETENTION: u64 = 256;
 /// All records before `offset` have a timestamp ≤ `max_ts` (`None`: there are none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayMark {
+    /// An offset in the partition, where a replay may start.
     pub offset: u64,
+    /// The largest timestamp (ms since the epoch) of the records before `offset`.
     pub max_ts: Option<Millis>,
 }
 
 /// One partition's entry (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionCheckpoint {
+    /// The next offset to read: the records before it were read and counted.
     pub offset: u64,
+    /// The latest time (ms since the epoch) at or before the source's frontier at which a
+    /// record before `offset` was placed; a restart holds the frontier here while it replays.
     pub as_of: Millis,
+    /// Records before `offset`, counted once: a restart carries the count on.
     pub records: u64,
+    /// How many of them were late: placed at the frontier, past their own time.
     pub late_records: u64,
+    /// Dead letters before `offset`, by reason; a replay neither counts nor sends them again.
     pub dead_letters: BTreeMap<String, u64>,
     /// The largest ts of all records before `offset`.
     pub max_ts: Option<Millis>,
@@ -84,6 +92,7 @@ pub struct ReplayMarks {
 }
 
 impl ReplayMarks {
+    /// The marks a checkpoint entry kept, to go on from after a restart.
     pub fn from_checkpoint(marks: &[ReplayMark]) -> Self {
         ReplayMarks {
             marks: marks.iter().copied().collect(),
@@ -119,6 +128,7 @@ impl ReplayMarks {
         }
     }
 
+    /// The marks kept, ascending by offset, as a checkpoint entry stores them.
     pub fn to_vec(&self) -> Vec<ReplayMark> {
         self.marks.iter().copied().collect()
     }
@@ -127,49 +137,74 @@ impl ReplayMarks {
 /// The contents of one process's checkpoint file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The format's version: [`CHECKPOINT_VERSION`] when written; another is refused on load.
     pub version: u32,
     /// The topic the offsets belong to.
     pub topic: String,
     /// The cluster layout that wrote it: which partitions each process reads follows from it.
     pub processes: usize,
+    /// Workers per process in that layout.
     pub workers: usize,
     /// The retention (longest window) the marks were kept for.
     pub retention: Millis,
+    /// The entries of the partitions this process's workers read, by partition number.
     pub partitions: BTreeMap<u32, PartitionCheckpoint>,
 }
 
 /// Why a checkpoint cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// A checkpoint file, or the state directory, could not be read.
     #[error("cannot read the checkpoint {path}: {source}")]
     Read {
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// A file is not a checkpoint this build reads: not its JSON, or of another version.
     #[error("the checkpoint {path} is not valid: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it: the parser's error, or the version found.
+        message: String,
+    },
+    /// The state directory holds a checkpoint of another topic.
     #[error(
         "the checkpoint {path} is of topic {found:?}, not {wanted:?}: use another --state-dir \
          for another topic"
     )]
     OtherTopic {
+        /// The checkpoint file.
         path: PathBuf,
+        /// The topic it was written for.
         found: String,
+        /// The topic this engine reads.
         wanted: String,
     },
+    /// A checkpoint written by a cluster of another layout (processes × workers), which
+    /// assigns partitions to processes differently; checked only for clusters of several
+    /// processes.
     #[error(
         "the checkpoint {path} was written by a cluster of {found} (processes x workers), this \
          one is {wanted}: partitions move between processes when the layout changes, so restart \
          with the same layout, or copy every process's checkpoint-*.json into each --state-dir"
     )]
     OtherLayout {
+        /// The checkpoint file.
         path: PathBuf,
+        /// The layout that wrote it, as `processes x workers`.
         found: String,
+        /// This cluster's layout, as `processes x workers`.
         wanted: String,
     },
+    /// This process's checkpoint file could not be written durably.
     #[error("cannot write the checkpoint {path}: {source}")]
     Write {
+        /// The checkpoint file being replaced.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -182,6 +217,8 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
+    /// The checkpoint files under the state directory `dir`, of which process `process`
+    /// writes `checkpoint-<process>.json`.
     pub fn new(dir: &Path, process: usize) -> Self {
         CheckpointStore {
             dir: dir.to_path_buf(),
@@ -189,6 +226,7 @@ impl CheckpointStore {
         }
     }
 
+    /// The state directory the checkpoint files are in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -18,7 +18,12 @@ pub enum SourceConfig {
     /// The embedded synthetic network.
     Generator(GeneratorConfig),
     /// A file replayed once, as one partition read by the first worker.
-    File { path: PathBuf, format: Format },
+    File {
+        /// The file to read; its path, as given, is the source's name.
+        path: PathBuf,
+        /// How its records are written.
+        format: Format,
+    },
     /// Every partition of a Kafka topic, partition `p` read by worker `p % peers`.
     Kafka(KafkaSourceConfig),
 }
@@ -26,8 +31,12 @@ pub enum SourceConfig {
 /// A Kafka topic as a source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KafkaSourceConfig {
+    /// How to reach the brokers, with the user's extra librdkafka options.
     pub options: KafkaOptions,
+    /// The topic to read; it must exist (the engine never creates it). It also names the
+    /// source in status pages, dead letters and checkpoints.
     pub topic: String,
+    /// How the messages' payloads are written.
     pub format: Format,
     /// Where malformed records go, unchanged, with headers saying why.
     pub dead_letter_topic: String,
@@ -58,23 +67,31 @@ impl SourceConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClusterConfig {
     /// One process with `workers` worker threads.
-    Single { workers: usize },
+    Single {
+        /// Worker threads in the process; at least 1.
+        workers: usize,
+    },
     /// Process `process` of a cluster whose processes listen at `addresses` (host:port, one
     /// per process, in process order), each with `workers` worker threads.
     Cluster {
+        /// Worker threads in each process; at least 1.
         workers: usize,
+        /// This process's index in `addresses`.
         process: usize,
+        /// Every process's `host:port`, in process order (the host file).
         addresses: Vec<String>,
     },
 }
 
 impl ClusterConfig {
+    /// Worker threads in each process.
     pub fn workers_per_process(&self) -> usize {
         match self {
             ClusterConfig::Single { workers } | ClusterConfig::Cluster { workers, .. } => *workers,
         }
     }
 
+    /// How many processes the cluster has (1 for a single process).
     pub fn processes(&self) -> usize {
         match self {
             ClusterConfig::Single { .. } => 1,
@@ -82,6 +99,7 @@ impl ClusterConfig {
         }
     }
 
+    /// This process's index in the cluster (0 for a single process).
     pub fn process(&self) -> usize {
         match self {
             ClusterConfig::Single { .. } => 0,
@@ -89,10 +107,14 @@ impl ClusterConfig {
         }
     }
 
+    /// Workers in the whole cluster (timely's peers): partition `p` is read by worker
+    /// `p % peers`.
     pub fn peers(&self) -> usize {
         self.workers_per_process() * self.processes()
     }
 
+    /// The timely configuration of this layout, built here rather than parsed from
+    /// timely's command-line options.
     pub fn timely_config(&self) -> timely::Config {
         let communication = match self {
             ClusterConfig::Single { workers } => timely::CommunicationConfig::Process(*workers),
@@ -118,13 +140,18 @@ impl ClusterConfig {
 /// Everything a running engine needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
+    /// The tick: how event timestamps map to timely times.
     pub time: TimeModel,
     /// How far behind the largest timestamp seen a partition's watermark stays.
     pub lateness: Millis,
     /// Wall-clock time without data after which a partition stops holding the watermark.
     pub idle_timeout: Duration,
+    /// The windows views are read over, shortest first; the longest is how long records
+    /// stay in the views.
     pub windows: Windows,
+    /// Where events come from.
     pub source: SourceConfig,
+    /// How the timely workers are laid out.
     pub cluster: ClusterConfig,
     /// Where checkpoints (and dead letters that could not be delivered) are kept; used by
     /// sources that can resume (Kafka).
@@ -169,27 +196,42 @@ impl Default for QueryLimits {
 /// The Kafka topic that receives anomaly and severity alerts as JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertsConfig {
+    /// How to reach the brokers, with the user's extra librdkafka options.
     pub options: KafkaOptions,
+    /// The topic alerts are written to; it must exist (the engine never creates it).
     pub topic: String,
 }
 
 /// A configuration that cannot run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A process configured with no worker threads.
     #[error("--workers must be at least 1")]
     NoWorkers,
+    /// This process's index is not one of the host file's processes.
     #[error("process index {process} is out of range: the host file lists {processes} processes")]
-    ProcessOutOfRange { process: usize, processes: usize },
+    ProcessOutOfRange {
+        /// This process's index.
+        process: usize,
+        /// How many processes the host file lists.
+        processes: usize,
+    },
+    /// A cluster whose host file lists no process.
     #[error("the host file lists no processes")]
     EmptyCluster,
+    /// A generator configured with no partitions.
     #[error("the generator needs at least one partition")]
     NoPartitions,
+    /// A Kafka source without a state directory to keep its checkpoints in.
     #[error("a Kafka source needs a state directory for its checkpoints (--state-dir)")]
     NoStateDir,
+    /// The risk settings cannot work; the text says why.
     #[error("risk settings: {0}")]
     Analysis(String),
+    /// A segmentation threshold is 0; holds its name.
     #[error("segment settings: {0} must be at least 1")]
     Segments(&'static str),
+    /// A registered-query limit is 0; holds its option.
     #[error("registered queries: {0} must be at least 1")]
     Queries(&'static str),
 }
@@ -231,6 +273,8 @@ impl EngineConfig {
         .to_string()
     }
 
+    /// Checks that the configuration can run; [`Engine::start`](crate::Engine::start)
+    /// calls it before anything else.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster.workers_per_process() == 0 {
             return Err(ConfigError::NoWorkers);

@@ -30,33 +30,52 @@ use crate::worker;
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The configuration cannot run.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The source file could not be opened.
     #[error("cannot open the source: {0}")]
     Source(#[from] flowsight_connectors::SourceError),
     /// Timely reports its set-up failures (say, a peer it cannot reach) as text.
     #[error("cannot start the timely workers: {0}")]
     Timely(String),
+    /// librdkafka refused the Kafka options (`--kafka-option`).
     #[error("Kafka: {0}")]
     KafkaOptions(#[from] flowsight_connectors::kafka::InvalidKafkaOptions),
+    /// The brokers could not be asked about a topic (the source's or the alerts').
     #[error("Kafka: {0}")]
     Topic(#[from] flowsight_connectors::kafka::TopicError),
     /// The source topic is not on the brokers; it is never created by the engine.
     #[error("Kafka: topic {topic} does not exist on {brokers}")]
-    TopicMissing { topic: String, brokers: String },
+    TopicMissing {
+        /// The source topic.
+        topic: String,
+        /// The brokers asked, as configured.
+        brokers: String,
+    },
     /// The alerts topic is not on the brokers; it is never created by the engine.
     #[error("Kafka: alerts topic {topic} does not exist on {brokers}")]
-    AlertsTopicMissing { topic: String, brokers: String },
+    AlertsTopicMissing {
+        /// The alerts topic (`--alerts-topic`).
+        topic: String,
+        /// The brokers asked, as configured.
+        brokers: String,
+    },
     /// The alerts producer could not be built.
     #[error("Kafka: alerts: {0}")]
     Alerts(#[from] flowsight_connectors::kafka::ProduceError),
+    /// A Kafka producer the source needs could not be created.
     #[error("Kafka: cannot create the {what} producer: {source}")]
     Producer {
+        /// Which producer, for the message: `dead-letter`.
         what: &'static str,
+        /// librdkafka's error.
         source: flowsight_connectors::kafka::KafkaError,
     },
+    /// The checkpoint to resume from cannot be used.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The registered queries a previous run kept cannot be read.
     #[error(transparent)]
     StoredQueries(#[from] crate::queries::StoredQueriesError),
 }
@@ -308,6 +327,7 @@ impl Engine {
         })
     }
 
+    /// A client of this process's workers, for the HTTP frontend.
     pub fn client(&self) -> Client {
         Client {
             shared: Arc::clone(&self.shared),
@@ -364,6 +384,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// The configuration the engine runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
     }
@@ -546,6 +567,7 @@ impl Client {
         lock(&self.shared.queries).values().cloned().collect()
     }
 
+    /// The registered query called `name`, as this process last applied it.
     pub fn query(&self, name: &str) -> Option<QueryInfo> {
         lock(&self.shared.queries).get(name).cloned()
     }
@@ -584,6 +606,8 @@ impl Client {
         self.shared.send(Command::Shutdown);
     }
 
+    /// Whether a worker of this process has left its loop (after a shutdown or a failure):
+    /// no more answers will come.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutting_down.load(Ordering::Acquire)
     }

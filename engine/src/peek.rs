@@ -34,6 +34,8 @@ const QUERY_RECHECK: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The arrangements a worker answers peeks from.
 pub struct Views {
+    /// The connection graph, keyed by host: the longest window's groups, which every
+    /// window's reads select from.
     pub graph: GraphTrace,
     /// Absent when the risk views are off.
     pub risk: Option<RiskTraces>,
@@ -76,7 +78,7 @@ impl Views {
 }
 
 /// How the peek operator's output (the parts of answers) is batched.
-type PartsBuilder = timely::container::CapacityContainerBuilder<Vec<PartAnswer>>;
+type PartsBuilder = flowsight_operators::VecBuilder<PartAnswer>;
 
 /// A peek waiting on this worker: its question decoded (or why it could not be).
 struct Pending {

@@ -24,10 +24,13 @@ use serde::{Deserialize, Serialize};
 /// What a user registers: a name and a plan, with the SQL it came from, if any.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueryDefinition {
+    /// Unique among the registered queries: 1–64 ASCII letters, digits, `_` or `-` (it is
+    /// part of URL paths).
     pub name: String,
     /// The SQL as written; absent for a query registered as a JSON plan.
     #[serde(default)]
     pub sql: Option<String>,
+    /// What the query computes; validated against the windows when it is registered.
     pub plan: Plan,
 }
 
@@ -38,7 +41,8 @@ impl QueryDefinition {
     }
 }
 
-/// The longest query name, and the characters it may use (so that it fits a URL path).
+/// The longest query name, in bytes; [`check_name`] also allows only letters, digits,
+/// `_` and `-`, so that a name fits a URL path as it is.
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Checks a query name: 1–64 ASCII letters, digits, `_` or `-`.
@@ -59,9 +63,11 @@ pub fn check_name(name: &str) -> Result<(), QueryError> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum QueryState {
+    /// Its dataflow runs on every worker and its results are readable.
     Running,
     /// Stopped by the engine (it kept more groups than allowed); its dataflow is gone.
     Failed {
+        /// Why it was stopped, for users.
         reason: String,
     },
 }
@@ -69,35 +75,56 @@ pub enum QueryState {
 /// A registered query as the process knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueryInfo {
+    /// What the user registered.
     pub definition: QueryDefinition,
+    /// The definition's plan as validated: what merging the workers' parts needs.
     pub plan: ValidPlan,
     /// Results exist as of this time and later.
     pub registered_at: Millis,
     /// Tells apart two queries registered under one name one after the other.
     pub generation: u64,
+    /// Whether it runs, or why it stopped.
     pub state: QueryState,
 }
 
 /// Why a query operation was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum QueryError {
+    /// The SQL or plan is not a valid query.
     #[error("{message}")]
     Invalid {
+        /// Which mistake it holds, as the API's error code.
         code: PlanErrorCode,
+        /// What is wrong, for users.
         message: String,
     },
+    /// The name is not 1–64 letters, digits, `_` or `-`; holds the name given.
     #[error("query names are 1 to {MAX_NAME_LEN} letters, digits, '_' or '-'; got {0:?}")]
     BadName(String),
+    /// A query of that name is registered already; holds the name.
     #[error("a query named {0:?} is already registered; drop it first or choose another name")]
     Duplicate(String),
+    /// As many queries as `--max-queries` allows are registered (failed ones
+    /// included); holds how many.
     #[error("{0} queries are registered, the most allowed (--max-queries); drop one first")]
     TooMany(usize),
+    /// No query of that name is registered (or not the generation asked for);
+    /// holds the name.
     #[error("no query named {0:?} is registered")]
     Unknown(String),
+    /// The engine stopped the query (it kept more groups than allowed).
     #[error("query {name:?} has stopped: {reason}")]
-    Failed { name: String, reason: String },
+    Failed {
+        /// The query.
+        name: String,
+        /// Why it was stopped.
+        reason: String,
+    },
+    /// Registered queries are off (`--no-queries`).
     #[error("registered queries are off (the engine runs with --no-queries)")]
     Disabled,
+    /// The engine is shutting down or has failed: the command was not sent, or got no
+    /// answer.
     #[error("the engine is shutting down or has failed")]
     Stopped,
     /// The workers did not apply the command in time. It stays in the command order and
@@ -126,9 +153,11 @@ impl QueryDefinition {
 /// One worker's part of a query's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum QueryPartAnswer {
+    /// This worker's part of the result.
     Rows(QueryPart),
     /// This worker does not have the query (of that generation): dropped meanwhile.
     Unknown,
+    /// The engine stopped the query; holds why.
     Failed(String),
 }
 
@@ -169,9 +198,14 @@ struct Stored {
     queries: Vec<StoredQuery>,
 }
 
+/// One registered query as the state directory's `queries.json` keeps it, so that a restart
+/// registers it again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredQuery {
+    /// What the user registered.
     pub definition: QueryDefinition,
+    /// Whether it was running: a query stopped before the restart comes back stopped,
+    /// without a dataflow.
     pub state: QueryState,
     /// When it was first registered; kept across restarts (0 in files written before it
     /// was kept).
@@ -182,21 +216,37 @@ pub struct StoredQuery {
 /// Why the registered-query file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoredQueriesError {
+    /// The file exists but could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The file is not the expected JSON (or, when saving, the list could not be
+    /// encoded).
     #[error("{} is not a registered-query file: {source}", path.display())]
     NotQueries {
+        /// The file.
         path: PathBuf,
+        /// The JSON error.
         source: serde_json::Error,
     },
+    /// The file was written in another format version.
     #[error("{} has version {found}, this build reads version {VERSION}", path.display())]
-    Version { path: PathBuf, found: u32 },
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version it holds.
+        found: u32,
+    },
+    /// The file could not be written, renamed into place or synced.
     #[error("cannot write {}: {source}", path.display())]
     Write {
+        /// The file being replaced.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }

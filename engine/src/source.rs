@@ -43,14 +43,20 @@ const ACTIVATION_BUDGET: Duration = Duration::from_millis(50);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often a snapshot of the partitions' offsets is taken for checkpoints.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
-/// Snapshots waiting for the views' frontier; older ones are dropped when the views lag.
+/// Snapshots waiting for the views' frontier. When the views lag this far, the newest
+/// waiting one gives way to the next: the oldest, next to be reflected, keep moving the
+/// checkpoint on.
 const MAX_PENDING_SNAPSHOTS: usize = 64;
 
 /// Settings of the source operator.
 #[derive(Clone, Copy, Debug)]
 pub struct SourceTiming {
+    /// The tick: how timestamps map to timely times.
     pub time: TimeModel,
+    /// How far (ms) behind the largest timestamp seen a partition's watermark stays.
     pub lateness: Millis,
+    /// Wall-clock time without data after which a partition stops holding the watermark
+    /// back.
     pub idle_timeout: Duration,
     /// How long records stay in the views (the longest window).
     pub retention: Millis,
@@ -60,11 +66,14 @@ pub struct SourceTiming {
 /// report waiting to be sent to the others (see `worker.rs`).
 #[derive(Debug)]
 pub struct WatermarkBoard {
+    /// The latest report of each worker, by worker index; `None` until one has come.
     pub reports: Vec<Option<WatermarkReport>>,
+    /// This worker's newest report, which the worker's loop takes and broadcasts.
     pub outbox: Option<WatermarkReport>,
 }
 
 impl WatermarkBoard {
+    /// A board for a cluster of `peers` workers, with no report yet.
     pub fn new(peers: usize) -> Self {
         WatermarkBoard {
             reports: vec![None; peers],
@@ -89,6 +98,7 @@ impl WatermarkBoard {
 /// checkpoint writer.
 #[derive(Debug, Default)]
 pub struct CheckpointBoard {
+    /// The latest entry handed on for each partition, by partition number.
     pub partitions: BTreeMap<u32, PartitionCheckpoint>,
     /// Bumped at every change, so the writer skips rounds with nothing new.
     pub changes: u64,
@@ -102,13 +112,18 @@ pub struct SourceRuntime {
     /// The largest as_of of the entries that need a replay: the views are exact again
     /// from there (peeks check it per worker; this is for the process's health check).
     pub ready_from: Option<Millis>,
+    /// Where dead letters are sent (the Kafka dead-letter topic); without one they are only
+    /// counted and kept in each worker's log.
     pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
     /// Whether snapshots are taken at all (only sources that can resume are checkpointed).
     pub checkpointing: bool,
+    /// Where the sources hand on checkpoint entries, for the checkpoint writer.
     pub board: Mutex<CheckpointBoard>,
 }
 
 impl SourceRuntime {
+    /// What a source that cannot resume (a file, the generator) shares: nothing to
+    /// resume from, no dead-letter sink, no checkpoints.
     pub fn without_checkpoints() -> Self {
         SourceRuntime {
             resume: BTreeMap::new(),
@@ -220,7 +235,10 @@ struct Snapshot {
 
 /// What the source operator shares with its worker's loop.
 pub struct WorkerLinks {
+    /// The worker's counters: the source adds what it reads, and reads the views'
+    /// frontier there.
     pub stats: Rc<RefCell<WorkerStats>>,
+    /// The watermark reports: the other workers' to read, and this worker's to send.
     pub board: Rc<RefCell<WatermarkBoard>>,
     /// Set by the worker: take the final snapshot and stop.
     pub stop: Rc<Cell<bool>>,

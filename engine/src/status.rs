@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 /// One partition of a source as its worker sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionStatus {
+    /// The source's name: the topic, the file's path, or `generator`.
     pub source: String,
+    /// The partition's number within the source.
     pub partition: u32,
+    /// The worker that reads it: partition `p` is read by worker `p % peers`.
     pub worker: usize,
     /// The next offset to read: records before it have been consumed.
     pub next_offset: u64,
@@ -37,14 +40,19 @@ pub struct PartitionStatus {
 /// One worker's counters, as sent to the process that asked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStatus {
+    /// The worker's index in the cluster.
     pub worker: usize,
+    /// Records its source counted, those counted before a restart included.
     pub records: u64,
+    /// How many of them were late: placed at the frontier, past their own time.
     pub late_records: u64,
+    /// Dead letters its source counted, by reason.
     pub dead_letters: BTreeMap<String, u64>,
     /// The first as_of not yet complete in this worker's arrangements.
     pub frontier: Option<Millis>,
     /// After a restart: views are exact from this as_of on (see [`WorkerStats::ready_from`]).
     pub ready_from: Option<Millis>,
+    /// The partitions it reads.
     pub partitions: Vec<PartitionStatus>,
     /// The process's dead-letter sink, reported by its first worker only.
     pub dead_letter_sink: Option<SinkCounts>,
@@ -53,18 +61,26 @@ pub struct WorkerStatus {
 /// A worker's live counters.
 #[derive(Debug)]
 pub struct WorkerStats {
+    /// The worker's index in the cluster.
     pub worker: usize,
+    /// Records counted so far, those a checkpoint counted included; the source adds to it.
     pub records: u64,
+    /// How many of them were late.
     pub late_records: u64,
+    /// Dead letters counted by reason, and the most recent ones themselves.
     pub dead_letters: DeadLetterLog,
+    /// The first as_of not yet complete in this worker's arrangements, set by the peek
+    /// operator; `None` before it first runs, or once the frontier is empty.
     pub frontier: Option<Millis>,
     /// After a restart: the largest checkpoint as_of of this worker's partitions. Views read
     /// before it would miss records still being replayed, so peeks wait for it.
     pub ready_from: Option<Millis>,
+    /// Each partition's status, as the source last published it.
     pub partitions: Vec<PartitionStatus>,
 }
 
 impl WorkerStats {
+    /// Counters of worker `worker`, all at zero.
     pub fn new(worker: usize) -> Self {
         WorkerStats {
             worker,
@@ -77,6 +93,8 @@ impl WorkerStats {
         }
     }
 
+    /// The counters as sent to the asking worker; the process's first worker adds the
+    /// dead-letter sink's.
     pub fn snapshot(&self) -> WorkerStatus {
         WorkerStatus {
             worker: self.worker,
@@ -94,15 +112,21 @@ impl WorkerStats {
 /// The whole cluster's status, merged from every worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
+    /// How many processes the cluster has.
     pub processes: usize,
+    /// How many workers answered: every worker of the cluster.
     pub workers: usize,
     /// The latest as_of every worker has completed (answers are read there).
     pub as_of: Millis,
     /// The least frontier over the workers: the first as_of still incomplete somewhere.
     pub frontier: Option<Millis>,
+    /// Records counted, summed over the workers.
     pub records: u64,
+    /// Late records, summed over the workers.
     pub late_records: u64,
+    /// Dead letters of every reason, summed over the workers.
     pub dead_letters: u64,
+    /// Dead letters by reason, summed over the workers.
     pub dead_letters_by_reason: BTreeMap<String, u64>,
     /// After a restart, until every partition has replayed what its checkpoint counted
     /// and the views have passed the checkpoint's as_of: view reads answer 503 meanwhile.
@@ -113,6 +137,7 @@ pub struct ClusterStatus {
     pub replay_remaining: u64,
     /// Dead letters written to the dead-letter topic, and kept on disk when it failed.
     pub dead_letter_sink: Option<SinkCounts>,
+    /// Every partition of the cluster, sorted by source and partition number.
     pub partitions: Vec<PartitionStatus>,
     /// Each process of the cluster: its workers, what they read and how far they are.
     pub by_process: Vec<ProcessStatus>,
@@ -121,10 +146,13 @@ pub struct ClusterStatus {
 /// One process of the cluster, from its workers' parts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessStatus {
+    /// The process's index in the cluster.
     pub process: usize,
+    /// Its workers' indices in the cluster.
     pub workers: Vec<usize>,
     /// The partitions its workers read, by source.
     pub partitions: Vec<String>,
+    /// Records its workers counted.
     pub records: u64,
     /// The first as_of not yet complete on every one of its workers.
     pub frontier: Option<Millis>,
@@ -133,6 +161,8 @@ pub struct ProcessStatus {
 }
 
 impl ClusterStatus {
+    /// Merges every worker's part (one each) into the status of a cluster of `processes`
+    /// processes, read at `as_of`.
     pub fn merge(processes: usize, as_of: Millis, parts: Vec<WorkerStatus>) -> Self {
         let mut status = ClusterStatus {
             processes,

@@ -75,17 +75,26 @@ pub enum ReadError {
     Retry(String),
     /// The view is gone for good (a dropped query, the engine stopping): the
     /// subscription ends with this error.
-    Ended { code: String, message: String },
+    Ended {
+        /// The error's code, as the HTTP API names it.
+        code: String,
+        /// What happened, for users.
+        message: String,
+    },
 }
 
 /// Reads one view; a feed calls it at each new complete tick.
 pub trait ViewReader: Send + Sync + 'static {
+    /// Reads the view at `as_of`, a complete time, or later if the views have moved
+    /// past it.
     fn read(&self, as_of: Millis) -> Result<ViewRows, ReadError>;
 }
 
 /// One server-sent event: its id is its as_of, which a client hands back to resume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
+    /// Where the client is once it has taken this event: an as_of (ms since the epoch),
+    /// handed back as `Last-Event-ID` to resume.
     pub id: Millis,
     /// `snapshot`, `changes`, `progress`, `overflow` or `error`.
     pub kind: &'static str,
@@ -96,10 +105,16 @@ pub struct Event {
 /// Counters of every feed of a process, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct SubscriptionStats {
+    /// Clients attached now, over every feed.
     pub clients: AtomicU64,
+    /// Feeds running now: distinct subscriptions, each read at every tick.
     pub feeds: AtomicU64,
+    /// Change and progress events published so far.
     pub events: AtomicU64,
+    /// Times a client fell more than [`SubscriptionSettings::queue`] events behind and was
+    /// sent a new snapshot.
     pub overflows: AtomicU64,
+    /// Reconnecting clients that resumed from a feed's log rather than a snapshot.
     pub resumed: AtomicU64,
 }
 
@@ -115,6 +130,8 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The hub of a process: its feeds follow `client`'s complete times and end when its
+    /// engine stops.
     pub fn new(client: Client, settings: SubscriptionSettings) -> Arc<Hub> {
         Arc::new(Hub {
             client,
@@ -136,10 +153,12 @@ impl Hub {
         }
     }
 
+    /// How this hub's subscriptions behave.
     pub fn settings(&self) -> &SubscriptionSettings {
         &self.settings
     }
 
+    /// Counters of every feed of the process, for `/metrics`.
     pub fn stats(&self) -> &SubscriptionStats {
         &self.stats
     }
@@ -169,15 +188,18 @@ impl Hub {
                 let hub = Arc::clone(self);
                 let runner = Arc::clone(&feed);
                 let reader = reader();
-                let key = key.to_string();
+                let feed_key = key.to_string();
                 let spawned = std::thread::Builder::new()
                     .name("subscription".into())
-                    .spawn(move || hub.run_feed(&key, &runner, reader.as_ref()));
+                    .spawn(move || hub.run_feed(&feed_key, &runner, reader.as_ref()));
                 if let Err(error) = spawned {
                     feed.end(
                         "internal",
                         &format!("cannot start the subscription: {error}"),
                     );
+                    // Not kept: the next subscriber to this view tries again.
+                    feeds.remove(key);
+                    self.stats.feeds.fetch_sub(1, Ordering::Relaxed);
                 }
                 feed
             }
@@ -515,7 +537,7 @@ fn count_rows(rows: &[String]) -> HashMap<String, i64> {
 }
 
 /// The event that takes a client from the `before` rows to the read's: rows that went
-/// (diff < 0) in the previous read's order, then rows that came, in the new read's order;
+/// (diff < 0) ordered by their text, then rows that came, in the new read's order;
 /// or a progress event when nothing changed.
 fn change_event(
     before: &HashMap<String, i64>,

@@ -98,28 +98,45 @@ impl Merging<'_> {
 /// An answer and the time it is exact for: it covers the records with `ts < as_of`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Answered<R> {
+    /// The time every worker read at (ms since the epoch).
     pub as_of: Millis,
+    /// The view's rows: every worker's part, merged.
     pub answer: R,
 }
 
 /// Why a peek got no answer.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PeekError {
+    /// No answer came within the client's timeout, which it holds.
     #[error("the engine did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The workers stopped, or are stopping, before they answered.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The engine has failed and answers no more; holds why.
     #[error("the engine has failed: {0}")]
     Failed(String),
+    /// A restarted worker is still replaying what its checkpoint counted: the views are not
+    /// exact at `as_of` yet.
     #[error(
         "the engine is catching up after a restart: it replays the records its checkpoint \
          counted, and the views are exact again from as_of {ready_from} (now at {as_of}); \
          /v1/status shows the progress"
     )]
-    CatchingUp { as_of: Millis, ready_from: Millis },
+    CatchingUp {
+        /// The time the peek read at (ms since the epoch).
+        as_of: Millis,
+        /// The time from which the views are exact again.
+        ready_from: Millis,
+    },
     /// A question or part could not be decoded: processes of different builds, or a bug.
     #[error("the {view} view could not be read: {reason}")]
-    Unreadable { view: String, reason: String },
+    Unreadable {
+        /// The view's [`View::NAME`].
+        view: String,
+        /// The decoding or encoding error.
+        reason: String,
+    },
 }
 
 /// A question of some view, decoded on a worker: what the peek operator needs of it
@@ -147,6 +164,7 @@ impl<V: View> Question for V {
 
 /// One entry of [`crate::views::LIST`]: a view's name, and how to decode its questions.
 pub struct Entry {
+    /// The view's [`View::NAME`], which a peek carries to name it.
     pub name: &'static str,
     pub(crate) decode: Decode,
 }

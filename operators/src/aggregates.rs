@@ -7,14 +7,21 @@ use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use serde::{Deserialize, Serialize};
 
 /// Connection counters summed over a group of flow records.
+///
+/// Signed so that a window's retraction can carry the same counters, negated.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct FlowStats {
+    /// Number of connections.
     pub count: i64,
+    /// Bytes from originator to responder.
     pub bytes_out: i64,
+    /// Bytes from responder back to originator.
     pub bytes_in: i64,
+    /// Packets in both directions.
     pub packets: i64,
+    /// Number of connections counted as failed (in the views: any status but established).
     pub failed: i64,
 }
 

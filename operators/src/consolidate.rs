@@ -49,7 +49,7 @@ where
 {
     fn pre_consolidate_named(self, name: &str) -> VecCollection<'scope, Millis, D, R> {
         self.inner
-            .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(D, Millis, R)>>, _, _, _>(
+            .unary_frontier::<crate::VecBuilder<(D, Millis, R)>, _, _, _>(
                 Pipeline,
                 name,
                 move |_capability, _info| {

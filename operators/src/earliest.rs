@@ -50,7 +50,7 @@ where
     fn earliest_by_key_named(self, name: &str) -> VecCollection<'scope, T, (K, V), isize> {
         let by_key = Exchange::new(|update: &((K, V), T, isize)| update.0 .0.hashed());
         self.inner
-            .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<((K, V), T, isize)>>, _, _, _>(
+            .unary_frontier::<crate::VecBuilder<((K, V), T, isize)>, _, _, _>(
                 by_key,
                 name,
                 |_capability, _info| {
@@ -62,7 +62,9 @@ where
                             let Some(cap) = cap.retain_least(output.output_index()) else {
                                 return;
                             };
-                            for ((key, value), time, diff) in data.flat_map(|container| container.drain(..)) {
+                            for ((key, value), time, diff) in
+                                data.flat_map(|container| container.drain(..))
+                            {
                                 pending
                                     .entry(time.clone())
                                     .or_insert_with(|| (cap.delayed(&time), Vec::new()))
@@ -80,9 +82,7 @@ where
                             let mut before: HashMap<K, Option<V>> = HashMap::new();
                             for (key, value, diff) in updates {
                                 let values = present.entry(key.clone()).or_default();
-                                before
-                                    .entry(key)
-                                    .or_insert_with(|| least_present(values));
+                                before.entry(key).or_insert_with(|| least_present(values));
                                 let count = values.entry(value.clone()).or_insert(0);
                                 *count += diff;
                                 if *count == 0 {

@@ -19,3 +19,6 @@ pub mod window;
 pub use aggregates::FlowStats;
 pub use time::{Millis, TimeModel, TimeModelError, WatermarkReport, WatermarkTracker};
 pub use window::{PreAggregateWindowed, TickSpan};
+
+/// How an operator that outputs a `Vec` of updates batches them: timely's default capacity.
+pub type VecBuilder<D> = timely::container::CapacityContainerBuilder<Vec<D>>;

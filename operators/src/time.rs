@@ -30,6 +30,7 @@ impl TimeModel {
         Ok(TimeModel { tick })
     }
 
+    /// The tick length in ms: the step between consecutive timely times (`--tick`).
     pub fn tick(&self) -> Millis {
         self.tick
     }
@@ -148,6 +149,9 @@ pub struct WatermarkTracker {
 }
 
 impl WatermarkTracker {
+    /// A tracker for `partitions` partitions that have produced nothing yet, allowing
+    /// `lateness` ms; a partition whose polls find nothing for `idle_timeout` (wall clock)
+    /// stops holding the watermark back.
     pub fn new(partitions: usize, lateness: Millis, idle_timeout: Duration) -> Self {
         WatermarkTracker {
             lateness,

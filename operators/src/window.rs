@@ -32,7 +32,9 @@ use crate::time::{Millis, TimeModel};
 /// times and can tell which tick (and so which windows) a group belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TickSpan {
+    /// The earliest record timestamp in the group, ms since epoch.
     pub first: Millis,
+    /// The latest record timestamp in the group, ms since epoch; never before `first`.
     pub last: Millis,
 }
 
@@ -94,12 +96,13 @@ impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Mill
         A: Abelian + 'static,
         F: FnMut(&D) -> (K, Millis, A) + 'static,
     {
-        self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Update<K, A>>>, _, _, _>(
+        self.unary_frontier::<crate::VecBuilder<Update<K, A>>, _, _, _>(
             Pipeline,
             name,
             move |_capability, _info| {
                 // Groups gathered per timely time, each under a capability for that time.
-                let mut open: BTreeMap<Millis, (Capability<Millis>, Groups<K, A>)> = BTreeMap::new();
+                let mut open: BTreeMap<Millis, (Capability<Millis>, Groups<K, A>)> =
+                    BTreeMap::new();
                 // Retractions by the time they take effect, under one capability for the earliest.
                 let mut retractions: BTreeMap<Millis, Vec<Update<K, A>>> = BTreeMap::new();
                 let mut retraction_cap: Option<Capability<Millis>> = None;
@@ -110,7 +113,10 @@ impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Mill
                             return;
                         };
                         let at = *cap.time();
-                        let groups = &mut open.entry(at).or_insert_with(|| (cap, FxHashMap::default())).1;
+                        let groups = &mut open
+                            .entry(at)
+                            .or_insert_with(|| (cap, FxHashMap::default()))
+                            .1;
                         for record in data.flat_map(|container| container.drain(..)) {
                             let (key, ts, aggregate) = split(&record);
                             match groups.entry((key, time.floor(ts))) {
@@ -121,7 +127,13 @@ impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Mill
                                     sum.plus_equals(&aggregate);
                                 }
                                 Entry::Vacant(slot) => {
-                                    slot.insert((TickSpan { first: ts, last: ts }, aggregate));
+                                    slot.insert((
+                                        TickSpan {
+                                            first: ts,
+                                            last: ts,
+                                        },
+                                        aggregate,
+                                    ));
                                 }
                             }
                         }
@@ -142,12 +154,19 @@ impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Mill
                             }
                             let mut negated = aggregate.clone();
                             negated.negate();
-                            retractions.entry(leaves).or_default().push(((key.clone(), span), leaves, negated));
+                            retractions.entry(leaves).or_default().push((
+                                (key.clone(), span),
+                                leaves,
+                                negated,
+                            ));
                             session.give(((key, span), at, aggregate));
                         }
                         drop(session);
                         if let Some(&earliest) = retractions.keys().next() {
-                            if retraction_cap.as_ref().is_none_or(|held| *held.time() > earliest) {
+                            if retraction_cap
+                                .as_ref()
+                                .is_none_or(|held| *held.time() > earliest)
+                            {
                                 retraction_cap = Some(cap.delayed(&earliest));
                             }
                         }

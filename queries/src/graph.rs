@@ -17,13 +17,11 @@ use differential_dataflow::difference::{IsZero, Semigroup};
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::ValSpine;
-use differential_dataflow::trace::TraceReader;
 use flowsight_events::{Event, Proto};
 use flowsight_operators::topk::top_k;
 use flowsight_operators::{FlowStats, Millis, PreAggregateWindowed, TickSpan, TimeModel};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
-use timely::progress::Antichain;
 
 /// Which end of a connection the key host is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -37,10 +35,15 @@ pub enum Direction {
 /// One (key, tick) group of connections seen from one of its hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Adjacency {
+    /// Which end of the connections the key host is.
     pub direction: Direction,
+    /// The host at the other end.
     pub peer: IpAddr,
+    /// The connections' destination port (the responder's), whichever end the key is.
     pub dst_port: u16,
+    /// The connections' transport protocol.
     pub proto: Proto,
+    /// The group's tick, and the first and last `ts` of its records.
     pub span: TickSpan,
 }
 
@@ -89,16 +92,27 @@ pub fn render<'scope>(
 /// One edge of the graph in one window, as served over HTTP.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeRow {
+    /// The originator of the edge's connections.
     pub src_ip: IpAddr,
+    /// The responder.
     pub dst_ip: IpAddr,
+    /// The responder's port.
     pub dst_port: u16,
+    /// The transport protocol.
     pub proto: Proto,
+    /// How many connections the window holds.
     pub count: u64,
+    /// Bytes from originator to responder, summed.
     pub bytes_out: u64,
+    /// Bytes from responder to originator, summed.
     pub bytes_in: u64,
+    /// Packets both ways, summed.
     pub packets: u64,
+    /// Connections whose status is not `established`.
     pub failed: u64,
+    /// The earliest `ts` among them, ms since the epoch.
     pub first_seen: Millis,
+    /// The latest `ts` among them, ms since the epoch.
     pub last_seen: Millis,
 }
 
@@ -120,28 +134,37 @@ impl EdgeRow {
 /// Which edges an edge query wants.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeFilter {
+    /// Only edges from this host.
     pub src: Option<IpAddr>,
+    /// Only edges to this host.
     pub dst: Option<IpAddr>,
 }
 
 /// A host's aggregates in one window (the host view of docs/design.md §4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSummary {
+    /// The host.
     pub ip: IpAddr,
     /// Distinct hosts this host connected to.
     pub out_peers: u64,
     /// Distinct hosts that connected to this host.
     pub in_peers: u64,
+    /// Connections this host originated.
     pub connections_out: u64,
+    /// Connections this host answered.
     pub connections_in: u64,
     /// Bytes this host sent: originator bytes of its outbound connections plus responder
     /// bytes of its inbound ones.
     pub bytes_sent: u64,
     /// Bytes this host received, the other way round.
     pub bytes_received: u64,
+    /// Connections this host originated whose status is not `established`.
     pub failed_out: u64,
+    /// Connections this host answered whose status is not `established`.
     pub failed_in: u64,
+    /// The earliest `ts` of its connections either way; none when it has none.
     pub first_seen: Option<Millis>,
+    /// The latest `ts` of its connections either way.
     pub last_seen: Option<Millis>,
 }
 
@@ -245,8 +268,11 @@ impl HostTotals {
 /// A host in one window: its aggregates over all its edges, and its heaviest edges each way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostAnswer {
+    /// Its totals over every edge of the window.
     pub summary: HostSummary,
+    /// Its heaviest edges as originator, heaviest first.
     pub out_edges: Vec<EdgeRow>,
+    /// Its heaviest edges as responder, heaviest first.
     pub in_edges: Vec<EdgeRow>,
 }
 
@@ -308,6 +334,7 @@ pub struct GraphReader<'t> {
 }
 
 impl<'t> GraphReader<'t> {
+    /// A reader of `window` (its length) at `as_of`.
     pub fn new(trace: &'t mut GraphTrace, as_of: Millis, window: Millis) -> Self {
         GraphReader {
             trace,
@@ -324,9 +351,7 @@ impl<'t> GraphReader<'t> {
         direction: Direction,
         mut visit: impl FnMut(EdgeRow),
     ) {
-        let mut upper = Antichain::new();
-        self.trace.read_upper(&mut upper);
-        let Some(batches) = self.trace.batches_through(upper.borrow()) else {
+        let Some(batches) = crate::read::complete_batches(self.trace) else {
             return;
         };
         let (mut cursor, storage) = cursor_list(batches);

@@ -35,83 +35,19 @@ use crate::windows::Windows;
 /// The prefix that turns a window name into a table name: `flows_30m`.
 pub const TABLE_PREFIX: &str = "flows_";
 
-/// An event field (docs/design.md §2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Column {
-    Ts,
-    SrcIp,
-    DstIp,
-    SrcPort,
-    DstPort,
-    Proto,
-    BytesOut,
-    BytesIn,
-    Packets,
-    DurationMs,
-    Status,
+/// A column of the windows' tables: a field of the event (docs/design.md §2).
+pub use flowsight_events::Field as Column;
+
+/// What a query knows of a column besides its name: its SQL type and its value in a record.
+pub trait ColumnExt {
+    /// The column's SQL type, against which validation checks comparisons and aggregates.
+    fn ty(self) -> Type;
+    /// This column's value in one record.
+    fn value(self, event: &Event) -> Value;
 }
 
-/// The type of a column or of a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Type {
-    Integer,
-    Float,
-    Ip,
-    Text,
-}
-
-impl fmt::Display for Type {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Type::Integer => "an integer",
-            Type::Float => "a number",
-            Type::Ip => "an IP address",
-            Type::Text => "text",
-        })
-    }
-}
-
-impl Column {
-    pub const ALL: [Column; 11] = [
-        Column::Ts,
-        Column::SrcIp,
-        Column::DstIp,
-        Column::SrcPort,
-        Column::DstPort,
-        Column::Proto,
-        Column::BytesOut,
-        Column::BytesIn,
-        Column::Packets,
-        Column::DurationMs,
-        Column::Status,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Column::Ts => "ts",
-            Column::SrcIp => "src_ip",
-            Column::DstIp => "dst_ip",
-            Column::SrcPort => "src_port",
-            Column::DstPort => "dst_port",
-            Column::Proto => "proto",
-            Column::BytesOut => "bytes_out",
-            Column::BytesIn => "bytes_in",
-            Column::Packets => "packets",
-            Column::DurationMs => "duration_ms",
-            Column::Status => "status",
-        }
-    }
-
-    /// The column with this name, compared case-insensitively as SQL does.
-    pub fn from_name(name: &str) -> Option<Column> {
-        Column::ALL
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(name))
-    }
-
-    pub fn ty(self) -> Type {
+impl ColumnExt for Column {
+    fn ty(self) -> Type {
         match self {
             Column::SrcIp | Column::DstIp => Type::Ip,
             Column::Proto | Column::Status => Type::Text,
@@ -119,12 +55,7 @@ impl Column {
         }
     }
 
-    pub fn nullable(self) -> bool {
-        self == Column::DurationMs
-    }
-
-    /// This column's value in one record.
-    pub fn value(self, event: &Event) -> Value {
+    fn value(self, event: &Event) -> Value {
         match self {
             Column::Ts => Value::Int(i128::from(event.ts)),
             Column::SrcIp => Value::Ip(event.src_ip),
@@ -143,9 +74,37 @@ impl Column {
     }
 }
 
-impl fmt::Display for Column {
+/// The column called `name`, compared case-insensitively as SQL does.
+pub fn column_by_name(name: &str) -> Option<Column> {
+    Column::ALL
+        .into_iter()
+        .find(|c| c.name().eq_ignore_ascii_case(name))
+}
+
+/// The type of a column or of a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Type {
+    /// A whole number: `ts`, the ports, the counters, `duration_ms`, COUNT and SUM, and
+    /// integer literals.
+    Integer,
+    /// A 64-bit float: AVG, and numeric literals not written as integers. Compares with
+    /// integers as a number.
+    Float,
+    /// An IPv4 or IPv6 address: `src_ip`, `dst_ip`, and string literals that parse as one.
+    Ip,
+    /// Text: `proto` and `status` (lowercase names), and every other string literal.
+    Text,
+}
+
+impl fmt::Display for Type {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(match self {
+            Type::Integer => "an integer",
+            Type::Float => "a number",
+            Type::Ip => "an IP address",
+            Type::Text => "text",
+        })
     }
 }
 
@@ -167,14 +126,21 @@ fn int_float_cmp(a: i128, b: f64) -> std::cmp::Ordering {
 /// address is an address, any other is text.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// SQL NULL: a record's missing `duration_ms`, SUM, MIN, MAX or AVG of no non-NULL
+    /// value, or the literal `NULL`.
     Null,
+    /// An integer: a column's value, a COUNT or SUM, or an integer literal.
     Int(i128),
+    /// A 64-bit float: an AVG, or a numeric literal not written as an integer.
     Float(f64),
+    /// An address: of `src_ip` or `dst_ip`, or a string literal that parses as one.
     Ip(IpAddr),
+    /// Text: `proto` or `status` (lowercase names), or any other string literal.
     Text(String),
 }
 
 impl Value {
+    /// The value's type, or `None` for NULL, which has none and so passes every type check.
     pub fn ty(&self) -> Option<Type> {
         match self {
             Value::Null => None,
@@ -286,9 +252,15 @@ pub enum Aggregate {
     Count(Column),
     /// `COUNT(DISTINCT col)`: the distinct non-NULL values of `col`.
     CountDistinct(Column),
+    /// `SUM(col)`: the total of the non-NULL values of an integer column; NULL when there
+    /// is none.
     Sum(Column),
+    /// `MIN(col)`: the least non-NULL value of `col`; NULL when there is none.
     Min(Column),
+    /// `MAX(col)`: the greatest non-NULL value of `col`; NULL when there is none.
     Max(Column),
+    /// `AVG(col)`: the exact sum of the non-NULL values of an integer column divided by
+    /// their count, as a 64-bit float; NULL when there is none.
     Avg(Column),
 }
 
@@ -350,7 +322,9 @@ impl fmt::Display for Aggregate {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Term {
+    /// A column; in a query with aggregates, one of the GROUP BY columns.
     Column(Column),
+    /// An aggregate over the group's records.
     Aggregate(Aggregate),
 }
 
@@ -367,18 +341,28 @@ impl fmt::Display for Term {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operand<T> {
+    /// A value of the row: a record's column in WHERE, a grouped column or an aggregate in
+    /// HAVING.
     Ref(T),
+    /// A constant written in the query.
     Literal(Value),
 }
 
+/// The operator of a comparison in WHERE or HAVING; a comparison with NULL is unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CompareOp {
+    /// `=`.
     Eq,
+    /// `<>`, also written `!=`.
     NotEq,
+    /// `<`.
     Lt,
+    /// `<=`.
     LtEq,
+    /// `>`.
     Gt,
+    /// `>=`.
     GtEq,
 }
 
@@ -400,46 +384,74 @@ impl fmt::Display for CompareOp {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Predicate<T> {
+    /// `left op right`: unknown when either side is NULL.
     Compare {
+        /// The left-hand side; a valid plan never compares two literals.
         left: Operand<T>,
+        /// The comparison (`eq`, `not_eq`, `lt`, `lt_eq`, `gt`, `gt_eq` in JSON).
         op: CompareOp,
+        /// The right-hand side, of a type comparable with the left (numbers with numbers).
         right: Operand<T>,
     },
     /// `operand [NOT] IN (values…)`.
     In {
+        /// The value looked for in the list.
         operand: Operand<T>,
+        /// The list: at least one value and at most [`MAX_IN_VALUES`]. A NULL in the list
+        /// turns a miss from false into unknown.
         values: Vec<Value>,
+        /// `NOT IN`: true where IN is false and false where it is true (unknown stays
+        /// unknown); false when absent from JSON.
         #[serde(default)]
         negated: bool,
     },
     /// `operand [NOT] BETWEEN low AND high` (both ends included).
     Between {
+        /// The value tested.
         operand: Operand<T>,
+        /// The lower bound, included.
         low: Value,
+        /// The upper bound, included.
         high: Value,
+        /// `NOT BETWEEN`; false when absent from JSON.
         #[serde(default)]
         negated: bool,
     },
     /// `operand [NOT] LIKE pattern`: `%` any run, `_` one character, `\` escapes the next.
     Like {
+        /// The text tested; LIKE over a number or an address is a type mismatch.
         operand: Operand<T>,
+        /// The pattern, matched against the whole text; it may not end in a lone `\`.
+        /// Validation lowercases a pattern matched against `proto` or `status`.
         pattern: String,
+        /// `NOT LIKE`; false when absent from JSON.
         #[serde(default)]
         negated: bool,
     },
     /// `operand IS [NOT] NULL`.
     IsNull {
+        /// The value tested; the answer is never unknown.
         operand: Operand<T>,
+        /// `IS NOT NULL`; false when absent from JSON.
         #[serde(default)]
         negated: bool,
     },
     /// `cidr_match(column, 'network/len')`: the address lies in the network.
     CidrMatch {
+        /// The address tested: `src_ip` or `dst_ip`.
         operand: Operand<T>,
+        /// The network as written, `addr/len` for IPv4 or IPv6 with no host bits set
+        /// (checked by [`parse_network`]).
         network: String,
     },
+    /// True when every part is true, false when any is false, else unknown. Holds at least
+    /// one part.
     And(Vec<Predicate<T>>),
+    /// True when any part is true, false when every part is false, else unknown. Holds at
+    /// least one part.
     Or(Vec<Predicate<T>>),
+    /// True when the inner condition is false and false when it is true; unknown stays
+    /// unknown.
     Not(Box<Predicate<T>>),
 }
 
@@ -482,6 +494,7 @@ fn fold_name_case<T>(predicate: &mut Predicate<T>, names: &impl Fn(&T) -> bool) 
 /// One output column: a grouped column or an aggregate, with its name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SelectItem {
+    /// What the column holds; in JSON `{"column": …}` or `{"aggregate": …}` beside `as`.
     #[serde(flatten)]
     pub term: Term,
     /// The output name; the column's name, or the aggregate's default name, when absent.
@@ -490,6 +503,8 @@ pub struct SelectItem {
 }
 
 impl SelectItem {
+    /// The output column's name: the alias, else the column's name or the aggregate's
+    /// default name (`count_distinct_dst_ip`).
     pub fn name(&self) -> String {
         match (&self.alias, &self.term) {
             (Some(alias), _) => alias.clone(),
@@ -502,7 +517,10 @@ impl SelectItem {
 /// One ORDER BY key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderKey {
+    /// What rows sort by: a column or an aggregate (SQL's output names and positions are
+    /// resolved to one when parsed).
     pub term: Term,
+    /// `DESC`: largest first, NULL first instead of last; ascending when absent from JSON.
     #[serde(default)]
     pub descending: bool,
 }
@@ -513,15 +531,25 @@ pub struct OrderKey {
 pub struct Plan {
     /// `flows_<window>`, e.g. `flows_30m`.
     pub from: String,
+    /// The output columns, in order (`SELECT *` lists every column): at least one and at
+    /// most [`MAX_SELECT_ITEMS`].
     pub select: Vec<SelectItem>,
+    /// WHERE, `where` in JSON: a record counts only when this is true of it.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub filter: Option<Predicate<Column>>,
+    /// GROUP BY: the columns whose values make a group, each listed once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_by: Vec<Column>,
+    /// HAVING: a group is a row only when this is true of it; needs GROUP BY or an
+    /// aggregate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub having: Option<Predicate<Term>>,
+    /// ORDER BY, first key first; rows that tie on every key are ordered by their output
+    /// columns, then their group key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order_by: Vec<OrderKey>,
+    /// LIMIT: the most rows the result keeps, the first in result order; validation
+    /// refuses 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
 }
@@ -533,6 +561,7 @@ pub struct PlanError {
     /// The kind of mistake; its [`as_str`](PlanErrorCode::as_str) is the stable code the
     /// HTTP API answers with.
     pub code: PlanErrorCode,
+    /// What is wrong, in words for the user, naming the part of the query at fault.
     pub message: String,
 }
 
@@ -540,32 +569,60 @@ pub struct PlanError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanErrorCode {
+    /// GROUP BY names an aggregate, directly or by its alias or position.
     AggregateInGroupBy,
+    /// An aggregate in WHERE, which sees single records; it belongs in HAVING.
     AggregateInWhere,
+    /// An output name is empty.
     BadAlias,
+    /// A function given the wrong arguments: `COUNT(a, b)`, `SUM(*)`, or a `cidr_match`
+    /// network that is not a quoted string.
     BadArguments,
+    /// A `cidr_match` network that is malformed or has host bits set (`10.0.0.1/8`).
     BadCidr,
+    /// A LIMIT that is not a whole number of rows, or is 0.
     BadLimit,
+    /// A numeric literal that is neither a 128-bit integer nor a finite float.
     BadNumber,
+    /// A LIKE pattern that ends in a lone `\`.
     BadPattern,
     /// A JSON plan that does not have the plan's shape.
     BadPlan,
+    /// `ORDER BY n` or `GROUP BY n` where fewer than n columns are selected.
     BadPosition,
+    /// Two output columns with the same name; `AS` can tell them apart.
     DuplicateColumnName,
+    /// A column listed twice in GROUP BY.
     DuplicateGroupBy,
+    /// An AND or OR of no condition.
     EmptyCondition,
+    /// `IN ()`: a list of no value.
     EmptyInList,
+    /// A SELECT that lists no column.
     EmptySelect,
+    /// HAVING in a query with neither GROUP BY nor an aggregate.
     HavingWithoutAggregate,
+    /// An aggregate inside another: `MAX(COUNT(*))`.
     NestedAggregate,
+    /// Not exactly one SELECT: another statement, several, or none.
     NotASelect,
+    /// SQL that does not parse, or a SELECT without FROM.
     SyntaxError,
+    /// Past the bounds on nesting, selected columns, condition parts or IN lists.
     TooComplex,
+    /// Types that do not fit: comparing incompatible values, `SUM(proto)`, LIKE over an
+    /// address (use `cidr_match`).
     TypeMismatch,
+    /// A column in SELECT, HAVING or ORDER BY that is neither grouped nor aggregated.
     UngroupedColumn,
+    /// A name that is not a column of the records, or a column of another table.
     UnknownColumn,
+    /// A function that is neither an aggregate nor `cidr_match`.
     UnknownFunction,
+    /// A FROM that is not `flows_<window>` for a configured window.
     UnknownTable,
+    /// SQL outside the subset: joins, subqueries, CTEs, UNION, window functions, CASE,
+    /// arithmetic, casts and the like.
     Unsupported,
 }
 
@@ -610,6 +667,7 @@ impl fmt::Display for PlanErrorCode {
 }
 
 impl PlanError {
+    /// A mistake of kind `code`, explained to the user by `message`.
     pub fn new(code: PlanErrorCode, message: impl Into<String>) -> Self {
         PlanError {
             code,
@@ -618,17 +676,25 @@ impl PlanError {
     }
 }
 
-/// Bounds that keep a hostile or careless plan from exhausting the validator or the engine.
+// Bounds that keep a hostile or careless plan from exhausting the validator or the engine;
+// a plan past one is `too_complex`.
+
+/// The most columns a SELECT may list, counting each column of `*`.
 pub const MAX_SELECT_ITEMS: usize = 64;
+/// The most parts a WHERE or a HAVING condition may have: comparisons, tests, AND, OR, NOT.
 pub const MAX_PREDICATE_NODES: usize = 1_000;
+/// The most values one IN list may hold.
 pub const MAX_IN_VALUES: usize = 10_000;
 
 /// A plan that [`Plan::validate`] accepted, with what the renderer needs derived from it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidPlan {
+    /// The plan as validated, with the text literals and LIKE patterns matched against
+    /// `proto` and `status` lowercased (those columns hold lowercase names).
     pub plan: Plan,
-    /// The window's length (ms) and name.
+    /// The window's length, in ms.
     pub window: Millis,
+    /// The window's name as configured (`30m`): the table name without `flows_`.
     pub window_name: String,
     /// The output column names, in SELECT order.
     pub columns: Vec<String>,

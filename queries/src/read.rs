@@ -11,9 +11,19 @@ use timely::progress::Antichain;
 /// A trace of rows counted by `isize`, over event time.
 pub type RowTrace<K, V> = TraceAgent<ValSpine<K, V, Millis, isize>>;
 
+/// Every batch `trace` has completed, up to its frontier; `None` before it has any. A
+/// cursor over them (`cursor_list`) reads every update the trace holds.
+pub fn complete_batches<Tr: TraceReader>(trace: &mut Tr) -> Option<Vec<Tr::Batch>> {
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    trace.batches_through(upper.borrow())
+}
+
 /// Whether a visit goes on to the next key.
 pub enum Next {
+    /// Go on to the next key, if any.
     Continue,
+    /// End the walk here: no further key is visited.
     Stop,
 }
 
@@ -29,9 +39,7 @@ pub fn visit_rows<K, V>(
     K: Ord + Clone + 'static,
     V: Ord + Clone + 'static,
 {
-    let mut upper = Antichain::new();
-    trace.read_upper(&mut upper);
-    let Some(batches) = trace.batches_through(upper.borrow()) else {
+    let Some(batches) = complete_batches(trace) else {
         return;
     };
     let (mut cursor, storage) = cursor_list(batches);
@@ -72,9 +80,7 @@ pub fn updates_of<K, V>(
     K: Ord + Clone + 'static,
     V: Ord + Clone + 'static,
 {
-    let mut upper = Antichain::new();
-    trace.read_upper(&mut upper);
-    let Some(batches) = trace.batches_through(upper.borrow()) else {
+    let Some(batches) = complete_batches(trace) else {
         return;
     };
     let (mut cursor, storage) = cursor_list(batches);

@@ -20,8 +20,8 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 
 use crate::plan::{
-    Aggregate, Column, CompareOp, Operand, OrderKey, Plan, PlanError, PlanErrorCode, Predicate,
-    SelectItem, Term, ValidPlan, Value,
+    column_by_name, Aggregate, Column, CompareOp, Operand, OrderKey, Plan, PlanError,
+    PlanErrorCode, Predicate, SelectItem, Term, ValidPlan, Value,
 };
 use crate::windows::Windows;
 
@@ -297,7 +297,7 @@ enum Clause {
 
 /// A column name, with a suggestion when it is close to one.
 fn column_named(name: &str) -> Result<Column, PlanError> {
-    Column::from_name(name).ok_or_else(|| {
+    column_by_name(name).ok_or_else(|| {
         let suggestion = Column::ALL
             .iter()
             .map(|c| (edit_distance(&name.to_lowercase(), c.name()), c.name()))
@@ -361,6 +361,14 @@ fn is_aggregate_call(expr: &Expr) -> bool {
     matches!(expr, Expr::Function(f) if AGGREGATES.contains(&function_name(f).as_str()))
 }
 
+/// A function argument's expression, when it is a plain one (not named, not `*`).
+fn unnamed_expr(arg: &FunctionArg) -> Option<&Expr> {
+    match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
+        _ => None,
+    }
+}
+
 /// Whether an aggregate call hides anywhere inside an expression (for WHERE and GROUP BY).
 fn contains_aggregate(expr: &Expr) -> bool {
     match expr {
@@ -378,7 +386,10 @@ fn contains_aggregate(expr: &Expr) -> bool {
         } => contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high),
         Expr::Like { expr, pattern, .. } => contains_aggregate(expr) || contains_aggregate(pattern),
         Expr::Function(f) => function_args(f)
-            .map(|args| args.iter().any(|a| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if contains_aggregate(e))))
+            .map(|args| {
+                args.iter()
+                    .any(|a| unnamed_expr(a).is_some_and(contains_aggregate))
+            })
             .unwrap_or(false),
         _ => false,
     }
@@ -813,12 +824,14 @@ fn predicate<T: Reference>(
                     "cidr_match(column, 'network/len')",
                 )
             })?;
-            let [FunctionArg::Unnamed(FunctionArgExpr::Expr(column)), FunctionArg::Unnamed(FunctionArgExpr::Expr(network))] =
-                args.as_slice()
-            else {
+            let exprs: Vec<Option<&Expr>> = args.iter().map(unnamed_expr).collect();
+            let [Some(column), Some(network)] = exprs[..] else {
                 return Err(PlanError::new(
                     PlanErrorCode::BadArguments,
-                    format!("{function}: cidr_match takes a column and a network, as in cidr_match(dst_ip, '10.0.0.0/8')"),
+                    format!(
+                        "{function}: cidr_match takes a column and a network, as in \
+                         cidr_match(dst_ip, '10.0.0.0/8')"
+                    ),
                 ));
             };
             Predicate::CidrMatch {
@@ -1024,6 +1037,7 @@ fn predicate_sql<T>(predicate: &Predicate<T>, name: &dyn Fn(&T) -> String) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::ColumnExt;
     use flowsight_operators::TimeModel;
 
     fn windows() -> Windows {

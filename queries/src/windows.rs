@@ -7,7 +7,11 @@ use std::str::FromStr;
 /// One window: its name as users write it (`30m`) and its length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSpec {
+    /// The name as users write it, trimmed (`30m`): the `window` parameter of reads, and the
+    /// suffix of the table of registered queries (`flows_30m`).
     pub name: String,
+    /// The window's length in ms: as of T it holds the records with T − length ≤ ts < T.
+    /// Positive, and in a [`Windows`] a whole number of ticks.
     pub length: Millis,
 }
 
@@ -100,6 +104,7 @@ impl Windows {
         Windows::new(specs, time)
     }
 
+    /// The window with this name (`30m`), if one is configured.
     pub fn get(&self, name: &str) -> Option<&WindowSpec> {
         self.0.iter().find(|w| w.name == name)
     }
@@ -115,10 +120,12 @@ impl Windows {
         &self.0[0]
     }
 
+    /// Every window, shortest first.
     pub fn iter(&self) -> impl Iterator<Item = &WindowSpec> {
         self.0.iter()
     }
 
+    /// The windows' names, shortest first: `30m`, `2h`, `24h` by default.
     pub fn names(&self) -> Vec<&str> {
         self.0.iter().map(|w| w.name.as_str()).collect()
     }

@@ -13,7 +13,8 @@ use warp::reply::Response;
 use super::params::{self, Params};
 use super::ErrorCode;
 use super::{
-    cut, get, get_one, json_reply, one_more, peek, window_json, ApiError, Routes, ViewRead,
+    cut, get, get_one, json_reply, list_body, one_more, peek, window_json, ApiError, Routes,
+    ViewRead,
 };
 
 pub(super) fn routes(client: &Client) -> Routes {
@@ -42,14 +43,7 @@ pub(crate) fn edges_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
         limit: one_more(limit),
     };
     Ok(ViewRead::new(view, move |answered| {
-        let mut rows = answered.answer;
-        let truncated = cut(&mut rows, limit);
-        Ok(json!({
-            "as_of": answered.as_of,
-            "window": window_json(&window.name, window.length, answered.as_of),
-            "rows": rows,
-            "truncated": truncated,
-        }))
+        Ok(list_body(answered.as_of, &window, answered.answer, limit))
     }))
 }
 
@@ -67,14 +61,7 @@ pub(crate) fn hosts_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
         limit: one_more(limit),
     };
     Ok(ViewRead::new(view, move |answered| {
-        let mut rows = answered.answer;
-        let truncated = cut(&mut rows, limit);
-        Ok(json!({
-            "as_of": answered.as_of,
-            "window": window_json(&window.name, window.length, answered.as_of),
-            "rows": rows,
-            "truncated": truncated,
-        }))
+        Ok(list_body(answered.as_of, &window, answered.answer, limit))
     }))
 }
 

@@ -13,13 +13,17 @@ mod params;
 mod queries;
 mod risk;
 mod segments;
+mod serve;
 mod subscribe;
+
+pub use serve::serve;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use flowsight_engine::{Answered, Client, Hub, PeekError, View};
+use flowsight_queries::WindowSpec;
 use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -281,6 +285,23 @@ pub(crate) fn cut<T>(rows: &mut Vec<T>, limit: usize) -> bool {
 
 pub(crate) fn json_reply(value: &Value) -> Response {
     warp::reply::json(value).into_response()
+}
+
+/// The body of a list read one row past `limit` ([`one_more`]): its `as_of`, the window it
+/// covers, the rows cut to `limit`, and whether there were more (`truncated`).
+pub(crate) fn list_body<T: serde::Serialize>(
+    as_of: u64,
+    window: &WindowSpec,
+    mut rows: Vec<T>,
+    limit: usize,
+) -> Value {
+    let truncated = cut(&mut rows, limit);
+    json!({
+        "as_of": as_of,
+        "window": window_json(&window.name, window.length, as_of),
+        "rows": rows,
+        "truncated": truncated,
+    })
 }
 
 pub(crate) fn window_json(name: &str, length: u64, as_of: u64) -> Value {

@@ -64,7 +64,12 @@ async fn health(client: Client) -> Result<Response, Rejection> {
     {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "catching_up", "ready": false, "ready_from": ready_from, "as_of": client.latest_complete()}),
+            json!({
+                "status": "catching_up",
+                "ready": false,
+                "ready_from": ready_from,
+                "as_of": client.latest_complete(),
+            }),
         )
     } else if let Some(as_of) = client.latest_complete() {
         (

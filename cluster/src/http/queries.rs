@@ -170,10 +170,7 @@ pub(super) fn routes(client: &Client) -> Routes {
 }
 
 /// `POST /v1/queries`: registers a query; 201 with the query.
-pub async fn register(
-    client: Client,
-    body: warp::hyper::body::Bytes,
-) -> Result<Response, ApiError> {
+pub async fn register(client: Client, body: bytes::Bytes) -> Result<Response, ApiError> {
     let definition = definition(&body)?;
     let info = blocking(move || client.register_query(definition)).await??;
     Ok(

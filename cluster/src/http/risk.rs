@@ -14,7 +14,7 @@ use super::params::{self, Params};
 use super::segments::require_segment_views;
 use super::ErrorCode;
 use super::{
-    cut, get, get_one, json_reply, one_more, peek, window_json, ApiError, Routes, ViewRead,
+    get, get_one, json_reply, list_body, one_more, peek, window_json, ApiError, Routes, ViewRead,
 };
 
 /// The risk routes answer 404 `view_disabled` when the engine runs without them.
@@ -57,15 +57,9 @@ pub(crate) fn risks_read(client: &Client, raw: &str) -> Result<ViewRead, ApiErro
         limit: one_more(limit),
     };
     Ok(ViewRead::new(view, move |answered| {
-        let mut rows = answered.answer;
-        let truncated = cut(&mut rows, limit);
-        Ok(json!({
-            "as_of": answered.as_of,
-            "window": window_json(&window.name, window.length, answered.as_of),
-            "severity": severity,
-            "rows": rows,
-            "truncated": truncated,
-        }))
+        let mut body = list_body(answered.as_of, &window, answered.answer, limit);
+        body["severity"] = json!(severity);
+        Ok(body)
     }))
 }
 
@@ -217,14 +211,9 @@ pub(crate) fn anomalies_read(client: &Client, raw: &str) -> Result<ViewRead, Api
         limit: one_more(limit),
     };
     Ok(ViewRead::new(view, move |answered| {
-        let mut rows = answered.answer;
-        let truncated = cut(&mut rows, limit);
-        Ok(json!({
-            "as_of": answered.as_of,
-            "window": window_json(&window.name, window.length, answered.as_of),
-            "kind": kind,
-            "rows": rows.iter().map(|a| a.for_users()).collect::<Vec<_>>(),
-            "truncated": truncated,
-        }))
+        let rows: Vec<_> = answered.answer.iter().map(|a| a.for_users()).collect();
+        let mut body = list_body(answered.as_of, &window, rows, limit);
+        body["kind"] = json!(kind);
+        Ok(body)
     }))
 }

@@ -14,7 +14,7 @@ use warp::Reply;
 use super::params::{self, Params};
 use super::ErrorCode;
 use super::{
-    cut, get, get_one, json_reply, one_more, peek, window_json, ApiError, Routes, ViewRead,
+    get, get_one, json_reply, list_body, one_more, peek, window_json, ApiError, Routes, ViewRead,
 };
 
 /// The segmentation routes answer 404 `view_disabled` when the engine runs without them.
@@ -190,16 +190,7 @@ pub(crate) fn policy_read(client: &Client, params: &Params) -> Result<ViewRead, 
             order,
             limit: one_more(limit),
         },
-        move |answered| {
-            let mut rows = answered.answer;
-            let truncated = cut(&mut rows, limit);
-            Ok(json!({
-                "as_of": answered.as_of,
-                "window": window_json(&longest.name, longest.length, answered.as_of),
-                "rows": rows,
-                "truncated": truncated,
-            }))
-        },
+        move |answered| Ok(list_body(answered.as_of, &longest, answered.answer, limit)),
     ))
 }
 

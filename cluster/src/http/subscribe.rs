@@ -239,6 +239,7 @@ fn sse_reply(
     stream: impl Stream<Item = Result<warp::sse::Event, Infallible>> + Send + 'static,
 ) -> Response {
     let keep_alive = warp::sse::keep_alive().interval(Duration::from_secs(15));
+    let stream = sync_wrapper::SyncStream::new(stream);
     warp::sse::reply(keep_alive.stream(stream)).into_response()
 }
 

@@ -1,11 +1,12 @@
 //! The CSV format: a header row of native field names (any order, any case, extra columns
 //! ignored), then one record per line; quoted fields are split by the `csv` crate.
 
-use super::native::{NativeField, NativeFields};
+use super::native::{is_required, NativeFields};
 use super::value::Raw;
 use crate::error::{rejected_header, ParseError};
 use csv::{ReaderBuilder, StringRecord, Terminator, Trim};
 use flowsight_events::Event;
+use flowsight_events::Field;
 
 /// flowsight's canonical CSV columns: the native field names in the order of
 /// docs/design.md §2. Files may order their columns as they like (the header says how); a
@@ -45,7 +46,7 @@ enum Header {
 #[derive(Debug)]
 struct Columns {
     /// The native field each column feeds, `None` for extra columns.
-    fields: Vec<Option<NativeField>>,
+    fields: Vec<Option<Field>>,
 }
 
 impl CsvDecoder {
@@ -144,7 +145,7 @@ impl Columns {
     fn from_header(record: &StringRecord) -> Result<Columns, ParseError> {
         let mut fields = Vec::with_capacity(record.len());
         for name in record {
-            let field = NativeField::from_name(&name.to_ascii_lowercase());
+            let field = Field::from_name(&name.to_ascii_lowercase());
             if field.is_some() && fields.contains(&field) {
                 return Err(ParseError::InvalidHeader {
                     detail: format!("column {name:?} appears more than once"),
@@ -152,10 +153,10 @@ impl Columns {
             }
             fields.push(field);
         }
-        let missing: Vec<&str> = NativeField::ALL
+        let missing: Vec<&str> = Field::ALL
             .into_iter()
-            .filter(|field| field.is_required() && !fields.contains(&Some(*field)))
-            .map(NativeField::name)
+            .filter(|field| is_required(*field) && !fields.contains(&Some(*field)))
+            .map(Field::name)
             .collect();
         if missing.is_empty() {
             Ok(Columns { fields })
@@ -193,10 +194,7 @@ mod tests {
 
     #[test]
     fn canonical_columns_are_the_native_fields_in_order() {
-        let names: Vec<&str> = NativeField::ALL
-            .into_iter()
-            .map(NativeField::name)
-            .collect();
+        let names: Vec<&str> = Field::ALL.into_iter().map(Field::name).collect();
         assert_eq!(names, CSV_COLUMNS);
     }
 

@@ -45,6 +45,8 @@ pub struct MessageDecoder {
 }
 
 impl MessageDecoder {
+    /// A decoder for payloads of `format`, with Zeek's default conn header or
+    /// [`CSV_COLUMNS`] fixed in advance.
     pub fn new(format: Format) -> MessageDecoder {
         let mut lines = Decoder::new(format);
         match format {
@@ -55,6 +57,7 @@ impl MessageDecoder {
         MessageDecoder { lines }
     }
 
+    /// The format the payloads are decoded as.
     pub fn format(&self) -> Format {
         self.lines.format()
     }

@@ -43,6 +43,8 @@ enum State {
 }
 
 impl Decoder {
+    /// A decoder at the start of a stream of `format`; Zeek TSV and CSV records decode
+    /// only after their header has been seen.
     pub fn new(format: Format) -> Decoder {
         let state = match format {
             Format::Native => State::Native,
@@ -56,6 +58,7 @@ impl Decoder {
         }
     }
 
+    /// The format the lines are decoded as.
     pub fn format(&self) -> Format {
         self.format
     }

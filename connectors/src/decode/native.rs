@@ -5,69 +5,15 @@ use super::json::parse_fields;
 use super::timestamp::millis_timestamp;
 use super::value::{count, ip, port, required, Raw};
 use crate::error::ParseError;
-use flowsight_events::{Event, Status};
+use flowsight_events::{Event, Field, Status};
 
-/// A field of the native record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NativeField {
-    Ts,
-    SrcIp,
-    DstIp,
-    SrcPort,
-    DstPort,
-    Proto,
-    BytesOut,
-    BytesIn,
-    Packets,
-    DurationMs,
-    Status,
-}
+const FIELD_COUNT: usize = Field::ALL.len();
 
-const FIELD_COUNT: usize = 11;
-
-impl NativeField {
-    pub(crate) const ALL: [NativeField; FIELD_COUNT] = [
-        NativeField::Ts,
-        NativeField::SrcIp,
-        NativeField::DstIp,
-        NativeField::SrcPort,
-        NativeField::DstPort,
-        NativeField::Proto,
-        NativeField::BytesOut,
-        NativeField::BytesIn,
-        NativeField::Packets,
-        NativeField::DurationMs,
-        NativeField::Status,
-    ];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            NativeField::Ts => "ts",
-            NativeField::SrcIp => "src_ip",
-            NativeField::DstIp => "dst_ip",
-            NativeField::SrcPort => "src_port",
-            NativeField::DstPort => "dst_port",
-            NativeField::Proto => "proto",
-            NativeField::BytesOut => "bytes_out",
-            NativeField::BytesIn => "bytes_in",
-            NativeField::Packets => "packets",
-            NativeField::DurationMs => "duration_ms",
-            NativeField::Status => "status",
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<NativeField> {
-        NativeField::ALL
-            .into_iter()
-            .find(|field| field.name() == name)
-    }
-
-    /// `duration_ms` may be absent, and so may `status`: an exporter that does not track
-    /// connection state (NetFlow-style flows) reports connections that carried traffic,
-    /// so a record without a status counts as established (docs/design.md §2).
-    pub(crate) fn is_required(self) -> bool {
-        !matches!(self, NativeField::DurationMs | NativeField::Status)
-    }
+/// `duration_ms` may be absent, and so may `status`: an exporter that does not track
+/// connection state (NetFlow-style flows) reports connections that carried traffic, so a
+/// record without a status counts as established (docs/design.md §2).
+pub(crate) fn is_required(field: Field) -> bool {
+    !matches!(field, Field::DurationMs | Field::Status)
 }
 
 /// The values of one native record, by field; `None` where absent or null.
@@ -77,22 +23,22 @@ pub(crate) struct NativeFields<'a> {
 }
 
 impl<'a> NativeFields<'a> {
-    pub(crate) fn set(&mut self, field: NativeField, raw: Option<Raw<'a>>) {
+    pub(crate) fn set(&mut self, field: Field, raw: Option<Raw<'a>>) {
         if let Some(slot) = self.values.get_mut(field as usize) {
             *slot = raw;
         }
     }
 
-    fn get(&self, field: NativeField) -> Option<Raw<'a>> {
+    fn get(&self, field: Field) -> Option<Raw<'a>> {
         self.values.get(field as usize).copied().flatten()
     }
 
-    fn required(&self, field: NativeField) -> Result<Raw<'a>, ParseError> {
+    fn required(&self, field: Field) -> Result<Raw<'a>, ParseError> {
         required(field.name(), self.get(field))
     }
 
     pub(crate) fn into_event(self) -> Result<Event, ParseError> {
-        use NativeField as F;
+        use Field as F;
         let number = |field: F| count(field.name(), self.required(field)?);
         let port_of = |field: F| port(field.name(), self.required(field)?);
         let address = |field: F| ip(field.name(), self.required(field)?);
@@ -124,7 +70,7 @@ const STATUS_NAMES: &str = "a status (established, rejected, reset, failed, othe
 
 /// A `Proto` or `Status` by its name, ignoring case.
 fn named<T: std::str::FromStr>(
-    field: NativeField,
+    field: Field,
     raw: Raw<'_>,
     expected: &'static str,
 ) -> Result<T, ParseError> {
@@ -138,10 +84,10 @@ fn named<T: std::str::FromStr>(
 /// Decodes one native JSON line; extra fields are ignored.
 pub(crate) fn decode_json(text: &str) -> Result<Event, ParseError> {
     let values = parse_fields::<FIELD_COUNT>(text, |name| {
-        NativeField::from_name(name).map(|field| field as usize)
+        Field::from_name(name).map(|field| field as usize)
     })?;
     let mut fields = NativeFields::default();
-    for field in NativeField::ALL {
+    for field in Field::ALL {
         let value = values.get(field as usize).and_then(Option::as_ref);
         fields.set(field, value.and_then(|v| v.raw()));
     }
@@ -155,10 +101,10 @@ mod tests {
 
     #[test]
     fn field_names_round_trip() {
-        for field in NativeField::ALL {
-            assert_eq!(NativeField::from_name(field.name()), Some(field));
+        for field in Field::ALL {
+            assert_eq!(Field::from_name(field.name()), Some(field));
         }
-        assert_eq!(NativeField::from_name("TS"), None);
+        assert_eq!(Field::from_name("TS"), None);
     }
 
     #[test]

@@ -24,11 +24,14 @@ pub use partition::GeneratorPartition;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GeneratorConfig {
+    /// Seeds the made-up network and every partition's random stream: the same config
+    /// always gives the same events.
     pub seed: u64,
     /// Number of partitions (at least 1 is used).
     pub partitions: u32,
     /// Events per second of event time, summed over all partitions (at least 1 is used).
     pub rate: u64,
+    /// Whether event time follows the wall clock or events come as fast as polled.
     pub pace: Pace,
     /// Event time of the first event.
     pub start_ms: Millis,
@@ -76,6 +79,7 @@ pub enum Pace {
 const PACE_NAMES: [(&str, Pace); 2] = [("realtime", Pace::Realtime), ("fast", Pace::Fast)];
 
 impl Pace {
+    /// The lower-case name by which the pace is chosen (parsed back by `FromStr`).
     pub fn as_str(self) -> &'static str {
         match self {
             Pace::Realtime => "realtime",

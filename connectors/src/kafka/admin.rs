@@ -13,16 +13,27 @@ use super::config::KafkaOptions;
 /// Why a topic could not be looked up or created.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
+    /// A metadata request to the brokers failed, most often because none answered in time.
     #[error("cannot reach the Kafka brokers at {brokers} within {timeout:?}: {source}")]
     Unreachable {
+        /// The brokers asked, as configured ([`KafkaOptions::brokers`]).
         brokers: String,
+        /// How long the request was allowed to take.
         timeout: Duration,
+        /// The client's error.
         source: KafkaError,
     },
+    /// The admin client could not be built, or its request to create a topic failed.
     #[error("Kafka client: {0}")]
     Client(KafkaError),
+    /// The brokers refused to create the topic, or did not list it in time afterwards.
     #[error("cannot create topic {topic}: {reason}")]
-    Create { topic: String, reason: String },
+    Create {
+        /// The topic that was to be created.
+        topic: String,
+        /// The brokers' error code, or why the topic is not usable yet.
+        reason: String,
+    },
 }
 
 fn admin(options: &KafkaOptions) -> Result<AdminClient<DefaultClientContext>, TopicError> {

@@ -58,19 +58,28 @@ pub struct KafkaOptions {
 pub struct InvalidKafkaOptions {
     /// `consumer` or `producer`.
     pub client: &'static str,
+    /// What librdkafka reported when it refused them.
     pub source: rdkafka::error::KafkaError,
 }
 
 /// An extra option that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KafkaOptionError {
+    /// The option, as given, has no `=` or an empty key.
     #[error("--kafka-option {0:?} is not of the form key=value")]
     NotKeyValue(String),
+    /// The option is one the engine sets itself to keep its guarantees.
     #[error("--kafka-option {key} cannot be set: {why}")]
-    OwnedByTheEngine { key: String, why: &'static str },
+    OwnedByTheEngine {
+        /// The librdkafka option name, e.g. `group.id`.
+        key: String,
+        /// Why the engine owns it, or which flag sets it instead.
+        why: &'static str,
+    },
 }
 
 impl KafkaOptions {
+    /// Options for the brokers at `brokers` (`host:port[,host:port…]`), with no extras.
     pub fn new(brokers: impl Into<String>) -> Self {
         KafkaOptions {
             brokers: brokers.into(),

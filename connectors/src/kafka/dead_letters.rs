@@ -22,10 +22,15 @@ use crate::sink::{DeadLetterSink, SinkCounts};
 
 /// Header names of a dead-letter record.
 pub mod headers {
+    /// The stable reason code, [`DeadLetter::reason`](crate::DeadLetter::reason).
     pub const REASON: &str = "flowsight.reason";
+    /// The human-readable error message.
     pub const ERROR: &str = "flowsight.error";
+    /// The topic the record was read from ([`Position::source`](crate::Position::source)).
     pub const SOURCE_TOPIC: &str = "flowsight.source.topic";
+    /// The partition it was read from, in decimal.
     pub const SOURCE_PARTITION: &str = "flowsight.source.partition";
+    /// Its offset in that partition, in decimal.
     pub const SOURCE_OFFSET: &str = "flowsight.source.offset";
     /// When the engine rejected the record, ms since the epoch.
     pub const TIME: &str = "flowsight.time";
@@ -167,6 +172,7 @@ impl KafkaDeadLetters {
         })
     }
 
+    /// The dead-letter topic written to.
     pub fn topic(&self) -> &str {
         &self.topic
     }

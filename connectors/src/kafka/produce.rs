@@ -12,20 +12,39 @@ use rdkafka::ClientContext;
 
 use super::config::KafkaOptions;
 
+/// Why an [`EventProducer`] could not be built or could not get its records delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
+    /// librdkafka refused to build the producer (e.g. an invalid option).
     #[error("cannot create a Kafka producer: {0}")]
     Create(KafkaError),
+    /// A record could not be queued for a reason other than a full queue.
     #[error("cannot write to {topic}: {source}")]
-    Send { topic: String, source: KafkaError },
+    Send {
+        /// The topic written to.
+        topic: String,
+        /// The client's error.
+        source: KafkaError,
+    },
+    /// The flush finished, but records were refused or timed out since the producer was
+    /// created.
     #[error("{failed} record(s) could not be delivered to {topic} (first error: {first})")]
     Undelivered {
+        /// The topic written to.
         topic: String,
+        /// Records that failed since the producer was created.
         failed: u64,
+        /// The first delivery error, as text.
         first: String,
     },
+    /// Some records were still waiting for an answer when the flush gave up.
     #[error("records to {topic} still unacknowledged after {timeout:?}")]
-    FlushTimeout { topic: String, timeout: Duration },
+    FlushTimeout {
+        /// The topic written to.
+        topic: String,
+        /// How long the flush waited.
+        timeout: Duration,
+    },
 }
 
 #[derive(Default)]
@@ -74,6 +93,7 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
+    /// A producer for `topic` whose connections are named `flowsight-produce`.
     pub fn new(options: &KafkaOptions, topic: &str) -> Result<EventProducer, ProduceError> {
         EventProducer::named(options, topic, "flowsight-produce")
     }
@@ -145,6 +165,7 @@ impl EventProducer {
         self.deliveries.failed.load(Ordering::Relaxed)
     }
 
+    /// The topic written to.
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -153,15 +153,17 @@ impl KafkaSource {
         tracing::debug!(topic = %self.topic, partition, worker = self.worker, ?start, "assigned");
         Some(KafkaPartition {
             queue,
-            topic: self.topic.clone(),
-            partition,
-            decoder: MessageDecoder::new(self.format),
-            next_offset: start.unwrap_or(0),
+            reader: MessageReader {
+                topic: self.topic.clone(),
+                partition,
+                decoder: MessageDecoder::new(self.format),
+                next_offset: start.unwrap_or(0),
+                held: None,
+                stop_at: None,
+                at_end: false,
+            },
             ends: Arc::clone(&self.ends),
             strays,
-            held: None,
-            stop_at: None,
-            at_end: false,
             last_error: None,
         })
     }
@@ -242,18 +244,24 @@ fn new_partitions(known: u32, count: u32, worker: usize, peers: usize) -> Vec<u3
 /// One partition of the topic, read through its own queue.
 pub struct KafkaPartition {
     queue: rdkafka::consumer::base_consumer::PartitionQueue<SourceContext>,
+    /// Apart from the queue, so that a message borrowed from the queue can be offered.
+    reader: MessageReader,
+    ends: EndOffsets,
+    strays: Strays,
+    last_error: Option<String>,
+}
+
+/// Where a partition's reading stands, and what turns its messages into events.
+struct MessageReader {
     topic: String,
     partition: u32,
     decoder: MessageDecoder,
     next_offset: u64,
-    ends: EndOffsets,
-    strays: Strays,
     /// A message read past [`stop_at`](EventPartition::stop_at), given out once it is lifted.
     held: Option<(i64, Option<Vec<u8>>)>,
     stop_at: Option<u64>,
     /// The last poll found the end of the partition.
     at_end: bool,
-    last_error: Option<String>,
 }
 
 /// Decodes one message into an event or a dead letter that keeps its bytes unchanged.
@@ -279,7 +287,7 @@ fn decode_message(
     }
 }
 
-impl KafkaPartition {
+impl MessageReader {
     /// Takes one message, unless it lies at or past `stop_at`: then it is held back.
     fn offer(
         &mut self,
@@ -320,14 +328,14 @@ impl EventPartition for KafkaPartition {
         let mut taken = 0;
         // Owned messages (held back past a stop, or strays) come before the queue's.
         while taken < max {
-            let owned = match self.held.take() {
+            let owned = match self.reader.held.take() {
                 Some(held) => Some(held),
                 None => lock(&self.strays).pop_front(),
             };
             let Some((offset, payload)) = owned else {
                 break;
             };
-            if !self.offer(offset, payload.as_deref(), events, dead) {
+            if !self.reader.offer(offset, payload.as_deref(), events, dead) {
                 return PollStatus::Ready;
             }
             taken += 1;
@@ -336,62 +344,52 @@ impl EventPartition for KafkaPartition {
             let message = match self.queue.poll(Duration::ZERO) {
                 None => return PollStatus::Pending,
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    self.at_end = true;
+                    self.reader.at_end = true;
                     return PollStatus::Pending;
                 }
                 Some(Err(error)) => {
                     let text = error.to_string();
                     if self.last_error.as_deref() != Some(&text) {
-                        tracing::warn!(topic = %self.topic, partition = self.partition, "Kafka: {text}");
+                        let (topic, partition) = (&self.reader.topic, self.reader.partition);
+                        tracing::warn!(topic = %topic, partition, "Kafka: {text}");
                         self.last_error = Some(text);
                     }
                     return PollStatus::Pending;
                 }
                 Some(Ok(message)) => message,
             };
-            let offset = message.offset();
-            let at = u64::try_from(offset).unwrap_or(0);
-            if self.stop_at.is_some_and(|stop| at >= stop) {
-                self.held = Some((offset, message.payload().map(<[u8]>::to_vec)));
-                // The held message is the next to read: the stop has been reached.
-                self.next_offset = at;
+            if !self
+                .reader
+                .offer(message.offset(), message.payload(), events, dead)
+            {
                 return PollStatus::Ready;
             }
-            self.at_end = false;
-            self.next_offset = at + 1;
-            decode_message(
-                &mut self.decoder,
-                &self.topic,
-                self.partition,
-                at,
-                message.payload().unwrap_or_default(),
-                events,
-                dead,
-            );
             taken += 1;
         }
         PollStatus::Ready
     }
 
     fn next_offset(&self) -> u64 {
-        self.next_offset
+        self.reader.next_offset
     }
 
     fn end_offset(&self) -> Option<u64> {
-        let reported = lock(&self.ends).get(&(self.partition as i32)).copied();
-        match (reported, self.at_end) {
-            (Some(end), _) => Some(end.max(self.next_offset)),
-            (None, true) => Some(self.next_offset),
+        let reported = lock(&self.ends)
+            .get(&(self.reader.partition as i32))
+            .copied();
+        match (reported, self.reader.at_end) {
+            (Some(end), _) => Some(end.max(self.reader.next_offset)),
+            (None, true) => Some(self.reader.next_offset),
             (None, false) => None,
         }
     }
 
     fn stop_at(&mut self, offset: Option<u64>) {
-        self.stop_at = offset;
+        self.reader.stop_at = offset;
     }
 
     fn at_end(&self) -> bool {
-        self.at_end
+        self.reader.at_end
     }
 
     fn on_ready(&mut self, wake: Arc<dyn Fn() + Send + Sync>) {

@@ -15,13 +15,27 @@ use thiserror::Error;
 /// The dead-letter reason for a read that failed; the partition ends there.
 pub const IO_ERROR_REASON: &str = "io_error";
 
+/// Why a file source failed as a whole, rather than record by record.
 #[derive(Debug, Error)]
 pub enum SourceError {
+    /// The file could not be opened, or is a directory.
     #[error("cannot open {}: {source}", path.display())]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The path as given.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
 
+    /// Reading failed part way; the partition records it as an
+    /// [`IO_ERROR_REASON`] dead letter and ends.
     #[error("cannot read {name}: {source}")]
-    Read { name: String, source: io::Error },
+    Read {
+        /// The source's name, as its positions carry it.
+        name: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
 }
 
 /// A file replayed line by line as partition 0 of a source; it finishes at the end of
@@ -36,6 +50,8 @@ pub struct FilePartition {
 }
 
 impl FilePartition {
+    /// Opens the file at `path`, holding records of `format`; positions name it by the
+    /// path as given.
     pub fn open(path: &Path, format: Format) -> Result<FilePartition, SourceError> {
         let open_error = |source| SourceError::Open {
             path: path.to_path_buf(),

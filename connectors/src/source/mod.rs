@@ -77,6 +77,8 @@ pub struct FixedPartitions {
 }
 
 impl FixedPartitions {
+    /// A source called `name` whose partitions, each with its number, are all handed out
+    /// by the first [`discover`](PartitionSource::discover).
     pub fn new(name: impl Into<String>, partitions: Vec<(u32, Box<dyn EventPartition>)>) -> Self {
         FixedPartitions {
             name: name.into(),

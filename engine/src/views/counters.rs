@@ -44,14 +44,18 @@ impl View for Status {
 /// The most recent dead letters of every worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetters {
+    /// The most letters to answer with, over the whole cluster.
     pub limit: usize,
 }
 
 /// One worker's recent dead letters, and its counts by reason.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerLetters {
+    /// The worker's index in the cluster: parts merge in worker order.
     pub worker: usize,
+    /// Its most recent letters, at most the question's limit, newest first.
     pub letters: Vec<DeadLetter>,
+    /// Every dead letter it counted, by reason, those before a restart included.
     pub counts: BTreeMap<String, u64>,
 }
 
@@ -60,7 +64,9 @@ pub struct WorkerLetters {
 pub struct DeadLetterAnswer {
     /// The most recent letters of each worker, worker by worker, newest first.
     pub letters: Vec<DeadLetter>,
+    /// How many dead letters the cluster counted, of every reason.
     pub total: u64,
+    /// How many it counted, by reason.
     pub by_reason: BTreeMap<String, u64>,
 }
 

@@ -14,8 +14,11 @@ use crate::view::{Merging, Reading, View};
 /// The heaviest edges of a window, filtered by source and destination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edges {
+    /// The window's length, in ms.
     pub window: Millis,
+    /// Which edges: by source, destination, both or neither.
     pub filter: EdgeFilter,
+    /// The most edges answered.
     pub limit: usize,
 }
 
@@ -36,8 +39,11 @@ impl View for Edges {
 /// One host in a window: its totals, and its `limit` heaviest edges each way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Host {
+    /// The host.
     pub ip: IpAddr,
+    /// The window's length, in ms.
     pub window: Millis,
+    /// The most edges answered each way (the totals cover every edge).
     pub limit: usize,
 }
 
@@ -58,7 +64,9 @@ impl View for Host {
 /// The busiest hosts of a window: most connections, then most bytes, each with its totals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BusiestHosts {
+    /// The window's length, in ms.
     pub window: Millis,
+    /// The most hosts answered.
     pub limit: usize,
 }
 

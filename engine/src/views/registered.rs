@@ -17,8 +17,12 @@ use crate::view::{Merging, Reading, View};
 /// from an earlier one of the same name that was dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryResults {
+    /// The query's name.
     pub name: String,
+    /// The registration to read ([`QueryInfo::generation`](crate::QueryInfo::generation)):
+    /// another one of the name answers as unknown.
     pub generation: u64,
+    /// The most result rows to answer with.
     pub limit: usize,
 }
 

@@ -23,8 +23,11 @@ use crate::view::{Merging, Reading, View};
 /// The highest risk scores of a window, of one severity or all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Risks {
+    /// The window's length (ms): one of the configured windows.
     pub window: Millis,
+    /// Only hosts of this severity; `None` for all.
     pub severity: Option<Severity>,
+    /// The most rows to answer with, highest score first.
     pub limit: usize,
 }
 
@@ -52,7 +55,9 @@ impl View for Risks {
 /// One host's score in every window, and how it changed if `history` is asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskHost {
+    /// The host asked about; only the worker that holds it answers with rows.
     pub ip: IpAddr,
+    /// Whether to add how its score changed in each window over the longest window.
     pub history: bool,
 }
 
@@ -60,7 +65,10 @@ pub struct RiskHost {
 /// asked for, how its score changed in each window.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskHostAnswer {
+    /// `(window length in ms, row)` for each window the host has a score in, shortest
+    /// window first.
     pub rows: Vec<(Millis, RiskRow)>,
+    /// How its score changed in each window; `None` unless asked for.
     pub history: Option<Vec<WindowHistory>>,
 }
 
@@ -101,8 +109,11 @@ impl View for RiskHost {
 /// the longest window, which the history keeps), every `step`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeverityOverTime {
+    /// The length (ms) of the window whose severities are counted.
     pub window: Millis,
+    /// How far back (ms) from the read time the counts go.
     pub span: Millis,
+    /// The distance (ms) between two points; the read time is a point too.
     pub step: Millis,
 }
 
@@ -133,8 +144,11 @@ impl View for SeverityOverTime {
 /// the segmentation views, the other kinds from the risk views.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomalies {
+    /// The window's length (ms): one of the configured windows.
     pub window: Millis,
+    /// Only anomalies of this kind; `None` for all.
     pub kind: Option<AnomalyKind>,
+    /// The most anomalies to answer with, newest detection first.
     pub limit: usize,
 }
 

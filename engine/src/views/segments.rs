@@ -19,7 +19,9 @@ use crate::view::{Merging, Reading, View};
 /// The largest segments, each with its `members` busiest members, and the hubs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segments {
+    /// The most segments to list, largest first, and the most hubs, most peers first.
     pub limit: usize,
+    /// The most members shown of each segment, busiest first.
     pub members: usize,
 }
 
@@ -43,7 +45,9 @@ impl View for Segments {
 /// One segment or hub, with at most `limit` members.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    /// The segment's id: its smallest member's address, or the hub's (`hub:<address>`).
     pub id: Label,
+    /// The most members to answer with.
     pub limit: usize,
 }
 
@@ -66,6 +70,7 @@ impl View for Segment {
 /// Which segment a host is in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSegment {
+    /// The host asked about; only the worker that holds its label answers.
     pub ip: IpAddr,
 }
 
@@ -92,8 +97,11 @@ impl View for HostSegment {
 /// The proposed allow-list, filtered, in the order asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
+    /// Only the entries from or to these segments.
     pub filter: PolicyFilter,
+    /// By key (from, to, port, protocol), or most connections first.
     pub order: PolicyOrder,
+    /// The most entries to answer with.
     pub limit: usize,
 }
 

@@ -14,14 +14,27 @@ use crate::plan::{CompareOp, Operand, PlanError, Predicate, Value};
 /// A compiled condition over rows whose fields `T` are looked up by the caller.
 #[derive(Clone, Debug)]
 pub enum Condition<T> {
+    /// `left op right`: unknown when either side is NULL.
     Compare(Operand<T>, CompareOp, Operand<T>),
+    /// `operand IN (values…)`, or `NOT IN` when the flag is set: true on a match, else
+    /// unknown if a comparison was unknown, else false.
     In(Operand<T>, Vec<Value>, bool),
+    /// `operand BETWEEN low AND high`, both ends included, or `NOT BETWEEN` when the flag
+    /// is set.
     Between(Operand<T>, Value, Value, bool),
+    /// `operand LIKE pattern`, or `NOT LIKE` when the flag is set; unknown unless the
+    /// operand is text.
     Like(Operand<T>, Pattern, bool),
+    /// `operand IS NULL`, or `IS NOT NULL` when the flag is set; never unknown.
     IsNull(Operand<T>, bool),
+    /// `cidr_match(operand, network)` with its network parsed; unknown unless the operand
+    /// is an address.
     Cidr(Operand<T>, IpNet),
+    /// True when every part is true, false when any is false, else unknown.
     And(Vec<Condition<T>>),
+    /// True when any part is true, false when every part is false, else unknown.
     Or(Vec<Condition<T>>),
+    /// The inner condition negated; unknown stays unknown.
     Not(Box<Condition<T>>),
 }
 
@@ -169,6 +182,8 @@ enum Piece {
 }
 
 impl Pattern {
+    /// Splits a LIKE pattern into its pieces. A trailing lone `\` (which validation
+    /// refuses) stands for itself.
     pub fn new(pattern: &str) -> Self {
         let mut pieces = Vec::new();
         let mut chars = pattern.chars();
@@ -183,6 +198,7 @@ impl Pattern {
         Pattern(pieces)
     }
 
+    /// Whether the whole of `text` matches, character by character and case-sensitively.
     pub fn matches(&self, text: &str) -> bool {
         let text: Vec<char> = text.chars().collect();
         // Classic wildcard matching with backtracking to the last `%`: linear in practice.

@@ -38,7 +38,7 @@ use timely::progress::frontier::{Antichain, AntichainRef};
 pub use filter::{Condition, Pattern};
 pub use row::{Datum, Part, RowOrder, Shape, Sums};
 
-use crate::plan::{Column, PlanError, Term, ValidPlan, Value};
+use crate::plan::{Column, ColumnExt, PlanError, Term, ValidPlan, Value};
 use crate::read::{visit_rows, Next, RowTrace};
 
 /// The shared arrangement of every record of one window, counted by copies.
@@ -47,78 +47,11 @@ pub type RecordsTrace = TraceAgent<KeySpine<Record, Millis, isize>>;
 /// The records arrangement of each window, by the window's length.
 pub type WindowRecords = std::collections::BTreeMap<Millis, RecordsTrace>;
 
-/// A record as the records arrangement holds it and exchanges it between processes.
-///
-/// `Event`'s own serde form leaves an absent duration out, as its JSON should; bincode,
-/// which timely uses between processes, cannot skip fields, so records travel as a
-/// plain tuple of every field.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A record as the records arrangement holds it and exchanges it between processes (an
+/// event keeps its absent duration when bincode carries it: see `Event`'s `Serialize`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Record(pub Event);
-
-type RecordWire = (
-    Millis,
-    std::net::IpAddr,
-    std::net::IpAddr,
-    u16,
-    u16,
-    flowsight_events::Proto,
-    u64,
-    u64,
-    u64,
-    Option<u64>,
-    flowsight_events::Status,
-);
-
-impl Serialize for Record {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = &self.0;
-        let wire: RecordWire = (
-            e.ts,
-            e.src_ip,
-            e.dst_ip,
-            e.src_port,
-            e.dst_port,
-            e.proto,
-            e.bytes_out,
-            e.bytes_in,
-            e.packets,
-            e.duration_ms,
-            e.status,
-        );
-        wire.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Record {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (
-            ts,
-            src_ip,
-            dst_ip,
-            src_port,
-            dst_port,
-            proto,
-            bytes_out,
-            bytes_in,
-            packets,
-            duration_ms,
-            status,
-        ) = RecordWire::deserialize(deserializer)?;
-        Ok(Record(Event {
-            ts,
-            src_ip,
-            dst_ip,
-            src_port,
-            dst_port,
-            proto,
-            bytes_out,
-            bytes_in,
-            packets,
-            duration_ms,
-            status,
-        }))
-    }
-}
 
 /// A result row inside the dataflow: the group key and its aggregates.
 pub type GroupRow = (Vec<Datum>, Vec<Datum>);
@@ -146,6 +79,7 @@ pub fn render_records<'scope>(
 
 /// What [`render_query`] builds on one worker.
 pub struct QueryRendered<'scope> {
+    /// The arrangement of this worker's result rows, which [`read_part`] reads.
     pub trace: QueryTrace,
     /// Completes a time once the result arrangement has.
     pub progress: Stream<'scope, Millis, Vec<()>>,
@@ -333,6 +267,8 @@ fn occurrences(shape: &Shape, row: &GroupRow) -> u64 {
 /// One worker's part of a query's result: its first rows in result order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryPart {
+    /// This worker's first rows in result order, enough to fill the reader's limit; a row of
+    /// a query without aggregates stands for as many equal rows as its `COUNT(*)`.
     pub rows: Vec<GroupRow>,
     /// How many result rows this worker holds (before the reader's limit).
     pub total: u64,
@@ -341,7 +277,9 @@ pub struct QueryPart {
 /// A query's result, as served.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueryResult {
+    /// The output column names, in SELECT order.
     pub columns: Vec<String>,
+    /// The rows in result order, each with one value per column; equal rows repeat.
     pub rows: Vec<Vec<Value>>,
     /// How many rows the query has (at most its LIMIT); `rows` holds at most the
     /// reader's limit of them.

@@ -18,10 +18,16 @@ use crate::plan::{Aggregate, Column, Term, ValidPlan, Value};
 /// One field of a record, or one aggregate of a group.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Datum {
+    /// SQL NULL: a record's missing `duration_ms`, or a SUM, MIN, MAX or AVG over no
+    /// non-NULL value.
     Null,
+    /// An integer field, a count or a sum.
     Int(i128),
+    /// An address: `src_ip` or `dst_ip`.
     Ip(IpAddr),
+    /// `proto`, kept as the enum; it reads as, and sorts in SQL by, its lowercase name.
     Proto(Proto),
+    /// `status`, kept as the enum; it reads as, and sorts in SQL by, its lowercase name.
     Status(Status),
     /// An average as its exact sum and (non-zero) count.
     Avg(i128, u64),
@@ -47,6 +53,8 @@ impl Datum {
         }
     }
 
+    /// The plan's value for this datum, as results, HAVING and ORDER BY see it: text for
+    /// `proto` and `status`, an average's sum divided by its count as a float.
     pub fn to_value(&self) -> Value {
         match self {
             Datum::Null => Value::Null,
@@ -159,6 +167,8 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// The shape of a validated plan's groups: its key, its aggregates (`[COUNT(*)]`
+    /// without any) and the columns those keep or sum.
     pub fn new(plan: &ValidPlan) -> Self {
         let aggregates = if plan.aggregated {
             plan.aggregates.clone()
@@ -324,6 +334,7 @@ pub struct RowOrder {
 }
 
 impl RowOrder {
+    /// The order of a validated plan's result rows.
     pub fn new(plan: &ValidPlan) -> Self {
         RowOrder {
             shape: Shape::new(plan),
@@ -337,10 +348,12 @@ impl RowOrder {
         }
     }
 
+    /// The shape of the plan's groups, from which rows take their values.
     pub fn shape(&self) -> &Shape {
         &self.shape
     }
 
+    /// A group's row, from its key and aggregates, as [`compare`](Self::compare) sorts it.
     pub fn row(&self, key: &[Datum], aggregates: &[Datum]) -> SortableRow {
         let value = |term: &Term| self.shape.term(term, key, aggregates);
         SortableRow {
@@ -350,6 +363,8 @@ impl RowOrder {
         }
     }
 
+    /// Orders two rows: by the ORDER BY keys (NULL last ascending, first descending), then
+    /// by their output values and their group key, ascending.
     pub fn compare(&self, a: &SortableRow, b: &SortableRow) -> Ordering {
         for ((x, y), (_, descending)) in a.order.iter().zip(&b.order).zip(&self.order) {
             let order = x.sort_cmp(y);

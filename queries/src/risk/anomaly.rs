@@ -18,13 +18,23 @@ use flowsight_operators::time::Millis;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
+    /// `port_scan`: many connections in the window, mostly failed, to many ports or hosts
+    /// ([`PortScanRule`]).
     PortScan,
+    /// `fanout_spike`: far more distinct destinations in the window than the host's own
+    /// baseline ([`FanoutSpikeRule`]).
     FanoutSpike,
+    /// `new_external_destination`: a non-private address the host had not contacted within
+    /// the longest window before ([`first_contacts`]).
     NewExternalDestination,
+    /// `policy_violation`: the first connection in the longest window between two segments
+    /// on a (port, protocol) (docs/segments.md).
     PolicyViolation,
 }
 
 impl AnomalyKind {
+    /// Every kind, in their order: the order in which anomaly listings break ties of
+    /// `first_detected` and host.
     pub const ALL: [AnomalyKind; 4] = [
         AnomalyKind::PortScan,
         AnomalyKind::FanoutSpike,
@@ -32,6 +42,7 @@ impl AnomalyKind {
         AnomalyKind::PolicyViolation,
     ];
 
+    /// The snake_case name the HTTP API (`kind=`), the alerts and serde use.
     pub fn name(self) -> &'static str {
         match self {
             AnomalyKind::PortScan => "port_scan",
@@ -62,9 +73,16 @@ impl std::str::FromStr for AnomalyKind {
 /// failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortScanRule {
+    /// The fewest connections the host must have originated in the window (default 20; 0
+    /// acts as 1).
     pub min_connections: u64,
+    /// The fewest distinct destination ports that make a scan (default 20), unless
+    /// `min_hosts` is reached.
     pub min_ports: u64,
+    /// The fewest distinct destination addresses that make a scan (default 20), unless
+    /// `min_ports` is reached.
     pub min_hosts: u64,
+    /// The lowest share of failed connections, in percent of all (default 60).
     pub min_failed_percent: u64,
 }
 
@@ -80,6 +98,8 @@ impl Default for PortScanRule {
 }
 
 impl PortScanRule {
+    /// Whether a host with the counters `c` in a window is scanning by these thresholds,
+    /// in integers.
     pub fn holds(&self, c: &HostCounters) -> bool {
         c.connections >= self.min_connections.max(1)
             && (c.ports >= self.min_ports || c.destinations >= self.min_hosts)
@@ -93,7 +113,11 @@ impl PortScanRule {
 /// one (see [`baseline_buckets`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FanoutSpikeRule {
+    /// The fewest distinct destinations in the window that can be a spike, whatever the
+    /// baseline (default 50; 0 acts as 1).
     pub min_destinations: u64,
+    /// How many times its baseline mean (distinct destinations per bucket) the host's
+    /// distinct destinations must reach (default 5).
     pub factor: u64,
 }
 
@@ -112,7 +136,10 @@ impl Default for FanoutSpikeRule {
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct Baseline {
+    /// How many window-long buckets the baseline spans, empty ones included; 0 means the
+    /// host has no baseline yet.
     pub buckets: u64,
+    /// The sum over those buckets of each bucket's distinct destination addresses.
     pub destinations: u64,
 }
 
@@ -183,7 +210,9 @@ pub fn first_contacts(
 /// Every anomaly rule's thresholds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnomalyConfig {
+    /// `[anomalies.port_scan]` in the config file.
     pub port_scan: PortScanRule,
+    /// `[anomalies.fanout_spike]` in the config file.
     pub fanout_spike: FanoutSpikeRule,
 }
 
@@ -193,27 +222,46 @@ pub struct AnomalyConfig {
 /// users read it flat, through [`Anomaly::for_users`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Evidence {
+    /// The host's counters in the window ([`HostCounters`]) at the time of the row; they
+    /// are updated while the episode lasts.
     PortScan {
+        /// Connections the host originated.
         connections: u64,
+        /// Of those, the ones whose status is not `established`.
         failed: u64,
+        /// Distinct destination ports.
         distinct_ports: u64,
+        /// Distinct destination addresses.
         distinct_hosts: u64,
     },
+    /// The host's distinct destinations in the window against its [`Baseline`], at the
+    /// time of the row.
     FanoutSpike {
+        /// Distinct destination addresses in the window.
         destinations: u64,
+        /// [`Baseline::destinations`]: distinct destinations summed bucket by bucket.
         baseline_destinations: u64,
+        /// [`Baseline::buckets`]: how many buckets the baseline spans.
         baseline_buckets: u64,
     },
+    /// A first contact with a non-private address.
     NewExternalDestination {
+        /// The address contacted.
         dst_ip: IpAddr,
     },
     /// A connection between two segments (or hubs) on a (port, protocol) that the policy
     /// had not seen between them before it in the window.
     PolicyViolation {
+        /// The segment (or hub) of the connection's source.
         from: SegmentId<IpAddr>,
+        /// The segment (or hub) of the connection's destination.
         to: SegmentId<IpAddr>,
+        /// The destination address of the violating connection.
         dst_ip: IpAddr,
+        /// The destination port: with `proto`, the service not seen before between
+        /// `from` and `to`.
         dst_port: u16,
+        /// The protocol of the connection.
         proto: Proto,
     },
 }
@@ -221,12 +269,16 @@ pub enum Evidence {
 /// One detection in one window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Anomaly {
+    /// The source host the detection is about (for `policy_violation`, the source of the
+    /// violating connection).
     pub host: IpAddr,
+    /// Which rule detected it; `evidence` is the variant of the same name.
     pub kind: AnomalyKind,
     /// `port_scan`, `fanout_spike`: the as_of from which the rule has held without a
     /// break. `new_external_destination`: the timestamp of the first contact.
     /// `policy_violation`: the timestamp of the violating connection.
     pub first_detected: Millis,
+    /// What the rule saw.
     pub evidence: Evidence,
 }
 
@@ -234,9 +286,13 @@ pub struct Anomaly {
 /// (`{"connections": 30, …}` rather than `{"PortScan": {…}}`).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct AnomalyForUsers<'a> {
+    /// [`Anomaly::host`].
     pub host: IpAddr,
+    /// [`Anomaly::kind`], as its snake_case name.
     pub kind: AnomalyKind,
+    /// [`Anomaly::first_detected`], ms since the epoch.
     pub first_detected: Millis,
+    /// [`Anomaly::evidence`], its fields without the variant's name.
     pub evidence: FlatEvidence<'a>,
 }
 
@@ -291,6 +347,7 @@ impl Serialize for FlatEvidence<'_> {
 }
 
 impl Anomaly {
+    /// The anomaly as the HTTP API and the alerts show it, borrowing its evidence.
     pub fn for_users(&self) -> AnomalyForUsers<'_> {
         AnomalyForUsers {
             host: self.host,

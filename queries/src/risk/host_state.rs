@@ -3,16 +3,17 @@
 //! time. No timely here: [`crate::risk::host_windows`] decides *when* each of these happens.
 //!
 //! A host keeps, per tick of its records, the tick's totals, destinations (with the first
-//! and last timestamp of each) and ports ([`TickData`]); per window, running totals and
-//! how many of the window's ticks hold each destination and port ([`WindowAccum`]), so a
+//! and last timestamp of each) and ports (`TickData`); per window, running totals and
+//! how many of the window's ticks hold each destination and port (`WindowTotals`), so a
 //! window's distinct counts change in O(1) when a tick enters or leaves it.
 //!
 //! The invariant that makes this exact with late records: at any time, a window holds a
 //! tick's data iff that data entered before the tick's own time + the window. Expiries at
 //! a time are applied before the entries at that time, so when a tick leaves window `W`
-//! (at own + W) everything in its [`TickData`] entered before then — and subtracting the
+//! (at own + W) everything in its `TickData` entered before then — and subtracting the
 //! whole tick is exact.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -29,19 +30,25 @@ use flowsight_operators::window::TickSpan;
 /// The settings every host is judged by.
 #[derive(Clone, Debug)]
 pub struct HostRules {
+    /// The tick: a tick leaves window `W` at its own time (the first as_of after its
+    /// records) + `W`.
     pub time: TimeModel,
     /// Window lengths, shortest first; the last is the retention and the baseline window.
     pub windows: Vec<Millis>,
+    /// How hosts are scored.
     pub risk: RiskConfig,
+    /// The thresholds of `port_scan` and `fanout_spike`.
     pub anomalies: AnomalyConfig,
 }
 
 impl HostRules {
-    /// Whether `port` is sensitive, in O(1).
+    /// Whether `port` is sensitive (a scan of the few configured ports).
     fn is_sensitive(&self, port: u16) -> bool {
         self.risk.is_sensitive(port)
     }
 
+    /// The longest window, in ms: how long a host's ticks are kept, the span of the
+    /// `fanout_spike` baseline and the lookback of first contacts. Panics without windows.
     pub fn longest(&self) -> Millis {
         *self.windows.last().expect("at least one window")
     }
@@ -52,12 +59,18 @@ impl HostRules {
     }
 }
 
-/// One (destination, port, proto, tick) group of a host's outbound connections.
+/// One (destination, port, tick) group of a host's outbound connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contact {
+    /// The destination address.
     pub dst: IpAddr,
+    /// The destination port.
     pub dst_port: u16,
+    /// The first and last timestamps of the group's records, in one tick: the tick's own
+    /// time decides when the group leaves each window.
     pub span: TickSpan,
+    /// The group's summed counters; scores use its connections, failed connections and
+    /// originator bytes.
     pub stats: FlowStats,
 }
 
@@ -147,27 +160,49 @@ struct Episode {
 pub enum Change {
     /// The host's score in `window`: `old` leaves, `new` enters (either may be absent).
     Risk {
+        /// The window's length, in ms.
         window: Millis,
+        /// The host.
         ip: IpAddr,
+        /// The score shown until now; `None` when the host had none.
         old: Option<Risk>,
+        /// The score shown from now on; `None` when the host left the window.
         new: Option<Risk>,
     },
     /// An anomaly row of `window` leaves (`diff` −1) or enters (+1).
     Anomaly {
+        /// The window's length, in ms.
         window: Millis,
+        /// The row.
         anomaly: Anomaly,
+        /// −1 or +1.
         diff: isize,
     },
     /// A detection started: a rule began to hold, or a first contact was seen.
-    Detected { window: Millis, anomaly: Anomaly },
-    /// The host's severity in `window` changed (a host without a score counts as low).
-    Severity {
+    Detected {
+        /// The window's length, in ms.
         window: Millis,
-        ip: IpAddr,
-        from: Severity,
-        to: Severity,
-        score: Option<u8>,
+        /// The detection, as its row shows it when it starts.
+        anomaly: Anomaly,
     },
+    /// The host's severity in a window changed (a host without a score counts as low).
+    Severity(SeverityChange),
+}
+
+/// A host's severity in a window changed: what the operator reports, and what an alert
+/// says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SeverityChange {
+    /// The window's length, in ms.
+    pub window: Millis,
+    /// The source host.
+    pub ip: IpAddr,
+    /// The severity before; low when the host had no score.
+    pub from: Severity,
+    /// The severity after; low when the host no longer has a score.
+    pub to: Severity,
+    /// The new score, 1–100; `None` when the host left the window.
+    pub score: Option<u8>,
 }
 
 /// One window's running totals of a host.
@@ -220,6 +255,7 @@ fn entering(
 }
 
 impl HostState {
+    /// An empty state for the source host `ip`, with room for each of `rules.windows`.
     pub fn new(ip: IpAddr, rules: &HostRules) -> Self {
         let n = rules.windows.len();
         HostState {
@@ -504,13 +540,13 @@ impl HostState {
                 let from = old.map_or(Severity::Low, |r| r.severity);
                 let to = risk.map_or(Severity::Low, |r| r.severity);
                 if from != to {
-                    changes.push(Change::Severity {
+                    changes.push(Change::Severity(SeverityChange {
                         window,
                         ip,
                         from,
                         to,
                         score: risk.map(|r| r.score),
-                    });
+                    }));
                 }
                 changes.push(Change::Risk {
                     window,

@@ -24,11 +24,12 @@ use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
 use crate::risk::anomaly::Anomaly;
-use crate::risk::host_state::{Change, Contact, HostRules, HostState};
+use crate::risk::host_state::{Change, Contact, HostRules, HostState, SeverityChange};
 use crate::risk::rules::{HostCounters, Risk, Severity};
 use flowsight_operators::aggregates::FlowStats;
 use flowsight_operators::time::Millis;
 use flowsight_operators::window::TickSpan;
+use flowsight_operators::VecBuilder;
 
 /// One update the operator emits.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -36,39 +37,54 @@ pub enum HostOutput {
     /// A row of the risk view of `window` (with the update's diff): the host's score and
     /// the counters it comes from (the factors follow from them).
     Risk {
+        /// The window's length, in ms.
         window: Millis,
+        /// The source host.
         ip: IpAddr,
+        /// Its score, 1–100: part of the ranking key.
         score: u8,
+        /// The counters the score comes from.
         counters: HostCounters,
     },
     /// A host's score and severity in `window` (with the update's diff): like `Risk`, but
     /// changing only when they do, for the score history.
     Score {
+        /// The window's length, in ms.
         window: Millis,
+        /// The source host.
         ip: IpAddr,
+        /// Its score, 1–100.
         score: u8,
+        /// The band of `score`.
         severity: Severity,
     },
     /// A row of the anomaly view of `window` (with the update's diff).
-    Anomaly { window: Millis, anomaly: Anomaly },
-    /// An event, not a row: a detection started (diff always 1).
-    Detected { window: Millis, anomaly: Anomaly },
-    /// An event, not a row: a host's severity changed (diff always 1).
-    SeverityChanged {
+    Anomaly {
+        /// The window's length, in ms.
         window: Millis,
-        ip: IpAddr,
-        from: Severity,
-        to: Severity,
-        score: Option<u8>,
+        /// The row.
+        anomaly: Anomaly,
     },
+    /// An event, not a row: a detection started (diff always 1).
+    Detected {
+        /// The window's length, in ms.
+        window: Millis,
+        /// The detection that started.
+        anomaly: Anomaly,
+    },
+    /// An event, not a row: a host's severity changed (diff always 1).
+    SeverityChanged(SeverityChange),
 }
 
 /// A host's outbound group as the graph arrangement holds it; its counters travel as the
 /// update's diff.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ContactKey {
+    /// The destination address.
     pub dst: IpAddr,
+    /// The destination port.
     pub dst_port: u16,
+    /// The first and last timestamps of the group's records, all in one tick.
     pub span: TickSpan,
 }
 
@@ -101,7 +117,7 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
         name: &str,
         rules: HostRules,
     ) -> Stream<'scope, Millis, Vec<(HostOutput, Millis, isize)>> {
-        self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(HostOutput, Millis, isize)>>, _, _, _>(
+        self.unary_frontier::<VecBuilder<(HostOutput, Millis, isize)>, _, _, _>(
             Pipeline,
             name,
             move |_capability, _info| {
@@ -124,13 +140,18 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                         for container in data {
                             // Only entries: the graph retracts a group at own + longest.
                             container.retain(|((_, key), at, stats)| {
-                                *at < rules.time.own_time(key.span.first) + longest && stats.count > 0
+                                *at < rules.time.own_time(key.span.first) + longest
+                                    && stats.count > 0
                             });
                             let Some(&(_, first, _)) = container.first() else {
                                 continue;
                             };
                             if container.iter().all(|(_, at, _)| *at == first) {
-                                pending.entry(first).or_default().entries.push(std::mem::take(container));
+                                pending
+                                    .entry(first)
+                                    .or_default()
+                                    .entries
+                                    .push(std::mem::take(container));
                             } else {
                                 let mut by_time: BTreeMap<Millis, ContactUpdates> = BTreeMap::new();
                                 for update in container.drain(..) {
@@ -148,8 +169,8 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
 
                     loop {
                         let next_pending = pending.keys().next().copied();
-                        let next_boundary = processed
-                            .and_then(|after| next_boundary(after, &rules, &hosts));
+                        let next_boundary =
+                            processed.and_then(|after| next_boundary(after, &rules, &hosts));
                         let Some(at) = [next_pending, next_boundary].into_iter().flatten().min()
                         else {
                             break;
@@ -272,42 +293,26 @@ fn emit(change: Change, at: Millis, out: &mut Vec<(HostOutput, Millis, isize)>) 
         } => {
             let score = |r: &Risk| (r.score, r.severity);
             let score_changed = old.as_ref().map(score) != new.as_ref().map(score);
-            let row = |r: &Risk| HostOutput::Risk {
-                window,
-                ip,
-                score: r.score,
-                counters: r.counters(),
-            };
-            if let Some(risk) = old {
-                out.push((row(&risk), at, -1));
+            // The old rows leave, the new ones enter; the score history changes only when
+            // the score or severity did.
+            for (risk, diff) in [(old, -1), (new, 1)] {
+                let Some(risk) = risk else { continue };
+                let row = HostOutput::Risk {
+                    window,
+                    ip,
+                    score: risk.score,
+                    counters: risk.counters(),
+                };
+                out.push((row, at, diff));
                 if score_changed {
                     let (score, severity) = (risk.score, risk.severity);
-                    out.push((
-                        HostOutput::Score {
-                            window,
-                            ip,
-                            score,
-                            severity,
-                        },
-                        at,
-                        -1,
-                    ));
-                }
-            }
-            if let Some(risk) = new {
-                out.push((row(&risk), at, 1));
-                if score_changed {
-                    let (score, severity) = (risk.score, risk.severity);
-                    out.push((
-                        HostOutput::Score {
-                            window,
-                            ip,
-                            score,
-                            severity,
-                        },
-                        at,
-                        1,
-                    ));
+                    let history = HostOutput::Score {
+                        window,
+                        ip,
+                        score,
+                        severity,
+                    };
+                    out.push((history, at, diff));
                 }
             }
         }
@@ -319,23 +324,7 @@ fn emit(change: Change, at: Millis, out: &mut Vec<(HostOutput, Millis, isize)>) 
         Change::Detected { window, anomaly } => {
             out.push((HostOutput::Detected { window, anomaly }, at, 1))
         }
-        Change::Severity {
-            window,
-            ip,
-            from,
-            to,
-            score,
-        } => out.push((
-            HostOutput::SeverityChanged {
-                window,
-                ip,
-                from,
-                to,
-                score,
-            },
-            at,
-            1,
-        )),
+        Change::Severity(change) => out.push((HostOutput::SeverityChanged(change), at, 1)),
     }
 }
 

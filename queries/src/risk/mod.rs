@@ -3,7 +3,7 @@
 //! Rendered from the graph arrangement's own updates — each source host's outbound
 //! (destination, port, tick) groups as they enter — by the `host_windows` operator, which
 //! keeps every window of every host on the worker that owns the host. Its rows are
-//! arranged, without moving between workers, four ways:
+//! arranged, without moving between workers, five ways:
 //!
 //! * by (window, score descending, address) — `/v1/risks` reads the top rows in order
 //!   instead of sorting every host;
@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::risk::anomaly::{Anomaly, AnomalyConfig, AnomalyKind, Evidence};
-use crate::risk::host_state::HostRules;
+use crate::risk::host_state::{HostRules, SeverityChange};
 use crate::risk::host_windows::{ContactKey, HostOutput, HostWindows};
 use crate::risk::rules::{score, Factors, HostCounters, Risk, RiskConfig, Severity};
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
@@ -49,21 +49,29 @@ use crate::windows::Windows;
 /// How hosts are scored and which anomalies are reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskSettings {
+    /// Sensitive ports, private ranges and severity bands (`[risk]` in the config file).
     pub risk: RiskConfig,
+    /// The anomaly thresholds (`[anomalies]` in the config file).
     pub anomalies: AnomalyConfig,
 }
 
 /// A host's score in one window, as served over HTTP (docs/design.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RiskRow {
+    /// The source host scored.
     pub ip: IpAddr,
+    /// Its score in the window, 1–100.
     pub score: u8,
+    /// The band of `score`.
     pub severity: Severity,
+    /// Connections the host originated in the window.
     pub connections: u64,
+    /// Each factor's points and the raw value they come from.
     pub factors: Factors,
 }
 
 impl RiskRow {
+    /// The row of host `ip` with the score `risk`.
     pub fn new(ip: IpAddr, risk: Risk) -> Self {
         RiskRow {
             ip,
@@ -84,8 +92,12 @@ impl RiskRow {
 /// (`None`: the host had no score in the window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScoreChange {
+    /// Since when, ms since the epoch: the start of the retained span, or the as_of at
+    /// which the score changed.
     pub as_of: Millis,
+    /// The score from then on, 1–100; `None` while the host had none.
     pub score: Option<u8>,
+    /// The band of `score`; `None` with it.
     pub severity: Option<Severity>,
 }
 
@@ -93,16 +105,23 @@ pub struct ScoreChange {
 /// then every change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowHistory {
+    /// The window's length, in ms.
     pub window: Millis,
+    /// Oldest first; the first change is the state at the start of the span, even when the
+    /// host had no score then.
     pub changes: Vec<ScoreChange>,
 }
 
 /// How many hosts had a score of each severity in one window at `as_of`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeverityPoint {
+    /// The point in time, ms since the epoch.
     pub as_of: Millis,
+    /// Hosts with a `low` score in the window then.
     pub low: u64,
+    /// Hosts with a `medium` score in the window then.
     pub medium: u64,
+    /// Hosts with a `critical` score in the window then.
     pub critical: u64,
 }
 
@@ -113,18 +132,22 @@ pub type SeverityDeltas = Vec<(Millis, [i64; 3])>;
 /// An event for alerting, at the time the view changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Alert {
+    /// A detection appeared in a window: a `port_scan` or `fanout_spike` episode started,
+    /// or a first contact was seen (`"type": "anomaly"`).
     Detected {
+        /// The as_of at which it appeared, ms since the epoch.
         at: Millis,
+        /// The window's length, in ms.
         window: Millis,
+        /// The detection, as the anomaly view lists it.
         anomaly: Anomaly,
     },
+    /// A host's severity in a window changed (`"type": "severity"`).
     Severity {
+        /// The as_of at which it changed, ms since the epoch.
         at: Millis,
-        window: Millis,
-        ip: IpAddr,
-        from: Severity,
-        to: Severity,
-        score: Option<u8>,
+        /// The change.
+        change: SeverityChange,
     },
 }
 
@@ -148,6 +171,8 @@ pub struct RiskTraces {
     /// One `()` per host with a score of that severity in that window (the updates of many
     /// hosts at one time consolidate into one), compacted like `history`.
     pub severity: RowTrace<(Millis, Severity), ()>,
+    /// The anomaly rows of the first three kinds, newest first within a window, with their
+    /// evidence (policy violations are in the segmentation's arrangements).
     pub anomalies: RowTrace<AnomalyKey, Evidence>,
 }
 
@@ -175,6 +200,7 @@ impl RiskTraces {
 
 /// What [`render`] builds.
 pub struct RiskRendered<'scope> {
+    /// The arrangements the views are read from ([`RiskReader`]).
     pub traces: RiskTraces,
     /// Detections and severity changes, at the time they happen.
     pub alerts: Stream<'scope, Millis, Vec<Alert>>,
@@ -300,20 +326,7 @@ pub fn render<'scope>(
             window,
             anomaly,
         }),
-        HostOutput::SeverityChanged {
-            window,
-            ip,
-            from,
-            to,
-            score,
-        } => Some(Alert::Severity {
-            at,
-            window,
-            ip,
-            from,
-            to,
-            score,
-        }),
+        HostOutput::SeverityChanged(change) => Some(Alert::Severity { at, change }),
         _ => None,
     });
     let progress = scope.concatenate([
@@ -356,6 +369,8 @@ pub struct RiskReader<'t> {
 }
 
 impl<'t> RiskReader<'t> {
+    /// A reader of `traces` at `as_of`. `config` must be the one the views were rendered
+    /// with: rows are scored again from their counters when read.
     pub fn new(traces: &'t mut RiskTraces, as_of: Millis, config: &RiskConfig) -> Self {
         RiskReader {
             traces,

@@ -30,8 +30,15 @@ pub const DEFAULT_PRIVATE_RANGES: [&str; 8] = [
 /// the severity bands start. The formula itself is fixed (docs/design.md §4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskConfig {
+    /// Destination ports whose distinct count makes the `sensitive` factor (default
+    /// [`DEFAULT_SENSITIVE_PORTS`]; `sensitive_ports` under `[risk]` in the config file).
     pub sensitive_ports: Vec<u16>,
+    /// The networks whose addresses are private: bytes sent to them do not count toward
+    /// `external`, and they are never a `new_external_destination` (default
+    /// [`DEFAULT_PRIVATE_RANGES`]).
     pub private_ranges: Vec<IpNet>,
+    /// The scores at which `medium` and `critical` start (`[risk.severity]` in the config
+    /// file); [`RiskConfig::validate`] checks them.
     pub bands: SeverityBands,
 }
 
@@ -49,6 +56,7 @@ impl Default for RiskConfig {
 }
 
 impl RiskConfig {
+    /// Whether `port` is one of the `sensitive_ports`.
     pub fn is_sensitive(&self, port: u16) -> bool {
         // A handful of ports: a scan of a short list beats hashing.
         self.sensitive_ports.contains(&port)
@@ -79,7 +87,9 @@ impl RiskConfig {
 /// The lowest score of each band above `low`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeverityBands {
+    /// The lowest score that is `medium` (default 40); lower scores are `low`.
     pub medium: u8,
+    /// The lowest score that is `critical` (default 70); above `medium`, at most 100.
     pub critical: u8,
 }
 
@@ -93,6 +103,7 @@ impl Default for SeverityBands {
 }
 
 impl SeverityBands {
+    /// The severity of a score (1–100) under these bands.
     pub fn of(&self, score: u8) -> Severity {
         if score >= self.critical {
             Severity::Critical
@@ -104,15 +115,25 @@ impl SeverityBands {
     }
 }
 
+/// How alarming a host's score is: the band of [`SeverityBands`] it falls in.
+///
+/// Ordered `Low < Medium < Critical`; serialised in lowercase, as the HTTP API, the
+/// `severity=` parameter and the alerts spell it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// A score below `medium` (by default 1–39). Also what a host without a score counts
+    /// as in severity alerts.
     Low,
+    /// A score from `medium` up to below `critical` (by default 40–69).
     Medium,
+    /// A score of at least `critical` (by default 70–100).
     Critical,
 }
 
 impl Severity {
+    /// The lowercase name (`low`, `medium`, `critical`) that serde writes and
+    /// [`str::parse`] accepts.
     pub fn name(self) -> &'static str {
         match self {
             Severity::Low => "low",
@@ -158,7 +179,10 @@ pub struct HostCounters {
 /// One factor of a score: the points it adds and the raw value they come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Factor {
+    /// The points the factor adds to the score, from 0 up to its cap (25 for `fanout`,
+    /// 15 for `sensitive`, 20 for the others).
     pub points: u8,
+    /// The raw counter the points are computed from: a count, or bytes for `external`.
     pub value: u64,
 }
 
@@ -180,10 +204,13 @@ pub struct Factors {
 /// A host's score in one window, with everything it is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Risk {
+    /// 1 + the factors' points, clamped to 1–100.
     pub score: u8,
+    /// The band of `score` under the configured [`SeverityBands`].
     pub severity: Severity,
     /// Connections the host originated in the window (the denominator of `failures`).
     pub connections: u64,
+    /// What the score is made of: each factor's points and raw value.
     pub factors: Factors,
 }
 

@@ -62,14 +62,20 @@ pub type ViolationKey = (Reverse<Millis>, IpAddr);
 
 /// The arrangements of the segmentation views on one worker.
 pub struct SegmentTraces {
+    /// Host → its segment, or its own hub label.
     pub labels: RowTrace<IpAddr, Label>,
+    /// Segment or hub → member, counted by the member's connections in the window.
     pub members: RowTrace<Label, IpAddr>,
+    /// Segment or hub → which way its connections go, counted by connections.
     pub traffic: RowTrace<Label, Traffic>,
     /// from → (to, port, proto).
     pub policy_out: RowTrace<Label, Service>,
     /// to → (from, port, proto).
     pub policy_in: RowTrace<Label, Service>,
+    /// Hub address → its number of distinct peers.
     pub hubs: RowTrace<IpAddr, u64>,
+    /// The first connection of each policy entry in the longest window, newest first,
+    /// with its `policy_violation` evidence.
     pub violations: RowTrace<ViolationKey, Evidence>,
 }
 
@@ -93,6 +99,7 @@ impl SegmentTraces {
 
 /// What [`render`] builds.
 pub struct SegmentsRendered<'scope> {
+    /// The arrangements the views are read from ([`SegmentReader`]).
     pub traces: SegmentTraces,
     /// Completes a time once every segmentation arrangement has.
     pub progress: Stream<'scope, Millis, Vec<()>>,
@@ -250,7 +257,10 @@ mod label_text {
 /// A member and its connections in the window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRow {
+    /// The member's address.
     pub ip: IpAddr,
+    /// Its connections in the window, as source or destination (one with itself counts
+    /// once).
     pub connections: u64,
 }
 
@@ -266,8 +276,11 @@ impl MemberRow {
 /// Connections of a segment, by where they go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrafficRow {
+    /// Connections with both ends in the segment.
     pub inside: u64,
+    /// Connections from a member to another segment or a hub.
     pub out: u64,
+    /// Connections from another segment or a hub to a member; `in` in JSON.
     #[serde(rename = "in")]
     pub inbound: u64,
 }
@@ -275,11 +288,14 @@ pub struct TrafficRow {
 /// A segment in the listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRow {
+    /// The segment's id, its smallest member; text in JSON.
     #[serde(with = "label_text")]
     pub id: Label,
+    /// How many members it has.
     pub size: u64,
     /// The busiest members, busiest first.
     pub members: Vec<MemberRow>,
+    /// Its connections, by where they go.
     pub traffic: TrafficRow,
 }
 
@@ -293,8 +309,11 @@ impl SegmentRow {
 /// A hub (shared service): its distinct peers and connections in the window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubRow {
+    /// The hub's address.
     pub ip: IpAddr,
+    /// Its distinct peers in the window (at least `hub_degree`).
     pub peers: u64,
+    /// Its connections in the window; 0 in a worker's part, filled in by [`merge_lists`].
     pub connections: u64,
 }
 
@@ -308,42 +327,57 @@ impl HubRow {
 /// One worker's part of `/v1/segments`, or the merged answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentList {
-    /// How many segments and hubs there are (on this worker, or in all).
+    /// How many segments there are (on this worker, or in all); hubs are in `hubs`.
     pub segments: u64,
+    /// How many hubs there are (on this worker, or in all).
     pub hubs: u64,
+    /// The largest segments, largest first, at most the read's `limit`.
     pub rows: Vec<SegmentRow>,
     /// A hub's peers are counted where the hub's address is kept, its connections where
     /// its label is: `connections` is filled in from every part's `hub_connections` when
     /// the parts merge.
     pub hub_rows: Vec<HubRow>,
+    /// (hub address, connections) of the hubs whose label this worker keeps; empty once
+    /// merged.
     pub hub_connections: Vec<(IpAddr, u64)>,
 }
 
 /// One (port, protocol) between a segment and another, with its connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRow {
+    /// The destination port.
     pub dst_port: u16,
+    /// The protocol.
     pub proto: Proto,
+    /// Connections on that (port, protocol) in the window, that way.
     pub count: u64,
 }
 
 /// A segment's connections with one other segment or hub, one way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentEdge {
+    /// The other segment or hub; text in JSON.
     #[serde(with = "label_text")]
     pub peer: Label,
+    /// Connections with it in the window, over every port: the sum of `ports`' counts.
     pub connections: u64,
+    /// The (port, protocol) pairs used, each with its connections.
     pub ports: Vec<PortRow>,
 }
 
 /// `/v1/segments/{id}`: the whole segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentDetail {
+    /// The segment's or hub's id; text in JSON.
     #[serde(with = "label_text")]
     pub id: Label,
+    /// Whether `id` is a hub rather than a segment.
     pub hub: bool,
+    /// How many members it has, whatever the limit on `members`.
     pub size: u64,
+    /// The busiest members first, at most the read's limit.
     pub members: Vec<MemberRow>,
+    /// Its connections, by where they go.
     pub traffic: TrafficRow,
     /// To other segments and hubs, most connections first.
     pub edges_out: Vec<SegmentEdge>,
@@ -354,21 +388,29 @@ pub struct SegmentDetail {
 /// `/v1/hosts/{ip}/segment`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSegment {
+    /// The host asked about.
     pub ip: IpAddr,
+    /// Its segment, or its own hub label; text in JSON.
     #[serde(with = "label_text")]
     pub segment: Label,
+    /// Whether the host is a hub.
     pub hub: bool,
 }
 
 /// One entry of the proposed allow-list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRow {
+    /// The segment (or hub) of the connections' sources; text in JSON.
     #[serde(with = "label_text")]
     pub from: Label,
+    /// The segment (or hub) of their destinations, never `from`; text in JSON.
     #[serde(with = "label_text")]
     pub to: Label,
+    /// The destination port allowed.
     pub dst_port: u16,
+    /// The protocol allowed.
     pub proto: Proto,
+    /// Connections of this entry in the window.
     pub count: u64,
 }
 
@@ -399,6 +441,7 @@ pub enum PolicyOrder {
 }
 
 impl PolicyOrder {
+    /// How `a` and `b` compare in this order.
     pub fn compare(self, a: &PolicyRow, b: &PolicyRow) -> Ordering {
         match self {
             PolicyOrder::Key => PolicyRow::in_key_order(a, b),
@@ -410,7 +453,9 @@ impl PolicyOrder {
 /// Which policy entries a read wants.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyFilter {
+    /// Only entries from this segment or hub; `None`: from any.
     pub from: Option<Label>,
+    /// Only entries to this segment or hub; `None`: to any.
     pub to: Option<Label>,
 }
 
@@ -444,6 +489,7 @@ pub struct SegmentReader<'t> {
 }
 
 impl<'t> SegmentReader<'t> {
+    /// A reader of `traces` at `as_of` (ms since the epoch).
     pub fn new(traces: &'t mut SegmentTraces, as_of: Millis) -> Self {
         SegmentReader { traces, as_of }
     }

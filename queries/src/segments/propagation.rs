@@ -43,11 +43,14 @@ impl Default for SegmentRules {
 /// Ordered segments first, then hubs, each by address, which is the order listings use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SegmentId<N> {
+    /// A segment: a connected component of strong edges, named by its smallest member.
     Segment(N),
+    /// A hub (a shared service), named by its own address and never clustered.
     Hub(N),
 }
 
 impl<N> SegmentId<N> {
+    /// Whether this is a hub rather than a segment.
     pub fn is_hub(&self) -> bool {
         matches!(self, SegmentId::Hub(_))
     }
