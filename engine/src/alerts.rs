@@ -138,12 +138,9 @@ impl AlertSink {
     }
 
     /// Waits for the producer's acknowledgements at shutdown.
-    pub fn flush(&self) -> Result<(), String> {
+    pub fn flush(&self) -> Result<(), flowsight_connectors::kafka::ProduceError> {
         match &self.producer {
-            Some(producer) => producer
-                .flush(Duration::from_secs(10))
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Some(producer) => producer.flush(Duration::from_secs(10)).map(|_| ()),
             None => Ok(()),
         }
     }

@@ -80,6 +80,21 @@ pub enum EngineError {
     StoredQueries(#[from] crate::queries::StoredQueriesError),
 }
 
+/// Why a running engine stopped other than cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineFailure {
+    /// A worker reported a failure that made the process's answers unusable (its message
+    /// says which and why: a mismatched process, a lost peer, a source error).
+    #[error("{0}")]
+    Failed(String),
+    /// A worker thread panicked.
+    #[error("a worker failed: {0}")]
+    Panicked(String),
+    /// The workers stopped cleanly, but the last checkpoint could not be written.
+    #[error("cannot write the final checkpoint: {0}")]
+    FinalCheckpoint(crate::ingest::CheckpointFailure),
+}
+
 /// Sentinel for "this worker has not seen a frontier yet".
 const NO_UPPER: u64 = u64::MAX - 1;
 /// Sentinel for "this worker's frontier is empty: it has seen everything".
@@ -336,17 +351,17 @@ impl Engine {
 
     /// Stops every worker of the cluster and waits for this process's workers. An error
     /// says why the engine failed, if it did.
-    pub fn shutdown(mut self) -> Result<(), String> {
+    pub fn shutdown(mut self) -> Result<(), EngineFailure> {
         self.shared.send(Command::Shutdown);
         self.wait()
     }
 
     /// Waits until the workers stop (after a shutdown sent by any client of the cluster).
-    pub fn join(mut self) -> Result<(), String> {
+    pub fn join(mut self) -> Result<(), EngineFailure> {
         self.wait()
     }
 
-    fn wait(&mut self) -> Result<(), String> {
+    fn wait(&mut self) -> Result<(), EngineFailure> {
         let Some(guards) = self.guards.take() else {
             return Ok(());
         };
@@ -360,9 +375,9 @@ impl Engine {
             tracing::error!("alerts: {error}");
         }
         match (self.shared.failure(), panicked, checkpointed) {
-            (Some(failure), _, _) => Err(failure),
-            (None, Some(panic), _) => Err(format!("a worker failed: {panic}")),
-            (None, None, Err(error)) => Err(error),
+            (Some(failure), _, _) => Err(EngineFailure::Failed(failure)),
+            (None, Some(panic), _) => Err(EngineFailure::Panicked(panic)),
+            (None, None, Err(error)) => Err(EngineFailure::FinalCheckpoint(error)),
             (None, None, Ok(())) => Ok(()),
         }
     }

@@ -178,7 +178,19 @@ impl std::io::Read for FailingReader {
 pub(crate) struct CheckpointWriter {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    round: Arc<dyn Fn(Duration) -> Result<bool, String> + Send + Sync>,
+    round: Arc<dyn Fn(Duration) -> Result<bool, CheckpointFailure> + Send + Sync>,
+}
+
+/// Why a checkpoint could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFailure {
+    /// The dead letters of the records it covers were neither delivered nor kept on disk,
+    /// so the checkpoint may not say the engine is past them.
+    #[error("the dead letters before it were not delivered: {0}")]
+    DeadLetters(String),
+    /// The file could not be written.
+    #[error(transparent)]
+    Write(#[from] crate::checkpoint::CheckpointError),
 }
 
 impl CheckpointWriter {
@@ -193,7 +205,7 @@ impl CheckpointWriter {
         let workers = config.cluster.workers_per_process();
         let retention = config.windows.longest().length;
         let written = std::sync::Mutex::new(None::<u64>);
-        let round = Arc::new(move |flush: Duration| -> Result<bool, String> {
+        let round = Arc::new(move |flush: Duration| -> Result<bool, CheckpointFailure> {
             let (changes, partitions) = {
                 let board = runtime.board.lock().unwrap_or_else(|p| p.into_inner());
                 (board.changes, board.partitions.clone())
@@ -205,18 +217,16 @@ impl CheckpointWriter {
             // Dead letters of the records before these offsets must be delivered (or kept
             // on disk) before the checkpoint says the engine is past them.
             if let Some(sink) = &runtime.dead_letters {
-                sink.flush(flush)?;
+                sink.flush(flush).map_err(CheckpointFailure::DeadLetters)?;
             }
-            store
-                .write(&Checkpoint {
-                    version: CHECKPOINT_VERSION,
-                    topic: topic.clone(),
-                    processes,
-                    workers,
-                    retention,
-                    partitions,
-                })
-                .map_err(|e| e.to_string())?;
+            store.write(&Checkpoint {
+                version: CHECKPOINT_VERSION,
+                topic: topic.clone(),
+                processes,
+                workers,
+                retention,
+                partitions,
+            })?;
             *last = Some(changes);
             Ok(true)
         });
@@ -259,7 +269,7 @@ impl CheckpointWriter {
 
     /// Stops the background writes and writes the final checkpoint (the workers have
     /// stopped and handed on their last snapshots).
-    pub(crate) fn finish(mut self) -> Result<(), String> {
+    pub(crate) fn finish(mut self) -> Result<(), CheckpointFailure> {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -269,7 +279,7 @@ impl CheckpointWriter {
                 tracing::info!("final checkpoint written");
                 Ok(())
             }
-            Err(error) => Err(format!("cannot write the final checkpoint: {error}")),
+            Err(error) => Err(error),
         }
     }
 }

@@ -38,7 +38,8 @@ pub use config::{
     AlertsConfig, ClusterConfig, ConfigError, EngineConfig, KafkaSourceConfig, QueryLimits,
     SourceConfig,
 };
-pub use engine::{Client, Engine, EngineError};
+pub use engine::{Client, Engine, EngineError, EngineFailure};
+pub use ingest::CheckpointFailure;
 pub use queries::{QueryDefinition, QueryError, QueryInfo, QueryState};
 pub use status::{ClusterStatus, PartitionStatus, WorkerStatus};
 pub use subscribe::{Hub, SubscriptionSettings, ViewReader, ViewRows};

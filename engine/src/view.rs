@@ -89,6 +89,11 @@ pub struct Merging<'a> {
 }
 
 impl Merging<'_> {
+    /// The longest window's length, in ms: how far back the history a view keeps reaches.
+    pub fn longest(&self) -> Millis {
+        self.shared.config.windows.longest().length
+    }
+
     /// The plan of a registered query's generation, if it is still registered.
     pub fn query_plan(&self, name: &str, generation: u64) -> Option<ValidPlan> {
         self.shared.query_plan(name, generation)

@@ -41,7 +41,8 @@ impl View for Status {
     }
 }
 
-/// The most recent dead letters of every worker.
+/// The most recent dead letters: each worker's newest first, worker by worker, cut at
+/// `limit` (workers share no clock to order letters across them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetters {
     /// The most letters to answer with, over the whole cluster.

@@ -42,6 +42,26 @@ pub(crate) fn find(name: &str) -> Option<&'static Entry> {
 mod tests {
     use std::collections::BTreeSet;
 
+    use super::graph::Edges;
+    use crate::view::{encode, View};
+
+    #[test]
+    fn a_question_is_decoded_by_its_own_views_entry_only() {
+        let question = encode(&Edges {
+            window: 1_800_000,
+            filter: Default::default(),
+            limit: 3,
+        })
+        .unwrap();
+        let entry = super::find(Edges::NAME).expect("edges is listed");
+        assert!((entry.decode)(&question).is_ok());
+        assert!(
+            (entry.decode)(&question[..question.len() - 1]).is_err(),
+            "cut short"
+        );
+        assert!(super::find("no_such_view").is_none());
+    }
+
     #[test]
     fn every_view_has_its_own_name() {
         let names: BTreeSet<&str> = super::LIST.iter().map(|entry| entry.name).collect();

@@ -131,9 +131,10 @@ impl View for SeverityOverTime {
     }
 
     fn merge(&self, parts: Vec<SeverityDeltas>, at: &Merging<'_>) -> Vec<SeverityPoint> {
+        // The parts cover at most the longest window, as `read` asked.
         merge_severity(
             parts,
-            at.as_of.saturating_sub(self.span),
+            at.as_of.saturating_sub(self.span.min(at.longest())),
             at.as_of,
             self.step,
         )
