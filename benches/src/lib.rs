@@ -146,6 +146,7 @@ pub fn engine_config(
         time: timing.time,
         lateness: timing.lateness,
         idle_timeout: timing.idle_timeout,
+        max_ahead: flowsight_engine::config::DEFAULT_MAX_AHEAD,
         windows: timing.windows,
         source,
         cluster: ClusterConfig::Single { workers },

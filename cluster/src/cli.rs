@@ -272,6 +272,17 @@ pub struct RunArgs {
         env = "FLOWSIGHT_IDLE_TIMEOUT"
     )]
     pub idle_timeout: u64,
+    /// How far (event time) a source may read ahead of the views before it waits for
+    /// them: what is read but not yet in the views stays bounded however fast the source
+    /// (a backlog, a file, `--pace fast`) could go. At least one tick.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration_ms,
+        env = "FLOWSIGHT_MAX_AHEAD"
+    )]
+    pub max_ahead: u64,
     /// Windows of the windowed views, comma separated.
     #[arg(
         long,
@@ -734,6 +745,7 @@ impl RunArgs {
             time,
             lateness: self.lateness,
             idle_timeout: Duration::from_millis(self.idle_timeout),
+            max_ahead: self.max_ahead,
             windows,
             source,
             cluster,

@@ -644,6 +644,85 @@ fn a_topic_with_four_partitions_gives_the_oracles_views_with_one_two_workers_and
     }
 }
 
+/// A backlog is read no faster than the views take it: each source waits once it is
+/// `--max-ahead` past the views' frontier (its partitions paused at the consumer meanwhile),
+/// and the views are as exact as ever.
+#[test]
+fn a_backlog_is_read_no_more_than_max_ahead_past_the_views() {
+    const MAX_AHEAD_MS: u64 = 1_000;
+    // A chunk of 4,096 records of a partition (0.8 s of event time here) may pass the
+    // limit before the source looks again, and a partition held back by a slower one may
+    // place 16,384 records (3.3 s) past the horizon (--max-ahead, the lateness, a tick).
+    const SLACK_MS: u64 = 7_000;
+    let events = common::generated(23, 4, 20_000, START, 240_000, 300);
+    let expect = Expected {
+        records: events.len() as u64,
+        dead_letters: BTreeMap::new(),
+        partitions: 4,
+    };
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let native = dir.path().join("flows.jsonl");
+    write_native(&native, &events);
+    produce(
+        brokers,
+        "flows",
+        &["--path", native.to_str().unwrap(), "--partitions", "4"],
+        events.len(),
+    );
+    let args = engine_args(
+        brokers,
+        "flows",
+        &dir.path().join("state"),
+        WINDOWS,
+        &["--workers", "2", "--max-ahead", "1s", "--lateness", "1s"],
+    );
+    let mut fs = start(&args, free_port());
+    let deadline = Instant::now() + COMPLETE_TIMEOUT;
+    let (mut samples, mut waiting) = (0u64, 0u64);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the backlog was not read in time"
+        );
+        let Some((200, status)) = try_get(&format!("{}/v1/status", fs.base)) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        samples += 1;
+        // Once everything is read the partitions turn idle and the frontier moves past the
+        // last record without reading anything: no longer a distance read ahead.
+        if status["records"].as_u64() == Some(expect.records) {
+            break;
+        }
+        if let (Some(ahead), Some(frontier)) =
+            (status["source_ahead"].as_u64(), status["frontier"].as_u64())
+        {
+            // Before the views have a frontier the source's first jump is no distance.
+            if frontier > START {
+                assert!(
+                    ahead <= MAX_AHEAD_MS + SLACK_MS,
+                    "a source read {ahead} ms past the views: {}",
+                    pretty(&status)
+                );
+            }
+        }
+        if status["waiting_for_views"] == true {
+            waiting += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        waiting > 0,
+        "in {samples} samples no source waited for the views: nothing was tested"
+    );
+    let status = wait_until_caught_up(&mut fs, &expect, COMPLETE_TIMEOUT);
+    check_counts(&status, &expect, "max ahead");
+    check_views(&fs, &events, WINDOWS, "max ahead");
+    assert!(fs.terminate().success());
+}
+
 #[test]
 fn malformed_records_are_dead_letters_in_the_topic_unchanged_and_counted_by_reason() {
     const PARTITIONS: usize = 3;

@@ -653,6 +653,7 @@ pub(crate) mod tests {
             time,
             lateness: 0,
             idle_timeout: Duration::from_secs(1),
+            max_ahead: crate::config::DEFAULT_MAX_AHEAD,
             windows: flowsight_queries::Windows::parse("30m", &time).unwrap(),
             source: crate::SourceConfig::Generator(Default::default()),
             cluster: crate::ClusterConfig::Single { workers: 2 },

@@ -43,6 +43,9 @@ const ACTIVATION_BUDGET: Duration = Duration::from_millis(50);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often a snapshot of the partitions' offsets is taken for checkpoints.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
+/// How many records a partition may place past the horizon before it waits for the views
+/// (four chunks): a real-time source places none there.
+const MAX_RECORDS_BEYOND: u64 = 4 * CHUNK as u64;
 /// Snapshots waiting for the views' frontier. When the views lag this far, the newest
 /// waiting one gives way to the next: the oldest, next to be reflected, keep moving the
 /// checkpoint on.
@@ -60,6 +63,8 @@ pub struct SourceTiming {
     pub idle_timeout: Duration,
     /// How long records stay in the views (the longest window).
     pub retention: Millis,
+    /// How far (event time) a partition may read ahead of the views' frontier.
+    pub max_ahead: Millis,
 }
 
 /// Every worker's latest watermark report, as this worker knows it, and this worker's
@@ -165,6 +170,37 @@ struct Reading {
     marks: ReplayMarks,
     /// The offset that the views' frontier shows reflected.
     reflected_offset: Option<u64>,
+    /// Its records placed past the horizon the views may lag by.
+    beyond: Beyond,
+    /// It has placed too many records past the horizon and waits for the views.
+    waiting: bool,
+}
+
+/// The records of one partition placed past the horizon (`max_ahead`, the lateness and a
+/// tick past the views' frontier), by placement time. A partition whose frontier is held
+/// back by slower ones elsewhere, or whose clock runs ahead, places its records there; past
+/// [`MAX_RECORDS_BEYOND`] of them it waits, so it cannot read without bound either.
+#[derive(Debug, Default)]
+struct Beyond {
+    by_time: BTreeMap<Millis, u64>,
+    count: u64,
+}
+
+impl Beyond {
+    fn add(&mut self, at: Millis) {
+        *self.by_time.entry(at).or_insert(0) += 1;
+        self.count += 1;
+    }
+
+    /// Forgets the records the horizon has reached.
+    fn reached(&mut self, horizon: Millis) {
+        while let Some(entry) = self.by_time.first_entry() {
+            if *entry.key() > horizon {
+                break;
+            }
+            self.count -= entry.remove();
+        }
+    }
 }
 
 impl Reading {
@@ -183,6 +219,8 @@ impl Reading {
                 max_ts: None,
                 marks: ReplayMarks::default(),
                 reflected_offset: None,
+                beyond: Beyond::default(),
+                waiting: false,
             };
         };
         let replaying = (reader.next_offset() < entry.offset).then(|| {
@@ -202,6 +240,8 @@ impl Reading {
             max_ts: entry.max_ts,
             marks: ReplayMarks::from_checkpoint(&entry.marks),
             reflected_offset: Some(entry.offset),
+            beyond: Beyond::default(),
+            waiting: false,
         }
     }
 
@@ -291,7 +331,9 @@ pub fn event_source<'scope>(
             // Replayed records must enter no later than they did before the restart; the
             // cap holds for the whole activation.
             let replay_cap = operator.replay_cap();
-            let more = operator.poll(&mut frontier, replay_cap);
+            let limit = operator.read_limit();
+            let more = operator.poll(&mut frontier, replay_cap, limit);
+            operator.pause_partitions();
             for (at, mut batch) in operator.by_time.drain() {
                 operator.placed.record(at);
                 output.session(&cap.delayed(&at)).give_container(&mut batch);
@@ -303,7 +345,7 @@ pub fn event_source<'scope>(
             }
             operator.placed.reached(*cap.time());
             operator.snapshot(now);
-            operator.publish_status(now);
+            operator.publish_status(now, *cap.time());
             if more {
                 activator.activate();
             } else {
@@ -371,6 +413,8 @@ struct SourceOperator {
     /// The records and late records counted in this activation.
     records: u64,
     late: u64,
+    /// The last poll stopped at the read limit, waiting for the views.
+    waiting_for_views: bool,
 }
 
 impl SourceOperator {
@@ -403,6 +447,7 @@ impl SourceOperator {
             placed: Placed::default(),
             records: 0,
             late: 0,
+            waiting_for_views: false,
         }
     }
 
@@ -458,6 +503,26 @@ impl SourceOperator {
             .unwrap_or(Millis::MAX)
     }
 
+    /// The frontier at which this worker's source stops reading until the views catch up:
+    /// `max_ahead` past the views' frontier (from 0 before the views have one). Measured
+    /// from the source's frontier, the slowest partition's watermark, so that one record
+    /// with a far-future timestamp cannot stop its partition; a replay after a restart
+    /// is held at its cap, which the views reach, so it never waits on itself.
+    fn read_limit(&self) -> Millis {
+        let views = self.links.stats.borrow().frontier.unwrap_or(0);
+        views.saturating_add(self.timing.max_ahead)
+    }
+
+    /// Pauses the partitions' fetching while the source waits for the views (a Kafka
+    /// partition then buffers nothing in its client), and resumes it once it reads again.
+    fn pause_partitions(&mut self) {
+        for reading in &mut self.readings {
+            reading
+                .reader
+                .pause(self.waiting_for_views || reading.waiting);
+        }
+    }
+
     /// `frontier` moved by a watermark, never past the replay's cap.
     fn advance(&self, frontier: Millis, watermark: Millis, replay_cap: Millis) -> Millis {
         frontier.max(
@@ -469,13 +534,18 @@ impl SourceOperator {
     }
 
     /// Reads the partitions within the activation's budget into `by_time`, counting and
-    /// forwarding dead letters. The frontier moves as the records read so far move it:
-    /// each record is placed against the watermark of the records before it, however the
-    /// reads happen to be chunked. True when a partition has more to give now.
-    fn poll(&mut self, frontier: &mut Millis, replay_cap: Millis) -> bool {
+    /// forwarding dead letters, until the frontier reaches `limit` (the source then waits
+    /// for the views). The frontier moves as the records read so far move it: each record
+    /// is placed against the watermark of the records before it, however the reads happen
+    /// to be chunked. True when a partition has more to give now.
+    fn poll(&mut self, frontier: &mut Millis, replay_cap: Millis, limit: Millis) -> bool {
         let mut more = false;
         self.records = 0;
         self.late = 0;
+        self.waiting_for_views = false;
+        let horizon = limit
+            .saturating_add(self.timing.lateness)
+            .saturating_add(self.timing.time.tick());
         let activation_started = Instant::now();
         let count = self.readings.len();
         let first = if count == 0 { 0 } else { self.rotation % count };
@@ -484,14 +554,27 @@ impl SourceOperator {
             if self.readings[index].finished {
                 continue;
             }
+            let reading = &mut self.readings[index];
+            reading.beyond.reached(horizon);
+            reading.waiting = reading.beyond.count >= MAX_RECORDS_BEYOND;
             let mut last = PollStatus::Pending;
             for _ in 0..CHUNKS_PER_ACTIVATION {
+                if *frontier >= limit {
+                    // Far enough ahead of the views: read on once they have caught up.
+                    self.waiting_for_views = true;
+                    return false;
+                }
+                if self.readings[index].beyond.count >= MAX_RECORDS_BEYOND {
+                    // This partition alone is far ahead: the others read on.
+                    self.readings[index].waiting = true;
+                    break;
+                }
                 if activation_started.elapsed() >= ACTIVATION_BUDGET {
                     // Let the rest of the dataflow (and the control plane) run first.
                     more = true;
                     break;
                 }
-                let status = self.poll_chunk(index, frontier, replay_cap);
+                let status = self.poll_chunk(index, frontier, replay_cap, horizon);
                 last = status;
                 match status {
                     PollStatus::Ready => continue,
@@ -516,6 +599,7 @@ impl SourceOperator {
         index: usize,
         frontier: &mut Millis,
         replay_cap: Millis,
+        horizon: Millis,
     ) -> PollStatus {
         let reading = &mut self.readings[index];
         let status = reading.reader.poll(CHUNK, &mut self.events, &mut self.dead);
@@ -554,10 +638,13 @@ impl SourceOperator {
                 self.records += 1;
                 reading.counts.records += 1;
             }
-            self.by_time
-                .entry(own.max(*frontier))
-                .or_default()
-                .push(event);
+            let at = own.max(*frontier);
+            // A replay is held at its cap, which the views can only pass once it is done:
+            // it never waits for them.
+            if at > horizon && reading.replaying.is_none() {
+                reading.beyond.add(at);
+            }
+            self.by_time.entry(at).or_default().push(event);
         }
         for letter in self.dead.drain(..) {
             // Replayed dead letters were counted and sent before the restart.
@@ -663,8 +750,11 @@ impl SourceOperator {
     }
 
     /// This activation's counts and every partition's status, for `/v1/status`.
-    fn publish_status(&mut self, now: Instant) {
+    fn publish_status(&mut self, now: Instant, source_frontier: Millis) {
         let mut stats = self.links.stats.borrow_mut();
+        stats.source_frontier = Some(source_frontier);
+        stats.waiting_for_views =
+            self.waiting_for_views || self.readings.iter().any(|reading| reading.waiting);
         stats.records += self.records;
         stats.late_records += self.late;
         stats.partitions = self

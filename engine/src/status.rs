@@ -50,6 +50,10 @@ pub struct WorkerStatus {
     pub dead_letters: BTreeMap<String, u64>,
     /// The first as_of not yet complete in this worker's arrangements.
     pub frontier: Option<Millis>,
+    /// How far its source has read: the first time it may still place records at.
+    pub source_frontier: Option<Millis>,
+    /// Its source is waiting for the views, having read `max_ahead` past their frontier.
+    pub waiting_for_views: bool,
     /// After a restart: views are exact from this as_of on (see [`WorkerStats::ready_from`]).
     pub ready_from: Option<Millis>,
     /// The partitions it reads.
@@ -72,6 +76,10 @@ pub struct WorkerStats {
     /// The first as_of not yet complete in this worker's arrangements, set by the peek
     /// operator; `None` before it first runs, or once the frontier is empty.
     pub frontier: Option<Millis>,
+    /// How far the source has read (its capability), set by the source operator.
+    pub source_frontier: Option<Millis>,
+    /// Whether the source last stopped reading to let the views catch up.
+    pub waiting_for_views: bool,
     /// After a restart: the largest checkpoint as_of of this worker's partitions. Views read
     /// before it would miss records still being replayed, so peeks wait for it.
     pub ready_from: Option<Millis>,
@@ -88,6 +96,8 @@ impl WorkerStats {
             late_records: 0,
             dead_letters: DeadLetterLog::new(DEFAULT_DEAD_LETTER_CAPACITY),
             frontier: None,
+            source_frontier: None,
+            waiting_for_views: false,
             ready_from: None,
             partitions: Vec::new(),
         }
@@ -102,6 +112,8 @@ impl WorkerStats {
             late_records: self.late_records,
             dead_letters: self.dead_letters.counts().clone(),
             frontier: self.frontier,
+            source_frontier: self.source_frontier,
+            waiting_for_views: self.waiting_for_views,
             ready_from: self.ready_from,
             partitions: self.partitions.clone(),
             dead_letter_sink: None,
@@ -120,6 +132,11 @@ pub struct ClusterStatus {
     pub as_of: Millis,
     /// The least frontier over the workers: the first as_of still incomplete somewhere.
     pub frontier: Option<Millis>,
+    /// How far the sources have read past the views' frontier, the most over the workers
+    /// (ms of event time); at most about `--max-ahead`, past which a source waits.
+    pub source_ahead: Option<Millis>,
+    /// Some worker's source is waiting for the views to catch up.
+    pub waiting_for_views: bool,
     /// Records counted, summed over the workers.
     pub records: u64,
     /// Late records, summed over the workers.
@@ -169,6 +186,8 @@ impl ClusterStatus {
             workers: parts.len(),
             as_of,
             frontier: None,
+            source_ahead: None,
+            waiting_for_views: false,
             records: 0,
             late_records: 0,
             dead_letters: 0,
@@ -222,6 +241,11 @@ impl ClusterStatus {
                 status.dead_letters += count;
                 *status.dead_letters_by_reason.entry(reason).or_insert(0) += count;
             }
+            if let (Some(source), Some(views)) = (part.source_frontier, part.frontier) {
+                let ahead = source.saturating_sub(views);
+                status.source_ahead = Some(status.source_ahead.map_or(ahead, |a| a.max(ahead)));
+            }
+            status.waiting_for_views |= part.waiting_for_views;
             // `None` (an empty frontier: finished) is later than any time.
             frontier = Some(match (frontier, part.frontier) {
                 (None, f) => f,
@@ -274,6 +298,8 @@ mod tests {
             late_records: records / 10,
             dead_letters: reasons.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
             frontier,
+            source_frontier: frontier.map(|f| f + 3_000 * worker as u64),
+            waiting_for_views: worker == 1,
             ready_from: None,
             dead_letter_sink: None,
             partitions: vec![PartitionStatus {
@@ -311,6 +337,9 @@ mod tests {
         assert_eq!(status.dead_letters, 7);
         assert_eq!(status.dead_letters_by_reason["invalid_json"], 3);
         assert_eq!(status.frontier, Some(6_000));
+        // Each worker's source against its own views: worker 1 is 3 s ahead, and waits.
+        assert_eq!(status.source_ahead, Some(3_000));
+        assert!(status.waiting_for_views);
         let partitions: Vec<u32> = status.partitions.iter().map(|p| p.partition).collect();
         assert_eq!(partitions, vec![1, 2, 3], "sorted by source and partition");
     }

@@ -116,6 +116,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         lateness: config.lateness,
         idle_timeout: config.idle_timeout,
         retention: config.windows.longest().length,
+        max_ahead: config.max_ahead,
     };
 
     // The sequencer orders commands by its workers' elapsed time; timely starts the worker

@@ -101,6 +101,18 @@ pub async fn render(client: Client, hub: Arc<Hub>) -> Result<Response, ApiError>
     );
     gauge(
         &mut registry,
+        "source_ahead_ms",
+        "How far the sources have read past the views' frontier, the most over the workers (ms of event time)",
+        clamp(status.source_ahead.unwrap_or(0)),
+    );
+    gauge(
+        &mut registry,
+        "source_waiting_for_views",
+        "1 while some source has read --max-ahead past the views and waits for them",
+        i64::from(status.waiting_for_views),
+    );
+    gauge(
+        &mut registry,
         "processes",
         "Processes in the cluster",
         clamp(status.processes as u64),

@@ -152,6 +152,8 @@ impl KafkaSource {
         self.strays.insert(id, Arc::clone(&strays));
         tracing::debug!(topic = %self.topic, partition, worker = self.worker, ?start, "assigned");
         Some(KafkaPartition {
+            consumer: Arc::clone(&self.consumer),
+            paused: false,
             queue,
             reader: MessageReader {
                 topic: self.topic.clone(),
@@ -243,6 +245,10 @@ fn new_partitions(known: u32, count: u32, worker: usize, peers: usize) -> Vec<u3
 
 /// One partition of the topic, read through its own queue.
 pub struct KafkaPartition {
+    /// The worker's consumer, to pause and resume this partition's fetching.
+    consumer: Arc<SourceConsumer>,
+    /// Fetching is paused while the engine waits for its views.
+    paused: bool,
     queue: rdkafka::consumer::base_consumer::PartitionQueue<SourceContext>,
     /// Apart from the queue, so that a message borrowed from the queue can be offered.
     reader: MessageReader,
@@ -371,6 +377,29 @@ impl EventPartition for KafkaPartition {
 
     fn next_offset(&self) -> u64 {
         self.reader.next_offset
+    }
+
+    fn pause(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        let id = i32::try_from(self.reader.partition).unwrap_or(i32::MAX);
+        list.add_partition(&self.reader.topic, id);
+        let done = match paused {
+            true => self.consumer.pause(&list),
+            false => self.consumer.resume(&list),
+        };
+        match done {
+            Ok(()) => self.paused = paused,
+            // Not fatal: the partition is only read when polled; its client may prefetch.
+            Err(error) => tracing::warn!(
+                topic = %self.reader.topic,
+                partition = self.reader.partition,
+                "cannot {} fetching: {error}",
+                if paused { "pause" } else { "resume" }
+            ),
+        }
     }
 
     fn end_offset(&self) -> Option<u64> {

@@ -50,6 +50,14 @@ pub trait EventPartition: Send {
     fn stop_at(&mut self, offset: Option<u64>) {
         let _ = offset;
     }
+
+    /// Stops (`true`) or resumes fetching ahead of [`poll`](EventPartition::poll), while the
+    /// engine waits for its views to catch up: a Kafka partition is paused at the consumer,
+    /// so that nothing piles up in its client while it is not read. Sources that read only
+    /// when polled ignore it.
+    fn pause(&mut self, paused: bool) {
+        let _ = paused;
+    }
 }
 
 /// The partitions of one source that one worker reads. Kafka's may grow while running.
