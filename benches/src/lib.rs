@@ -105,7 +105,7 @@ pub struct Timing {
 impl Timing {
     /// A tick of `tick` ms (a valid tick: the harness's own choice), `lateness` ms of
     /// allowed lateness, the wall-clock `idle_timeout` after which a quiet partition stops
-    /// holding the watermark, and the `windows` list (such as `30m,2h,24h`), which is the
+    /// holding the watermark, and the `windows` list (such as `30m:10s,2h:1m,24h:5m`), which is the
     /// error if it does not fit the tick.
     pub fn new(
         tick: Millis,
@@ -127,7 +127,13 @@ impl Default for Timing {
     /// The generator runs': 1 s ticks, 5 s lateness, a 5 ms idle timeout, and the windows
     /// 30m, 2h and 24h.
     fn default() -> Self {
-        Timing::new(1000, 5_000, Duration::from_millis(5), "30m,2h,24h").expect("valid windows")
+        Timing::new(
+            1000,
+            5_000,
+            Duration::from_millis(5),
+            flowsight_queries::windows::DEFAULT_WINDOWS,
+        )
+        .expect("valid windows")
     }
 }
 

@@ -13,6 +13,7 @@ use flowsight_engine::{
     SubscriptionSettings,
 };
 use flowsight_operators::TimeModel;
+use flowsight_queries::windows::DEFAULT_WINDOWS;
 use flowsight_queries::Windows;
 
 use crate::hostfile;
@@ -283,14 +284,11 @@ pub struct RunArgs {
         env = "FLOWSIGHT_MAX_AHEAD"
     )]
     pub max_ahead: u64,
-    /// Windows of the windowed views, comma separated.
-    #[arg(
-        long,
-        value_name = "LIST",
-        default_value = "30m,2h,24h",
-        env = "FLOWSIGHT_WINDOWS"
-    )]
-    pub windows: String,
+    /// Windows of the windowed views and their panes, comma separated: `<length>[:<pane>]`
+    /// (a window without a pane is kept at the tick) [default: 30m:10s,2h:1m,24h:5m, or
+    /// the --config file's].
+    #[arg(long, value_name = "LIST", env = "FLOWSIGHT_WINDOWS")]
+    pub windows: Option<String>,
     /// Where checkpoints (Kafka offsets) and undeliverable dead letters are kept.
     #[arg(
         long,
@@ -611,8 +609,6 @@ impl RunArgs {
             // Zero would make every partition idle at once and the lateness meaningless.
             return Err("--idle-timeout must be at least 1ms".into());
         }
-        let windows =
-            Windows::parse(&self.windows, &time).map_err(|e| format!("--windows: {e}"))?;
         if self.source != SourceKind::Kafka && self.kafka.given_for_source() {
             return Err("--topic and --dead-letter-topic are for --source kafka".into());
         }
@@ -624,6 +620,15 @@ impl RunArgs {
         let settings = match &self.config {
             Some(path) => crate::config_file::load(path)?,
             None => Default::default(),
+        };
+        let windows = match (&self.windows, &settings.windows) {
+            (Some(list), _) => {
+                Windows::parse(list, &time).map_err(|e| format!("--windows: {e}"))?
+            }
+            (None, Some(list)) => Windows::parse(list, &time)
+                .map_err(|e| format!("windows in the --config file: {e}"))?,
+            (None, None) => Windows::parse(DEFAULT_WINDOWS, &time)
+                .map_err(|e| format!("--windows {DEFAULT_WINDOWS} with --tick: {e}"))?,
         };
         let analysis = settings.analysis;
         let mut segments = settings.segments;

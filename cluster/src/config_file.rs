@@ -1,5 +1,6 @@
-//! The analysis settings file given to `--config` (TOML): sensitive ports, private ranges,
-//! severity bands, anomaly thresholds and segmentation thresholds. Every key is optional
+//! The analysis settings file given to `--config` (TOML): the windows and their panes,
+//! sensitive ports, private ranges, severity bands, anomaly thresholds and segmentation
+//! thresholds. Every key is optional
 //! and falls back to the defaults of docs/design.md §4; an unknown key is an error, so that
 //! a typo never leaves a default in force unnoticed. The format is documented in
 //! docs/risk-and-anomalies.md and docs/segments.md.
@@ -15,6 +16,8 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    /// The windows and their panes, written as `--windows` takes them.
+    windows: Option<String>,
     #[serde(default)]
     risk: RiskSection,
     #[serde(default)]
@@ -35,6 +38,9 @@ struct SegmentsSection {
 pub struct Settings {
     pub analysis: RiskSettings,
     pub segments: SegmentRules,
+    /// The windows and their panes (`30m:10s,2h:1m,24h:5m`), validated with the tick by
+    /// the caller; `None` when the file sets none.
+    pub windows: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +158,7 @@ pub fn parse(text: &str) -> Result<Settings, String> {
     Ok(Settings {
         analysis: settings,
         segments,
+        windows: file.windows,
     })
 }
 

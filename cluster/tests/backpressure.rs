@@ -50,6 +50,10 @@ fn a_fast_source_stays_within_max_ahead_of_the_views_and_the_views_stay_exact() 
         "1s",
         "--max-ahead",
         "2s",
+        // At the tick, so that first and last seen times are exact records' (panes have
+        // their own oracle tests).
+        "--windows",
+        "30m,2h,24h",
         "--state-dir",
         state.path().to_str().unwrap(),
     ];

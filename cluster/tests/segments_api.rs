@@ -84,13 +84,18 @@ fn serve(extra: &[&str]) -> (Flowsight, tempfile::TempDir) {
     (fs, dir)
 }
 
-/// Checks that `answer` is over the 24h window at its `as_of`, and returns it without
-/// those two fields, for comparison with a golden answer.
+/// The default pane of the 24h window.
+const FIVE_MINUTES: u64 = 300_000;
+
+/// Checks that `answer` is over the 24h window at its `as_of` (which starts at a boundary of
+/// its default 5-minute pane), and returns it without those two fields, for comparison with
+/// a golden answer.
 fn over_the_day(mut answer: Value) -> Value {
     let as_of = answer["as_of"].as_u64().expect("an as_of");
+    let from = (as_of - DAY) / FIVE_MINUTES * FIVE_MINUTES;
     assert_eq!(
         answer["window"],
-        json!({ "name": "24h", "from": as_of - DAY, "to": as_of }),
+        json!({ "name": "24h", "from": from, "to": as_of }),
         "{answer}"
     );
     let object = answer.as_object_mut().unwrap();

@@ -92,7 +92,7 @@ fn prepare_kafka(
         resumed_partitions = resume.len(),
         "reading Kafka"
     );
-    let retention = config.windows.longest().length;
+    let retention = config.windows.retention();
     let ready_from = resume
         .values()
         .filter(|entry| entry.replay_from(&config.time, retention) < entry.offset)
@@ -139,7 +139,7 @@ pub(crate) fn partition_source(
             })
         }
         SourceConfig::Kafka(kafka) => {
-            let retention = config.windows.longest().length;
+            let retention = config.windows.retention();
             let start: BTreeMap<u32, u64> = runtime
                 .resume
                 .iter()
@@ -203,7 +203,7 @@ impl CheckpointWriter {
         let topic = kafka.topic.clone();
         let processes = config.cluster.processes();
         let workers = config.cluster.workers_per_process();
-        let retention = config.windows.longest().length;
+        let retention = config.windows.retention();
         let written = std::sync::Mutex::new(None::<u64>);
         let round = Arc::new(move |flush: Duration| -> Result<bool, CheckpointFailure> {
             let (changes, partitions) = {

@@ -77,6 +77,12 @@ impl Reading<'_> {
     pub fn risk_config(&self) -> &RiskConfig {
         &self.shared.config.analysis.risk
     }
+
+    /// The first timestamp the window of `length` ms holds at the time read:
+    /// `floor_pane(time − length)`.
+    pub fn window_start(&self, length: Millis) -> Millis {
+        self.shared.config.windows.start(length, self.time)
+    }
 }
 
 /// What the asking worker's client merges the parts with.

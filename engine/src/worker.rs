@@ -115,7 +115,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         time: config.time,
         lateness: config.lateness,
         idle_timeout: config.idle_timeout,
-        retention: config.windows.longest().length,
+        retention: config.windows.retention(),
         max_ahead: config.max_ahead,
     };
 
@@ -159,15 +159,14 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
                 stopped: Rc::clone(&stopped),
             },
         );
-        let retention = config.windows.longest().length;
         let mut progress_extra = None;
         if config.queries.enabled {
             for window in config.windows.iter() {
                 if records_trace.borrow().contains_key(&window.length) {
                     continue;
                 }
-                let records =
-                    registered::render_records(events.clone(), config.time, window.length);
+                let schedule = config.windows.schedule_of(window.length);
+                let records = registered::render_records(events.clone(), schedule);
                 let done = records.stream.clone().map(|_| ());
                 progress_extra = Some(match progress_extra.take() {
                     Some(progress) => done.concat(progress),
@@ -178,26 +177,26 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
                     .insert(window.length, records.trace);
             }
         }
-        let arranged = graph::render(events, config.time, retention);
-        let mut progress = arranged.stream.clone().map(|_| ());
+        let graph = graph::render(events, config.windows.schedule().clone());
+        let mut progress = graph.arranged.stream.clone().map(|_| ());
         if let Some(records) = progress_extra.take() {
             progress = progress.concat(records);
         }
         let mut risk_traces = None;
         if config.risk_views {
-            let risks = risk::render(&arranged, config.time, &config.windows, &config.analysis);
+            let risks = risk::render(&graph, &config.windows, &config.analysis);
             alerts::deliver(risks.alerts, Arc::clone(shared));
             progress = progress.concat(risks.progress);
             risk_traces = Some(risks.traces);
         }
         let mut segment_traces = None;
         if config.segment_views {
-            let rendered = segments::render(&arranged, config.segments);
+            let rendered = segments::render(&graph.arranged, config.segments);
             progress = progress.concat(rendered.progress);
             segment_traces = Some(rendered.traces);
         }
         let views = peek::Views {
-            graph: arranged.trace,
+            graph: graph.arranged.trace,
             risk: risk_traces,
             segments: segment_traces,
             records: Rc::clone(&records_trace),

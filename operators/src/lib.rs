@@ -3,22 +3,24 @@
 //! live with their views in `flowsight-queries`).
 //!
 //! Nothing here performs I/O: the crate owns the time model and watermarks ([`time`]), the
-//! aggregate types that travel as differential "diffs" ([`aggregates`]), the windowing
-//! operator that pre-aggregates records by (key, tick) and retracts them in the future
-//! ([`window`]), top-k selection ([`topk`]), [`earliest`], which keeps the smallest value
+//! aggregate types that travel as differential "diffs" ([`aggregates`]), the pane
+//! schedule of windows ([`panes`]), the windowing operators that pre-aggregate records by
+//! (key, tick) and keep them per (key, pane) by future moves ([`window`]), top-k selection ([`topk`]), [`earliest`], which keeps the smallest value
 //! under each key, and [`consolidate`], which merges equal updates per time before they are
 //! exchanged.
 
 pub mod aggregates;
 pub mod consolidate;
 pub mod earliest;
+pub mod panes;
 pub mod time;
 pub mod topk;
 pub mod window;
 
 pub use aggregates::FlowStats;
+pub use panes::{PaneError, PaneSchedule, Stage};
 pub use time::{Millis, TimeModel, TimeModelError, WatermarkReport, WatermarkTracker};
-pub use window::{PreAggregateWindowed, TickSpan};
+pub use window::{GroupSpan, Paned, PreAggregateByTick, PreAggregateWindowed};
 
 /// How an operator that outputs a `Vec` of updates batches them: timely's default capacity.
 pub type VecBuilder<D> = timely::container::CapacityContainerBuilder<Vec<D>>;

@@ -1,22 +1,33 @@
-//! Sliding windows by future retraction, after pre-aggregation by (key, tick).
+//! Sliding windows kept per (key, pane): pre-aggregation by (key, tick), then a schedule of
+//! future moves to coarser buckets and out of the windows (docs/design.md §3).
 //!
-//! Each record contributes to a group `(key, tick of its ts)`. When the input frontier has
-//! passed a timely time `t`, every group gathered at `t` becomes one differential update
-//! `((key, span), t, +aggregate)` and is scheduled to leave at `own_time(tick) + retention`
-//! with the negated aggregate. So the work grows with distinct (key, tick) pairs, not with
-//! records, and a late record (one that entered at the frontier rather than at its own
-//! time) still leaves at its own time plus the retention, as docs/design.md §3 requires.
+//! Two operators, composable or used together ([`PreAggregateWindowed`]):
 //!
-//! Retractions are held here, under a capability for the earliest of them, and released
-//! only once the input frontier has passed their time: handing them downstream early would
-//! park a whole window of future updates in the arrangement's batcher, which re-sorts what
-//! it holds on every seal.
+//! * [`PreAggregateByTick`] groups records by `(key, tick of their ts)` per timely time and
+//!   emits each group once that time is complete, as an *entry* at the time it entered.
+//!   Work grows with distinct (key, tick) pairs, not with records. Consumers that keep
+//!   their own windows (the risk view) read these entries directly.
+//! * [`Paned`] turns entries into a differential collection whose contents, at every time,
+//!   are the groups of every window, each at the granularity the [`PaneSchedule`] gives it
+//!   then: an entry is added at its tick (exact first and last timestamps) and later moved
+//!   — retracted and added again under a coarser bucket — when its pane closes and as it
+//!   leaves each shorter window, then retracted when it leaves the longest. Pending moves
+//!   are merged per (key, bucket), so what is held grows with distinct (key, pane).
+//!
+//! Where a group is kept depends only on its tick and the time, never on when it arrived:
+//! a late record (one that entered at the frontier rather than at its own time) enters
+//! straight into the bucket the schedule has its tick in by then.
+//!
+//! Moves are held here, under a capability for the earliest of them, and released only once
+//! the input frontier has passed their time: handing them downstream early would park a
+//! whole window of future updates in the arrangement's batcher, which re-sorts what it holds
+//! on every seal.
 
 use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use differential_dataflow::difference::Abelian;
+use differential_dataflow::difference::{Abelian, Semigroup};
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -24,89 +35,75 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
+use crate::panes::{floor, Bucket, Move, PaneSchedule};
 use crate::time::{Millis, TimeModel};
 
-/// The first and last record timestamps of one (key, tick) group; both lie in the same tick.
+/// The extent of one group in time. For a group kept at the tick: the first and last record
+/// timestamps, both in that tick. For a group moved to a pane: the pane's bounds
+/// (`first` its start, `last` its end − 1).
 ///
-/// Kept as the value of each update so that readers can report exact first / last seen
-/// times and can tell which tick (and so which windows) a group belongs to.
+/// Kept as part of each update's value so that readers can tell which windows a group is in
+/// (`first ≥` the window's start) and report first / last seen times, exact to the record
+/// while the records are at the tick and to the pane after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TickSpan {
-    /// The earliest record timestamp in the group, ms since epoch.
+pub struct GroupSpan {
+    /// The earliest record timestamp (at the tick) or the pane's start, ms since epoch.
     pub first: Millis,
-    /// The latest record timestamp in the group, ms since epoch; never before `first`.
+    /// The latest record timestamp (at the tick) or the pane's end − 1; never before `first`.
     pub last: Millis,
 }
 
-type Update<K, A> = ((K, TickSpan), Millis, A);
-/// The groups gathered at one timely time, keyed by (key, tick).
-type Groups<K, A> = FxHashMap<(K, Millis), (TickSpan, A)>;
+impl GroupSpan {
+    /// The span of a whole bucket of `length` ms starting at `start`.
+    fn bucket(start: Millis, length: Millis) -> Self {
+        GroupSpan {
+            first: start,
+            last: start + (length - 1),
+        }
+    }
+}
 
-/// Pre-aggregates a stream into (key, tick) groups that live for `retention`.
-pub trait PreAggregateWindowed<'scope, D> {
-    /// Groups records by `(key, tick(ts))` per timely time and emits each group as a
-    /// differential update that is retracted at `own_time(tick) + retention`.
-    ///
-    /// `split` returns a record's key, event timestamp and aggregate.
-    ///
-    /// ```
-    /// use flowsight_operators::{PreAggregateWindowed, TimeModel, TickSpan};
-    /// use timely::dataflow::operators::{ToStream, Capture};
-    /// use timely::dataflow::operators::capture::Extract;
-    ///
-    /// let captured = timely::example(|scope| {
-    ///     // (key, ts) records, all at timely time 0.
-    ///     let records = vec![("a", 1_500u64), ("a", 1_700), ("b", 2_100)].to_stream(scope).container::<Vec<_>>();
-    ///     records
-    ///         .pre_aggregate_windowed_named("Window", TimeModel::new(1000).unwrap(), 5_000, |&(k, ts)| (k, ts, 1i64))
-    ///         .inner
-    ///         .capture()
-    /// });
-    /// let mut updates: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
-    /// updates.sort();
-    /// let a = ("a", TickSpan { first: 1_500, last: 1_700 });
-    /// let b = ("b", TickSpan { first: 2_100, last: 2_100 });
-    /// // Both groups enter at time 0 (records that arrive before their own time wait for
-    /// // nothing here: the caller decides times) and leave at own time + retention.
-    /// assert_eq!(updates, vec![(a, 0, 2), (a, 7_000, -2), (b, 0, 1), (b, 8_000, -1)]);
-    /// ```
-    fn pre_aggregate_windowed_named<K, A, F>(
+/// One group as it enters: `((key, span), time it entered, aggregate)`.
+pub type Entry3<K, A> = ((K, GroupSpan), Millis, A);
+/// The groups gathered at one timely time, keyed by (key, tick).
+type Groups<K, A> = FxHashMap<(K, Millis), (GroupSpan, A)>;
+
+/// Pre-aggregates a stream into (key, tick) groups, emitted once per timely time.
+pub trait PreAggregateByTick<'scope, D> {
+    /// Groups records by `(key, tick(ts))` per timely time and emits each group, once that
+    /// time is complete, as an entry at that time. `split` returns a record's key, event
+    /// timestamp and aggregate.
+    fn pre_aggregate_by_tick_named<K, A, F>(
         self,
         name: &str,
         time: TimeModel,
-        retention: Millis,
         split: F,
-    ) -> VecCollection<'scope, Millis, (K, TickSpan), A>
+    ) -> Stream<'scope, Millis, Vec<Entry3<K, A>>>
     where
         K: Clone + Hash + Eq + 'static,
-        A: Abelian + 'static,
+        A: Semigroup + 'static,
         F: FnMut(&D) -> (K, Millis, A) + 'static;
 }
 
-impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Millis, Vec<D>> {
-    fn pre_aggregate_windowed_named<K, A, F>(
+impl<'scope, D: 'static> PreAggregateByTick<'scope, D> for Stream<'scope, Millis, Vec<D>> {
+    fn pre_aggregate_by_tick_named<K, A, F>(
         self,
         name: &str,
         time: TimeModel,
-        retention: Millis,
         mut split: F,
-    ) -> VecCollection<'scope, Millis, (K, TickSpan), A>
+    ) -> Stream<'scope, Millis, Vec<Entry3<K, A>>>
     where
         K: Clone + Hash + Eq + 'static,
-        A: Abelian + 'static,
+        A: Semigroup + 'static,
         F: FnMut(&D) -> (K, Millis, A) + 'static,
     {
-        self.unary_frontier::<crate::VecBuilder<Update<K, A>>, _, _, _>(
+        self.unary_frontier::<crate::VecBuilder<Entry3<K, A>>, _, _, _>(
             Pipeline,
             name,
             move |_capability, _info| {
                 // Groups gathered per timely time, each under a capability for that time.
                 let mut open: BTreeMap<Millis, (Capability<Millis>, Groups<K, A>)> =
                     BTreeMap::new();
-                // Retractions by the time they take effect, under one capability for the earliest.
-                let mut retractions: BTreeMap<Millis, Vec<Update<K, A>>> = BTreeMap::new();
-                let mut retraction_cap: Option<Capability<Millis>> = None;
-
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
                         let Some(cap) = cap.retain_least(output.output_index()) else {
@@ -127,18 +124,15 @@ impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Mill
                                     sum.plus_equals(&aggregate);
                                 }
                                 Entry::Vacant(slot) => {
-                                    slot.insert((
-                                        TickSpan {
-                                            first: ts,
-                                            last: ts,
-                                        },
-                                        aggregate,
-                                    ));
+                                    let span = GroupSpan {
+                                        first: ts,
+                                        last: ts,
+                                    };
+                                    slot.insert((span, aggregate));
                                 }
                             }
                         }
                     });
-
                     // Emit the groups of every time the input has completed.
                     while let Some(entry) = open.first_entry() {
                         if frontier.less_equal(entry.key()) {
@@ -146,53 +140,222 @@ impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Mill
                         }
                         let (at, (cap, groups)) = entry.remove_entry();
                         let mut session = output.session(&cap);
-                        for ((key, tick), (span, aggregate)) in groups {
-                            let leaves = time.own_time(tick).saturating_add(retention);
-                            if leaves <= at {
-                                // Late beyond the retention: it left the window before it could be seen.
-                                continue;
-                            }
-                            let mut negated = aggregate.clone();
-                            negated.negate();
-                            retractions.entry(leaves).or_default().push((
-                                (key.clone(), span),
-                                leaves,
-                                negated,
-                            ));
+                        for ((key, _tick), (span, aggregate)) in groups {
                             session.give(((key, span), at, aggregate));
                         }
-                        drop(session);
-                        if let Some(&earliest) = retractions.keys().next() {
-                            if retraction_cap
-                                .as_ref()
-                                .is_none_or(|held| *held.time() > earliest)
-                            {
-                                retraction_cap = Some(cap.delayed(&earliest));
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// A group waiting for its next move: the start of its tick or bucket (which decides its
+/// moves) and its aggregate so far.
+type Waiting<K, A> = FxHashMap<(K, GroupSpan), (Millis, A)>;
+
+/// Keeps entries in their windows, per (key, pane), by the moves of a [`PaneSchedule`].
+pub trait Paned<'scope, K, A> {
+    /// Turns entries (as [`PreAggregateByTick`] makes them) into the collection of every
+    /// window's groups: each enters at the tick when it entered, moves to coarser buckets
+    /// as the schedule says, and leaves with the longest window. An entry whose tick has
+    /// already left the longest window is dropped (late beyond the retention).
+    ///
+    /// ```
+    /// use flowsight_operators::{GroupSpan, Paned, PaneSchedule, PreAggregateByTick, Stage, TimeModel};
+    /// use timely::dataflow::operators::{ToStream, Capture};
+    /// use timely::dataflow::operators::capture::Extract;
+    ///
+    /// let time = TimeModel::new(1000).unwrap();
+    /// // One 6-s window kept in 3-s panes.
+    /// let schedule = PaneSchedule::new(&time, vec![Stage { window: 6_000, pane: 3_000 }]).unwrap();
+    /// let captured = timely::example(move |scope| {
+    ///     // (key, ts) records, all entering at timely time 0.
+    ///     let records = vec![("a", 1_500u64), ("a", 1_700), ("a", 2_100)].to_stream(scope).container::<Vec<_>>();
+    ///     records
+    ///         .pre_aggregate_by_tick_named("Ticks", time, |&(k, ts)| (k, ts, 1i64))
+    ///         .panes_named("Panes", schedule)
+    ///         .inner
+    ///         .capture()
+    /// });
+    /// let mut updates: Vec<_> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// updates.sort_by_key(|&((_, span), t, _)| (t, span));
+    /// let tick1 = ("a", GroupSpan { first: 1_500, last: 1_700 });
+    /// let tick2 = ("a", GroupSpan { first: 2_100, last: 2_100 });
+    /// let pane = ("a", GroupSpan { first: 0, last: 2_999 });
+    /// assert_eq!(updates, vec![
+    ///     // Both ticks enter at time 0, exact...
+    ///     (tick1, 0, 2), (tick2, 0, 1),
+    ///     // ...move to their pane when it closes at 3 s...
+    ///     (pane, 3_000, 1), (pane, 3_000, 2), (tick1, 3_000, -2), (tick2, 3_000, -1),
+    ///     // ...and leave once the window's start, floor_3s(T − 6 s), is past them.
+    ///     (pane, 9_000, -3),
+    /// ]);
+    /// ```
+    fn panes_named(
+        self,
+        name: &str,
+        schedule: PaneSchedule,
+    ) -> VecCollection<'scope, Millis, (K, GroupSpan), A>;
+}
+
+impl<'scope, K, A> Paned<'scope, K, A> for Stream<'scope, Millis, Vec<Entry3<K, A>>>
+where
+    K: Clone + Hash + Eq + 'static,
+    A: Abelian + 'static,
+{
+    fn panes_named(
+        self,
+        name: &str,
+        schedule: PaneSchedule,
+    ) -> VecCollection<'scope, Millis, (K, GroupSpan), A> {
+        let tick = schedule.tick();
+        // The first move of a group whose tick or bucket starts at `start`, after `after`.
+        let next_move = {
+            let schedule = schedule.clone();
+            move |start: Millis, after: Millis| {
+                schedule
+                    .moves(start)
+                    .into_iter()
+                    .find(|(at, _)| *at > after)
+            }
+        };
+        self.unary_frontier::<crate::VecBuilder<Entry3<K, A>>, _, _, _>(
+            Pipeline,
+            name,
+            move |_capability, _info| {
+                // Groups by the time of their next move, under one capability for the earliest.
+                let mut waiting: BTreeMap<Millis, Waiting<K, A>> = BTreeMap::new();
+                let mut held: Option<Capability<Millis>> = None;
+
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        let mut session = output.session(&cap);
+                        for container in data {
+                            for ((key, span), at, aggregate) in container.drain(..) {
+                                // A group enters where the schedule has its tick by now:
+                                // at the tick, or (late) already in a pane.
+                                let (span, start) = match schedule.bucket_at(span.first, at) {
+                                    Some(Bucket::Tick) => (span, floor(span.first, tick)),
+                                    Some(Bucket::Pane(length)) => {
+                                        let bucket = floor(span.first, length);
+                                        (GroupSpan::bucket(bucket, length), bucket)
+                                    }
+                                    // Late beyond the retention: it left every window already.
+                                    None => continue,
+                                };
+                                if let Some((next, _)) = next_move(start, at) {
+                                    add(&mut waiting, next, (key.clone(), span), start, &aggregate);
+                                }
+                                session.give(((key, span), at, aggregate));
                             }
                         }
-                    }
+                        drop(session);
+                        if let Some(&earliest) = waiting.keys().next() {
+                            if held.as_ref().is_none_or(|h| *h.time() > earliest) {
+                                held = Some(cap.delayed(&earliest));
+                            }
+                        }
+                    });
 
-                    // Release the retractions whose time the input has passed.
-                    if let Some(cap) = retraction_cap.as_mut() {
-                        let mut session = output.session(cap);
-                        while let Some(entry) = retractions.first_entry() {
+                    // Carry out the moves whose time the input has passed.
+                    if let Some(cap) = held.as_mut() {
+                        while let Some(entry) = waiting.first_entry() {
                             if frontier.less_equal(entry.key()) {
                                 break;
                             }
-                            session.give_iterator(entry.remove().into_iter());
+                            let (at, groups) = entry.remove_entry();
+                            cap.downgrade(&at);
+                            let mut session = output.session(cap);
+                            for ((key, span), (start, aggregate)) in groups {
+                                let mut negated = aggregate.clone();
+                                negated.negate();
+                                session.give(((key.clone(), span), at, negated));
+                                // The move due now is the first after the time before.
+                                let Some((_, Move::To(length))) = next_move(start, at - 1) else {
+                                    continue;
+                                };
+                                let bucket = floor(start, length);
+                                let moved = GroupSpan::bucket(bucket, length);
+                                if let Some((next, _)) = next_move(bucket, at) {
+                                    add(
+                                        &mut waiting,
+                                        next,
+                                        (key.clone(), moved),
+                                        bucket,
+                                        &aggregate,
+                                    );
+                                }
+                                session.give(((key, moved), at, aggregate));
+                            }
                         }
                     }
-                    match retractions.keys().next() {
+                    match waiting.keys().next() {
                         Some(&earliest) => {
-                            if let Some(cap) = retraction_cap.as_mut() {
+                            if let Some(cap) = held.as_mut() {
                                 cap.downgrade(&earliest);
                             }
                         }
-                        None => retraction_cap = None,
+                        None => held = None,
                     }
                 }
             },
         )
         .as_collection()
+    }
+}
+
+/// Adds a group to those waiting to move at `at`, merging it with the same group.
+fn add<K: Hash + Eq, A: Semigroup>(
+    waiting: &mut BTreeMap<Millis, Waiting<K, A>>,
+    at: Millis,
+    group: (K, GroupSpan),
+    start: Millis,
+    aggregate: &A,
+) {
+    match waiting.entry(at).or_default().entry(group) {
+        Entry::Occupied(mut slot) => slot.get_mut().1.plus_equals(aggregate),
+        Entry::Vacant(slot) => {
+            slot.insert((start, aggregate.clone()));
+        }
+    }
+}
+
+/// Pre-aggregates a stream and keeps it in its windows: [`PreAggregateByTick`] then
+/// [`Paned`].
+pub trait PreAggregateWindowed<'scope, D> {
+    /// Groups records by `(key, tick(ts))` and keeps each group in the windows of
+    /// `schedule`, per (key, pane). `split` returns a record's key, event timestamp and
+    /// aggregate.
+    fn pre_aggregate_windowed_named<K, A, F>(
+        self,
+        name: &str,
+        schedule: PaneSchedule,
+        split: F,
+    ) -> VecCollection<'scope, Millis, (K, GroupSpan), A>
+    where
+        K: Clone + Hash + Eq + 'static,
+        A: Abelian + 'static,
+        F: FnMut(&D) -> (K, Millis, A) + 'static;
+}
+
+impl<'scope, D: 'static> PreAggregateWindowed<'scope, D> for Stream<'scope, Millis, Vec<D>> {
+    fn pre_aggregate_windowed_named<K, A, F>(
+        self,
+        name: &str,
+        schedule: PaneSchedule,
+        split: F,
+    ) -> VecCollection<'scope, Millis, (K, GroupSpan), A>
+    where
+        K: Clone + Hash + Eq + 'static,
+        A: Abelian + 'static,
+        F: FnMut(&D) -> (K, Millis, A) + 'static,
+    {
+        let time = schedule.time();
+        self.pre_aggregate_by_tick_named(&format!("{name}Ticks"), time, split)
+            .panes_named(&format!("{name}Panes"), schedule)
     }
 }

@@ -1,26 +1,32 @@
 //! The connection-graph view (docs/design.md §4): edges and hosts per window.
 //!
-//! One arrangement serves both: it is keyed by host and holds, for each (key, tick) group of
-//! records, an [`Adjacency`] on each end: `Out` under the source host and `In` under the
-//! destination. Its values sort by (direction, peer, port, proto, span), so a host's edges
-//! are contiguous runs of values, and a group's [`TickSpan`] says which windows it is in:
-//! group tick ≥ as_of − window. Groups leave the arrangement when the longest window has
-//! passed them (future retraction), and shorter windows select by tick when read, which
-//! gives every window exactly its contents as docs/design.md §3 defines them, late records
-//! included.
+//! One arrangement serves both: it is keyed by host and holds, for each group of records of
+//! one edge (at the tick while fresh, at a pane once its pane closes, coarser as it ages —
+//! see `flowsight_operators::panes`), an [`Adjacency`] on each end: `Out` under the source
+//! host and `In` under the destination. Its values sort by (direction, peer, port, proto,
+//! span), so a host's edges are contiguous runs of values, and a group's [`GroupSpan`] says
+//! which windows it is in: `span.first ≥` the window's start, `floor_pane(as_of − W)`.
+//! Groups leave the arrangement when the longest window has passed them (future
+//! retraction), which gives every window exactly its contents as docs/design.md §3 defines
+//! them, late records included.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use differential_dataflow::difference::{IsZero, Semigroup};
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
-use differential_dataflow::trace::implementations::ValSpine;
+use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use flowsight_events::{Event, Proto};
 use flowsight_operators::topk::top_k;
-use flowsight_operators::{FlowStats, Millis, PreAggregateWindowed, TickSpan, TimeModel};
+use flowsight_operators::{FlowStats, GroupSpan, Millis, PaneSchedule, Paned, PreAggregateByTick};
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Exchange;
 use timely::dataflow::Stream;
 
 /// Which end of a connection the key host is.
@@ -44,7 +50,7 @@ pub struct Adjacency {
     /// The connections' transport protocol.
     pub proto: Proto,
     /// The group's tick, and the first and last `ts` of its records.
-    pub span: TickSpan,
+    pub span: GroupSpan,
 }
 
 /// The arrangement behind the graph view: host → adjacency groups, counters in the diff.
@@ -60,18 +66,30 @@ pub fn flow_stats(event: &Event) -> FlowStats {
     )
 }
 
-/// Renders the graph view from a stream of events at their timely times, keeping each group
-/// for `retention` (the longest window).
+/// One (key, tick) group of connections as it enters, seen from one of its hosts, with its
+/// counters: what the risk view keeps its own windows from.
+pub type GraphEntry = ((IpAddr, Adjacency), Millis, FlowStats);
+
+/// What [`render`] builds.
+pub struct GraphRendered<'scope> {
+    /// The graph view: every window's groups, each at its pane.
+    pub arranged: Arranged<'scope, GraphTrace>,
+    /// Every group as it enters, once per end, on the worker that owns the key host (the
+    /// same worker as the host's part of `arranged`).
+    pub entries: Stream<'scope, Millis, Vec<GraphEntry>>,
+}
+
+/// Renders the graph view from a stream of events at their timely times: pre-aggregated by
+/// (edge, tick), moved to the worker of each end, then kept per (edge, pane) by `schedule`.
 pub fn render<'scope>(
     events: Stream<'scope, Millis, Vec<Event>>,
-    time: TimeModel,
-    retention: Millis,
-) -> Arranged<'scope, GraphTrace> {
-    events
-        .pre_aggregate_windowed_named("GraphGroups", time, retention, |e: &Event| {
+    schedule: PaneSchedule,
+) -> GraphRendered<'scope> {
+    let entries = events
+        .pre_aggregate_by_tick_named("GraphTicks", schedule.time(), |e: &Event| {
             (e.edge_key(), e.ts, flow_stats(e))
         })
-        .flat_map(|(edge, span)| {
+        .flat_map(|((edge, span), at, stats)| {
             let out = Adjacency {
                 direction: Direction::Out,
                 peer: edge.dst_ip,
@@ -84,9 +102,48 @@ pub fn render<'scope>(
                 peer: edge.src_ip,
                 ..out
             };
-            [(edge.src_ip, out), (edge.dst_ip, inbound)]
+            [
+                ((edge.src_ip, out), at, stats),
+                ((edge.dst_ip, inbound), at, stats),
+            ]
         })
-        .arrange_by_key_named("GraphByHost")
+        .exchange(|((host, _), _, _): &GraphEntry| host.hashed());
+    let updates = entries
+        .clone()
+        .map(|((host, adjacency), at, stats)| {
+            let group = (
+                host,
+                (
+                    adjacency.direction,
+                    adjacency.peer,
+                    adjacency.dst_port,
+                    adjacency.proto,
+                ),
+            );
+            ((group, adjacency.span), at, stats)
+        })
+        .panes_named("GraphPanes", schedule)
+        .inner
+        .map(
+            |(((host, (direction, peer, dst_port, proto)), span), at, stats)| {
+                let adjacency = Adjacency {
+                    direction,
+                    peer,
+                    dst_port,
+                    proto,
+                    span,
+                };
+                ((host, adjacency), at, stats)
+            },
+        );
+    // Each host's groups are already on the worker that owns it: they stay there.
+    let arranged = arrange_core::<
+        _,
+        _,
+        ValBatcher<IpAddr, Adjacency, Millis, FlowStats>,
+        ValSpine<IpAddr, Adjacency, Millis, FlowStats>,
+    >(updates, Pipeline, "GraphByHost", ValBatcher::new);
+    GraphRendered { arranged, entries }
 }
 
 /// One edge of the graph in one window, as served over HTTP.
@@ -110,9 +167,11 @@ pub struct EdgeRow {
     pub packets: u64,
     /// Connections whose status is not `established`.
     pub failed: u64,
-    /// The earliest `ts` among them, ms since the epoch.
+    /// The earliest `ts` among them, ms since the epoch: exact while that record is kept at
+    /// the tick, the start of its pane once it has moved to one (docs/design.md §3).
     pub first_seen: Millis,
-    /// The latest `ts` among them, ms since the epoch.
+    /// The latest `ts` among them, ms since the epoch: exact at the tick; for a record in a
+    /// pane, the pane's end (at most `as_of − 1`).
     pub last_seen: Millis,
 }
 
@@ -292,10 +351,13 @@ impl EdgeAccumulator {
         }
     }
 
-    fn add(&mut self, stats: &FlowStats, span: TickSpan) {
+    /// Adds a group read at `as_of`. A pane's span ends where the pane does, which may be
+    /// after `as_of` while the pane is still filling: no record is that late, so the last
+    /// seen time is cut to `as_of − 1`.
+    fn add(&mut self, stats: &FlowStats, span: GroupSpan, as_of: Millis) {
         self.stats.plus_equals(stats);
         self.first_seen = self.first_seen.min(span.first);
-        self.last_seen = self.last_seen.max(span.last);
+        self.last_seen = self.last_seen.max(span.last.min(as_of.saturating_sub(1)));
     }
 
     fn row(&self, host: IpAddr, adjacency: &Adjacency) -> Option<EdgeRow> {
@@ -334,12 +396,13 @@ pub struct GraphReader<'t> {
 }
 
 impl<'t> GraphReader<'t> {
-    /// A reader of `window` (its length) at `as_of`.
-    pub fn new(trace: &'t mut GraphTrace, as_of: Millis, window: Millis) -> Self {
+    /// A reader at `as_of` of the window that starts at `window_start` (the first
+    /// timestamp it holds, `Windows::start`).
+    pub fn new(trace: &'t mut GraphTrace, as_of: Millis, window_start: Millis) -> Self {
         GraphReader {
             trace,
             as_of,
-            window_start: as_of.saturating_sub(window),
+            window_start,
         }
     }
 
@@ -401,7 +464,7 @@ impl<'t> GraphReader<'t> {
                             current = Some((value, EdgeAccumulator::new()));
                         }
                         if let Some((_, acc)) = current.as_mut() {
-                            acc.add(&at_as_of, value.span);
+                            acc.add(&at_as_of, value.span, as_of);
                         }
                     }
                 }

@@ -1,18 +1,28 @@
-//! Named windows: `30m`, `2h`, `24h` by default, configurable as a list of durations.
+//! Named windows and their panes: `30m:10s`, `2h:1m`, `24h:5m` by default, configurable as a
+//! list of `<length>[:<pane>]` (docs/design.md §3).
 
-use flowsight_operators::{Millis, TimeModel};
+use flowsight_operators::{Millis, PaneSchedule, Stage, TimeModel};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-/// One window: its name as users write it (`30m`) and its length.
+/// The windows of the mission (30 minutes, 2 hours, a day) and the panes that keep a day
+/// of traffic in bounded memory (docs/design.md §3 says why these).
+pub const DEFAULT_WINDOWS: &str = "30m:10s,2h:1m,24h:5m";
+
+/// One window: its name as users write it (`30m`), its length and its pane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSpec {
-    /// The name as users write it, trimmed (`30m`): the `window` parameter of reads, and the
-    /// suffix of the table of registered queries (`flows_30m`).
+    /// The name as users write it, trimmed, without its pane (`30m`): the `window`
+    /// parameter of reads, and the suffix of the table of registered queries (`flows_30m`).
     pub name: String,
-    /// The window's length in ms: as of T it holds the records with T − length ≤ ts < T.
-    /// Positive, and in a [`Windows`] a whole number of ticks.
+    /// The window's length in ms: as of T it holds the records with
+    /// `floor_pane(T − length) ≤ ts < T`. Positive, and in a [`Windows`] a whole number of
+    /// ticks.
     pub length: Millis,
+    /// The window's pane in ms, as written after a colon (`30m:10s`); `None` keeps the
+    /// window at the tick, so that it holds exactly `T − length ≤ ts < T`.
+    #[serde(default)]
+    pub pane: Option<Millis>,
 }
 
 /// An error in a duration or a window list.
@@ -49,28 +59,46 @@ pub fn parse_duration_ms(s: &str) -> Result<Millis, WindowsError> {
         .ok_or_else(|| WindowsError(format!("duration {s:?} is absurdly long")))
 }
 
+impl WindowSpec {
+    /// The first timestamp the window holds as of `as_of`: `floor_pane(as_of − length)`
+    /// (`as_of − length` for a window kept at the tick).
+    pub fn start(&self, as_of: Millis) -> Millis {
+        window_start(self.length, self.pane.unwrap_or(1), as_of)
+    }
+}
+
 impl FromStr for WindowSpec {
     type Err = WindowsError;
 
-    /// Parses `<n><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+    /// Parses `<length>` or `<length>:<pane>`, each `<n><unit>` with unit `ms`, `s`, `m`,
+    /// `h` or `d`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let length = parse_duration_ms(s)?;
+        let (name, pane) = match s.split_once(':') {
+            Some((name, pane)) => (name.trim(), Some(parse_duration_ms(pane)?)),
+            None => (s.trim(), None),
+        };
+        let length = parse_duration_ms(name)?;
         if length == 0 {
-            return Err(WindowsError(format!(
-                "window {:?} must be positive",
-                s.trim()
-            )));
+            return Err(WindowsError(format!("window {name:?} must be positive")));
+        }
+        if pane == Some(0) {
+            return Err(WindowsError(format!("window {name:?} has a pane of 0")));
         }
         Ok(WindowSpec {
-            name: s.trim().to_string(),
+            name: name.to_string(),
             length,
+            pane,
         })
     }
 }
 
-/// The windows of a deployment, shortest first, with distinct names and lengths.
+/// The windows of a deployment, shortest first, with distinct names and lengths, and the
+/// schedule their panes give.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Windows(Vec<WindowSpec>);
+pub struct Windows {
+    specs: Vec<WindowSpec>,
+    schedule: PaneSchedule,
+}
 
 impl Windows {
     /// Validates a list of windows against the time model.
@@ -91,10 +119,22 @@ impl Windows {
             time.check_window(w.length)
                 .map_err(|e| WindowsError(format!("window {}: {e}", w.name)))?;
         }
-        Ok(Windows(specs))
+        for w in &mut specs {
+            w.pane = Some(w.pane.unwrap_or(time.tick()));
+        }
+        let stages = specs
+            .iter()
+            .map(|w| Stage {
+                window: w.length,
+                pane: w.pane.unwrap_or(time.tick()),
+            })
+            .collect();
+        let schedule =
+            PaneSchedule::new(time, stages).map_err(|e| WindowsError(format!("panes: {e}")))?;
+        Ok(Windows { specs, schedule })
     }
 
-    /// Parses a comma-separated list such as `30m,2h,24h`.
+    /// Parses a comma-separated list such as `30m:10s,2h:1m,24h:5m`.
     pub fn parse(list: &str, time: &TimeModel) -> Result<Self, WindowsError> {
         let specs = list
             .split(',')
@@ -106,29 +146,71 @@ impl Windows {
 
     /// The window with this name (`30m`), if one is configured.
     pub fn get(&self, name: &str) -> Option<&WindowSpec> {
-        self.0.iter().find(|w| w.name == name)
+        self.specs.iter().find(|w| w.name == name)
     }
 
     /// The longest window: how long any record must be kept.
     pub fn longest(&self) -> &WindowSpec {
         // `new` guarantees at least one window.
-        &self.0[self.0.len() - 1]
+        &self.specs[self.specs.len() - 1]
     }
 
     /// The shortest window, the default for reads that name none.
     pub fn shortest(&self) -> &WindowSpec {
-        &self.0[0]
+        &self.specs[0]
     }
 
     /// Every window, shortest first.
     pub fn iter(&self) -> impl Iterator<Item = &WindowSpec> {
-        self.0.iter()
+        self.specs.iter()
     }
 
     /// The windows' names, shortest first: `30m`, `2h`, `24h` by default.
     pub fn names(&self) -> Vec<&str> {
-        self.0.iter().map(|w| w.name.as_str()).collect()
+        self.specs.iter().map(|w| w.name.as_str()).collect()
     }
+
+    /// The schedule of every window's pane: how the views keep what they hold.
+    pub fn schedule(&self) -> &PaneSchedule {
+        &self.schedule
+    }
+
+    /// The pane of the window of `length` ms, in ms (the tick when none was given).
+    pub fn pane(&self, length: Millis) -> Millis {
+        self.schedule
+            .stages()
+            .iter()
+            .find(|s| s.window == length)
+            .map_or(self.schedule.tick(), |s| s.pane)
+    }
+
+    /// The first timestamp the window of `length` ms holds as of `as_of`:
+    /// `floor_pane(as_of − length)`, a pane boundary.
+    pub fn start(&self, length: Millis, as_of: Millis) -> Millis {
+        window_start(length, self.pane(length), as_of)
+    }
+
+    /// How long after its own time a record may still be in a window: the longest window
+    /// plus its pane less one tick.
+    pub fn retention(&self) -> Millis {
+        self.schedule.retention()
+    }
+
+    /// The schedule of the window of `length` ms alone, at its pane: what a registered
+    /// query over that window keeps.
+    pub fn schedule_of(&self, length: Millis) -> PaneSchedule {
+        let stage = Stage {
+            window: length,
+            pane: self.pane(length),
+        };
+        PaneSchedule::new(&self.schedule.time(), vec![stage])
+            .unwrap_or_else(|_| self.schedule.clone())
+    }
+}
+
+/// The first timestamp a window of `length` ms with panes of `pane` ms holds as of `as_of`.
+pub fn window_start(length: Millis, pane: Millis, as_of: Millis) -> Millis {
+    flowsight_operators::panes::floor(as_of.saturating_sub(length), pane.max(1))
 }
 
 #[cfg(test)]
@@ -146,5 +228,31 @@ mod tests {
         assert!(Windows::parse("1500ms", &t).is_err());
         assert!(Windows::parse("60m,1h", &t).is_err());
         assert!(Windows::parse("0m", &t).is_err());
+    }
+
+    #[test]
+    fn parses_panes() {
+        let t = TimeModel::new(1000).unwrap();
+        let w = Windows::parse("30m:10s,2h:1m,24h:5m", &t).unwrap();
+        assert_eq!(w.names(), vec!["30m", "2h", "24h"]);
+        assert_eq!(w.pane(1_800_000), 10_000);
+        assert_eq!(w.pane(86_400_000), 300_000);
+        // 24h at 5m panes: as of 00:07:30 on day 2, the window starts at 00:05 on day 1.
+        let as_of = 86_400_000 + 450_000;
+        assert_eq!(w.start(86_400_000, as_of), 300_000);
+        assert_eq!(w.retention(), 86_400_000 + 300_000 - 1_000);
+        // Without a pane a window is kept at the tick.
+        let plain = Windows::parse("10s,20s", &t).unwrap();
+        assert_eq!(plain.start(10_000, 25_000), 15_000);
+        assert!(
+            Windows::parse("30m:7s,2h:1m", &t).is_err(),
+            "1m is not a multiple of 7s"
+        );
+        assert!(Windows::parse("30m:1500ms", &t).is_err(), "not whole ticks");
+        assert!(
+            Windows::parse("30m:1h", &t).is_err(),
+            "pane longer than its window"
+        );
+        assert!(Windows::parse("30m:0s", &t).is_err());
     }
 }

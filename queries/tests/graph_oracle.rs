@@ -54,17 +54,39 @@ type Key = (IpAddr, IpAddr, u16, Proto);
 
 /// Whether a record (with its entry time) is in window `window` at `as_of`. The real rule
 /// is [`visible`]; wrong rules are used to show that the comparison catches them.
-type Rule = fn(event: &Event, entry: Millis, as_of: Millis, window: Millis, tick: Millis) -> bool;
+/// `start` is the window's first timestamp at `as_of` by the script's panes
+/// (`floor_pane(as_of − window)`; `as_of − window` at the tick).
+type Rule = fn(
+    event: &Event,
+    entry: Millis,
+    as_of: Millis,
+    window: Millis,
+    start: Millis,
+    tick: Millis,
+) -> bool;
 
-/// docs/design.md §3: the record had entered by `as_of`, and window `W` at `as_of T` holds
-/// exactly the records with `T − W ≤ ts < T`.
-fn visible(event: &Event, entry: Millis, as_of: Millis, window: Millis, _tick: Millis) -> bool {
-    entry <= as_of && event.ts < as_of && event.ts + window >= as_of
+/// docs/design.md §3: the record had entered by `as_of`, and window `W` with pane `p` at
+/// `as_of T` holds exactly the records with `floor_p(T − W) ≤ ts < T` (`T − W ≤ ts < T`
+/// at the tick).
+fn visible(
+    event: &Event,
+    entry: Millis,
+    as_of: Millis,
+    _window: Millis,
+    start: Millis,
+    _tick: Millis,
+) -> bool {
+    entry <= as_of && event.ts < as_of && event.ts >= start
 }
+
+/// The first and last seen times a record at `ts` shows at `as_of`. The real rule is
+/// [`Script::shown_span`]; a wrong one shows the pane tests are not vacuous.
+type SpanRule = fn(script: &Script, ts: Millis, as_of: Millis) -> (Millis, Millis);
 
 #[derive(Clone, Copy)]
 struct Oracle {
     rule: Rule,
+    span: SpanRule,
 }
 
 /// The oracle's view of one host: its out and in edges, heaviest first.
@@ -74,7 +96,10 @@ struct OracleHost {
     in_edges: Vec<EdgeRow>,
 }
 
-const ORACLE: Oracle = Oracle { rule: visible };
+const ORACLE: Oracle = Oracle {
+    rule: visible,
+    span: |script, ts, as_of| script.shown_span(ts, as_of),
+};
 
 /// The oracle's own notion of "heaviest first": count, then total bytes, descending, then
 /// by key ascending.
@@ -89,31 +114,37 @@ fn oracle_sort(rows: &mut [EdgeRow]) {
 }
 
 impl Oracle {
-    /// The records in window `window` at `as_of`.
+    /// The records in window `window` at `as_of`, each with the first and last seen times
+    /// it shows then ([`Script::shown_span`]).
     fn records<'a>(
         &self,
         entries: &'a [(Event, Millis)],
-        tick: Millis,
+        script: &'a Script,
         as_of: Millis,
         window: Millis,
-    ) -> impl Iterator<Item = &'a Event> + 'a {
-        let rule = self.rule;
+    ) -> impl Iterator<Item = (&'a Event, Millis, Millis)> + 'a {
+        let (rule, span) = (self.rule, self.span);
+        let start = script.window_start(window, as_of);
+        let tick = script.tick;
         entries
             .iter()
-            .filter(move |(e, entry)| rule(e, *entry, as_of, window, tick))
-            .map(|(e, _)| e)
+            .filter(move |(e, entry)| rule(e, *entry, as_of, window, start, tick))
+            .map(move |(e, _)| {
+                let (first, last) = span(script, e.ts, as_of);
+                (e, first, last)
+            })
     }
 
     /// All edges at (`as_of`, `window`), keyed.
     fn edges(
         &self,
         entries: &[(Event, Millis)],
-        tick: Millis,
+        script: &Script,
         as_of: Millis,
         window: Millis,
     ) -> BTreeMap<Key, EdgeRow> {
         let mut rows: BTreeMap<Key, EdgeRow> = BTreeMap::new();
-        for e in self.records(entries, tick, as_of, window) {
+        for (e, first, last) in self.records(entries, script, as_of, window) {
             let row = rows
                 .entry((e.src_ip, e.dst_ip, e.dst_port, e.proto))
                 .or_insert_with(|| EdgeRow {
@@ -126,16 +157,16 @@ impl Oracle {
                     bytes_in: 0,
                     packets: 0,
                     failed: 0,
-                    first_seen: e.ts,
-                    last_seen: e.ts,
+                    first_seen: first,
+                    last_seen: last,
                 });
             row.count += 1;
             row.bytes_out += e.bytes_out;
             row.bytes_in += e.bytes_in;
             row.packets += e.packets;
             row.failed += u64::from(e.status != Status::Established);
-            row.first_seen = row.first_seen.min(e.ts);
-            row.last_seen = row.last_seen.max(e.ts);
+            row.first_seen = row.first_seen.min(first);
+            row.last_seen = row.last_seen.max(last);
         }
         rows
     }
@@ -166,7 +197,7 @@ impl Oracle {
     fn host_summary(
         &self,
         entries: &[(Event, Millis)],
-        tick: Millis,
+        script: &Script,
         as_of: Millis,
         window: Millis,
         ip: IpAddr,
@@ -186,7 +217,7 @@ impl Oracle {
         };
         let mut out_peers = BTreeSet::new();
         let mut in_peers = BTreeSet::new();
-        for e in self.records(entries, tick, as_of, window) {
+        for (e, first, last) in self.records(entries, script, as_of, window) {
             let failed = u64::from(e.status != Status::Established);
             let touches = e.src_ip == ip || e.dst_ip == ip;
             if e.src_ip == ip {
@@ -204,8 +235,8 @@ impl Oracle {
                 s.failed_in += failed;
             }
             if touches {
-                s.first_seen = Some(s.first_seen.map_or(e.ts, |f| f.min(e.ts)));
-                s.last_seen = Some(s.last_seen.map_or(e.ts, |l| l.max(e.ts)));
+                s.first_seen = Some(s.first_seen.map_or(first, |f| f.min(first)));
+                s.last_seen = Some(s.last_seen.map_or(last, |l| l.max(last)));
             }
         }
         s.out_peers = out_peers.len() as u64;
@@ -218,17 +249,17 @@ impl Oracle {
     fn busiest(
         &self,
         entries: &[(Event, Millis)],
-        tick: Millis,
+        script: &Script,
         as_of: Millis,
         window: Millis,
     ) -> Vec<HostSummary> {
         let ips: BTreeSet<IpAddr> = self
-            .records(entries, tick, as_of, window)
-            .flat_map(|e| [e.src_ip, e.dst_ip])
+            .records(entries, script, as_of, window)
+            .flat_map(|(e, _, _)| [e.src_ip, e.dst_ip])
             .collect();
         let mut hosts: Vec<HostSummary> = ips
             .into_iter()
-            .map(|ip| self.host_summary(entries, tick, as_of, window, ip))
+            .map(|ip| self.host_summary(entries, script, as_of, window, ip))
             .collect();
         hosts.sort_by_key(|h| {
             (
@@ -301,7 +332,6 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let script = &*shared;
         let time = script.time();
-        let retention = script.retention();
         let index = worker.index();
         let peers = worker.peers();
         let commands = Rc::new(RefCell::new(VecDeque::new()));
@@ -309,9 +339,9 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
 
         let (probe, mut trace) = worker.dataflow::<Millis, _, _>(|scope| {
             let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-            let arranged = graph::render(events, time, retention);
-            let (probe, _) = arranged.stream.probe();
-            (probe, arranged.trace)
+            let rendered = graph::render(events, script.windows().schedule().clone());
+            let (probe, _) = rendered.arranged.stream.probe();
+            (probe, rendered.arranged.trace)
         });
 
         let mut reads = Vec::new();
@@ -335,7 +365,8 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
 
             for &as_of in &phase.reads {
                 for &window in &script.windows {
-                    let mut reader = GraphReader::new(&mut trace, as_of, window);
+                    let start = script.window_start(window, as_of);
+                    let mut reader = GraphReader::new(&mut trace, as_of, start);
                     let all = reader.edges(EdgeFilter::default(), usize::MAX);
                     let top = reader.edges(EdgeFilter::default(), TOP);
                     let hosts = script
@@ -469,7 +500,7 @@ fn compare(
                 m.phase, script.phases[m.phase].advance_to, m.as_of, m.window
             )
         };
-        let edges = oracle.edges(&entries, script.tick, m.as_of, m.window);
+        let edges = oracle.edges(&entries, script, m.as_of, m.window);
         let all = Oracle::filtered(&edges, None, None);
         if m.all != all {
             return Err(format!(
@@ -502,7 +533,7 @@ fn compare(
                     host
                 ));
             }
-            let summary = oracle.host_summary(&entries, script.tick, m.as_of, m.window, ip);
+            let summary = oracle.host_summary(&entries, script, m.as_of, m.window, ip);
             let from_edges = m.hosts[h].summary.clone();
             if from_edges != summary {
                 return Err(format!(
@@ -513,7 +544,7 @@ fn compare(
                 ));
             }
         }
-        let busiest = oracle.busiest(&entries, script.tick, m.as_of, m.window);
+        let busiest = oracle.busiest(&entries, script, m.as_of, m.window);
         if m.busiest_all != busiest {
             return Err(format!(
                 "{}: busiest hosts differ\n  dataflow: {:#?}\n  oracle:   {:#?}",
@@ -714,6 +745,7 @@ fn build_script(
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases,
         hosts: host_ips,
     }
@@ -761,6 +793,97 @@ proptest! {
     fn graph_matches_oracle_with_very_late_records(script in script_strategy(Shape::VeryLate)) {
         check_all_workers(&script).map_err(TestCaseError::fail)?;
     }
+}
+
+/// Panes for the 3 s, 10 s and 30 s windows, each valid (nested, each window at least the
+/// shorter one plus its pane): at the tick, and three ways of coarsening.
+const PANES: [[Millis; 3]; 4] = [
+    [1_000, 1_000, 1_000],
+    [1_000, 2_000, 10_000],
+    [3_000, 3_000, 6_000],
+    [2_000, 4_000, 12_000],
+];
+
+/// A script of `shape` whose windows are kept in one of [`PANES`].
+fn paned_script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
+    (script_strategy(shape), 0..PANES.len()).prop_map(|(mut script, panes)| {
+        script.panes = PANES[panes].to_vec();
+        script
+    })
+}
+
+proptest! {
+    #![proptest_config(config(16))]
+
+    /// With panes: every window starts at a pane boundary, and first / last seen times
+    /// show a record's pane once it has moved to one.
+    #[test]
+    fn graph_matches_oracle_with_panes(script in paned_script_strategy(Shape::Jittered)) {
+        check_all_workers(&script).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn graph_matches_oracle_with_panes_and_very_late_records(
+        script in paned_script_strategy(Shape::VeryLate)
+    ) {
+        check_all_workers(&script).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// The pane tests are not vacuous: over a few generated scripts with coarse panes, an
+/// oracle whose windows start at `as_of − W` (not floored to the pane) is caught, and so is
+/// one that ignores the pane a record has moved to (exact first / last seen).
+#[test]
+fn wrong_pane_oracles_are_caught_on_generated_scripts() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    fn unfloored(
+        e: &Event,
+        entry: Millis,
+        as_of: Millis,
+        window: Millis,
+        _start: Millis,
+        _tick: Millis,
+    ) -> bool {
+        entry <= as_of && e.ts < as_of && e.ts + window >= as_of
+    }
+    let (mut start_caught, mut span_caught) = (0, 0);
+    let mut runner = TestRunner::deterministic();
+    let strategy = script_strategy(Shape::Jittered);
+    for i in 0..6 {
+        let mut script = strategy.new_tree(&mut runner).unwrap().current();
+        script.panes = PANES[1 + i % 3].to_vec();
+        let merged = run_dataflow(&script, 1);
+        compare(&script, &merged, ORACLE, 1).unwrap();
+        if compare(
+            &script,
+            &merged,
+            Oracle {
+                rule: unfloored,
+                ..ORACLE
+            },
+            1,
+        )
+        .is_err()
+        {
+            start_caught += 1;
+        }
+        let exact = Oracle {
+            span: |_, ts, _| (ts, ts),
+            ..ORACLE
+        };
+        if compare(&script, &merged, exact, 1).is_err() {
+            span_caught += 1;
+        }
+    }
+    assert!(
+        start_caught > 0,
+        "an unfloored window start was never caught"
+    );
+    assert!(
+        span_caught > 0,
+        "exact first / last seen times were never caught"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -850,6 +973,7 @@ fn hand_script() -> Script {
     Script {
         tick: 1_000,
         windows: vec![3_000, 10_000],
+        panes: Vec::new(),
         phases: vec![
             Phase {
                 events: vec![
@@ -970,7 +1094,7 @@ fn hand_example_exact_numbers_on_1_2_4_workers() {
             );
             // The oracle agrees with the hand computation too.
             let oracle = Oracle::filtered(
-                &ORACLE.edges(&entries, script.tick, m.as_of, m.window),
+                &ORACLE.edges(&entries, &script, m.as_of, m.window),
                 None,
                 None,
             );
@@ -1059,6 +1183,7 @@ fn late_records_at_the_retention_edge() {
     let script = Script {
         tick: 1_000,
         windows: vec![3_000, 10_000],
+        panes: Vec::new(),
         phases: vec![
             Phase {
                 events: vec![ev(10_500, a, b, 80, tcp, 1, 2, 3, Status::Established)],
@@ -1104,6 +1229,7 @@ fn wrong_rules() -> [(&'static str, Rule); 6] {
         entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         _tick: Millis,
     ) -> bool {
         entry <= as_of && e.ts < as_of && e.ts + window > as_of
@@ -1113,6 +1239,7 @@ fn wrong_rules() -> [(&'static str, Rule); 6] {
         entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         tick: Millis,
     ) -> bool {
         entry <= as_of && e.ts < as_of && e.ts + window >= as_of + tick
@@ -1122,6 +1249,7 @@ fn wrong_rules() -> [(&'static str, Rule); 6] {
         entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         tick: Millis,
     ) -> bool {
         entry <= as_of && e.ts < as_of && e.ts + window + tick >= as_of
@@ -1131,6 +1259,7 @@ fn wrong_rules() -> [(&'static str, Rule); 6] {
         _entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         tick: Millis,
     ) -> bool {
         // Ignores lateness: as if every record had entered at its own time.
@@ -1142,6 +1271,7 @@ fn wrong_rules() -> [(&'static str, Rule); 6] {
         entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         tick: Millis,
     ) -> bool {
         // A late record leaving its windows counted from its entry time rather than its ts
@@ -1153,10 +1283,11 @@ fn wrong_rules() -> [(&'static str, Rule); 6] {
         entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         tick: Millis,
     ) -> bool {
         let own = (e.ts / tick) * tick + tick;
-        entry == own && visible(e, entry, as_of, window, tick)
+        entry == own && visible(e, entry, as_of, window, as_of.saturating_sub(window), tick)
     }
     [
         ("window start exclusive", start_exclusive),
@@ -1179,7 +1310,7 @@ fn wrong_oracles_are_caught_on_the_hand_example() {
     let merged = run_dataflow(&script, 2);
     compare(&script, &merged, ORACLE, 2).unwrap();
     for (name, rule) in wrong_rules() {
-        let result = compare(&script, &merged, Oracle { rule }, 2);
+        let result = compare(&script, &merged, Oracle { rule, ..ORACLE }, 2);
         assert!(result.is_err(), "the wrong oracle ({name}) was not caught");
     }
 }
@@ -1197,6 +1328,7 @@ fn wrong_oracles_are_caught_on_generated_scripts() {
         entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         tick: Millis,
     ) -> bool {
         let longer = if window == 30_000 { tick } else { 0 };
@@ -1207,6 +1339,7 @@ fn wrong_oracles_are_caught_on_generated_scripts() {
         entry: Millis,
         as_of: Millis,
         window: Millis,
+        _start: Millis,
         tick: Millis,
     ) -> bool {
         let shorter = if window == 30_000 { tick } else { 0 };
@@ -1225,7 +1358,7 @@ fn wrong_oracles_are_caught_on_generated_scripts() {
             compare(&script, &merged, ORACLE, 1).unwrap();
             for (i, (_, rule)) in rules.iter().enumerate() {
                 let rule = *rule;
-                if compare(&script, &merged, Oracle { rule }, 1).is_err() {
+                if compare(&script, &merged, Oracle { rule, ..ORACLE }, 1).is_err() {
                     caught[i] += 1;
                 }
             }

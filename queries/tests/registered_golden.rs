@@ -60,6 +60,7 @@ fn windows() -> Windows {
         .map(|&(name, length)| WindowSpec {
             name: name.to_string(),
             length,
+            pane: None,
         })
         .collect();
     Windows::new(specs, &TimeModel::new(TICK).unwrap()).unwrap()
@@ -183,6 +184,7 @@ fn script(records: &[Event]) -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.iter().map(|&(_, l)| l).collect(),
+        panes: Vec::new(),
         phases: vec![
             Phase {
                 events: early,

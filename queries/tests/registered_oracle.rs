@@ -141,6 +141,7 @@ fn build_script(
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases,
         hosts: Vec::new(),
     }

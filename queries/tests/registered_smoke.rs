@@ -49,7 +49,7 @@ fn a_grouped_top_k_query_follows_its_window() {
         let probe = ProbeHandle::new();
         let (mut input, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, events) = scope.new_input::<Vec<Event>>();
-            let records = render_records(events, time, plan.window);
+            let records = render_records(events, windows.schedule_of(plan.window));
             let rendered = render_query(records.as_collection(|r, _| r.0.clone()), &plan).unwrap();
             rendered.progress.probe_with(&probe);
             (input, rendered.trace)

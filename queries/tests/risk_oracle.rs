@@ -137,6 +137,8 @@ struct Oracle<'a> {
     dropped: Vec<(Event, Millis)>,
     tick: Millis,
     windows: Vec<Millis>,
+    /// Each window's pane, in the order of `windows`.
+    panes: Vec<Millis>,
     longest: Millis,
     counters_memo: RefCell<BTreeMap<(Millis, Millis), Rc<HostCounts>>>,
 }
@@ -156,11 +158,13 @@ impl<'a> Oracle<'a> {
     fn new(script: &'a Script, settings: &'a RiskSettings, mistake: Mistake) -> Self {
         let tick = script.tick;
         let longest = *script.windows.iter().max().unwrap();
+        let last_pane = script.pane(script.windows.len() - 1);
         let mut records = Vec::new();
         let mut dropped = Vec::new();
         for (event, entry) in script.entries() {
             let own = (event.ts / tick) * tick + tick;
-            if entry >= own + longest {
+            // The longest window's start, floor_p(T − B), passes the tick at ceil_p(own) + B.
+            if entry >= own.div_ceil(last_pane) * last_pane + longest {
                 dropped.push((event, entry));
             } else {
                 records.push((event, entry));
@@ -173,6 +177,7 @@ impl<'a> Oracle<'a> {
             dropped,
             tick,
             windows: script.windows.clone(),
+            panes: (0..script.windows.len()).map(|i| script.pane(i)).collect(),
             longest,
             counters_memo: RefCell::new(BTreeMap::new()),
         }
@@ -204,12 +209,15 @@ impl<'a> Oracle<'a> {
     }
 
     /// Whether a record is in window `window` at `as_of`: entered by then, and
-    /// `T − W ≤ ts < T`.
+    /// `floor_p(T − W) ≤ ts < T` for the window's pane `p` (`T − W ≤ ts < T` at the tick).
     fn visible(&self, event: &Event, entry: Millis, as_of: Millis, window: Millis) -> bool {
+        let i = self.windows.iter().position(|&w| w == window).unwrap();
+        let start = as_of.saturating_sub(window);
+        let start = start - start % self.panes[i];
         let start_ok = if self.mistake == Mistake::WindowStartExclusive {
-            event.ts + window > as_of
+            event.ts > start
         } else {
-            event.ts + window >= as_of
+            event.ts >= start
         };
         entry <= as_of && event.ts < as_of && start_ok
     }
@@ -446,7 +454,8 @@ impl<'a> Oracle<'a> {
 
     /// The baseline of `ip` for `window` at `as_of`: (buckets, Σ distinct destinations per
     /// bucket). Buckets lie in `[as_of − B, as_of − window)` and not before the bucket of
-    /// the host's earliest record with `ts` in `[as_of − B, as_of)` (entered by `as_of`).
+    /// the host's earliest record in the longest window (`ts` in `[floor_p(as_of − B),
+    /// as_of)` for its pane `p`, entered by `as_of`).
     fn baseline(&self, as_of: Millis, window: Millis, ip: IpAddr) -> (u64, u64) {
         let mut from = as_of.saturating_sub(self.longest).div_ceil(window);
         let mut to = as_of.saturating_sub(window) / window;
@@ -454,6 +463,8 @@ impl<'a> Oracle<'a> {
             to += 1;
         }
         let lowest = as_of.saturating_sub(self.longest);
+        let last_pane = *self.panes.last().unwrap();
+        let lowest = lowest - lowest % last_pane;
         let earliest = self
             .records
             .iter()
@@ -554,7 +565,10 @@ impl<'a> Oracle<'a> {
                     continue;
                 }
                 let ts = e.ts;
-                let lookback_start = ts.saturating_sub(self.longest);
+                // The longest window's most span, W + pane − tick: no window holds two
+                // first contacts of one pair.
+                let lookback = self.longest + self.panes.last().unwrap() - self.tick;
+                let lookback_start = ts.saturating_sub(lookback);
                 let has_predecessor = records.iter().any(|&(other_ts, other_entry)| {
                     let entered = if self.mistake == Mistake::LateCannotWithdraw {
                         other_entry <= *entry
@@ -823,7 +837,6 @@ fn run_dataflow(script: &Script, settings: &RiskSettings, workers: usize) -> Vec
         let (script, settings) = &*shared;
         let time = script.time();
         let windows = script.windows();
-        let retention = script.retention();
         let index = worker.index();
         let peers = worker.peers();
         let commands = Rc::new(RefCell::new(VecDeque::new()));
@@ -831,8 +844,8 @@ fn run_dataflow(script: &Script, settings: &RiskSettings, workers: usize) -> Vec
 
         let (probe, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
             let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-            let arranged = graph::render(events, time, retention);
-            let rendered = risk::render(&arranged, time, &windows, settings);
+            let graph = graph::render(events, windows.schedule().clone());
+            let rendered = risk::render(&graph, &windows, settings);
             let (probe, _) = rendered.progress.probe();
             (probe, rendered.traces)
         });
@@ -1269,6 +1282,7 @@ fn build_script(
     Script {
         tick,
         windows,
+        panes: Vec::new(),
         phases,
         hosts,
     }
@@ -1330,6 +1344,44 @@ proptest! {
 
     #[test]
     fn risk_matches_oracle_with_very_late_records(script in script_strategy(Shape::VeryLate)) {
+        check_all_workers(&script, &test_settings()).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// Panes for the 3 s, 10 s and 30 s windows, each valid (nested, each window at least the
+/// shorter one plus its pane).
+const PANES: [[Millis; 3]; 3] = [
+    [1_000, 2_000, 10_000],
+    [3_000, 3_000, 6_000],
+    [2_000, 4_000, 12_000],
+];
+
+/// A script of `shape` on the 1 s tick with 3 s, 10 s and 30 s windows kept in panes.
+fn paned_script_strategy(shape: Shape) -> impl Strategy<Value = Script> {
+    (script_strategy(shape), 0..PANES.len())
+        .prop_filter("the 1 s tick with 3 s, 10 s and 30 s windows", |(s, _)| {
+            s.tick == TICK && s.windows == WINDOWS
+        })
+        .prop_map(|(mut script, panes)| {
+            script.panes = PANES[panes].to_vec();
+            script
+        })
+}
+
+proptest! {
+    #![proptest_config(config(CASES / 2))]
+
+    /// With panes: a window's start is a pane boundary, and a tick leaves window W at
+    /// ceil_p(own) + W.
+    #[test]
+    fn risk_matches_oracle_with_panes(script in paned_script_strategy(Shape::Jittered)) {
+        check_all_workers(&script, &test_settings()).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn risk_matches_oracle_with_panes_and_very_late_records(
+        script in paned_script_strategy(Shape::VeryLate)
+    ) {
         check_all_workers(&script, &test_settings()).map_err(TestCaseError::fail)?;
     }
 }
@@ -1664,6 +1716,7 @@ fn scores_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(events, 3_000, vec![2_000])],
         hosts: vec![host(1), host(9), stranger()],
     }
@@ -1873,6 +1926,7 @@ fn ranges_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(events, 3_000, vec![2_000])],
         hosts: vec![v6_host, v4_host],
     }
@@ -1964,6 +2018,7 @@ fn late_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![
             one_phase(
                 vec![ev(5_500, a, host_ip(2), 22, est, 10)],
@@ -2111,6 +2166,7 @@ fn scan_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(
             events,
             30_000,
@@ -2197,6 +2253,7 @@ fn spike_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(
             events,
             45_000,
@@ -2264,6 +2321,7 @@ fn fanout_spike_baseline_counts_empty_buckets_from_the_hosts_first() {
     let script = Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(
             vec![
                 ev(3_000, a, d(1), 53, est, 1),
@@ -2316,6 +2374,7 @@ fn a_baseline_bucket_leaves_one_tick_after_t_minus_b_reaches_its_start() {
     let script = Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(
             vec![
                 ev(4_873, a, v4(169, 254, 1, 1), 3389, est, 1),
@@ -2376,6 +2435,7 @@ fn a_late_record_in_a_baseline_bucket_counts_at_once() {
     let script = Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![
             one_phase(
                 vec![
@@ -2438,6 +2498,7 @@ fn contacts_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![
             one_phase(
                 vec![

@@ -682,7 +682,7 @@ fn read_worker(traces: &mut SegmentTraces, script: &Script, phase: usize, as_of:
         violations: plan
             .violations
             .iter()
-            .map(|&(window, limit)| reader.violations(window, limit))
+            .map(|&(window, limit)| reader.violations(as_of.saturating_sub(window), limit))
             .collect(),
         several: Vec::new(),
     }
@@ -800,7 +800,8 @@ fn run_dataflow<R: Send + 'static>(
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (script, finished) = &*shared;
         let time = script.time();
-        let retention = script.retention();
+        let windows = script.windows();
+        let longest = windows.schedule_of(windows.longest().length);
         let index = worker.index();
         let peers = worker.peers();
         let commands = Rc::new(RefCell::new(VecDeque::new()));
@@ -809,8 +810,8 @@ fn run_dataflow<R: Send + 'static>(
         let dataflow = worker.next_dataflow_index();
         let (probe, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
             let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-            let arranged = graph::render(events, time, retention);
-            let rendered = segments::render(&arranged, rules);
+            let graph = graph::render(events, longest.clone());
+            let rendered = segments::render(&graph.arranged, rules);
             let (probe, _) = rendered.progress.probe();
             (probe, rendered.traces)
         });
@@ -1204,6 +1205,7 @@ fn build_case(
         script: Script {
             tick,
             windows,
+            panes: Vec::new(),
             phases,
             hosts,
         },
@@ -1660,6 +1662,7 @@ fn merge_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(
             vec![
                 ev(1_000, a, b, 443, tcp),
@@ -1871,6 +1874,7 @@ fn hub_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![one_phase(
             vec![
                 ev(1_000, w1, h, 53, udp),
@@ -2035,6 +2039,7 @@ fn policy_script() -> Script {
     Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![
             one_phase(
                 vec![
@@ -2315,6 +2320,7 @@ fn large_script() -> (Script, IpAddr, IpAddr) {
     let script = Script {
         tick: TICK,
         windows: WINDOWS.to_vec(),
+        panes: Vec::new(),
         phases: vec![
             one_phase(events, 13_000, vec![12_000]),
             one_phase(bridge, 14_000, vec![13_000]),
@@ -2373,7 +2379,7 @@ fn large_read(
             .iter()
             .map(|id| reader.segment(id, LARGE_LIMIT))
             .collect(),
-        violations: reader.violations(30_000, 50),
+        violations: reader.violations(as_of.saturating_sub(30_000), 50),
     }
 }
 

@@ -47,7 +47,7 @@ struct Args {
     kafka_options: Vec<String>,
     /// The engine's windows; with the default every record is still in the 24 h window,
     /// so the recovery phase replays them all.
-    #[arg(long, value_name = "LIST", default_value = "30m,2h,24h")]
+    #[arg(long, value_name = "LIST", default_value = flowsight_queries::windows::DEFAULT_WINDOWS)]
     windows: String,
     /// How many generated records the throughput and recovery phases produce and read.
     #[arg(long, value_name = "N", default_value_t = 2_000_000)]
@@ -355,7 +355,7 @@ fn the_documented_command_line_parses() {
         (args.records, args.workers, args.partitions),
         (2_000_000, 2, 4)
     );
-    assert_eq!(args.windows, "30m,2h,24h");
+    assert_eq!(args.windows, "30m:10s,2h:1m,24h:5m");
     assert_eq!((args.freshness_rate, args.freshness_seconds), (100_000, 20));
     assert_eq!(args.brokers, None);
     let args: Args =

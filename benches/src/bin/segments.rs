@@ -51,7 +51,7 @@ use clap::Parser;
 use differential_dataflow::trace::TraceReader;
 use flowsight_benches::exit_usage;
 use flowsight_events::{Event, Proto, Status};
-use flowsight_operators::{Millis, TimeModel};
+use flowsight_operators::{Millis, PaneSchedule, Stage, TimeModel};
 use flowsight_queries::segments::propagation::{SegmentId, SegmentRules};
 use flowsight_queries::segments::{PolicyFilter, PolicyOrder, SegmentReader};
 use flowsight_queries::{graph, segments};
@@ -321,10 +321,18 @@ fn main() {
         let (mut input, probe, mut graph_trace, mut traces) =
             worker.dataflow::<Millis, _, _>(|scope| {
                 let (input, events) = scope.new_input::<Vec<Event>>();
-                let arranged = graph::render(events, time, DAY);
-                let rendered = segments::render(&arranged, rules);
+                let day = PaneSchedule::new(
+                    &time,
+                    vec![Stage {
+                        window: DAY,
+                        pane: TICK,
+                    }],
+                )
+                .expect("a day is whole ticks");
+                let graph = graph::render(events, day);
+                let rendered = segments::render(&graph.arranged, rules);
                 let (probe, _) = rendered.progress.probe();
-                (input, probe, arranged.trace, rendered.traces)
+                (input, probe, graph.arranged.trace, rendered.traces)
             });
         let leader = worker.index() == 0;
         // Sends `events` at `at` (worker 0 only), advances the input past `at`, and steps

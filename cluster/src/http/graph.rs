@@ -97,7 +97,7 @@ async fn host(client: Client, ip: String, raw: String) -> Result<Response, ApiEr
     let truncated_in = cut(&mut host.in_edges, limit);
     Ok(json_reply(&json!({
         "as_of": answered.as_of,
-        "window": window_json(&window.name, window.length, answered.as_of),
+        "window": window_json(&window, answered.as_of),
         "host": host.summary,
         "out_edges": host.out_edges,
         "in_edges": host.in_edges,

@@ -298,12 +298,14 @@ pub(crate) fn list_body<T: serde::Serialize>(
     let truncated = cut(&mut rows, limit);
     json!({
         "as_of": as_of,
-        "window": window_json(&window.name, window.length, as_of),
+        "window": window_json(window, as_of),
         "rows": rows,
         "truncated": truncated,
     })
 }
 
-pub(crate) fn window_json(name: &str, length: u64, as_of: u64) -> Value {
-    json!({ "name": name, "from": as_of.saturating_sub(length), "to": as_of })
+/// A window as answers show it: its name, and the timestamps `from ≤ ts < to` it holds at
+/// `as_of` (`from` is a pane boundary, docs/design.md §3).
+pub(crate) fn window_json(window: &WindowSpec, as_of: u64) -> Value {
+    json!({ "name": window.name, "from": window.start(as_of), "to": as_of })
 }

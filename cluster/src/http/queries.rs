@@ -7,6 +7,7 @@ use flowsight_engine::{Client, QueryDefinition, QueryError, QueryInfo, QueryStat
 use flowsight_queries::plan::Plan;
 use flowsight_queries::registered::QueryResult;
 use flowsight_queries::sql;
+use flowsight_queries::WindowSpec;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -236,12 +237,22 @@ pub(crate) fn results_read(client: &Client, name: &str, raw: &str) -> Result<Vie
         generation: info.generation,
         limit,
     };
+    let window = WindowSpec {
+        name: info.plan.window_name.clone(),
+        length: info.plan.window,
+        pane: Some(client.config().windows.pane(info.plan.window)),
+    };
     Ok(ViewRead::new(view, move |answered| {
-        Ok(results_body(&info, answered.as_of, answered.answer?))
+        Ok(results_body(
+            &info,
+            &window,
+            answered.as_of,
+            answered.answer?,
+        ))
     }))
 }
 
-fn results_body(info: &QueryInfo, as_of: u64, result: QueryResult) -> Value {
+fn results_body(info: &QueryInfo, window: &WindowSpec, as_of: u64, result: QueryResult) -> Value {
     let rows: Vec<Value> = result
         .rows
         .iter()
@@ -263,7 +274,7 @@ fn results_body(info: &QueryInfo, as_of: u64, result: QueryResult) -> Value {
     json!({
         "name": info.definition.name,
         "as_of": as_of,
-        "window": window_json(&info.plan.window_name, info.plan.window, as_of),
+        "window": window_json(window, as_of),
         "columns": result.columns,
         "truncated": (rows.len() as u64) < result.total,
         "rows": rows,

@@ -125,7 +125,7 @@ pub(crate) fn severity_read(client: &Client, raw: &str) -> Result<ViewRead, ApiE
         let points = answered.answer;
         Ok(json!({
             "as_of": answered.as_of,
-            "window": window_json(&window.name, window.length, answered.as_of),
+            "window": window_json(&window, answered.as_of),
             "from": answered.as_of.saturating_sub(span),
             "step": step,
             "rows": points,
@@ -157,7 +157,7 @@ pub async fn host(client: Client, ip: String, raw: String) -> Result<Response, A
     let windows: Vec<Value> = selected
         .iter()
         .map(|w| {
-            let window = window_json(&w.name, w.length, as_of);
+            let window = window_json(w, as_of);
             match answer.rows.iter().find(|(length, _)| *length == w.length) {
                 Some((_, row)) => json!({
                     "window": window,

@@ -32,7 +32,7 @@ pub(super) fn require_segment_views(client: &Client) -> Result<(), ApiError> {
 /// The window every segmentation answer is over: the longest.
 fn segment_window(client: &Client, as_of: u64) -> serde_json::Value {
     let longest = client.config().windows.longest();
-    window_json(&longest.name, longest.length, as_of)
+    window_json(longest, as_of)
 }
 
 fn parse_label(key: &str, value: &str) -> Result<Label, ApiError> {
@@ -77,7 +77,7 @@ pub(crate) fn list_read(client: &Client, raw: &str) -> Result<ViewRead, ApiError
                 || (list.hub_rows.len() as u64) < list.hubs;
             Ok(json!({
                 "as_of": answered.as_of,
-                "window": window_json(&longest.name, longest.length, answered.as_of),
+                "window": window_json(&longest, answered.as_of),
                 "segments": list.segments,
                 "hubs": list.hubs,
                 "rows": list.rows,

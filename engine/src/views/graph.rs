@@ -28,7 +28,8 @@ impl View for Edges {
     type Rows = Vec<EdgeRow>;
 
     fn read(&self, views: &mut Views, at: &Reading<'_>) -> Vec<EdgeRow> {
-        GraphReader::new(&mut views.graph, at.time, self.window).edges(self.filter, self.limit)
+        GraphReader::new(&mut views.graph, at.time, at.window_start(self.window))
+            .edges(self.filter, self.limit)
     }
 
     fn merge(&self, parts: Vec<Vec<EdgeRow>>, _: &Merging<'_>) -> Vec<EdgeRow> {
@@ -53,7 +54,8 @@ impl View for Host {
     type Rows = HostAnswer;
 
     fn read(&self, views: &mut Views, at: &Reading<'_>) -> HostAnswer {
-        GraphReader::new(&mut views.graph, at.time, self.window).host(self.ip, self.limit)
+        GraphReader::new(&mut views.graph, at.time, at.window_start(self.window))
+            .host(self.ip, self.limit)
     }
 
     fn merge(&self, parts: Vec<HostAnswer>, _: &Merging<'_>) -> HostAnswer {
@@ -76,7 +78,8 @@ impl View for BusiestHosts {
     type Rows = Vec<HostSummary>;
 
     fn read(&self, views: &mut Views, at: &Reading<'_>) -> Vec<HostSummary> {
-        GraphReader::new(&mut views.graph, at.time, self.window).busiest_hosts(self.limit)
+        GraphReader::new(&mut views.graph, at.time, at.window_start(self.window))
+            .busiest_hosts(self.limit)
     }
 
     fn merge(&self, parts: Vec<Vec<HostSummary>>, _: &Merging<'_>) -> Vec<HostSummary> {

@@ -175,7 +175,10 @@ impl View for Anomalies {
             .as_mut()
             .filter(|_| self.kind.is_none() || self.kind == violations)
         {
-            found.push(SegmentReader::new(traces, at.time).violations(self.window, self.limit));
+            found.push(
+                SegmentReader::new(traces, at.time)
+                    .violations(at.window_start(self.window), self.limit),
+            );
         }
         merge_anomalies(found, self.limit)
     }

@@ -29,7 +29,7 @@ use differential_dataflow::trace::TraceReader;
 use differential_dataflow::VecCollection;
 use flowsight_events::Event;
 use flowsight_operators::consolidate::PreConsolidate;
-use flowsight_operators::{Millis, PreAggregateWindowed, TimeModel};
+use flowsight_operators::{Millis, PaneSchedule, PreAggregateWindowed};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
@@ -62,15 +62,15 @@ pub type QueryTrace = RowTrace<u64, GroupRow>;
 /// How many buckets the first stage of a top-k spreads the groups over.
 const TOP_K_BUCKETS: u64 = 64;
 
-/// Arranges every record for `window`: each enters at its timely time and leaves at its
-/// own time plus the window, late records included (docs/design.md §3).
+/// Arranges every record for one window (`schedule`, a window and its pane): each enters at
+/// its timely time and leaves when the window's start has passed it, late records included
+/// (docs/design.md §3).
 pub fn render_records<'scope>(
     events: Stream<'scope, Millis, Vec<Event>>,
-    time: TimeModel,
-    window: Millis,
+    schedule: PaneSchedule,
 ) -> Arranged<'scope, RecordsTrace> {
     events
-        .pre_aggregate_windowed_named("QueryRecordGroups", time, window, |e: &Event| {
+        .pre_aggregate_windowed_named("QueryRecordGroups", schedule, |e: &Event| {
             (Record(e.clone()), e.ts, 1isize)
         })
         .map(|(record, _span)| record)

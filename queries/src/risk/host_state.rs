@@ -8,9 +8,10 @@
 //! window's distinct counts change in O(1) when a tick enters or leaves it.
 //!
 //! The invariant that makes this exact with late records: at any time, a window holds a
-//! tick's data iff that data entered before the tick's own time + the window. Expiries at
-//! a time are applied before the entries at that time, so when a tick leaves window `W`
-//! (at own + W) everything in its `TickData` entered before then — and subtracting the
+//! tick's data iff that data entered before the tick leaves the window
+//! ([`HostRules::leaves`]: the tick's own time rounded up to the window's pane, + the
+//! window). Expiries at a time are applied before the entries at that time, so when a tick
+//! leaves window `W` everything in its `TickData` entered before then — and subtracting the
 //! whole tick is exact.
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use crate::risk::anomaly::{
 use crate::risk::rules::{score, HostCounters, Risk, RiskConfig, Severity};
 use flowsight_operators::aggregates::FlowStats;
 use flowsight_operators::time::{Millis, TimeModel};
-use flowsight_operators::window::TickSpan;
+use flowsight_operators::window::GroupSpan;
 
 /// The settings every host is judged by.
 #[derive(Clone, Debug)]
@@ -35,6 +36,9 @@ pub struct HostRules {
     pub time: TimeModel,
     /// Window lengths, shortest first; the last is the retention and the baseline window.
     pub windows: Vec<Millis>,
+    /// Each window's pane, in ms (the tick for a window kept at the tick): a window's start
+    /// as of `T` is `floor_pane(T − W)`.
+    pub panes: Vec<Millis>,
     /// How hosts are scored.
     pub risk: RiskConfig,
     /// The thresholds of `port_scan` and `fanout_spike`.
@@ -53,6 +57,23 @@ impl HostRules {
         *self.windows.last().expect("at least one window")
     }
 
+    /// The first time at which window `w` no longer holds the tick whose own time is `own`:
+    /// once its start, `floor_pane(T − W)`, has passed the tick — `ceil_pane(own) + W`.
+    pub fn leaves(&self, w: usize, own: Millis) -> Millis {
+        let pane = self.panes.get(w).copied().unwrap_or(1).max(1);
+        own.div_ceil(pane)
+            .saturating_mul(pane)
+            .saturating_add(self.windows[w])
+    }
+
+    /// The lookback of first contacts: the longest window with its pane, less a tick (the
+    /// most that window ever spans, `W + pane − tick`), so that no window holds two first
+    /// contacts of one pair. The longest window's length when it is kept at the tick.
+    pub fn lookback(&self) -> Millis {
+        let last_pane = self.panes.last().copied().unwrap_or(self.time.tick());
+        self.longest() + last_pane.saturating_sub(self.time.tick())
+    }
+
     /// Whether window `w` has a `fanout_spike` baseline (`2 × W ≤ longest`).
     pub fn has_baseline(&self, w: usize) -> bool {
         self.windows[w].saturating_mul(2) <= self.longest()
@@ -68,7 +89,7 @@ pub struct Contact {
     pub dst_port: u16,
     /// The first and last timestamps of the group's records, in one tick: the tick's own
     /// time decides when the group leaves each window.
-    pub span: TickSpan,
+    pub span: GroupSpan,
     /// The group's summed counters; scores use its connections, failed connections and
     /// originator bytes.
     pub stats: FlowStats,
@@ -117,7 +138,7 @@ impl TickData {
 /// A destination address or port of a host, as the windows see it.
 ///
 /// `latest` is the own time of the newest tick (among those entered) that holds it. It is
-/// in window `W` at time `T` iff `latest + W > T`, so one number serves every window: a
+/// in window `W` at time `T` iff it leaves `W` after `T` (`leaves(W, latest) > T`), so one number serves every window: a
 /// tick leaving `W` takes the value out of `W` only if it was that newest tick.
 #[derive(Default)]
 struct Seen {
@@ -240,15 +261,15 @@ fn entering(
     is_new: bool,
     own: Millis,
     at: Millis,
-    windows: &[Millis],
+    rules: &HostRules,
     mut enter: impl FnMut(usize),
 ) {
     let old = (!is_new).then_some(seen.latest);
     let latest = old.map_or(own, |l| l.max(own));
     seen.latest = latest;
-    for (w, &length) in windows.iter().enumerate() {
-        let was = old.is_some_and(|l| l + length > at);
-        if !was && latest + length > at {
+    for w in 0..rules.windows.len() {
+        let was = old.is_some_and(|l| rules.leaves(w, l) > at);
+        if !was && rules.leaves(w, latest) > at {
             enter(w);
         }
     }
@@ -274,7 +295,7 @@ impl HostState {
     }
 
     /// Adds a contact that enters at `at`. Leaves in `expiries` the windows (indices) whose
-    /// expiry of this contact's tick the caller must schedule (at own time + window),
+    /// expiry of this contact's tick the caller must schedule (at [`HostRules::leaves`]),
     /// non-empty only when the tick is new to the host.
     pub fn enter(
         &mut self,
@@ -312,7 +333,7 @@ impl HostState {
                         .windows
                         .iter()
                         .enumerate()
-                        .filter(|(_, &length)| at < own + length)
+                        .filter(|(w, _)| at < rules.leaves(*w, own))
                         .map(|(w, _)| w),
                 );
                 slot.insert(TickData {
@@ -327,14 +348,14 @@ impl HostState {
         tick.sums.add(&sums);
         tick.dsts.push(contact.dst);
         tick.ports.push(contact.dst_port);
-        for (w, &length) in rules.windows.iter().enumerate() {
-            if at < own + length {
+        for w in 0..rules.windows.len() {
+            if at < rules.leaves(w, own) {
                 self.totals[w].sums.add(&sums);
             }
         }
 
         let totals = &mut self.totals;
-        entering(&mut dst.seen, is_new, own, at, &rules.windows, |w| {
+        entering(&mut dst.seen, is_new, own, at, rules, |w| {
             totals[w].destinations += 1;
         });
         for w in 0..rules.windows.len() {
@@ -392,7 +413,7 @@ impl HostState {
             Seen::default()
         });
         let sensitive = rules.is_sensitive(contact.dst_port);
-        entering(port, is_new, own, at, &rules.windows, |w| {
+        entering(port, is_new, own, at, rules, |w| {
             totals[w].ports += 1;
             if sensitive {
                 totals[w].sensitive_ports += 1;
@@ -461,9 +482,10 @@ impl HostState {
         self.buckets.retain(|&(w, bucket), _| {
             bucket >= baseline_buckets(at, rules.windows[w], longest).start
         });
-        // A record entering at `at` or later has ts ≥ at − longest − tick; it is within
-        // the lookback of `before` iff ts − longest ≤ before.
-        let horizon = at.saturating_sub(2 * longest + 2 * rules.time.tick());
+        // A record entering at `at` or later has ts ≥ at − lookback − tick (it has not left
+        // the longest window, which spans at most the lookback); it is within the lookback
+        // of `before` iff ts − lookback ≤ before.
+        let horizon = at.saturating_sub(2 * rules.lookback() + 2 * rules.time.tick());
         self.dsts.retain(|_, state| {
             let Some(pair) = &state.pair else {
                 return true;
@@ -495,8 +517,9 @@ impl HostState {
     fn baseline(&mut self, at: Millis, w: usize, rules: &HostRules) -> Baseline {
         let length = rules.windows[w];
         let mut range = baseline_buckets(at, length, rules.longest());
-        // Buckets before the host's earliest kept record say nothing about its habits:
-        // a host first seen an hour ago has an hour of baseline, not a day of silence.
+        // Buckets before the host's earliest record in the longest window say nothing about
+        // its habits: a host first seen an hour ago has an hour of baseline, not a day of
+        // silence. The ticks kept are exactly the longest window's, pane included.
         let earliest = self
             .ticks
             .values()
@@ -603,7 +626,7 @@ impl HostState {
             );
         }
 
-        let lookback = rules.longest();
+        let lookback = rules.lookback();
         for dst in std::mem::take(&mut self.touched_pairs) {
             let Some(pair) = self.dsts.get_mut(&dst).and_then(|s| s.pair.as_mut()) else {
                 continue;
@@ -615,7 +638,7 @@ impl HostState {
                 let listed = contacts
                     .iter()
                     .copied()
-                    .filter(|&t0| rules.time.own_time(t0) + window > at)
+                    .filter(|&t0| rules.leaves(w, rules.time.own_time(t0)) > at)
                     .max();
                 let shown = pair.listed[w];
                 if listed == shown {
@@ -718,6 +741,7 @@ mod tests {
         HostRules {
             time: TimeModel::new(1_000).unwrap(),
             windows: vec![3_000, 10_000, 30_000],
+            panes: vec![1_000; 3],
             risk: RiskConfig::default(),
             anomalies: AnomalyConfig {
                 port_scan: PortScanRule::default(),
@@ -733,7 +757,7 @@ mod tests {
         Contact {
             dst: IpAddr::from([10, 0, 1, dst]),
             dst_port: 80,
-            span: TickSpan {
+            span: GroupSpan {
                 first: ts,
                 last: ts,
             },
@@ -791,7 +815,7 @@ mod tests {
                 let own = self.rules.time.own_time(c.span.first);
                 for &w in &expiries {
                     self.pending
-                        .entry(own + self.rules.windows[w])
+                        .entry(self.rules.leaves(w, own))
                         .or_default()
                         .push((own, w));
                 }
@@ -825,7 +849,7 @@ mod tests {
         let public = |i: u8, ts: Millis| Contact {
             dst: IpAddr::from([8, 8, 8, i]),
             dst_port: 443,
-            span: TickSpan {
+            span: GroupSpan {
                 first: ts,
                 last: ts,
             },

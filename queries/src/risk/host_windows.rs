@@ -3,11 +3,10 @@
 //! detection and severity events for alerting.
 //!
 //! Input: a host's outbound (destination, port, tick) groups as they enter, with the
-//! time they enter at — the updates of the graph arrangement (the same groups, so no
-//! second copy of the records). Each window's contents are then maintained here: a group
-//! is added to window `W` when it enters before its own time + `W`, and its tick is
-//! subtracted at own time + `W`. The graph's own retractions (at own time + the longest
-//! window) are ignored.
+//! time they enter at — the graph's entries (the same groups, so no second copy of the
+//! records). Each window's contents are then maintained here: a group is added to window
+//! `W` when it enters before its tick leaves `W` (`ceil_pane(own) + W`, see
+//! [`HostRules::leaves`]), and its tick is subtracted then.
 //!
 //! Times are processed strictly in order once the input frontier has passed them, so every
 //! output at time `t` reflects exactly the groups that entered by `t`; the operator holds
@@ -28,7 +27,7 @@ use crate::risk::host_state::{Change, Contact, HostRules, HostState, SeverityCha
 use crate::risk::rules::{HostCounters, Risk, Severity};
 use flowsight_operators::aggregates::FlowStats;
 use flowsight_operators::time::Millis;
-use flowsight_operators::window::TickSpan;
+use flowsight_operators::window::GroupSpan;
 use flowsight_operators::VecBuilder;
 
 /// One update the operator emits.
@@ -85,7 +84,7 @@ pub struct ContactKey {
     /// The destination port.
     pub dst_port: u16,
     /// The first and last timestamps of the group's records, all in one tick.
-    pub span: TickSpan,
+    pub span: GroupSpan,
 }
 
 /// Updates of `(host, group)` with the group's counters as the diff.
@@ -122,6 +121,7 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
             name,
             move |_capability, _info| {
                 let longest = rules.longest();
+                let last = rules.windows.len() - 1;
                 let mut hosts: FxHashMap<IpAddr, HostState> = FxHashMap::default();
                 let mut pending: BTreeMap<Millis, Pending> = BTreeMap::new();
                 let mut held: Option<Capability<Millis>> = None;
@@ -138,9 +138,9 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                             return;
                         };
                         for container in data {
-                            // Only entries: the graph retracts a group at own + longest.
+                            // Late beyond the retention: it left every window already.
                             container.retain(|((_, key), at, stats)| {
-                                *at < rules.time.own_time(key.span.first) + longest
+                                *at < rules.leaves(last, rules.time.own_time(key.span.first))
                                     && stats.count > 0
                             });
                             let Some(&(_, first, _)) = container.first() else {
@@ -186,7 +186,7 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                         let work = pending.remove(&at).unwrap_or_default();
                         let mut touched: Vec<IpAddr> = Vec::new();
 
-                        // Expiries first: a tick leaves window W at own + W, before
+                        // Expiries first: a tick leaves window W (at `leaves`) before
                         // whatever enters at that same time.
                         for (host, own, w) in work.expiries {
                             if let Some(state) = hosts.get_mut(&host) {
@@ -218,7 +218,7 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                                 state.enter(&contact, at, &rules, &mut expiries);
                                 for &w in &expiries {
                                     pending
-                                        .entry(own + rules.windows[w])
+                                        .entry(rules.leaves(w, own))
                                         .or_default()
                                         .expiries
                                         .push((host, own, w));
@@ -383,6 +383,7 @@ mod tests {
         let rules = HostRules {
             time: TimeModel::new(1_000).unwrap(),
             windows: vec![3_000, 10_000, 25_000],
+            panes: vec![1_000; 3],
             risk: RiskConfig::default(),
             anomalies: AnomalyConfig::default(),
         };

@@ -1,7 +1,7 @@
 //! The risk and anomaly views (docs/design.md §4, docs/risk-and-anomalies.md).
 //!
-//! Rendered from the graph arrangement's own updates — each source host's outbound
-//! (destination, port, tick) groups as they enter — by the `host_windows` operator, which
+//! Rendered from the graph's entries — each source host's outbound (destination, port,
+//! tick) groups as they enter, on the worker that owns the host — by the `host_windows` operator, which
 //! keeps every window of every host on the worker that owns the host. Its rows are
 //! arranged, without moving between workers, five ways:
 //!
@@ -33,7 +33,7 @@ use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::trace::TraceReader;
-use flowsight_operators::{Millis, TimeModel};
+use flowsight_operators::Millis;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::{Map, Partition};
@@ -42,7 +42,7 @@ use timely::dataflow::{Scope, Stream};
 use timely::progress::frontier::AntichainRef;
 use timely::progress::Antichain;
 
-use crate::graph::{Direction, GraphTrace};
+use crate::graph::{Direction, GraphRendered};
 use crate::read::{updates_of, visit_rows, Next, RowTrace};
 use crate::windows::Windows;
 
@@ -225,33 +225,39 @@ where
     )
 }
 
-/// Renders the risk and anomaly views from the graph arrangement.
+/// Renders the risk and anomaly views from the graph's entries, which are on the worker
+/// that owns each host.
 pub fn render<'scope>(
-    graph: &Arranged<'scope, GraphTrace>,
-    time: TimeModel,
+    graph: &GraphRendered<'scope>,
     windows: &Windows,
     settings: &RiskSettings,
 ) -> RiskRendered<'scope> {
+    let schedule = windows.schedule();
     let rules = HostRules {
-        time,
-        windows: windows.iter().map(|w| w.length).collect(),
+        time: schedule.time(),
+        windows: schedule.stages().iter().map(|s| s.window).collect(),
+        panes: schedule.stages().iter().map(|s| s.pane).collect(),
         risk: settings.risk.clone(),
         anomalies: settings.anomalies,
     };
-    let scope: Scope<'scope, Millis> = graph.stream.scope();
+    let scope: Scope<'scope, Millis> = graph.arranged.stream.scope();
     let outputs = graph
+        .entries
         .clone()
-        .flat_map_ref(|host, adjacency| {
+        .flat_map(|((host, adjacency), at, stats)| {
             (adjacency.direction == Direction::Out).then_some((
-                *host,
-                ContactKey {
-                    dst: adjacency.peer,
-                    dst_port: adjacency.dst_port,
-                    span: adjacency.span,
-                },
+                (
+                    host,
+                    ContactKey {
+                        dst: adjacency.peer,
+                        dst_port: adjacency.dst_port,
+                        span: adjacency.span,
+                    },
+                ),
+                at,
+                stats,
             ))
         })
-        .inner
         .host_windows_named("HostWindows", rules);
 
     // One stream per kind of output, each update routed once rather than cloned for all.

@@ -652,10 +652,9 @@ impl<'t> SegmentReader<'t> {
         rows
     }
 
-    /// This worker's policy violations in the window of length `window`, newest first, at
-    /// most `limit`.
-    pub fn violations(&mut self, window: Millis, limit: usize) -> Vec<Anomaly> {
-        let since = self.as_of.saturating_sub(window);
+    /// This worker's policy violations in the window that starts at `since` (its first
+    /// timestamp, `Windows::start`), newest first, at most `limit`.
+    pub fn violations(&mut self, since: Millis, limit: usize) -> Vec<Anomaly> {
         let mut rows = Vec::new();
         visit_rows(
             &mut self.traces.violations,

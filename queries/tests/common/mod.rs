@@ -39,6 +39,8 @@ pub struct Script {
     pub tick: Millis,
     /// Window lengths, shortest first.
     pub windows: Vec<Millis>,
+    /// Each window's pane, in the same order; empty keeps every window at the tick.
+    pub panes: Vec<Millis>,
     pub phases: Vec<Phase>,
     /// Hosts read one by one at every read point.
     pub hosts: Vec<IpAddr>,
@@ -54,16 +56,62 @@ impl Script {
         let specs = self
             .windows
             .iter()
-            .map(|&length| WindowSpec {
+            .enumerate()
+            .map(|(i, &length)| WindowSpec {
                 name: format!("{length}ms"),
                 length,
+                pane: self.panes.get(i).copied(),
             })
             .collect();
         Windows::new(specs, &self.time()).unwrap()
     }
 
+    /// How long after its own time a record may still be in a window.
     pub fn retention(&self) -> Millis {
-        self.windows().longest().length
+        self.windows().retention()
+    }
+
+    /// The pane of window `i` (the tick when the script gives none).
+    pub fn pane(&self, i: usize) -> Millis {
+        self.panes.get(i).copied().unwrap_or(self.tick)
+    }
+
+    /// The first timestamp the window of `length` holds at `as_of` (`floor_pane(as_of −
+    /// length)`), computed here from the script's own panes.
+    pub fn window_start(&self, length: Millis, as_of: Millis) -> Millis {
+        let i = self
+            .windows
+            .iter()
+            .position(|&w| w == length)
+            .expect("a window");
+        let from = as_of.saturating_sub(length);
+        from - from % self.pane(i)
+    }
+
+    /// The first and last seen times a record at `ts` shows at `as_of`, by docs/design.md
+    /// §3's rule, computed here on its own: its own `ts` while its tick is kept at the tick;
+    /// once the shortest window's pane holding it has closed (at `ceil_p0(own)`), that
+    /// pane's bounds; once it has left window `i` (at `ceil_pi(own) + Wi`), the bounds of
+    /// window `i + 1`'s pane if that is coarser. A pane's last is cut to `as_of − 1`.
+    pub fn shown_span(&self, ts: Millis, as_of: Millis) -> (Millis, Millis) {
+        let ceil = |t: Millis, p: Millis| t.div_ceil(p) * p;
+        let own = ts - ts % self.tick + self.tick;
+        let mut length = self.tick;
+        let mut moves = vec![(ceil(own, self.pane(0)), self.pane(0))];
+        for i in 0..self.windows.len().saturating_sub(1) {
+            moves.push((ceil(own, self.pane(i)) + self.windows[i], self.pane(i + 1)));
+        }
+        for (at, pane) in moves {
+            if at <= as_of && pane > length {
+                length = pane;
+            }
+        }
+        if length == self.tick {
+            (ts, ts)
+        } else {
+            let first = ts - ts % length;
+            (first, (first + length - 1).min(as_of - 1))
+        }
     }
 
     /// Every event with the timely time the scripted source gives it: `max(own_time, C)`

@@ -62,7 +62,8 @@ pub fn run(
             let mut arranged = BTreeMap::new();
             for plan in plans {
                 arranged.entry(plan.window).or_insert_with(|| {
-                    let records = render_records(events.clone(), time, plan.window);
+                    let records =
+                        render_records(events.clone(), script.windows().schedule_of(plan.window));
                     records.stream.clone().probe_with(&probe);
                     records
                 });
