@@ -105,7 +105,7 @@ pub struct Timing {
 impl Timing {
     /// A tick of `tick` ms (a valid tick: the harness's own choice), `lateness` ms of
     /// allowed lateness, the wall-clock `idle_timeout` after which a quiet partition stops
-    /// holding the watermark, and the `windows` list (such as `30m:10s,2h:1m,24h:5m`), which is the
+    /// holding the watermark, and the `windows` list (such as `30m:1m,2h:5m,24h:1h`), which is the
     /// error if it does not fit the tick.
     pub fn new(
         tick: Millis,

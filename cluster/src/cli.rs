@@ -285,7 +285,7 @@ pub struct RunArgs {
     )]
     pub max_ahead: u64,
     /// Windows of the windowed views and their panes, comma separated: `<length>[:<pane>]`
-    /// (a window without a pane is kept at the tick) [default: 30m:10s,2h:1m,24h:5m, or
+    /// (a window without a pane is kept at the tick) [default: 30m:1m,2h:5m,24h:1h, or
     /// the --config file's].
     #[arg(long, value_name = "LIST", env = "FLOWSIGHT_WINDOWS")]
     pub windows: Option<String>,

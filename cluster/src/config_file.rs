@@ -38,7 +38,7 @@ struct SegmentsSection {
 pub struct Settings {
     pub analysis: RiskSettings,
     pub segments: SegmentRules,
-    /// The windows and their panes (`30m:10s,2h:1m,24h:5m`), validated with the tick by
+    /// The windows and their panes (`30m:1m,2h:5m,24h:1h`), validated with the tick by
     /// the caller; `None` when the file sets none.
     pub windows: Option<String>,
 }

@@ -287,6 +287,22 @@ fn every_view_endpoint_matches_the_oracle() {
     assert!(text.contains("flowsight_late_records_total"), "{text}");
     assert!(text.contains("flowsight_frontier_ms"), "{text}");
     assert!(text.contains("flowsight_build_info{version=\"0."), "{text}");
+    // Each view's state: the graph holds its groups, and every window its records.
+    let state = |view: &str| -> Option<u64> {
+        let prefix = format!("flowsight_view_state_records{{view=\"{view}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    assert!(state("graph").is_some_and(|n| n > 0), "{text}");
+    let (_, status) = fs.get("/v1/status");
+    // (Merges may change the count between the two reads, never to nothing.)
+    assert!(
+        status["state"]["graph"]["records"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{status}"
+    );
 
     // The build is named at runtime.
     let (_, health) = fs.get("/health");

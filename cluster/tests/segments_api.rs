@@ -85,14 +85,14 @@ fn serve(extra: &[&str]) -> (Flowsight, tempfile::TempDir) {
 }
 
 /// The default pane of the 24h window.
-const FIVE_MINUTES: u64 = 300_000;
+const ONE_HOUR: u64 = 3_600_000;
 
 /// Checks that `answer` is over the 24h window at its `as_of` (which starts at a boundary of
-/// its default 5-minute pane), and returns it without those two fields, for comparison with
+/// its default one-hour pane), and returns it without those two fields, for comparison with
 /// a golden answer.
 fn over_the_day(mut answer: Value) -> Value {
     let as_of = answer["as_of"].as_u64().expect("an as_of");
-    let from = (as_of - DAY) / FIVE_MINUTES * FIVE_MINUTES;
+    let from = (as_of - DAY) / ONE_HOUR * ONE_HOUR;
     assert_eq!(
         answer["window"],
         json!({ "name": "24h", "from": from, "to": as_of }),

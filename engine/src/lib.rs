@@ -28,6 +28,7 @@ mod ingest;
 pub mod peek;
 pub mod queries;
 pub mod source;
+pub mod state_size;
 pub mod status;
 pub mod subscribe;
 pub mod view;

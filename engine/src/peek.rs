@@ -46,6 +46,8 @@ pub struct Views {
     pub records: Rc<RefCell<WindowRecords>>,
     /// This worker's registered queries and their result arrangements.
     pub(crate) queries: Rc<RefCell<WorkerQueries>>,
+    /// How much state each view's arrangements hold on this worker.
+    pub(crate) sizes: crate::state_size::SharedSizes,
 }
 
 impl Views {

@@ -166,6 +166,8 @@ pub enum QueryPartAnswer {
 pub(crate) struct WorkerQueries {
     pub entries: BTreeMap<String, WorkerQuery>,
     pub next_generation: u64,
+    /// The worker's account of its arrangements, to which each query's dataflow is added.
+    pub sizes: Option<crate::state_size::SharedSizes>,
 }
 
 pub(crate) struct WorkerQuery {

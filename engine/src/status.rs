@@ -6,6 +6,8 @@ use flowsight_connectors::{DeadLetterLog, SinkCounts, DEFAULT_DEAD_LETTER_CAPACI
 use flowsight_operators::Millis;
 use serde::{Deserialize, Serialize};
 
+use crate::state_size::ViewState;
+
 /// One partition of a source as its worker sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionStatus {
@@ -60,6 +62,9 @@ pub struct WorkerStatus {
     pub partitions: Vec<PartitionStatus>,
     /// The process's dead-letter sink, reported by its first worker only.
     pub dead_letter_sink: Option<SinkCounts>,
+    /// The state each view's arrangements hold on this worker, by view.
+    #[serde(default)]
+    pub state: BTreeMap<String, ViewState>,
 }
 
 /// A worker's live counters.
@@ -117,6 +122,7 @@ impl WorkerStats {
             ready_from: self.ready_from,
             partitions: self.partitions.clone(),
             dead_letter_sink: None,
+            state: BTreeMap::new(),
         }
     }
 }
@@ -156,6 +162,10 @@ pub struct ClusterStatus {
     pub dead_letter_sink: Option<SinkCounts>,
     /// Every partition of the cluster, sorted by source and partition number.
     pub partitions: Vec<PartitionStatus>,
+    /// The state each view's arrangements hold, summed over the workers, by view (`graph`,
+    /// `risk`, `segments`, `records_<window>`, `query <name>`, `other`).
+    #[serde(default)]
+    pub state: BTreeMap<String, ViewState>,
     /// Each process of the cluster: its workers, what they read and how far they are.
     pub by_process: Vec<ProcessStatus>,
 }
@@ -197,6 +207,7 @@ impl ClusterStatus {
             replay_remaining: 0,
             dead_letter_sink: None,
             partitions: Vec::new(),
+            state: BTreeMap::new(),
             by_process: Vec::new(),
         };
         let per_process = parts.len().div_ceil(processes.max(1)).max(1);
@@ -246,6 +257,9 @@ impl ClusterStatus {
                 status.source_ahead = Some(status.source_ahead.map_or(ahead, |a| a.max(ahead)));
             }
             status.waiting_for_views |= part.waiting_for_views;
+            for (view, state) in &part.state {
+                status.state.entry(view.clone()).or_default().add(state);
+            }
             // `None` (an empty frontier: finished) is later than any time.
             frontier = Some(match (frontier, part.frontier) {
                 (None, f) => f,
@@ -302,6 +316,14 @@ mod tests {
             waiting_for_views: worker == 1,
             ready_from: None,
             dead_letter_sink: None,
+            state: BTreeMap::from([(
+                "graph".to_string(),
+                ViewState {
+                    records: 10 * records,
+                    batcher_records: 1,
+                    batcher_bytes: 64,
+                },
+            )]),
             partitions: vec![PartitionStatus {
                 source: "generator".into(),
                 partition: 3 - worker as u32,
@@ -342,6 +364,10 @@ mod tests {
         assert!(status.waiting_for_views);
         let partitions: Vec<u32> = status.partitions.iter().map(|p| p.partition).collect();
         assert_eq!(partitions, vec![1, 2, 3], "sorted by source and partition");
+        // Each view's state is summed over the workers.
+        let graph = status.state["graph"];
+        assert_eq!(graph.records, 1_500);
+        assert_eq!((graph.batcher_records, graph.batcher_bytes), (3, 192));
     }
 
     #[test]

@@ -22,6 +22,8 @@ use timely::dataflow::InputHandle;
 use timely::synchronization::Sequencer;
 use timely::worker::Worker;
 
+use crate::state_size::{rendering, StateSizes};
+
 use crate::alerts;
 use crate::command::{Command, PeekRequest};
 use crate::config::EngineConfig;
@@ -145,8 +147,13 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
 
     let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
     let records_trace: Rc<RefCell<WindowRecords>> = Rc::new(RefCell::new(WindowRecords::new()));
-    let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries::default()));
+    let sizes = StateSizes::install(worker);
+    let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries {
+        sizes: Some(Rc::clone(&sizes)),
+        ..WorkerQueries::default()
+    }));
     let requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
+        let next_id = || scope.worker().peek_identifier();
         let events = event_source(
             scope,
             partitions,
@@ -166,7 +173,10 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
                     continue;
                 }
                 let schedule = config.windows.schedule_of(window.length);
-                let records = registered::render_records(events.clone(), schedule);
+                let records =
+                    rendering(&sizes, next_id, &format!("records_{}", window.name), || {
+                        registered::render_records(events.clone(), schedule)
+                    });
                 let done = records.stream.clone().map(|_| ());
                 progress_extra = Some(match progress_extra.take() {
                     Some(progress) => done.concat(progress),
@@ -177,21 +187,27 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
                     .insert(window.length, records.trace);
             }
         }
-        let graph = graph::render(events, config.windows.schedule().clone());
+        let graph = rendering(&sizes, next_id, "graph", || {
+            graph::render(events, config.windows.schedule().clone())
+        });
         let mut progress = graph.arranged.stream.clone().map(|_| ());
         if let Some(records) = progress_extra.take() {
             progress = progress.concat(records);
         }
         let mut risk_traces = None;
         if config.risk_views {
-            let risks = risk::render(&graph, &config.windows, &config.analysis);
+            let risks = rendering(&sizes, next_id, "risk", || {
+                risk::render(&graph, &config.windows, &config.analysis)
+            });
             alerts::deliver(risks.alerts, Arc::clone(shared));
             progress = progress.concat(risks.progress);
             risk_traces = Some(risks.traces);
         }
         let mut segment_traces = None;
         if config.segment_views {
-            let rendered = segments::render(&graph.arranged, config.segments);
+            let rendered = rendering(&sizes, next_id, "segments", || {
+                segments::render(&graph.arranged, config.segments)
+            });
             progress = progress.concat(rendered.progress);
             segment_traces = Some(rendered.traces);
         }
@@ -201,6 +217,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
             segments: segment_traces,
             records: Rc::clone(&records_trace),
             queries: Rc::clone(&registry),
+            sizes: Rc::clone(&sizes),
         };
         let (input, requests) = scope.new_input::<Vec<PeekRequest>>();
         let parts = peek::serve_peeks(
@@ -551,6 +568,7 @@ fn register(
             let max_groups = config.queries.max_groups;
             let over = Rc::clone(&over_limit);
             let name = format!("Query {}", definition.name);
+            let first_id = worker.peek_identifier();
             let built = worker.dataflow_named::<Millis, _, _>(&name, |scope| {
                 let imported = records.import_named(scope, "QueryRecords");
                 let collection = imported.as_collection(|record, _| record.0.clone());
@@ -568,6 +586,12 @@ fn register(
                     });
                 Ok::<_, QueryError>(rendered.trace)
             });
+            if let Some(sizes) = &queries.sizes {
+                let view = format!("query {}", definition.name);
+                sizes
+                    .borrow_mut()
+                    .name(first_id..worker.peek_identifier(), &view);
+            }
             match built {
                 Ok(trace) => Some((dataflow, trace)),
                 Err(error) => {

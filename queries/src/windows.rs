@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// The windows of the mission (30 minutes, 2 hours, a day) and the panes that keep a day
-/// of traffic in bounded memory (docs/design.md §3 says why these).
-pub const DEFAULT_WINDOWS: &str = "30m:10s,2h:1m,24h:5m";
+/// of traffic in bounded memory: about 24 to 30 panes per window (docs/design.md §3 says
+/// why these).
+pub const DEFAULT_WINDOWS: &str = "30m:1m,2h:5m,24h:1h";
 
 /// One window: its name as users write it (`30m`), its length and its pane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +135,7 @@ impl Windows {
         Ok(Windows { specs, schedule })
     }
 
-    /// Parses a comma-separated list such as `30m:10s,2h:1m,24h:5m`.
+    /// Parses a comma-separated list such as `30m:1m,2h:5m,24h:1h`.
     pub fn parse(list: &str, time: &TimeModel) -> Result<Self, WindowsError> {
         let specs = list
             .split(',')
@@ -233,14 +234,16 @@ mod tests {
     #[test]
     fn parses_panes() {
         let t = TimeModel::new(1000).unwrap();
-        let w = Windows::parse("30m:10s,2h:1m,24h:5m", &t).unwrap();
+        let w = Windows::parse(DEFAULT_WINDOWS, &t).unwrap();
         assert_eq!(w.names(), vec!["30m", "2h", "24h"]);
+        assert_eq!(w.pane(1_800_000), 60_000);
+        assert_eq!(w.pane(86_400_000), 3_600_000);
+        // 24h at 1h panes: as of 01:07:30 on day 2, the window starts at 01:00 on day 1.
+        let as_of = 86_400_000 + 4_050_000;
+        assert_eq!(w.start(86_400_000, as_of), 3_600_000);
+        assert_eq!(w.retention(), 86_400_000 + 3_600_000 - 1_000);
+        let w = Windows::parse("30m:10s,2h:1m,24h:5m", &t).unwrap();
         assert_eq!(w.pane(1_800_000), 10_000);
-        assert_eq!(w.pane(86_400_000), 300_000);
-        // 24h at 5m panes: as of 00:07:30 on day 2, the window starts at 00:05 on day 1.
-        let as_of = 86_400_000 + 450_000;
-        assert_eq!(w.start(86_400_000, as_of), 300_000);
-        assert_eq!(w.retention(), 86_400_000 + 300_000 - 1_000);
         // Without a pane a window is kept at the tick.
         let plain = Windows::parse("10s,20s", &t).unwrap();
         assert_eq!(plain.start(10_000, 25_000), 15_000);

@@ -355,7 +355,7 @@ fn the_documented_command_line_parses() {
         (args.records, args.workers, args.partitions),
         (2_000_000, 2, 4)
     );
-    assert_eq!(args.windows, "30m:10s,2h:1m,24h:5m");
+    assert_eq!(args.windows, "30m:1m,2h:5m,24h:1h");
     assert_eq!((args.freshness_rate, args.freshness_seconds), (100_000, 20));
     assert_eq!(args.brokers, None);
     let args: Args =

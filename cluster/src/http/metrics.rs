@@ -30,6 +30,11 @@ struct BuildLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViewLabels {
+    view: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
     source: String,
     partition: String,
@@ -111,6 +116,33 @@ pub async fn render(client: Client, hub: Arc<Hub>) -> Result<Response, ApiError>
         "1 while some source has read --max-ahead past the views and waits for them",
         i64::from(status.waiting_for_views),
     );
+    let families = [
+        (
+            "view_state_records",
+            "Updates held in each view's arrangements, summed over the workers (about one per distinct key and pane)",
+            Family::<ViewLabels, Gauge>::default(),
+        ),
+        (
+            "view_batcher_records",
+            "Updates waiting in each view's arrangement batchers",
+            Family::<ViewLabels, Gauge>::default(),
+        ),
+        (
+            "view_batcher_bytes",
+            "Bytes held by each view's arrangement batchers",
+            Family::<ViewLabels, Gauge>::default(),
+        ),
+    ];
+    for (view, state) in &status.state {
+        let labels = ViewLabels { view: view.clone() };
+        let values = [state.records, state.batcher_records, state.batcher_bytes];
+        for ((_, _, family), value) in families.iter().zip(values) {
+            family.get_or_create(&labels).set(clamp(value));
+        }
+    }
+    for (name, help, family) in families {
+        registry.register(name, help, family);
+    }
     gauge(
         &mut registry,
         "processes",

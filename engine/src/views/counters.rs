@@ -21,8 +21,11 @@ impl View for Status {
     type Part = WorkerStatus;
     type Rows = ClusterStatus;
 
-    fn read(&self, _: &mut Views, at: &Reading<'_>) -> WorkerStatus {
+    fn read(&self, views: &mut Views, at: &Reading<'_>) -> WorkerStatus {
         let mut status = at.stats.borrow().snapshot();
+        if let Ok(sizes) = views.sizes.try_borrow() {
+            status.state = sizes.by_view();
+        }
         // The dead-letter sink is the process's: its first worker reports it.
         if at.local_index == 0 {
             status.dead_letter_sink = at

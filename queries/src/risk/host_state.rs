@@ -2,10 +2,12 @@
 //! it: what a contact adds, what leaves a window when, and what a host looks like at a
 //! time. No timely here: [`crate::risk::host_windows`] decides *when* each of these happens.
 //!
-//! A host keeps, per tick of its records, the tick's totals, destinations (with the first
-//! and last timestamp of each) and ports (`TickData`); per window, running totals and
-//! how many of the window's ticks hold each destination and port (`WindowTotals`), so a
-//! window's distinct counts change in O(1) when a tick enters or leaves it.
+//! A host keeps, per bucket of its records — a tick, or with panes the shortest window's
+//! pane ([`HostRules::bucket`]), so what it keeps grows with distinct (host, pane), not
+//! with ticks — the bucket's totals, destinations (with the first and last timestamp of
+//! each) and ports (`TickData`); per window, running totals and how many of the window's
+//! buckets hold each destination and port (`WindowTotals`), so a window's distinct counts
+//! change in O(1) when a bucket enters or leaves it. Below, "tick" means such a bucket.
 //!
 //! The invariant that makes this exact with late records: at any time, a window holds a
 //! tick's data iff that data entered before the tick leaves the window
@@ -55,6 +57,16 @@ impl HostRules {
     /// `fanout_spike` baseline and the lookback of first contacts. Panics without windows.
     pub fn longest(&self) -> Millis {
         *self.windows.last().expect("at least one window")
+    }
+
+    /// The end of the bucket the host keeps a record at `ts` in: its tick's own time rounded
+    /// up to the shortest window's pane. Every tick of one such bucket leaves every window
+    /// at the same time (each window's pane is a multiple of the shortest's), so a host
+    /// keeps one [`TickData`] per bucket, not per tick.
+    pub fn bucket(&self, ts: Millis) -> Millis {
+        let own = self.time.own_time(ts);
+        let pane = self.panes.first().copied().unwrap_or(1).max(1);
+        own.div_ceil(pane).saturating_mul(pane)
     }
 
     /// The first time at which window `w` no longer holds the tick whose own time is `own`:
@@ -304,7 +316,7 @@ impl HostState {
         rules: &HostRules,
         expiries: &mut Vec<usize>,
     ) {
-        let own = rules.time.own_time(contact.span.first);
+        let own = rules.bucket(contact.span.first);
         let mut is_new = false;
         let dst = self.dsts.entry(contact.dst).or_insert_with(|| {
             is_new = true;
@@ -812,7 +824,7 @@ mod tests {
             let mut expiries = Vec::new();
             for c in contacts {
                 self.state.enter(c, at, &self.rules, &mut expiries);
-                let own = self.rules.time.own_time(c.span.first);
+                let own = self.rules.bucket(c.span.first);
                 for &w in &expiries {
                     self.pending
                         .entry(self.rules.leaves(w, own))

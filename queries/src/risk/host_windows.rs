@@ -214,7 +214,7 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                                     span: key.span,
                                     stats,
                                 };
-                                let own = rules.time.own_time(key.span.first);
+                                let own = rules.bucket(key.span.first);
                                 state.enter(&contact, at, &rules, &mut expiries);
                                 for &w in &expiries {
                                     pending
