@@ -64,7 +64,7 @@ impl GroupSpan {
 }
 
 /// One group as it enters: `((key, span), time it entered, aggregate)`.
-pub type Entry3<K, A> = ((K, GroupSpan), Millis, A);
+pub type GroupEntry<K, A> = ((K, GroupSpan), Millis, A);
 /// The groups gathered at one timely time, keyed by (key, tick).
 type Groups<K, A> = FxHashMap<(K, Millis), (GroupSpan, A)>;
 
@@ -78,7 +78,7 @@ pub trait PreAggregateByTick<'scope, D> {
         name: &str,
         time: TimeModel,
         split: F,
-    ) -> Stream<'scope, Millis, Vec<Entry3<K, A>>>
+    ) -> Stream<'scope, Millis, Vec<GroupEntry<K, A>>>
     where
         K: Clone + Hash + Eq + 'static,
         A: Semigroup + 'static,
@@ -91,13 +91,13 @@ impl<'scope, D: 'static> PreAggregateByTick<'scope, D> for Stream<'scope, Millis
         name: &str,
         time: TimeModel,
         mut split: F,
-    ) -> Stream<'scope, Millis, Vec<Entry3<K, A>>>
+    ) -> Stream<'scope, Millis, Vec<GroupEntry<K, A>>>
     where
         K: Clone + Hash + Eq + 'static,
         A: Semigroup + 'static,
         F: FnMut(&D) -> (K, Millis, A) + 'static,
     {
-        self.unary_frontier::<crate::VecBuilder<Entry3<K, A>>, _, _, _>(
+        self.unary_frontier::<crate::VecBuilder<GroupEntry<K, A>>, _, _, _>(
             Pipeline,
             name,
             move |_capability, _info| {
@@ -199,7 +199,7 @@ pub trait Paned<'scope, K, A> {
     ) -> VecCollection<'scope, Millis, (K, GroupSpan), A>;
 }
 
-impl<'scope, K, A> Paned<'scope, K, A> for Stream<'scope, Millis, Vec<Entry3<K, A>>>
+impl<'scope, K, A> Paned<'scope, K, A> for Stream<'scope, Millis, Vec<GroupEntry<K, A>>>
 where
     K: Clone + Hash + Eq + 'static,
     A: Abelian + 'static,
@@ -220,7 +220,7 @@ where
                     .find(|(at, _)| *at > after)
             }
         };
-        self.unary_frontier::<crate::VecBuilder<Entry3<K, A>>, _, _, _>(
+        self.unary_frontier::<crate::VecBuilder<GroupEntry<K, A>>, _, _, _>(
             Pipeline,
             name,
             move |_capability, _info| {

@@ -2,19 +2,20 @@
 //! it: what a contact adds, what leaves a window when, and what a host looks like at a
 //! time. No timely here: [`crate::risk::host_windows`] decides *when* each of these happens.
 //!
-//! A host keeps, per bucket of its records — a tick, or with panes the shortest window's
-//! pane ([`HostRules::bucket`]), so what it keeps grows with distinct (host, pane), not
-//! with ticks — the bucket's totals, destinations (with the first and last timestamp of
-//! each) and ports (`TickData`); per window, running totals and how many of the window's
-//! buckets hold each destination and port (`WindowTotals`), so a window's distinct counts
-//! change in O(1) when a bucket enters or leaves it. Below, "tick" means such a bucket.
+//! A host keeps, per window, its records in buckets of the window's pane
+//! ([`HostRules::window_bucket`]; a tick when the window has no pane): each bucket's totals,
+//! distinct destinations and ports (`Bucket`), the window's running totals, and how many of
+//! its buckets hold each destination and port (`WindowState`), so a window's distinct
+//! counts change in O(1) when a bucket enters or leaves it. A window of length `W` and pane
+//! `p` keeps at most about `W ÷ p + 1` buckets per host, so what a host keeps grows with
+//! its distinct (destination, pane) per window, not with ticks.
 //!
 //! The invariant that makes this exact with late records: at any time, a window holds a
-//! tick's data iff that data entered before the tick leaves the window
-//! ([`HostRules::leaves`]: the tick's own time rounded up to the window's pane, + the
-//! window). Expiries at a time are applied before the entries at that time, so when a tick
-//! leaves window `W` everything in its `TickData` entered before then — and subtracting the
-//! whole tick is exact.
+//! record's data iff it entered before its bucket leaves the window (the bucket's end + the
+//! window: the first as_of whose window start, a pane boundary, has passed the bucket).
+//! Expiries at a time are applied before the entries at that time, so when a bucket leaves
+//! window `W` everything in it entered before then — and subtracting the whole bucket is
+//! exact.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,13 +60,12 @@ impl HostRules {
         *self.windows.last().expect("at least one window")
     }
 
-    /// The end of the bucket the host keeps a record at `ts` in: its tick's own time rounded
-    /// up to the shortest window's pane. Every tick of one such bucket leaves every window
-    /// at the same time (each window's pane is a multiple of the shortest's), so a host
-    /// keeps one [`TickData`] per bucket, not per tick.
-    pub fn bucket(&self, ts: Millis) -> Millis {
+    /// The end of the bucket window `w` keeps a record at `ts` in: its tick's own time
+    /// rounded up to the window's pane. Every tick of the bucket leaves the window at the
+    /// same time, the bucket's end + the window ([`HostRules::leaves`]).
+    pub fn window_bucket(&self, w: usize, ts: Millis) -> Millis {
         let own = self.time.own_time(ts);
-        let pane = self.panes.first().copied().unwrap_or(1).max(1);
+        let pane = self.panes.get(w).copied().unwrap_or(1).max(1);
         own.div_ceil(pane).saturating_mul(pane)
     }
 
@@ -128,39 +128,29 @@ impl Sums {
     }
 }
 
-/// Everything of one tick of a host's records that has entered so far.
-struct TickData {
-    /// The earliest timestamp in this tick.
+/// Everything of one bucket of a host's records, in one window, that has entered so far.
+struct Bucket {
+    /// The earliest timestamp in this bucket.
     first_ts: Millis,
     sums: Sums,
-    /// Destinations and ports seen in the tick, with repeats until [`TickData::dedup`].
-    dsts: Vec<IpAddr>,
-    ports: Vec<u16>,
+    /// The distinct destinations and ports of the bucket.
+    dsts: FxHashSet<IpAddr>,
+    ports: FxHashSet<u16>,
 }
 
-impl TickData {
-    fn dedup(&mut self) {
-        self.dsts.sort_unstable();
-        self.dsts.dedup();
-        self.ports.sort_unstable();
-        self.ports.dedup();
-    }
-}
-
-/// A destination address or port of a host, as the windows see it.
-///
-/// `latest` is the own time of the newest tick (among those entered) that holds it. It is
-/// in window `W` at time `T` iff it leaves `W` after `T` (`leaves(W, latest) > T`), so one number serves every window: a
-/// tick leaving `W` takes the value out of `W` only if it was that newest tick.
+/// One window of a host: its buckets by their end, its running totals, and how many of its
+/// buckets hold each destination and each port.
 #[derive(Default)]
-struct Seen {
-    latest: Millis,
+struct WindowState {
+    buckets: BTreeMap<Millis, Bucket>,
+    totals: WindowTotals,
+    dsts: FxHashMap<IpAddr, u32>,
+    ports: FxHashMap<u16, u32>,
 }
 
 /// What a host knows of one destination address.
 #[derive(Default)]
 struct DstState {
-    seen: Seen,
     /// Whether the address is outside the private ranges (judged once).
     external: bool,
     /// The newest timestamp of the host's records to it: when a new record falls in the
@@ -173,9 +163,10 @@ struct DstState {
 /// One (host, non-private destination) pair, for `new_external_destination`.
 #[derive(Default)]
 struct PairHistory {
-    /// Own time of each tick still kept → (first, last) timestamp of the pair in it.
+    /// The end of each of the longest window's buckets still kept → (first, last)
+    /// timestamp of the pair in it.
     ticks: BTreeMap<Millis, (Millis, Millis)>,
-    /// The latest timestamp of the pair's records in ticks no longer kept.
+    /// The latest timestamp of the pair's records in buckets no longer kept.
     before: Option<Millis>,
     /// Per window: the first contact currently listed, if any.
     listed: Vec<Option<Millis>>,
@@ -250,10 +241,8 @@ struct WindowTotals {
 /// One source host.
 pub struct HostState {
     ip: IpAddr,
-    ticks: BTreeMap<Millis, TickData>,
-    totals: Vec<WindowTotals>,
+    windows: Vec<WindowState>,
     dsts: FxHashMap<IpAddr, DstState>,
-    ports: FxHashMap<u16, Seen>,
     /// (window with a baseline, bucket index) → distinct destinations in the bucket.
     buckets: BTreeMap<(usize, u64), FxHashSet<IpAddr>>,
     /// Per window: the last baseline computed, kept up to date as buckets gain
@@ -266,37 +255,14 @@ pub struct HostState {
     spikes: Vec<Episode>,
 }
 
-/// Which windows `value` enters when a tick with own time `own` holding it enters at `at`:
-/// those where it was absent (its newest tick had left) and now is present.
-fn entering(
-    seen: &mut Seen,
-    is_new: bool,
-    own: Millis,
-    at: Millis,
-    rules: &HostRules,
-    mut enter: impl FnMut(usize),
-) {
-    let old = (!is_new).then_some(seen.latest);
-    let latest = old.map_or(own, |l| l.max(own));
-    seen.latest = latest;
-    for w in 0..rules.windows.len() {
-        let was = old.is_some_and(|l| rules.leaves(w, l) > at);
-        if !was && rules.leaves(w, latest) > at {
-            enter(w);
-        }
-    }
-}
-
 impl HostState {
     /// An empty state for the source host `ip`, with room for each of `rules.windows`.
     pub fn new(ip: IpAddr, rules: &HostRules) -> Self {
         let n = rules.windows.len();
         HostState {
             ip,
-            ticks: BTreeMap::new(),
-            totals: vec![WindowTotals::default(); n],
+            windows: (0..n).map(|_| WindowState::default()).collect(),
             dsts: FxHashMap::default(),
-            ports: FxHashMap::default(),
             buckets: BTreeMap::new(),
             baselines: vec![None; n],
             touched_pairs: BTreeSet::new(),
@@ -306,17 +272,17 @@ impl HostState {
         }
     }
 
-    /// Adds a contact that enters at `at`. Leaves in `expiries` the windows (indices) whose
-    /// expiry of this contact's tick the caller must schedule (at [`HostRules::leaves`]),
-    /// non-empty only when the tick is new to the host.
+    /// Adds a contact that enters at `at`. Leaves in `expiries` the (window, bucket end)
+    /// pairs whose expiry the caller must schedule (at the bucket's end + the window),
+    /// those of buckets new to the host.
     pub fn enter(
         &mut self,
         contact: &Contact,
         at: Millis,
         rules: &HostRules,
-        expiries: &mut Vec<usize>,
+        expiries: &mut Vec<(usize, Millis)>,
     ) {
-        let own = rules.bucket(contact.span.first);
+        let ts = contact.span.first;
         let mut is_new = false;
         let dst = self.dsts.entry(contact.dst).or_insert_with(|| {
             is_new = true;
@@ -336,46 +302,51 @@ impl HostState {
                 0
             },
         };
+        let sensitive = rules.is_sensitive(contact.dst_port);
         expiries.clear();
-        let tick = match self.ticks.entry(own) {
-            std::collections::btree_map::Entry::Occupied(tick) => tick.into_mut(),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                expiries.extend(
-                    rules
-                        .windows
-                        .iter()
-                        .enumerate()
-                        .filter(|(w, _)| at < rules.leaves(*w, own))
-                        .map(|(w, _)| w),
-                );
-                slot.insert(TickData {
-                    first_ts: contact.span.first,
-                    sums: Sums::default(),
-                    dsts: Vec::new(),
-                    ports: Vec::new(),
-                })
+        for (w, window) in self.windows.iter_mut().enumerate() {
+            let end = rules.window_bucket(w, ts);
+            // Late beyond this window: its bucket has left it already.
+            if at >= end.saturating_add(rules.windows[w]) {
+                continue;
             }
-        };
-        tick.first_ts = tick.first_ts.min(contact.span.first);
-        tick.sums.add(&sums);
-        tick.dsts.push(contact.dst);
-        tick.ports.push(contact.dst_port);
-        for w in 0..rules.windows.len() {
-            if at < rules.leaves(w, own) {
-                self.totals[w].sums.add(&sums);
+            let bucket = window.buckets.entry(end).or_insert_with(|| {
+                expiries.push((w, end));
+                Bucket {
+                    first_ts: ts,
+                    sums: Sums::default(),
+                    dsts: FxHashSet::default(),
+                    ports: FxHashSet::default(),
+                }
+            });
+            bucket.first_ts = bucket.first_ts.min(ts);
+            bucket.sums.add(&sums);
+            window.totals.sums.add(&sums);
+            if bucket.dsts.insert(contact.dst) {
+                let held = window.dsts.entry(contact.dst).or_insert(0);
+                *held += 1;
+                if *held == 1 {
+                    window.totals.destinations += 1;
+                }
+            }
+            if bucket.ports.insert(contact.dst_port) {
+                let held = window.ports.entry(contact.dst_port).or_insert(0);
+                *held += 1;
+                if *held == 1 {
+                    window.totals.ports += 1;
+                    if sensitive {
+                        window.totals.sensitive_ports += 1;
+                    }
+                }
             }
         }
 
-        let totals = &mut self.totals;
-        entering(&mut dst.seen, is_new, own, at, rules, |w| {
-            totals[w].destinations += 1;
-        });
         for w in 0..rules.windows.len() {
             if !rules.has_baseline(w) {
                 continue;
             }
             let length = rules.windows[w];
-            let bucket = contact.span.first / length;
+            let bucket = ts / length;
             // Fast path: the destination's newest record already put it in this bucket.
             if !is_new && dst.latest_ts / length == bucket {
                 continue;
@@ -409,8 +380,9 @@ impl HostState {
                     ..PairHistory::default()
                 })
             });
+            let end = rules.window_bucket(n - 1, ts);
             pair.ticks
-                .entry(own)
+                .entry(end)
                 .and_modify(|(first, last)| {
                     *first = (*first).min(contact.span.first);
                     *last = (*last).max(contact.span.last);
@@ -418,69 +390,60 @@ impl HostState {
                 .or_insert((contact.span.first, contact.span.last));
             self.touched_pairs.insert(contact.dst);
         }
-
-        let mut is_new = false;
-        let port = self.ports.entry(contact.dst_port).or_insert_with(|| {
-            is_new = true;
-            Seen::default()
-        });
-        let sensitive = rules.is_sensitive(contact.dst_port);
-        entering(port, is_new, own, at, rules, |w| {
-            totals[w].ports += 1;
-            if sensitive {
-                totals[w].sensitive_ports += 1;
-            }
-        });
     }
 
-    /// The tick with own time `own` leaves window `w`; when `w` is the longest window the
-    /// tick is forgotten.
-    pub fn expire(&mut self, own: Millis, w: usize, rules: &HostRules) {
-        let Some(tick) = self.ticks.get_mut(&own) else {
+    /// Window `w`'s bucket that ends at `end` leaves it; when `w` is the longest window,
+    /// what only that bucket held is forgotten.
+    pub fn expire(&mut self, end: Millis, w: usize, rules: &HostRules) {
+        let window = &mut self.windows[w];
+        let Some(bucket) = window.buckets.remove(&end) else {
             return;
         };
-        tick.dedup();
-        let totals = &mut self.totals[w];
-        totals.sums.subtract(&tick.sums);
+        let totals = &mut window.totals;
+        totals.sums.subtract(&bucket.sums);
         let last_window = w + 1 == rules.windows.len();
-        for dst in &tick.dsts {
+        for dst in &bucket.dsts {
+            let gone = match window.dsts.get_mut(dst) {
+                Some(held) if *held > 1 => {
+                    *held -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if gone {
+                window.dsts.remove(dst);
+                totals.destinations = totals.destinations.saturating_sub(1);
+            }
             let Some(state) = self.dsts.get_mut(dst) else {
                 continue;
             };
-            if state.seen.latest == own {
-                totals.destinations -= 1;
-            }
             if let Some(pair) = state.pair.as_mut() {
                 self.touched_pairs.insert(*dst);
                 if last_window {
-                    if let Some((_, last)) = pair.ticks.remove(&own) {
+                    if let Some((_, last)) = pair.ticks.remove(&end) {
                         pair.before = Some(pair.before.map_or(last, |b| b.max(last)));
                     }
                 }
             }
-        }
-        for port in &tick.ports {
-            if self.ports.get(port).is_some_and(|seen| seen.latest == own) {
-                totals.ports -= 1;
-                if rules.is_sensitive(*port) {
-                    totals.sensitive_ports -= 1;
-                }
-                if last_window {
-                    self.ports.remove(port);
-                }
+            // A destination that has left every window is forgotten, unless its
+            // first-contact history may still matter.
+            if last_window && gone && state.pair.is_none() {
+                self.dsts.remove(dst);
             }
         }
-        if last_window {
-            let tick = self.ticks.remove(&own).expect("present");
-            for dst in &tick.dsts {
-                // A destination whose newest tick has left every window is forgotten,
-                // unless its first-contact history may still matter.
-                let forget = self
-                    .dsts
-                    .get(dst)
-                    .is_some_and(|s| s.seen.latest == own && s.pair.is_none());
-                if forget {
-                    self.dsts.remove(dst);
+        for port in &bucket.ports {
+            let gone = match window.ports.get_mut(port) {
+                Some(held) if *held > 1 => {
+                    *held -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if gone {
+                window.ports.remove(port);
+                totals.ports = totals.ports.saturating_sub(1);
+                if rules.is_sensitive(*port) {
+                    totals.sensitive_ports = totals.sensitive_ports.saturating_sub(1);
                 }
             }
         }
@@ -498,11 +461,12 @@ impl HostState {
         // the longest window, which spans at most the lookback); it is within the lookback
         // of `before` iff ts − lookback ≤ before.
         let horizon = at.saturating_sub(2 * rules.lookback() + 2 * rules.time.tick());
-        self.dsts.retain(|_, state| {
+        let longest_window = self.windows.last();
+        self.dsts.retain(|dst, state| {
             let Some(pair) = &state.pair else {
                 return true;
             };
-            let in_windows = state.seen.latest + longest > at;
+            let in_windows = longest_window.is_some_and(|window| window.dsts.contains_key(dst));
             in_windows
                 || !pair.ticks.is_empty()
                 || pair.listed.iter().any(Option::is_some)
@@ -512,7 +476,7 @@ impl HostState {
 
     /// Whether the host holds nothing and shows nothing, so that it can be dropped.
     pub fn is_empty(&self) -> bool {
-        self.ticks.is_empty()
+        self.windows.iter().all(|window| window.buckets.is_empty())
             && self.dsts.is_empty()
             && self.buckets.is_empty()
             && self.shown_risk.iter().all(Option::is_none)
@@ -531,12 +495,12 @@ impl HostState {
         let mut range = baseline_buckets(at, length, rules.longest());
         // Buckets before the host's earliest record in the longest window say nothing about
         // its habits: a host first seen an hour ago has an hour of baseline, not a day of
-        // silence. The ticks kept are exactly the longest window's, pane included.
+        // silence. The buckets kept are exactly the longest window's, pane included.
         let earliest = self
-            .ticks
-            .values()
-            .next()
-            .map_or(Millis::MAX, |t| t.first_ts);
+            .windows
+            .last()
+            .and_then(|window| window.buckets.values().next())
+            .map_or(Millis::MAX, |bucket| bucket.first_ts);
         range.start = range.start.max(earliest / length).min(range.end);
         let destinations = match &self.baselines[w] {
             Some((cached, sum)) if *cached == range => *sum,
@@ -560,7 +524,7 @@ impl HostState {
     pub fn evaluate(&mut self, at: Millis, rules: &HostRules, changes: &mut Vec<Change>) {
         let ip = self.ip;
         for (w, &window) in rules.windows.iter().enumerate() {
-            let totals = self.totals[w];
+            let totals = self.windows[w].totals;
             let counters = HostCounters {
                 connections: totals.sums.connections,
                 failed: totals.sums.failed,
@@ -824,12 +788,11 @@ mod tests {
             let mut expiries = Vec::new();
             for c in contacts {
                 self.state.enter(c, at, &self.rules, &mut expiries);
-                let own = self.rules.bucket(c.span.first);
-                for &w in &expiries {
+                for &(w, end) in &expiries {
                     self.pending
-                        .entry(self.rules.leaves(w, own))
+                        .entry(end + self.rules.windows[w])
                         .or_default()
-                        .push((own, w));
+                        .push((end, w));
                 }
             }
             let mut changes = Vec::new();

@@ -95,7 +95,7 @@ pub type ContactUpdates = Vec<((IpAddr, ContactKey), Millis, FlowStats)>;
 struct Pending {
     /// Input containers whose updates are all at this time, kept whole rather than copied.
     entries: Vec<ContactUpdates>,
-    /// (host, own time of the tick, window index)
+    /// (host, end of the window's bucket, window index)
     expiries: Vec<(IpAddr, Millis, usize)>,
 }
 
@@ -186,11 +186,11 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                         let work = pending.remove(&at).unwrap_or_default();
                         let mut touched: Vec<IpAddr> = Vec::new();
 
-                        // Expiries first: a tick leaves window W (at `leaves`) before
+                        // Expiries first: a bucket leaves window W (at its end + W) before
                         // whatever enters at that same time.
-                        for (host, own, w) in work.expiries {
+                        for (host, end, w) in work.expiries {
                             if let Some(state) = hosts.get_mut(&host) {
-                                state.expire(own, w, &rules);
+                                state.expire(end, w, &rules);
                                 touched.push(host);
                             }
                         }
@@ -214,14 +214,13 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                                     span: key.span,
                                     stats,
                                 };
-                                let own = rules.bucket(key.span.first);
                                 state.enter(&contact, at, &rules, &mut expiries);
-                                for &w in &expiries {
+                                for &(w, end) in &expiries {
                                     pending
-                                        .entry(rules.leaves(w, own))
+                                        .entry(end + rules.windows[w])
                                         .or_default()
                                         .expiries
-                                        .push((host, own, w));
+                                        .push((host, end, w));
                                 }
                             }
                         }
