@@ -522,11 +522,16 @@ fn totals_query() -> Value {
     })
 }
 
-fn oracle_ports(events: &[Event], as_of: u64) -> Value {
+/// Whether a record, on time, was placed at or after `since`: at the end of its 1-s tick.
+fn placed_since(e: &Event, since: u64) -> bool {
+    e.ts / 1_000 * 1_000 + 1_000 >= since
+}
+
+fn oracle_ports(events: &[Event], as_of: u64, since: u64) -> Value {
     let mut groups: BTreeMap<u16, (u64, BTreeSet<IpAddr>)> = BTreeMap::new();
     for e in events
         .iter()
-        .filter(|e| e.ts >= as_of.saturating_sub(30_000) && e.ts < as_of)
+        .filter(|e| e.ts >= as_of.saturating_sub(30_000) && e.ts < as_of && placed_since(e, since))
     {
         let group = groups.entry(e.dst_port).or_default();
         group.0 += 1;
@@ -545,10 +550,10 @@ fn oracle_ports(events: &[Event], as_of: u64) -> Value {
     )
 }
 
-fn oracle_totals(events: &[Event], as_of: u64) -> Value {
+fn oracle_totals(events: &[Event], as_of: u64, since: u64) -> Value {
     let inside: Vec<&Event> = events
         .iter()
-        .filter(|e| e.ts >= as_of.saturating_sub(120_000) && e.ts < as_of)
+        .filter(|e| e.ts >= as_of.saturating_sub(120_000) && e.ts < as_of && placed_since(e, since))
         .collect();
     let bytes: u64 = inside.iter().map(|e| e.bytes_out).sum();
     json!([{
@@ -560,7 +565,9 @@ fn oracle_totals(events: &[Event], as_of: u64) -> Value {
 
 /// The generator's records lag their schedule by at most 2 s and the lateness is 5 s (and
 /// a partition counts as idle only after 5 s), so no record is late: at every as_of every
-/// record before it has arrived, and each answer must equal the oracle's at its as_of.
+/// record before it has arrived and each was placed at the end of its tick, and each
+/// answer must equal the oracle's at its as_of over the records placed since the query
+/// was registered (its `window.since`).
 #[test]
 fn registering_and_dropping_while_records_flow_never_shows_a_partial_result() {
     let start = 1_750_000_000_000u64;
@@ -616,10 +623,11 @@ fn registering_and_dropping_while_records_flow_never_shows_a_partial_result() {
         let (code, answer) = fs.get(&format!("/v1/queries/{name}/results"));
         assert_eq!(code, 200, "{name}: {answer}");
         let as_of = answer["as_of"].as_u64().unwrap();
+        let since = answer["window"]["since"].as_u64().unwrap();
         let expected = if name.starts_with("ports") {
-            oracle_ports(&events, as_of)
+            oracle_ports(&events, as_of, since)
         } else {
-            oracle_totals(&events, as_of)
+            oracle_totals(&events, as_of, since)
         };
         assert_eq!(answer["rows"], expected, "{name} as of {as_of}");
         as_of
@@ -636,7 +644,7 @@ fn registering_and_dropping_while_records_flow_never_shows_a_partial_result() {
         201
     );
     while records_now(&fs) < FLOW_COUNT - FLOW_RATE {
-        // A query registered now reads the records' history: its first answer is whole.
+        // A query registered now counts the records placed from now on, exactly.
         let name = format!("ports-{generation}");
         let (code, created) = fs.post("/v1/queries", &json!({"name": name, "plan": ports_query()}));
         assert_eq!(code, 201, "{created}");

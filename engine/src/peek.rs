@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use differential_dataflow::trace::TraceReader;
 use flowsight_operators::Millis;
-use flowsight_queries::registered::{self, WindowRecords};
+use flowsight_queries::registered::{self, TapTrace};
 use flowsight_queries::{GraphTrace, RiskTraces, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Exchange, Operator};
@@ -41,9 +41,8 @@ pub struct Views {
     pub risk: Option<RiskTraces>,
     /// Absent when the segmentation views are off.
     pub segments: Option<SegmentTraces>,
-    /// The shared arrangements of each window's records (none when queries are off), which
-    /// registered queries import.
-    pub records: Rc<RefCell<WindowRecords>>,
+    /// The tap of records registered queries import (none when queries are off).
+    pub tap: Rc<RefCell<Option<TapTrace>>>,
     /// This worker's registered queries and their result arrangements.
     pub(crate) queries: Rc<RefCell<WorkerQueries>>,
     /// How much state each view's arrangements hold on this worker.
@@ -67,9 +66,9 @@ impl Views {
         if let Some(segments) = self.segments.as_mut() {
             segments.compact(readable.borrow(), complete);
         }
-        for records in self.records.borrow_mut().values_mut() {
-            records.set_logical_compaction(readable.borrow());
-            records.set_physical_compaction(complete);
+        if let Some(tap) = self.tap.borrow_mut().as_mut() {
+            tap.set_logical_compaction(readable.borrow());
+            tap.set_physical_compaction(complete);
         }
         for query in self.queries.borrow_mut().entries.values_mut() {
             if let Some((_, trace)) = query.running.as_mut() {

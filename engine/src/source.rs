@@ -39,6 +39,11 @@ const CHUNKS_PER_ACTIVATION: usize = 32;
 /// How long one activation may read: commands (peeks, status) are sequenced between
 /// steps of the worker, so a long activation would delay every answer.
 const ACTIVATION_BUDGET: Duration = Duration::from_millis(50);
+/// Records one activation may read over all its partitions. Every operator downstream
+/// handles what the source gave it in the same worker step, so this bounds a step's work
+/// and with it how long a peek or status waits between steps when the source has a
+/// backlog.
+const RECORDS_PER_ACTIVATION: u64 = 16_384;
 /// How soon to look again at partitions that had nothing to give.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often a snapshot of the partitions' offsets is taken for checkpoints.
@@ -415,6 +420,8 @@ struct SourceOperator {
     late: u64,
     /// The last poll stopped at the read limit, waiting for the views.
     waiting_for_views: bool,
+    /// Records and dead letters read in this activation, replayed ones included.
+    read_this_activation: u64,
 }
 
 impl SourceOperator {
@@ -448,6 +455,7 @@ impl SourceOperator {
             records: 0,
             late: 0,
             waiting_for_views: false,
+            read_this_activation: 0,
         }
     }
 
@@ -542,6 +550,7 @@ impl SourceOperator {
         let mut more = false;
         self.records = 0;
         self.late = 0;
+        self.read_this_activation = 0;
         self.waiting_for_views = false;
         let horizon = limit
             .saturating_add(self.timing.lateness)
@@ -569,7 +578,9 @@ impl SourceOperator {
                     self.readings[index].waiting = true;
                     break;
                 }
-                if activation_started.elapsed() >= ACTIVATION_BUDGET {
+                if activation_started.elapsed() >= ACTIVATION_BUDGET
+                    || self.read_this_activation >= RECORDS_PER_ACTIVATION
+                {
                     // Let the rest of the dataflow (and the control plane) run first.
                     more = true;
                     break;
@@ -603,6 +614,7 @@ impl SourceOperator {
     ) -> PollStatus {
         let reading = &mut self.readings[index];
         let status = reading.reader.poll(CHUNK, &mut self.events, &mut self.dead);
+        self.read_this_activation += (self.events.len() + self.dead.len()) as u64;
         let now = Instant::now();
         // Nothing now, but not at the end either (a fetch on its way) is not quiet.
         let delivering = status == PollStatus::Ready

@@ -163,7 +163,7 @@ pub struct ClusterStatus {
     /// Every partition of the cluster, sorted by source and partition number.
     pub partitions: Vec<PartitionStatus>,
     /// The state each view's arrangements hold, summed over the workers, by view (`graph`,
-    /// `risk`, `segments`, `records_<window>`, `query <name>`, `other`).
+    /// `risk`, `segments`, `query_tap`, `query <name>`, `other`).
     #[serde(default)]
     pub state: BTreeMap<String, ViewState>,
     /// Each process of the cluster: its workers, what they read and how far they are.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowsight_operators::{Millis, WatermarkReport};
-use flowsight_queries::registered::{self, WindowRecords};
+use flowsight_queries::registered::{self, TapTrace};
 use flowsight_queries::{graph, risk, segments};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -91,9 +91,9 @@ struct Dataflows {
     reports: InputHandle<u64, CapacityContainerBuilder<Vec<(usize, WatermarkReport)>>>,
     /// Peek requests, at the time every worker reads at.
     requests: InputHandle<Millis, CapacityContainerBuilder<Vec<PeekRequest>>>,
-    /// The shared arrangements of each window's records, by window length, which registered
-    /// queries import; also read by the peek operator.
-    records: Rc<RefCell<WindowRecords>>,
+    /// The tap of records registered queries import (none when queries are off); the peek
+    /// operator compacts it.
+    tap: Rc<RefCell<Option<TapTrace>>>,
     /// This worker's registered queries; also read by the peek operator.
     registry: Rc<RefCell<WorkerQueries>>,
     board: Rc<RefCell<WatermarkBoard>>,
@@ -103,7 +103,7 @@ struct Dataflows {
 }
 
 /// Builds the sequencer, the watermark exchange and the views' dataflow (source, graph,
-/// records arrangements, risk, segments, peeks), in that order.
+/// query tap, risk, segments, peeks), in that order.
 fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
     let index = worker.index();
     let peers = worker.peers();
@@ -146,7 +146,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
     });
 
     let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
-    let records_trace: Rc<RefCell<WindowRecords>> = Rc::new(RefCell::new(WindowRecords::new()));
+    let tap: Rc<RefCell<Option<TapTrace>>> = Rc::new(RefCell::new(None));
     let sizes = StateSizes::install(worker);
     let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries {
         sizes: Some(Rc::clone(&sizes)),
@@ -168,24 +168,12 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         );
         let mut progress_extra = None;
         if config.queries.enabled {
-            for window in config.windows.iter() {
-                if records_trace.borrow().contains_key(&window.length) {
-                    continue;
-                }
-                let schedule = config.windows.schedule_of(window.length);
-                let records =
-                    rendering(&sizes, next_id, &format!("records_{}", window.name), || {
-                        registered::render_records(events.clone(), schedule)
-                    });
-                let done = records.stream.clone().map(|_| ());
-                progress_extra = Some(match progress_extra.take() {
-                    Some(progress) => done.concat(progress),
-                    None => done,
-                });
-                records_trace
-                    .borrow_mut()
-                    .insert(window.length, records.trace);
-            }
+            let tick = config.time.tick();
+            let arranged = rendering(&sizes, next_id, "query_tap", || {
+                registered::render_tap(events.clone(), tick)
+            });
+            progress_extra = Some(arranged.stream.clone().map(|_| ()));
+            *tap.borrow_mut() = Some(arranged.trace);
         }
         let graph = rendering(&sizes, next_id, "graph", || {
             graph::render(events, config.windows.schedule().clone())
@@ -215,7 +203,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
             graph: graph.arranged.trace,
             risk: risk_traces,
             segments: segment_traces,
-            records: Rc::clone(&records_trace),
+            tap: Rc::clone(&tap),
             queries: Rc::clone(&registry),
             sizes: Rc::clone(&sizes),
         };
@@ -235,7 +223,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         sequencer,
         reports,
         requests,
-        records: records_trace,
+        tap,
         registry,
         board,
         stop,
@@ -308,7 +296,7 @@ impl Serving {
             let info = register(
                 worker,
                 &self.dataflows.registry,
-                &self.dataflows.records,
+                &self.dataflows.tap,
                 &self.config,
                 stored.definition,
                 stored.registered_at,
@@ -426,7 +414,7 @@ impl Serving {
                         register(
                             worker,
                             &self.dataflows.registry,
-                            &self.dataflows.records,
+                            &self.dataflows.tap,
                             &self.config,
                             definition,
                             ready_at,
@@ -545,7 +533,7 @@ impl Serving {
 fn register(
     worker: &mut Worker,
     registry: &Rc<RefCell<WorkerQueries>>,
-    records: &Rc<RefCell<WindowRecords>>,
+    tap: &Rc<RefCell<Option<TapTrace>>>,
     config: &EngineConfig,
     definition: QueryDefinition,
     ready_at: Millis,
@@ -562,17 +550,18 @@ fn register(
     let generation = queries.next_generation;
     queries.next_generation += 1;
     let over_limit = Rc::new(Cell::new(None));
-    let running = match (&failed, records.borrow_mut().get_mut(&plan.window)) {
-        (None, Some(records)) => {
+    let running = match (&failed, tap.borrow_mut().as_mut()) {
+        (None, Some(tap)) => {
             let dataflow = worker.next_dataflow_index();
             let max_groups = config.queries.max_groups;
             let over = Rc::clone(&over_limit);
             let name = format!("Query {}", definition.name);
             let first_id = worker.peek_identifier();
             let built = worker.dataflow_named::<Millis, _, _>(&name, |scope| {
-                let imported = records.import_named(scope, "QueryRecords");
-                let collection = imported.as_collection(|record, _| record.0.clone());
-                let rendered = registered::render_query(collection, &plan)?;
+                let imported = tap.import_named(scope, "QueryTap");
+                let collection = imported.as_collection(|record, _| record.clone());
+                let schedule = config.windows.schedule_of(plan.window);
+                let rendered = registered::render_query(collection, &plan, schedule, ready_at)?;
                 rendered
                     .groups
                     .sink(Pipeline, "QueryGroupLimit", move |(input, _)| {

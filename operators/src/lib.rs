@@ -20,7 +20,9 @@ pub mod window;
 pub use aggregates::FlowStats;
 pub use panes::{PaneError, PaneSchedule, Stage};
 pub use time::{Millis, TimeModel, TimeModelError, WatermarkReport, WatermarkTracker};
-pub use window::{GroupSpan, Paned, PreAggregateByTick, PreAggregateWindowed};
+pub use window::{
+    GroupSpan, Paned, PreAggregateByTick, PreAggregateWindowed, MOVES_PER_ACTIVATION,
+};
 
 /// How an operator that outputs a `Vec` of updates batches them: timely's default capacity.
 pub type VecBuilder<D> = timely::container::CapacityContainerBuilder<Vec<D>>;

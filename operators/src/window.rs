@@ -154,6 +154,10 @@ impl<'scope, D: 'static> PreAggregateByTick<'scope, D> for Stream<'scope, Millis
 /// moves) and its aggregate so far.
 type Waiting<K, A> = FxHashMap<(K, GroupSpan), (Millis, A)>;
 
+/// Moves one run of the pane operator carries out: enough to keep up with any rate, few
+/// enough that a closing pane does not hold the worker for seconds.
+pub const MOVES_PER_ACTIVATION: usize = 32_768;
+
 /// Keeps entries in their windows, per (key, pane), by the moves of a [`PaneSchedule`].
 pub trait Paned<'scope, K, A> {
     /// Turns entries (as [`PreAggregateByTick`] makes them) into the collection of every
@@ -196,6 +200,20 @@ pub trait Paned<'scope, K, A> {
         self,
         name: &str,
         schedule: PaneSchedule,
+    ) -> VecCollection<'scope, Millis, (K, GroupSpan), A>
+    where
+        Self: Sized,
+    {
+        self.panes_fuelled(name, schedule, MOVES_PER_ACTIVATION)
+    }
+
+    /// [`Paned::panes_named`], carrying out at most `moves_per_run` moves each time the
+    /// operator runs (it asks to run again for the rest).
+    fn panes_fuelled(
+        self,
+        name: &str,
+        schedule: PaneSchedule,
+        moves_per_run: usize,
     ) -> VecCollection<'scope, Millis, (K, GroupSpan), A>;
 }
 
@@ -204,11 +222,13 @@ where
     K: Clone + Hash + Eq + 'static,
     A: Abelian + 'static,
 {
-    fn panes_named(
+    fn panes_fuelled(
         self,
         name: &str,
         schedule: PaneSchedule,
+        moves_per_run: usize,
     ) -> VecCollection<'scope, Millis, (K, GroupSpan), A> {
+        let moves_per_run = moves_per_run.max(1);
         let tick = schedule.tick();
         // The first move of a group whose tick or bucket starts at `start`, after `after`.
         let next_move = {
@@ -220,12 +240,20 @@ where
                     .find(|(at, _)| *at > after)
             }
         };
+        let scope = self.scope();
         self.unary_frontier::<crate::VecBuilder<GroupEntry<K, A>>, _, _, _>(
             Pipeline,
             name,
-            move |_capability, _info| {
+            move |_capability, info| {
+                let activator = scope.activator_for(info.address);
                 // Groups by the time of their next move, under one capability for the earliest.
                 let mut waiting: BTreeMap<Millis, Waiting<K, A>> = BTreeMap::new();
+                // The groups of the move under way, when one run did not finish them.
+                #[allow(clippy::type_complexity)]
+                let mut moving: Option<(
+                    Millis,
+                    Vec<((K, GroupSpan), (Millis, A))>,
+                )> = None;
                 let mut held: Option<Capability<Millis>> = None;
 
                 move |(input, frontier), output| {
@@ -261,16 +289,34 @@ where
                         }
                     });
 
-                    // Carry out the moves whose time the input has passed.
+                    // Carry out the moves whose time the input has passed, at most
+                    // `moves_per_run` a run: a pane closing moves every group of the
+                    // pane at once, and the rest of the worker (peeks, status) must not
+                    // wait for all of them in one step.
+                    let mut fuel = moves_per_run;
                     if let Some(cap) = held.as_mut() {
-                        while let Some(entry) = waiting.first_entry() {
-                            if frontier.less_equal(entry.key()) {
-                                break;
+                        loop {
+                            if moving.is_none() {
+                                let Some(entry) = waiting.first_entry() else {
+                                    break;
+                                };
+                                if frontier.less_equal(entry.key()) {
+                                    break;
+                                }
+                                let (at, groups) = entry.remove_entry();
+                                moving = Some((at, groups.into_iter().collect()));
                             }
-                            let (at, groups) = entry.remove_entry();
+                            let Some((at, groups)) = moving.as_mut() else {
+                                break;
+                            };
+                            let at = *at;
                             cap.downgrade(&at);
                             let mut session = output.session(cap);
-                            for ((key, span), (start, aggregate)) in groups {
+                            while fuel > 0 {
+                                let Some(((key, span), (start, aggregate))) = groups.pop() else {
+                                    break;
+                                };
+                                fuel -= 1;
                                 let mut negated = aggregate.clone();
                                 negated.negate();
                                 session.give(((key.clone(), span), at, negated));
@@ -291,7 +337,22 @@ where
                                 }
                                 session.give(((key, moved), at, aggregate));
                             }
+                            if groups.is_empty() {
+                                moving = None;
+                            }
+                            if fuel == 0 {
+                                break;
+                            }
                         }
+                    }
+                    if fuel == 0 {
+                        // Moves may be left, of this time or of a later one already due:
+                        // the next run carries them out (no input may come to wake it).
+                        activator.activate();
+                    }
+                    if moving.is_some() {
+                        // The time of the move under way stays held.
+                        return;
                     }
                     match waiting.keys().next() {
                         Some(&earliest) => {

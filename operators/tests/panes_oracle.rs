@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flowsight_operators::{
     GroupSpan, Millis, PaneSchedule, Paned, PreAggregateByTick, Stage, TimeModel,
+    MOVES_PER_ACTIVATION,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -82,6 +83,7 @@ fn run(
     records: &[Rec],
     times: &BTreeSet<Millis>,
     drain: &[bool],
+    moves_per_run: usize,
 ) -> Vec<Update> {
     let schedule = schedule.clone();
     let mut by_arrival: BTreeMap<Millis, Vec<(u8, Millis, i64)>> = BTreeMap::new();
@@ -104,7 +106,7 @@ fn run(
             let (probe, stream) = input
                 .to_stream(scope)
                 .pre_aggregate_by_tick_named("Ticks", schedule.time(), |r: &(u8, Millis, i64)| *r)
-                .panes_named("Panes", schedule)
+                .panes_fuelled("Panes", schedule, moves_per_run)
                 .inner
                 .probe();
             (probe, stream.capture())
@@ -421,6 +423,8 @@ proptest! {
         stages in stages_strategy(),
         raw in raw_records(),
         drain in proptest::collection::vec(prop::bool::weighted(0.7), 1..6),
+        // A closing pane's moves over several runs, or all at once.
+        moves_per_run in prop_oneof![1usize..8, Just(MOVES_PER_ACTIVATION)],
     ) {
         let schedule = PaneSchedule::new(&time(), stages.clone()).unwrap();
         prop_assert_eq!(schedule.stages(), &stages[..]);
@@ -431,7 +435,7 @@ proptest! {
         }
         let records = resolve(&schedule, &raw);
         let times = times_for(&schedule, &records);
-        let updates = run(&schedule, &records, &times, &drain);
+        let updates = run(&schedule, &records, &times, &drain, moves_per_run);
         check(&schedule, &records, &KEYS, &updates, &times, oracle_start)?;
     }
 }
@@ -467,7 +471,7 @@ fn state_grows_with_panes_not_records() {
         })
         .collect();
     let times = times_for(&schedule, &records);
-    let updates = run(&schedule, &records, &times, &[true]);
+    let updates = run(&schedule, &records, &times, &[true], 2);
     let stats = check(&schedule, &records, &[7], &updates, &times, oracle_start).unwrap();
 
     // At the last record's own time: the 10-s panes of the 60-s window (+1 for the edge),
@@ -517,7 +521,13 @@ fn a_wrong_window_start_is_caught() {
         })
         .collect();
     let times = times_for(&schedule, &records);
-    let updates = run(&schedule, &records, &times, &[true, false]);
+    let updates = run(
+        &schedule,
+        &records,
+        &times,
+        &[true, false],
+        MOVES_PER_ACTIVATION,
+    );
     check(&schedule, &records, &KEYS, &updates, &times, oracle_start).unwrap();
     let wrong = |stage: Stage, as_of: Millis| as_of.saturating_sub(stage.window);
     assert!(check(&schedule, &records, &KEYS, &updates, &times, wrong).is_err());

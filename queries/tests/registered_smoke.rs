@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use flowsight_events::{Event, Proto, Status};
 use flowsight_operators::TimeModel;
 use flowsight_queries::plan::Plan;
-use flowsight_queries::registered::{merge_parts, read_part, render_query, render_records};
+use flowsight_queries::registered::{merge_parts, read_part, render_query, render_tap};
 use flowsight_queries::Windows;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::ProbeHandle;
@@ -49,8 +49,10 @@ fn a_grouped_top_k_query_follows_its_window() {
         let probe = ProbeHandle::new();
         let (mut input, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, events) = scope.new_input::<Vec<Event>>();
-            let records = render_records(events, windows.schedule_of(plan.window));
-            let rendered = render_query(records.as_collection(|r, _| r.0.clone()), &plan).unwrap();
+            let tap = render_tap(events, time.tick());
+            let schedule = windows.schedule_of(plan.window);
+            let rendered =
+                render_query(tap.as_collection(|r, _| r.clone()), &plan, schedule, 0).unwrap();
             rendered.progress.probe_with(&probe);
             (input, rendered.trace)
         });

@@ -12,9 +12,10 @@
 //!
 //! Halfway through the records, while the engine ingests, five more queries are registered
 //! one after the other: how long registering takes (the command applied on every worker),
-//! and how long until the query's first answer (its dataflow has read its window's
-//! history). With `--queries 0` it measures the engine with the records arrangements and no
-//! query; with `--no-queries`, without them either.
+//! and how long until the query's first answer (its dataflow has caught up with the
+//! engine's frontier; it counts the records placed from its registration on). With
+//! `--queries 0` it measures the engine with the tap of records and no query; with
+//! `--no-queries`, without the tap either.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -47,12 +48,12 @@ struct Args {
     #[arg(long, value_name = "R", default_value_t = 20_000)]
     rate: u64,
     /// Queries registered before the engine starts (a third each of filters, group-bys
-    /// and top-k over the three windows); with 0, the engine keeps the records
-    /// arrangements but runs no query.
+    /// and top-k over the three windows); with 0, the engine keeps the tap of records
+    /// but runs no query.
     #[arg(long, value_name = "N", default_value_t = 300)]
     queries: usize,
-    /// Neither queries nor the records arrangements they read (the engine as `flowsight
-    /// run --no-queries`); no query is registered, whatever --queries says.
+    /// Neither queries nor the tap of records they read (the engine as `flowsight run
+    /// --no-queries`); no query is registered, whatever --queries says.
     #[arg(long)]
     no_queries: bool,
 }

@@ -252,6 +252,15 @@ pub(crate) fn results_read(client: &Client, name: &str, raw: &str) -> Result<Vie
     }))
 }
 
+/// A query's window: its bounds at `as_of`, and `since`, the time it was registered at: it
+/// counts the records placed from then on, so its window is full once `to − since` has
+/// reached the window's length (docs/queries.md).
+fn query_window_json(window: &WindowSpec, as_of: u64, registered_at: u64) -> Value {
+    let mut json = window_json(window, as_of);
+    json["since"] = json!(registered_at);
+    json
+}
+
 fn results_body(info: &QueryInfo, window: &WindowSpec, as_of: u64, result: QueryResult) -> Value {
     let rows: Vec<Value> = result
         .rows
@@ -274,7 +283,7 @@ fn results_body(info: &QueryInfo, window: &WindowSpec, as_of: u64, result: Query
     json!({
         "name": info.definition.name,
         "as_of": as_of,
-        "window": window_json(window, as_of),
+        "window": query_window_json(window, as_of, info.registered_at),
         "columns": result.columns,
         "truncated": (rows.len() as u64) < result.total,
         "rows": rows,

@@ -1,21 +1,24 @@
-//! Registered queries as dataflows: the shared arrangements of each window's records that
-//! the queries read, the rendering of a validated [`ValidPlan`], and how its result is read
-//! at an `as_of` and merged across workers.
+//! Registered queries as dataflows: the tap of records the queries read, the rendering of
+//! a validated [`ValidPlan`], and how its result is read at an `as_of` and merged across
+//! workers.
 //!
-//! The engine renders [`render_records`] once per configured window, in the dataflow of the
-//! built-in views, and each registered query in a dataflow of its own that imports its
-//! window's arrangement — with its history, so a query registered late still covers its
-//! whole window. A record leaves a window's arrangement at its own time plus the window, so
-//! a query needs no window logic of its own: what it would hold to retract records as they
-//! leave its window is held once, in the shared arrangement, for every query over that
-//! window. A query's dataflow:
+//! The engine renders [`render_tap`] once, in the dataflow of the built-in views: an
+//! arrangement in which every record stays for one tick only, so it holds about one tick
+//! of records however long the windows are (with no query registered, that is all
+//! registered queries cost). Each registered query is a dataflow of its own that imports
+//! the tap, takes the records placed from its registration on, and keeps only what it
+//! needs of them (docs/design.md §6):
 //!
-//! 1. applies WHERE to the records and projects each passing one onto its group key, the
-//!    values its group keeps and its accumulable part,
-//! 2. groups by the key and aggregates each group in one `reduce` (HAVING applied there),
-//! 3. with a LIMIT, keeps the top rows incrementally: first per hash bucket of groups, then
+//! 1. applies WHERE to each record and projects a passing one onto its group key, the
+//!    values its group keeps (for COUNT(DISTINCT), MIN and MAX) and its accumulable part
+//!    ([`Sums`]: COUNT(*), COUNT(col), SUM, AVG),
+//! 2. keeps those projections in the query's window per (key, values, pane) — the pane
+//!    operator of the built-in views, so that state grows with distinct groups and panes,
+//!    never with records, and the window leaves as the built-in views' windows do,
+//! 3. groups by the key and aggregates each group in one `reduce` (HAVING applied there),
+//! 4. with a LIMIT, keeps the top rows incrementally: first per hash bucket of groups, then
 //!    overall, so that no single reduction sorts every group on every change,
-//! 4. arranges the result rows, which peeks read.
+//! 5. arranges the result rows, which peeks read.
 
 pub(crate) mod filter;
 mod row;
@@ -26,12 +29,14 @@ use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use differential_dataflow::trace::implementations::KeySpine;
 use differential_dataflow::trace::TraceReader;
+use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use flowsight_events::Event;
-use flowsight_operators::consolidate::PreConsolidate;
 use flowsight_operators::{Millis, PaneSchedule, PreAggregateWindowed};
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Operator;
 use timely::dataflow::Stream;
 use timely::progress::frontier::{Antichain, AntichainRef};
 
@@ -41,14 +46,15 @@ pub use row::{Datum, Part, RowOrder, Shape, Sums};
 use crate::plan::{Column, ColumnExt, PlanError, Term, ValidPlan, Value};
 use crate::read::{visit_rows, Next, RowTrace};
 
-/// The shared arrangement of every record of one window, counted by copies.
-pub type RecordsTrace = TraceAgent<KeySpine<Record, Millis, isize>>;
+/// A record in the tap: the time it was placed at (its timely time when it entered), and
+/// the record.
+pub type TapRecord = (Millis, Record);
 
-/// The records arrangement of each window, by the window's length.
-pub type WindowRecords = std::collections::BTreeMap<Millis, RecordsTrace>;
+/// The tap registered queries read: the records of the last tick, counted by copies.
+pub type TapTrace = TraceAgent<KeySpine<TapRecord, Millis, isize>>;
 
-/// A record as the records arrangement holds it and exchanges it between processes (an
-/// event keeps its absent duration when bincode carries it: see `Event`'s `Serialize`).
+/// A record as the tap holds it and exchanges it between processes (an event keeps its
+/// absent duration when bincode carries it: see `Event`'s `Serialize`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Record(pub Event);
@@ -62,19 +68,82 @@ pub type QueryTrace = RowTrace<u64, GroupRow>;
 /// How many buckets the first stage of a top-k spreads the groups over.
 const TOP_K_BUCKETS: u64 = 64;
 
-/// Arranges every record for one window (`schedule`, a window and its pane): each enters at
-/// its timely time and leaves when the window's start has passed it, late records included
-/// (docs/design.md §3).
-pub fn render_records<'scope>(
+/// Arranges the tap: every record enters at the time it is placed at and leaves one `tick`
+/// later, so that the tap holds about one tick of records. A query's dataflow imports it
+/// and keeps the records itself, projected (see [`render_query`]).
+pub fn render_tap<'scope>(
     events: Stream<'scope, Millis, Vec<Event>>,
-    schedule: PaneSchedule,
-) -> Arranged<'scope, RecordsTrace> {
-    events
-        .pre_aggregate_windowed_named("QueryRecordGroups", schedule, |e: &Event| {
-            (Record(e.clone()), e.ts, 1isize)
-        })
-        .map(|(record, _span)| record)
-        .arrange_by_self_named("QueryRecords")
+    tick: Millis,
+) -> Arranged<'scope, TapTrace> {
+    let entering = events
+        .unary::<flowsight_operators::VecBuilder<(TapRecord, Millis, isize)>, _, _, _>(
+            Pipeline,
+            "QueryTapEnter",
+            |_capability, _info| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        let at = *cap.time();
+                        let mut session = output.session(&cap);
+                        for event in data.flat_map(|container| container.drain(..)) {
+                            session.give(((at, Record(event)), at, 1isize));
+                        }
+                    });
+                }
+            },
+        )
+        .as_collection();
+    entering
+        .clone()
+        .concat(entering.negate().delay(move |t| t.saturating_add(tick)))
+        .arrange_by_self_named("QueryTap")
+}
+
+/// The records of the tap a query counts, each at the time it was placed at: those placed
+/// at or after `from` (its registration) that pass `filter`. The tap's retractions, one
+/// tick later, only bound the tap's own state and are not records leaving.
+fn entering_records<'scope>(
+    tap: VecCollection<'scope, Millis, TapRecord, isize>,
+    from: Millis,
+    filter: Option<Condition<Column>>,
+) -> Stream<'scope, Millis, Vec<Event>> {
+    tap.inner
+        .unary::<flowsight_operators::VecBuilder<Event>, _, _, _>(
+            Pipeline,
+            "QueryEntering",
+            |_, _| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        for ((placed, Record(event)), time, copies) in
+                            data.flat_map(|container| container.drain(..))
+                        {
+                            // Placed before the query was registered: not its records. (The
+                            // tap's times are the records' own until it is compacted, which
+                            // the engine holds at the registration's time.)
+                            if copies <= 0 || placed < from {
+                                continue;
+                            }
+                            let passes = filter.as_ref().is_none_or(|filter| {
+                                filter.eval(&|c: &Column| c.value(&event)) == Some(true)
+                            });
+                            if passes {
+                                let at = cap.delayed(&time.max(placed));
+                                let mut session = output.session(&at);
+                                for _ in 1..copies {
+                                    session.give(event.clone());
+                                }
+                                session.give(event);
+                            }
+                        }
+                    });
+                }
+            },
+        )
 }
 
 /// What [`render_query`] builds on one worker.
@@ -88,11 +157,13 @@ pub struct QueryRendered<'scope> {
     pub groups: Stream<'scope, Millis, Vec<(Millis, u64)>>,
 }
 
-/// Renders a validated query over `records`, the collection of its window's records (see
-/// [`render_records`]).
+/// Renders a validated query over the `tap` (see [`render_tap`]): the records placed at or
+/// after `from`, kept in the query's window by `schedule` (the window and its pane).
 pub fn render_query<'scope>(
-    records: VecCollection<'scope, Millis, Event, isize>,
+    tap: VecCollection<'scope, Millis, TapRecord, isize>,
     plan: &ValidPlan,
+    schedule: PaneSchedule,
+    from: Millis,
 ) -> Result<QueryRendered<'scope>, PlanError> {
     let order = RowOrder::new(plan);
     let shape = order.shape().clone();
@@ -109,36 +180,50 @@ pub fn render_query<'scope>(
         .map(Condition::<Term>::compile)
         .transpose()?;
 
-    // WHERE first. Then each part of the groups' aggregates is kept by an operator that
-    // works per change, not per group: a group's COUNT(*), COUNT(col), SUM and AVG ride in
-    // the difference of its key (accumulated by `count_total`), COUNT(DISTINCT) counts the
-    // group's distinct (key, value) pairs, and MIN and MAX reduce those distinct pairs. A
-    // final reduction per group only combines its few parts (and applies HAVING), so a new
-    // record costs the same in a group of ten records or of a million.
-    let passing = match filter {
-        Some(filter) => {
-            records.filter(move |e: &Event| filter.eval(&|c: &Column| c.value(e)) == Some(true))
-        }
-        None => records,
-    };
-    let split = shape.clone();
-    let mut parts: VecCollection<'scope, Millis, (Vec<Datum>, Part), isize> = passing
+    // WHERE first, then each passing record projected onto (group key, kept values) with
+    // its accumulable part, kept per (key, values, pane) for as long as the window holds
+    // it: the query's state grows with its distinct groups and panes, never with records.
+    let project = shape.clone();
+    let kept: VecCollection<'scope, Millis, (Vec<Datum>, Vec<Datum>), Sums> =
+        entering_records(tap, from, filter)
+            .pre_aggregate_windowed_named("QueryPanes", schedule, move |e: &Event| {
+                let values = project
+                    .inputs
+                    .iter()
+                    .map(|column| Datum::of(*column, e))
+                    .collect();
+                ((project.key_of(e), values), e.ts, project.sums_of(e))
+            })
+            .map(|(projected, _span)| projected);
+
+    // Each part of the groups' aggregates is kept by an operator that works per change,
+    // not per group: a group's COUNT(*), COUNT(col), SUM and AVG ride in the difference of
+    // its key (accumulated by `count_total`), COUNT(DISTINCT) counts the group's distinct
+    // (key, value) pairs, and MIN and MAX reduce those distinct pairs. A final reduction per
+    // group only combines its few parts (and applies HAVING), so a new record costs the
+    // same in a group of ten records or of a million.
+    let mut parts: VecCollection<'scope, Millis, (Vec<Datum>, Part), isize> = kept
         .clone()
-        .explode(move |e: Event| Some((split.key_of(&e), split.sums_of(&e))))
-        .pre_consolidate_named("QuerySums")
+        .map(|(key, _values)| key)
         .count_total()
         .map(|(key, sums)| (key, Part::Sums(sums)));
-    for (input, &column) in shape.inputs.iter().enumerate() {
+    for input in 0..shape.inputs.len() {
         let (count_distinct, min, max) = shape.needs(input);
-        let split = shape.clone();
-        let distinct = passing
+        if !(count_distinct || min || max) {
+            continue;
+        }
+        // Only how many records hold each (key, value) matters here: carried as a plain
+        // count, not as the whole sums, which the arrangements below would keep per update.
+        let distinct = kept
+            .inner
             .clone()
-            .flat_map(move |e: Event| {
-                let value = Datum::of(column, &e);
-                (value != Datum::Null).then(|| (split.key_of(&e), value))
+            .flat_map(move |((key, values), time, sums)| {
+                let value = values.into_iter().nth(input).unwrap_or(Datum::Null);
+                let records = isize::try_from(sums.records()).unwrap_or(isize::MAX);
+                (value != Datum::Null && records != 0).then_some(((key, value), time, records))
             })
-            .pre_consolidate_named("QueryKeptValues")
-            .threshold_total(|_, _| 1isize);
+            .as_collection()
+            .threshold_total(|_, records: &isize| isize::from(*records > 0));
         if count_distinct {
             parts = parts.concat(
                 distinct

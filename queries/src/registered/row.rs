@@ -133,6 +133,11 @@ impl Sums {
     fn get(&self, at: usize) -> i128 {
         self.0.get(at).copied().unwrap_or(0)
     }
+
+    /// How many records these sums are of: their COUNT(*).
+    pub fn records(&self) -> i128 {
+        self.get(0)
+    }
 }
 
 /// One part of a group's aggregates, each maintained by an operator of its own that does

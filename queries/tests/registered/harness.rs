@@ -1,21 +1,21 @@
 //! Runs registered queries the way the engine does, on 1, 2 or 4 timely workers, for the
-//! oracle tests: the records arrangement of each window in one dataflow, the queries
-//! registered either at the start (reading the records as they come) or in the middle of a
-//! script (a dataflow of their own that imports their window's records arrangement,
-//! compacted up to then, with its history), every query read at every read point of the
-//! script and merged across workers.
+//! oracle tests: the tap of records in one dataflow, the queries registered either at the
+//! start (reading the records as they come) or in the middle of a script (a dataflow of
+//! their own that imports the tap, compacted up to then, and counts the records placed
+//! from then on), every query read at every read point of the script and merged across
+//! workers.
 //!
 //! Included by `registered_oracle.rs` with `#[path]`; not a test binary of its own.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use differential_dataflow::trace::TraceReader;
 use flowsight_operators::Millis;
 use flowsight_queries::plan::ValidPlan;
 use flowsight_queries::registered::{
-    merge_parts, read_part, render_query, render_records, QueryPart, QueryResult, QueryTrace,
+    merge_parts, read_part, render_query, render_tap, QueryPart, QueryResult, QueryTrace,
 };
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
@@ -55,39 +55,27 @@ pub fn run(
         let commands = Rc::new(RefCell::new(VecDeque::new()));
         let activator = Rc::new(RefCell::new(None::<Activator>));
 
-        // The records, and the queries registered from the start, in one dataflow.
-        let (records_probe, mut records, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
+        // The tap, and the queries registered from the start, in one dataflow.
+        let (tap_probe, mut tap, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
             let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
             let probe = ProbeHandle::new();
-            let mut arranged = BTreeMap::new();
-            for plan in plans {
-                arranged.entry(plan.window).or_insert_with(|| {
-                    let records =
-                        render_records(events.clone(), script.windows().schedule_of(plan.window));
-                    records.stream.clone().probe_with(&probe);
-                    records
-                });
-            }
+            let tap = render_tap(events, time.tick());
+            tap.stream.clone().probe_with(&probe);
             let traces: Vec<Option<(QueryTrace, ProbeHandle<Millis>)>> = plans
                 .iter()
                 .zip(late)
                 .map(|(plan, late)| {
                     late.is_none().then(|| {
-                        let collection = arranged[&plan.window]
-                            .clone()
-                            .as_collection(|record, _| record.0.clone());
-                        let rendered =
-                            render_query(collection, plan).expect("a valid plan renders");
+                        let collection = tap.clone().as_collection(|record, _| record.clone());
+                        let schedule = script.windows().schedule_of(plan.window);
+                        let rendered = render_query(collection, plan, schedule, 0)
+                            .expect("a valid plan renders");
                         let (probe, _) = rendered.progress.probe();
                         (rendered.trace, probe)
                     })
                 })
                 .collect();
-            let records: BTreeMap<_, _> = arranged
-                .into_iter()
-                .map(|(window, records)| (window, records.trace))
-                .collect();
-            (probe, records, traces)
+            (probe, tap.trace, traces)
         });
 
         let mut answers = Vec::new();
@@ -104,7 +92,7 @@ pub fn run(
                 !probe.less_than(&target) && !upper.less_than(&target)
             };
             loop {
-                let mut done = !records_probe.less_than(&target);
+                let mut done = !tap_probe.less_than(&target);
                 for (trace, probe) in traces.iter_mut().flatten() {
                     done &= caught_up(probe, trace);
                 }
@@ -127,42 +115,40 @@ pub fn run(
                 }
             }
 
-            // Register the late queries now: the records arrangement may forget the times
-            // before this frontier (as the engine lets it), and the new dataflow imports
-            // what is left, with its history. (The queries' own arrangements keep every
-            // time: the read plan sweeps back over the whole history at the end, and a
-            // late query is read only from its registration on.)
+            // Register the late queries now: the tap may forget the times before this
+            // frontier (as the engine lets it), and the new dataflow imports what is left
+            // and counts the records placed from now on. (The queries' own arrangements
+            // keep every time: the read plan sweeps back over the whole history at the
+            // end, and a late query is read only from its registration on.)
             let frontier = Antichain::from_elem(phase.advance_to);
-            for records in records.values_mut() {
-                records.set_logical_compaction(frontier.borrow());
-                records.set_physical_compaction(frontier.borrow());
-            }
+            tap.set_logical_compaction(frontier.borrow());
+            tap.set_physical_compaction(frontier.borrow());
             for (query, when) in late.iter().enumerate() {
                 if *when != Some(phase_index) {
                     continue;
                 }
                 let plan = plans[query].clone();
+                let schedule = script.windows().schedule_of(plan.window);
+                let from = phase.advance_to;
                 let rendered = worker.dataflow::<Millis, _, _>(|scope| {
-                    let imported = records
-                        .get_mut(&plan.window)
-                        .expect("the records of every plan's window are arranged")
-                        .import(scope);
-                    let collection = imported.as_collection(|record, _| record.0.clone());
-                    let rendered = render_query(collection, &plan).expect("a valid plan renders");
+                    let imported = tap.import(scope);
+                    let collection = imported.as_collection(|record, _| record.clone());
+                    let rendered = render_query(collection, &plan, schedule, from)
+                        .expect("a valid plan renders");
                     let (probe, _) = rendered.progress.probe();
                     (rendered.trace, probe)
                 });
                 traces[query] = Some(rendered);
-                registered_at[query] = Some(phase.advance_to);
+                registered_at[query] = Some(from);
             }
         }
 
         close(&commands, &activator);
-        while !records_probe.done() {
+        while !tap_probe.done() {
             worker.step_or_park(Some(PARK));
         }
         drop(traces);
-        drop(records);
+        drop(tap);
         answers
     })
     .expect("timely starts");
