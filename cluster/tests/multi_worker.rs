@@ -171,21 +171,24 @@ fn preregister_queries(state_dir: &str) {
 fn query_answers(fs: &Flowsight) -> Vec<Value> {
     queries()
         .into_iter()
-        .map(|(name, _)| {
-            // Another process of the cluster learns of a query when its own workers apply
-            // the registration, a moment after the process that took it.
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let (code, answer) = fs.get(&format!("/v1/queries/{name}/results"));
-                if code == 404 && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                assert_eq!(code, 200, "{name}: {answer}");
-                return answer;
-            }
-        })
+        .map(|(name, _)| query_result(fs, name))
         .collect()
+}
+
+/// A registered query's results through `fs`. Another process of the cluster learns of a
+/// query when its own workers apply the registration, a moment after the process that
+/// took it: until then it answers 404.
+fn query_result(fs: &Flowsight, name: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, answer) = fs.get(&format!("/v1/queries/{name}/results"));
+        if code == 404 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        assert_eq!(code, 200, "{name}: {answer}");
+        return answer;
+    }
 }
 
 /// The registered queries' results against plain iteration over the records.
@@ -467,16 +470,8 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
     );
     assert_eq!(code, 201, "{answer}");
     let read = |p: &Flowsight| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let (code, answer) = p.get(&format!("/v1/queries/{late}/results"));
-            if code == 404 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            assert_eq!(code, 200, "{late}: {answer}");
-            return (answer["as_of"].clone(), answer["rows"].clone());
-        }
+        let answer = query_result(p, &late);
+        (answer["as_of"].clone(), answer["rows"].clone())
     };
     assert_eq!(read(&processes[0]), read(&processes[1]));
     // SIGTERM to one process stops the whole cluster cleanly.
