@@ -153,6 +153,7 @@ pub fn engine_config(
         lateness: timing.lateness,
         idle_timeout: timing.idle_timeout,
         max_ahead: flowsight_engine::config::DEFAULT_MAX_AHEAD,
+        status_patience: flowsight_engine::config::DEFAULT_STATUS_PATIENCE,
         windows: timing.windows,
         source,
         cluster: ClusterConfig::Single { workers },

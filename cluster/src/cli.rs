@@ -284,6 +284,17 @@ pub struct RunArgs {
         env = "FLOWSIGHT_MAX_AHEAD"
     )]
     pub max_ahead: u64,
+    /// How long `/v1/status` waits for the workers to answer before it answers from the
+    /// counters each worker last published (with their age, `age_ms`); `0ms` always
+    /// answers from them.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "250ms",
+        value_parser = parse_duration_ms,
+        env = "FLOWSIGHT_STATUS_PATIENCE"
+    )]
+    pub status_patience: u64,
     /// Windows of the windowed views and their panes, comma separated: `<length>[:<pane>]`
     /// (a window without a pane is kept at the tick) [default: 30m:1m,2h:5m,24h:1h, or
     /// the --config file's].
@@ -751,6 +762,7 @@ impl RunArgs {
             lateness: self.lateness,
             idle_timeout: Duration::from_millis(self.idle_timeout),
             max_ahead: self.max_ahead,
+            status_patience: Duration::from_millis(self.status_patience),
             windows,
             source,
             cluster,

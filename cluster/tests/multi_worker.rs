@@ -432,6 +432,10 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
                         &index,
                         "--state-dir",
                         &process_state,
+                        // Status from the counters every worker publishes, the other
+                        // process's through the dataflow: never a peek.
+                        "--status-patience",
+                        "0ms",
                     ],
                 ]
                 .concat(),
@@ -443,6 +447,13 @@ fn one_worker_two_workers_and_two_processes_agree_with_the_oracle() {
         let status = p.wait_until_complete(COUNT, Duration::from_secs(120));
         assert_eq!(status["processes"], 2);
         assert_eq!(status["workers"], 4);
+        assert!(status["age_ms"].as_u64().is_some(), "{status}");
+        let by_process = status["by_process"].as_array().unwrap();
+        assert_eq!(by_process.len(), 2, "{status}");
+        assert!(
+            by_process.iter().all(|p| p["records"].as_u64() > Some(0)),
+            "{status}"
+        );
     }
     // Either process answers, gathering every worker's part through the dataflow.
     for p in &processes {

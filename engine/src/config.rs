@@ -151,6 +151,11 @@ pub struct EngineConfig {
     /// stays bounded however fast the source could go.
     #[serde(default = "default_max_ahead")]
     pub max_ahead: Millis,
+    /// How long a status read waits for the workers to answer before it answers from the
+    /// counters each worker last published (busy workers reach a peek only between two
+    /// operator runs); zero answers from them always.
+    #[serde(default = "default_status_patience")]
+    pub status_patience: Duration,
     /// The windows views are read over, shortest first; the longest is how long records
     /// stay in the views.
     pub windows: Windows,
@@ -183,6 +188,14 @@ pub const DEFAULT_MAX_AHEAD: Millis = 10_000;
 
 fn default_max_ahead() -> Millis {
     DEFAULT_MAX_AHEAD
+}
+
+/// The default of [`EngineConfig::status_patience`]: a quarter of a second, so that
+/// `/v1/status` answers well within a second however busy the workers are.
+pub const DEFAULT_STATUS_PATIENCE: Duration = Duration::from_millis(250);
+
+fn default_status_patience() -> Duration {
+    DEFAULT_STATUS_PATIENCE
 }
 
 /// What registered queries may use.

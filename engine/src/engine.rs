@@ -23,6 +23,7 @@ use crate::config::{ConfigError, EngineConfig};
 use crate::ingest::{self, CheckpointWriter};
 use crate::queries::{self, QueryDefinition, QueryError, QueryInfo, StoredQuery};
 use crate::source::SourceRuntime;
+use crate::status::{ClusterStatus, StatusBoard};
 use crate::view::{self, Answered, Merging, PeekError, View};
 use crate::views::registered::QueryResults;
 use crate::worker;
@@ -135,6 +136,8 @@ pub struct Shared {
     controls: Mutex<HashMap<u64, Sender<ControlReply>>>,
     /// The queries a previous run registered, rebuilt by every worker before it serves.
     pub(crate) stored_queries: Vec<StoredQuery>,
+    /// Every worker's latest counters, for a status that never waits on the workers.
+    pub(crate) status_board: StatusBoard,
 }
 
 impl Shared {
@@ -164,6 +167,7 @@ impl Shared {
             queries: Mutex::new(BTreeMap::new()),
             controls: Mutex::new(HashMap::new()),
             stored_queries: Vec::new(),
+            status_board: StatusBoard::new(peers),
         }
     }
 
@@ -415,6 +419,34 @@ impl Client {
         self.shared.runtime.ready_from
     }
 
+    /// The cluster's status: read by a peek when the workers answer within the configured
+    /// `status_patience` (every worker's counters at one as_of), else at once from every
+    /// worker's latest published counters, with their age (`age_ms`). Until every worker
+    /// has published (the first moments after start), the peek waits at most `timeout`.
+    pub fn status(&self, timeout: Duration) -> Result<Answered<ClusterStatus>, PeekError> {
+        let patience = self.shared.config.status_patience.min(timeout);
+        match self.peek(crate::views::counters::Status, patience) {
+            Err(PeekError::Timeout(_)) => {}
+            answered => return answered,
+        }
+        let processes = self.shared.config.cluster.processes();
+        let tick = self.shared.config.time.tick();
+        if let Some(status) =
+            self.shared
+                .status_board
+                .merged(processes, tick, flowsight_events::now_ms())
+        {
+            return Ok(Answered {
+                as_of: status.as_of,
+                answer: status,
+            });
+        }
+        self.peek(
+            crate::views::counters::Status,
+            timeout.saturating_sub(patience),
+        )
+    }
+
     /// Reads a view at the latest complete as_of, waiting at most `timeout`.
     pub fn peek<V: View>(
         &self,
@@ -654,6 +686,7 @@ pub(crate) mod tests {
             lateness: 0,
             idle_timeout: Duration::from_secs(1),
             max_ahead: crate::config::DEFAULT_MAX_AHEAD,
+            status_patience: crate::config::DEFAULT_STATUS_PATIENCE,
             windows: flowsight_queries::Windows::parse("30m", &time).unwrap(),
             source: crate::SourceConfig::Generator(Default::default()),
             cluster: crate::ClusterConfig::Single { workers: 2 },

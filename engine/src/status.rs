@@ -1,6 +1,14 @@
-//! Per-worker counters, and the cluster status merged from every worker's part.
+//! Per-worker counters, the board each process keeps of every worker's latest counters,
+//! and the cluster status merged from them.
+//!
+//! `/v1/status` must answer at once even while the workers are busy: a peek would wait
+//! for every worker to reach the peek operator between two operator runs. So every
+//! worker publishes its counters between steps, on its process's [`StatusBoard`]
+//! directly and to the other processes through the dataflow, and the status is merged
+//! from the board, saying how old its oldest part is.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use flowsight_connectors::{DeadLetterLog, SinkCounts, DEFAULT_DEAD_LETTER_CAPACITY};
 use flowsight_operators::Millis;
@@ -168,6 +176,68 @@ pub struct ClusterStatus {
     pub state: BTreeMap<String, ViewState>,
     /// Each process of the cluster: its workers, what they read and how far they are.
     pub by_process: Vec<ProcessStatus>,
+    /// How old the oldest worker's part was when this status was merged, in ms of wall
+    /// clock: the parts are the counters each worker last published, between two steps.
+    #[serde(default)]
+    pub age_ms: u64,
+}
+
+/// How often a worker publishes its counters on the status boards.
+pub const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A worker's counters as it published them, with when (wall clock, ms since the epoch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedStatus {
+    /// When the worker published them.
+    pub at_ms: u64,
+    /// Its counters then.
+    pub status: WorkerStatus,
+}
+
+/// The latest counters of every worker of the cluster, as one process knows them: its own
+/// workers write theirs directly, the other processes' arrive through the dataflow.
+pub struct StatusBoard {
+    parts: Mutex<Vec<Option<PublishedStatus>>>,
+}
+
+impl StatusBoard {
+    /// A board for a cluster of `peers` workers, with nothing published yet.
+    pub fn new(peers: usize) -> Self {
+        StatusBoard {
+            parts: Mutex::new(vec![None; peers]),
+        }
+    }
+
+    /// Keeps `published` unless the board already holds a newer part of that worker.
+    pub fn publish(&self, published: PublishedStatus) {
+        let mut parts = flowsight_events::lock(&self.parts);
+        if let Some(slot) = parts.get_mut(published.status.worker) {
+            if slot.as_ref().is_none_or(|old| old.at_ms <= published.at_ms) {
+                *slot = Some(published);
+            }
+        }
+    }
+
+    /// The cluster's status merged from every worker's latest part at `now_ms`, once every
+    /// worker has published one; its `as_of` is the latest time every worker completed.
+    pub fn merged(&self, processes: usize, tick: Millis, now_ms: u64) -> Option<ClusterStatus> {
+        let parts = flowsight_events::lock(&self.parts).clone();
+        let mut workers = Vec::with_capacity(parts.len());
+        let mut oldest = now_ms;
+        for part in parts {
+            let part = part?;
+            oldest = oldest.min(part.at_ms);
+            workers.push(part.status);
+        }
+        // The least frontier over the workers (an empty one, `None`, holds nothing back).
+        let frontier = workers.iter().filter_map(|w| w.frontier).min();
+        let as_of = frontier
+            .and_then(|f| f.checked_sub(1))
+            .map_or(0, |last| last - last % tick.max(1));
+        let mut status = ClusterStatus::merge(processes, as_of, workers);
+        status.age_ms = now_ms.saturating_sub(oldest);
+        Some(status)
+    }
 }
 
 /// One process of the cluster, from its workers' parts.
@@ -209,6 +279,7 @@ impl ClusterStatus {
             partitions: Vec::new(),
             state: BTreeMap::new(),
             by_process: Vec::new(),
+            age_ms: 0,
         };
         let per_process = parts.len().div_ceil(processes.max(1)).max(1);
         for part in &parts {
@@ -368,6 +439,39 @@ mod tests {
         let graph = status.state["graph"];
         assert_eq!(graph.records, 1_500);
         assert_eq!((graph.batcher_records, graph.batcher_bytes), (3, 192));
+    }
+
+    #[test]
+    fn the_board_merges_once_every_worker_published_and_keeps_the_newest_part() {
+        let board = StatusBoard::new(2);
+        let published = |at_ms, status| PublishedStatus { at_ms, status };
+        board.publish(published(1_000, worker(0, 10, Some(9_500), &[])));
+        assert_eq!(
+            board.merged(1, 1_000, 1_050),
+            None,
+            "worker 1 has not published"
+        );
+        board.publish(published(1_020, worker(1, 20, Some(12_000), &[])));
+        // An older part arriving late (from another process) does not replace a newer one.
+        board.publish(published(900, worker(1, 5, Some(3_000), &[])));
+        let status = board.merged(1, 1_000, 1_250).expect("both published");
+        assert_eq!(status.workers, 2);
+        assert_eq!(status.records, 30);
+        // The least frontier is 9.5 s: 9 s is the latest tick every worker completed.
+        assert_eq!(status.as_of, 9_000);
+        assert_eq!(
+            status.age_ms, 250,
+            "the oldest part, worker 0's, is 250 ms old"
+        );
+        board.publish(published(1_300, worker(0, 40, Some(13_000), &[])));
+        let status = board.merged(1, 1_000, 1_300).unwrap();
+        assert_eq!(
+            (status.records, status.as_of, status.age_ms),
+            (60, 11_000, 280)
+        );
+        // A worker index beyond the cluster is ignored, not a panic.
+        board.publish(published(1_400, worker(3, 1, None, &[])));
+        assert_eq!(board.merged(1, 1_000, 1_400).unwrap().workers, 2);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::queries::{
     QueryDefinition, QueryError, QueryInfo, QueryState, WorkerQueries, WorkerQuery,
 };
 use crate::source::{event_source, SourceTiming, WatermarkBoard, WorkerLinks};
-use crate::status::WorkerStats;
+use crate::status::{PublishedStatus, WorkerStats, PUBLISH_EVERY};
 
 /// How often worker 0 lets the arrangements compact up to the latest complete time.
 const ADVANCE_EVERY: Duration = Duration::from_millis(100);
@@ -97,6 +97,14 @@ struct Dataflows {
     /// This worker's registered queries; also read by the peek operator.
     registry: Rc<RefCell<WorkerQueries>>,
     board: Rc<RefCell<WatermarkBoard>>,
+    /// This worker's counters and its views' state, published on the status boards.
+    stats: Rc<RefCell<WorkerStats>>,
+    sizes: crate::state_size::SharedSizes,
+    /// This worker's published counters, broadcast to the other processes' boards (none in
+    /// a one-process cluster: its board is written directly).
+    statuses: Option<InputHandle<u64, CapacityContainerBuilder<Vec<PublishedStatus>>>>,
+    /// When this worker last published its counters.
+    last_published: Option<Instant>,
     /// Set to ask the source to take its final snapshot; it sets `stopped` once it has.
     stop: Rc<Cell<bool>>,
     stopped: Rc<Cell<bool>>,
@@ -143,6 +151,25 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
                 });
             });
         input
+    });
+
+    // Every worker's counters reach every process's status board (one process needs no
+    // exchange: its workers write its board directly).
+    let statuses = (config.cluster.processes() > 1).then(|| {
+        worker.dataflow_named::<u64, _, _>("Statuses", |scope| {
+            let (input, statuses) = scope.new_input::<Vec<PublishedStatus>>();
+            let shared = Arc::clone(shared);
+            statuses
+                .broadcast()
+                .sink(Pipeline, "StatusBoard", move |(input, _)| {
+                    input.for_each(|_, data| {
+                        for published in data.drain(..) {
+                            shared.status_board.publish(published);
+                        }
+                    });
+                });
+            input
+        })
     });
 
     let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
@@ -226,6 +253,10 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         tap,
         registry,
         board,
+        stats,
+        sizes,
+        statuses,
+        last_published: None,
         stop,
         stopped,
     }
@@ -334,6 +365,7 @@ impl Serving {
             }
             self.advance_compaction();
             self.send_watermark_report();
+            self.publish_status();
             while let Some(command) = self.dataflows.sequencer.next() {
                 if let Next::Stop = self.apply(worker, command) {
                     return;
@@ -375,6 +407,37 @@ impl Serving {
                 self.dataflows.sequencer.push(Command::Advance { as_of });
             }
         }
+    }
+
+    /// Every `PUBLISH_EVERY`, between steps: this worker's counters on its process's
+    /// status board and, in a cluster of several processes, on the others'.
+    fn publish_status(&mut self) {
+        let dataflows = &mut self.dataflows;
+        if dataflows
+            .last_published
+            .is_some_and(|at| at.elapsed() < PUBLISH_EVERY)
+        {
+            return;
+        }
+        dataflows.last_published = Some(Instant::now());
+        let local_index =
+            self.index - self.config.cluster.process() * self.config.cluster.workers_per_process();
+        let published = PublishedStatus {
+            at_ms: flowsight_events::now_ms(),
+            status: crate::views::counters::worker_status(
+                &dataflows.stats,
+                &dataflows.sizes,
+                &self.shared,
+                local_index,
+            ),
+        };
+        if let Some(statuses) = dataflows.statuses.as_mut() {
+            statuses.send(published.clone());
+            let next = *statuses.time() + 1;
+            statuses.advance_to(next);
+            statuses.flush();
+        }
+        self.shared.status_board.publish(published);
     }
 
     fn send_watermark_report(&mut self) {

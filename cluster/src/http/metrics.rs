@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use flowsight_engine::views::counters::Status;
 use flowsight_engine::{Client, Hub};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -16,7 +15,7 @@ use warp::http::header::CONTENT_TYPE;
 use warp::reply::Response;
 use warp::Reply;
 
-use super::{peek, ApiError};
+use super::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
@@ -51,7 +50,11 @@ fn clamp(v: u64) -> i64 {
 }
 
 pub async fn render(client: Client, hub: Arc<Hub>) -> Result<Response, ApiError> {
-    let status = peek(&client, Status).await?.answer;
+    let reader = client.clone();
+    let status = tokio::task::spawn_blocking(move || reader.status(super::PEEK_TIMEOUT))
+        .await
+        .map_err(|e| ApiError::internal(format!("status task failed: {e}")))??
+        .answer;
     let mut registry = Registry::with_prefix("flowsight");
 
     let build = Family::<BuildLabels, Gauge>::default();

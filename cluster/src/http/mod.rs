@@ -246,6 +246,18 @@ impl ViewRead {
         }
     }
 
+    /// A read that is not a peek of one view: `read` answers for the latest as_of (the
+    /// `as_of` asked for is a hint it may ignore). `key` names it for subscriptions.
+    pub fn from_fn(
+        key: &str,
+        read: impl Fn(&Client) -> Result<Answered<Value>, ReadFailure> + Send + Sync + 'static,
+    ) -> ViewRead {
+        ViewRead {
+            key: key.to_string(),
+            read: Arc::new(move |client, _as_of| read(client)),
+        }
+    }
+
     /// Reads the view at `as_of` (or the latest complete one), blocking.
     pub fn read(
         &self,

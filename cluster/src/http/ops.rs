@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use flowsight_engine::views::counters::{DeadLetters, Status};
+use flowsight_engine::views::counters::DeadLetters;
+use flowsight_engine::Answered;
 use flowsight_engine::{Client, Hub};
 use serde_json::json;
 use warp::http::StatusCode;
@@ -11,7 +12,8 @@ use warp::{Filter, Rejection, Reply};
 
 use super::params::Params;
 use super::{
-    json_reply, metrics, peek, raw_query, read, respond, with, ApiError, Routes, ViewRead,
+    json_reply, metrics, peek, raw_query, read, respond, with, ApiError, ReadFailure, Routes,
+    ViewRead, PEEK_TIMEOUT,
 };
 
 /// The operational routes; `hub` counts the subscriptions for `/metrics`.
@@ -102,9 +104,11 @@ pub(crate) fn status_read(client: &Client) -> ViewRead {
         .collect();
     let tick = config.time.tick();
     let source = config.source.name().to_string();
-    ViewRead::new(Status, move |answered| {
+    // From the workers' published counters: it answers at once however busy they are.
+    ViewRead::from_fn("status", move |client| {
+        let answered = client.status(PEEK_TIMEOUT).map_err(ReadFailure::Peek)?;
         let mut value = serde_json::to_value(&answered.answer)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|e| ReadFailure::Render(ApiError::internal(e.to_string())))?;
         if let Some(object) = value.as_object_mut() {
             object.insert("process".into(), json!(process));
             object.insert("windows".into(), json!(windows));
@@ -112,7 +116,10 @@ pub(crate) fn status_read(client: &Client) -> ViewRead {
             object.insert("source".into(), json!(source));
             object.insert("version".into(), json!(crate::VERSION));
         }
-        Ok(value)
+        Ok(Answered {
+            as_of: answered.as_of,
+            answer: value,
+        })
     })
 }
 

@@ -2,13 +2,16 @@
 //! letters. They read no arrangement, so they answer at any time, even while a restarted
 //! worker is catching up.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use flowsight_connectors::DeadLetter;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Shared;
 use crate::peek::Views;
-use crate::status::{ClusterStatus, WorkerStatus};
+use crate::state_size::SharedSizes;
+use crate::status::{ClusterStatus, WorkerStats, WorkerStatus};
 use crate::view::{Merging, Reading, View};
 
 /// Counters, frontiers and partitions of every worker.
@@ -22,26 +25,36 @@ impl View for Status {
     type Rows = ClusterStatus;
 
     fn read(&self, views: &mut Views, at: &Reading<'_>) -> WorkerStatus {
-        let mut status = at.stats.borrow().snapshot();
-        if let Ok(sizes) = views.sizes.try_borrow() {
-            status.state = sizes.by_view();
-        }
-        // The dead-letter sink is the process's: its first worker reports it.
-        if at.local_index == 0 {
-            status.dead_letter_sink = at
-                .shared
-                .runtime
-                .dead_letters
-                .as_ref()
-                .map(|sink| sink.counts());
-        }
-        status
+        worker_status(at.stats, &views.sizes, at.shared, at.local_index)
     }
 
     fn merge(&self, mut workers: Vec<WorkerStatus>, at: &Merging<'_>) -> ClusterStatus {
         workers.sort_by_key(|w| w.worker);
         ClusterStatus::merge(at.processes, at.as_of, workers)
     }
+}
+
+/// A worker's counters now, with its views' state; the process's first worker (local
+/// index 0) adds the dead-letter sink's counts.
+pub(crate) fn worker_status(
+    stats: &RefCell<WorkerStats>,
+    sizes: &SharedSizes,
+    shared: &Shared,
+    local_index: usize,
+) -> WorkerStatus {
+    let mut status = stats.borrow().snapshot();
+    if let Ok(sizes) = sizes.try_borrow() {
+        status.state = sizes.by_view();
+    }
+    // The dead-letter sink is the process's: its first worker reports it.
+    if local_index == 0 {
+        status.dead_letter_sink = shared
+            .runtime
+            .dead_letters
+            .as_ref()
+            .map(|sink| sink.counts());
+    }
+    status
 }
 
 /// The most recent dead letters: each worker's newest first, worker by worker, cut at
