@@ -206,6 +206,9 @@ pub enum PaceArg {
     Realtime,
     /// As fast as the engine takes it, with simulated event time.
     Fast,
+    /// As fast as the engine takes it until event time reaches the wall clock, then at
+    /// wall-clock speed: with `--start-ms` in the past, a backlog caught up, then live.
+    CatchUp,
 }
 
 #[derive(Debug, Args)]
@@ -718,6 +721,7 @@ impl RunArgs {
                     pace: match g.pace {
                         PaceArg::Realtime => Pace::Realtime,
                         PaceArg::Fast => Pace::Fast,
+                        PaceArg::CatchUp => Pace::CatchUp,
                     },
                     start_ms,
                     count: g.count,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use differential_dataflow::trace::TraceReader;
 use flowsight_operators::Millis;
+use flowsight_queries::graph::ranking::RankTraces;
 use flowsight_queries::registered::{self, TapTrace};
 use flowsight_queries::{GraphTrace, RiskTraces, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;
@@ -37,6 +38,8 @@ pub struct Views {
     /// The connection graph, keyed by host: the longest window's groups, which every
     /// window's reads select from.
     pub graph: GraphTrace,
+    /// Every window's edges and hosts, heaviest and busiest first.
+    pub rankings: RankTraces,
     /// Absent when the risk views are off.
     pub risk: Option<RiskTraces>,
     /// Absent when the segmentation views are off.
@@ -60,6 +63,7 @@ impl Views {
     ) {
         self.graph.set_logical_compaction(readable.borrow());
         self.graph.set_physical_compaction(complete);
+        self.rankings.compact(readable.borrow(), complete);
         if let Some(risk) = self.risk.as_mut() {
             risk.compact(readable.borrow(), complete, longest);
         }

@@ -205,7 +205,12 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         let graph = rendering(&sizes, next_id, "graph", || {
             graph::render(events, config.windows.schedule().clone())
         });
-        let mut progress = graph.arranged.stream.clone().map(|_| ());
+        let mut progress = graph
+            .arranged
+            .stream
+            .clone()
+            .map(|_| ())
+            .concat(graph.rankings.progress.clone());
         if let Some(records) = progress_extra.take() {
             progress = progress.concat(records);
         }
@@ -228,6 +233,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         }
         let views = peek::Views {
             graph: graph.arranged.trace,
+            rankings: graph.rankings.traces,
             risk: risk_traces,
             segments: segment_traces,
             tap: Rc::clone(&tap),

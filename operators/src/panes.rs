@@ -219,6 +219,27 @@ impl PaneSchedule {
 }
 
 impl PaneSchedule {
+    /// The first time after `after` at which any window's contents may change other than
+    /// by records entering: a pane of the shortest window closes (its groups move into
+    /// it), or some window's start, `floor_pane(T − W)`, moves on (its oldest pane leaves
+    /// it, and moves to the next window's pane or out of every window).
+    pub fn next_change_after(&self, after: Millis) -> Millis {
+        let next_in = |offset: Millis, period: Millis| {
+            // The least `offset + k·period` (k ≥ 0) after `after`.
+            if after < offset {
+                offset
+            } else {
+                let k = (after - offset) / period + 1;
+                offset.saturating_add(k.saturating_mul(period))
+            }
+        };
+        let closes = next_in(0, self.stages[0].pane);
+        self.stages
+            .iter()
+            .map(|s| next_in(s.window, s.pane))
+            .fold(closes, Millis::min)
+    }
+
     /// Where the tick holding `ts` is kept at `at`: at the tick until its first move, then
     /// where its latest move up to `at` took it; `None` once it left the longest window.
     pub fn bucket_at(&self, ts: Millis, at: Millis) -> Option<Bucket> {
@@ -249,6 +270,50 @@ pub fn ceil(ts: Millis, length: Millis) -> Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_come_at_pane_closes_and_window_starts() {
+        let time = TimeModel::new(1_000).unwrap();
+        let s = PaneSchedule::new(
+            &time,
+            vec![
+                Stage {
+                    window: 10_000,
+                    pane: 4_000,
+                },
+                Stage {
+                    window: 30_000,
+                    pane: 8_000,
+                },
+            ],
+        )
+        .unwrap();
+        // Closes at 4 s multiples; starts move at 10 s + 4 s·k and 30 s + 8 s·k.
+        let mut changes = vec![];
+        let mut t = 0;
+        while t < 40_000 {
+            t = s.next_change_after(t);
+            changes.push(t);
+        }
+        assert_eq!(
+            changes,
+            [4, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40]
+                .map(|s| s * 1_000)
+        );
+        // Every time a move or a window's start change happens is among them.
+        for tick_start in (0..20_000).step_by(1_000) {
+            for (at, _) in s.moves(tick_start) {
+                assert!(changes.contains(&at) || at > 40_000, "move at {at}");
+            }
+        }
+        for stage in 0..2 {
+            for as_of in 1..40_000u64 {
+                if s.window_start(stage, as_of) != s.window_start(stage, as_of - 1) {
+                    assert!(changes.contains(&as_of), "stage {stage} start at {as_of}");
+                }
+            }
+        }
+    }
 
     fn schedule(stages: &[(Millis, Millis)]) -> Result<PaneSchedule, PaneError> {
         let time = TimeModel::new(1_000).unwrap();

@@ -61,6 +61,21 @@ impl GroupSpan {
             last: start + (length - 1),
         }
     }
+
+    /// Where a group of one tick that enters at `at` is kept from then on, as its span:
+    /// the tick's own span while the schedule keeps it at the tick, else the whole pane
+    /// that holds it (a late group enters straight into its pane); `None` once it has
+    /// left the longest window. The [`Paned`] operator keeps groups this way, and readers
+    /// that follow groups as they enter must see them the same way.
+    pub fn entering(self, schedule: &PaneSchedule, at: Millis) -> Option<(GroupSpan, Millis)> {
+        match schedule.bucket_at(self.first, at)? {
+            Bucket::Tick => Some((self, floor(self.first, schedule.tick()))),
+            Bucket::Pane(length) => {
+                let bucket = floor(self.first, length);
+                Some((GroupSpan::bucket(bucket, length), bucket))
+            }
+        }
+    }
 }
 
 /// One group as it enters: `((key, span), time it entered, aggregate)`.
@@ -229,7 +244,6 @@ where
         moves_per_run: usize,
     ) -> VecCollection<'scope, Millis, (K, GroupSpan), A> {
         let moves_per_run = moves_per_run.max(1);
-        let tick = schedule.tick();
         // The first move of a group whose tick or bucket starts at `start`, after `after`.
         let next_move = {
             let schedule = schedule.clone();
@@ -266,14 +280,9 @@ where
                             for ((key, span), at, aggregate) in container.drain(..) {
                                 // A group enters where the schedule has its tick by now:
                                 // at the tick, or (late) already in a pane.
-                                let (span, start) = match schedule.bucket_at(span.first, at) {
-                                    Some(Bucket::Tick) => (span, floor(span.first, tick)),
-                                    Some(Bucket::Pane(length)) => {
-                                        let bucket = floor(span.first, length);
-                                        (GroupSpan::bucket(bucket, length), bucket)
-                                    }
+                                let Some((span, start)) = span.entering(&schedule, at) else {
                                     // Late beyond the retention: it left every window already.
-                                    None => continue,
+                                    continue;
                                 };
                                 if let Some((next, _)) = next_move(start, at) {
                                     add(&mut waiting, next, (key.clone(), span), start, &aggregate);

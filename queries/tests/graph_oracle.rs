@@ -10,7 +10,8 @@
 //!   at `max(own_time(ts), C)` where `C` is the source's frontier when the event is sent.
 //!   After each step of the script it waits until the arrangement's frontier has reached the
 //!   step's frontier, reads the view at several `as_of`s and every window, and the parts of
-//!   all workers are merged with `merge_edges` / `merge_host`.
+//!   all workers are merged with `merge_edges` / `merge_host`. Each worker's part of the
+//!   rankings (heaviest edges, busiest hosts) must equal what the scan of its part gives.
 //! * **Strategies** produce three stream shapes: in order, mildly out of order, and with
 //!   records minutes late (some still inside the longest window, some long out of it).
 //!
@@ -30,6 +31,7 @@ use std::rc::Rc;
 use differential_dataflow::trace::TraceReader;
 use flowsight_events::{Event, Proto, Status};
 use flowsight_operators::{Millis, TimeModel};
+use flowsight_queries::graph::ranking::RankingReader;
 use flowsight_queries::graph::{
     self, merge_busiest, merge_edges, merge_host, EdgeFilter, EdgeRow, GraphReader, HostAnswer,
     HostSummary,
@@ -337,12 +339,20 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
         let commands = Rc::new(RefCell::new(VecDeque::new()));
         let activator = Rc::new(RefCell::new(None::<Activator>));
 
-        let (probe, mut trace) = worker.dataflow::<Millis, _, _>(|scope| {
-            let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-            let rendered = graph::render(events, script.windows().schedule().clone());
-            let (probe, _) = rendered.arranged.stream.probe();
-            (probe, rendered.arranged.trace)
-        });
+        let (probe, mut trace, rank_probe, mut rankings) =
+            worker.dataflow::<Millis, _, _>(|scope| {
+                let events =
+                    scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
+                let rendered = graph::render(events, script.windows().schedule().clone());
+                let (probe, _) = rendered.arranged.stream.probe();
+                let (rank_probe, _) = rendered.rankings.progress.probe();
+                (
+                    probe,
+                    rendered.arranged.trace,
+                    rank_probe,
+                    rendered.rankings.traces,
+                )
+            });
 
         let mut reads = Vec::new();
         let mut global = 0usize;
@@ -355,7 +365,10 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
             let mut upper = Antichain::new();
             loop {
                 trace.read_upper(&mut upper);
-                if !probe.less_than(&target) && !upper.less_than(&target) {
+                if !probe.less_than(&target)
+                    && !upper.less_than(&target)
+                    && !rank_probe.less_than(&target)
+                {
                     break;
                 }
                 // Park rather than spin: 4 workers share 2 cores, and a parked worker is
@@ -376,6 +389,18 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                         .collect();
                     let busiest_all = reader.busiest_hosts(usize::MAX);
                     let busiest_top = reader.busiest_hosts(TOP);
+                    // The rankings, maintained as records enter and windows slide, give
+                    // this worker exactly what a scan of its part of the graph gives.
+                    let mut ranked = RankingReader::new(&mut rankings, as_of);
+                    let at = format!("worker {index} as_of {as_of} window {window}");
+                    assert_eq!(ranked.heaviest_edges(window, usize::MAX), all, "{at}");
+                    assert_eq!(ranked.heaviest_edges(window, TOP), top, "{at}");
+                    assert_eq!(
+                        ranked.busiest_hosts(window, usize::MAX),
+                        busiest_all,
+                        "{at}"
+                    );
+                    assert_eq!(ranked.busiest_hosts(window, TOP), busiest_top, "{at}");
                     let filtered_host = reads.len() % script.hosts.len();
                     let (src, dst) = pair_of(&script.hosts, filtered_host);
                     let by_src = reader.edges(
@@ -423,6 +448,7 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
             worker.step_or_park(Some(PARK));
         }
         drop(trace);
+        drop(rankings);
         reads
     })
     .expect("timely starts");

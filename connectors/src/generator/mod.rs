@@ -74,9 +74,17 @@ pub enum Pace {
     Realtime,
     /// As fast as polled.
     Fast,
+    /// As fast as polled while event time is behind the wall clock, then at wall-clock
+    /// speed: a `start_ms` in the past is a backlog caught up at full speed, like a Kafka
+    /// topic read from hours back, after which records arrive live.
+    CatchUp,
 }
 
-const PACE_NAMES: [(&str, Pace); 2] = [("realtime", Pace::Realtime), ("fast", Pace::Fast)];
+const PACE_NAMES: [(&str, Pace); 3] = [
+    ("realtime", Pace::Realtime),
+    ("fast", Pace::Fast),
+    ("catch-up", Pace::CatchUp),
+];
 
 impl Pace {
     /// The lower-case name by which the pace is chosen (parsed back by `FromStr`).
@@ -84,6 +92,7 @@ impl Pace {
         match self {
             Pace::Realtime => "realtime",
             Pace::Fast => "fast",
+            Pace::CatchUp => "catch-up",
         }
     }
 }
@@ -98,7 +107,7 @@ impl FromStr for Pace {
     type Err = UnknownChoice;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_choice("pace", "realtime, fast", &PACE_NAMES, s)
+        parse_choice("pace", "realtime, fast, catch-up", &PACE_NAMES, s)
     }
 }
 
@@ -112,7 +121,11 @@ mod tests {
         assert_eq!("realtime".parse::<Pace>(), Ok(Pace::Realtime));
         assert_eq!(Pace::Fast.to_string(), "fast");
         let err = "slow".parse::<Pace>().unwrap_err().to_string();
-        assert_eq!(err, "unknown pace \"slow\": expected one of realtime, fast");
+        assert_eq!(
+            err,
+            "unknown pace \"slow\": expected one of realtime, fast, catch-up"
+        );
+        assert_eq!("catch-up".parse::<Pace>(), Ok(Pace::CatchUp));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::traffic::connection;
 use super::{GeneratorConfig, Pace};
 use crate::dead_letter::DeadLetter;
 use crate::source::{EventPartition, PollStatus};
-use flowsight_events::Event;
+use flowsight_events::{Event, Millis};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::time::Instant;
@@ -25,6 +25,8 @@ pub struct GeneratorPartition {
     pace: Pace,
     /// When event time `start_ms` was, on the wall clock (for [`Pace::Realtime`]).
     started: Instant,
+    /// The wall clock at `started`, ms since the epoch (for [`Pace::CatchUp`]).
+    started_wall_ms: Millis,
 }
 
 impl GeneratorPartition {
@@ -45,6 +47,7 @@ impl GeneratorPartition {
             disorder_ms: config.disorder_ms,
             pace: config.pace,
             started: Instant::now(),
+            started_wall_ms: flowsight_events::now_ms(),
         }
     }
 
@@ -86,6 +89,9 @@ impl GeneratorPartition {
         let elapsed_ms = now.saturating_duration_since(self.started).as_millis();
         match self.pace {
             Pace::Realtime if u128::from(self.schedule.offset_ms(due)) > elapsed_ms => {
+                PollStatus::Pending
+            }
+            Pace::CatchUp if u128::from(due) > u128::from(self.started_wall_ms) + elapsed_ms => {
                 PollStatus::Pending
             }
             _ => PollStatus::Ready,
@@ -187,6 +193,32 @@ mod tests {
             partition.poll_at(start, 0, &mut events),
             PollStatus::Finished
         );
+    }
+
+    #[test]
+    fn catch_up_is_fast_until_event_time_reaches_the_wall_clock() {
+        // 10 events per second, starting 5 s before the partition is created: the first
+        // 5 s of events are due at once, then one every 100 ms of wall clock.
+        let now = flowsight_events::now_ms();
+        let config = GeneratorConfig {
+            pace: Pace::CatchUp,
+            start_ms: now - 5_000,
+            ..realtime(1, 10)
+        };
+        let mut partition = GeneratorPartition::new(&config, 0);
+        let start = partition.started;
+        let mut events = Vec::new();
+        assert_eq!(
+            partition.poll_at(start, 1_000, &mut events),
+            PollStatus::Pending
+        );
+        // Due at `now − 5 s + k·100 ms ≤ started_wall_ms`: k ≤ 50 at least (the wall clock
+        // may have ticked since `now` was read).
+        assert!((51..=55).contains(&events.len()), "{}", events.len());
+        let caught_up = events.len();
+        let later = start + Duration::from_millis(1_000);
+        partition.poll_at(later, 1_000, &mut events);
+        assert_eq!(events.len(), caught_up + 10, "then wall-clock speed");
     }
 
     #[test]

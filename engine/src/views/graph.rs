@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use flowsight_operators::Millis;
+use flowsight_queries::graph::ranking::RankingReader;
 use flowsight_queries::graph::{merge_busiest, merge_edges, merge_host, GraphReader};
 use flowsight_queries::{EdgeFilter, EdgeRow, HostAnswer, HostSummary};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,12 @@ impl View for Edges {
     type Rows = Vec<EdgeRow>;
 
     fn read(&self, views: &mut Views, at: &Reading<'_>) -> Vec<EdgeRow> {
+        if self.filter == EdgeFilter::default() {
+            // Every edge of the window: the ranking's first `limit` rows.
+            return RankingReader::new(&mut views.rankings, at.time)
+                .heaviest_edges(self.window, self.limit);
+        }
+        // By source or destination: that host's edges, read from the graph.
         GraphReader::new(&mut views.graph, at.time, at.window_start(self.window))
             .edges(self.filter, self.limit)
     }
@@ -78,8 +85,7 @@ impl View for BusiestHosts {
     type Rows = Vec<HostSummary>;
 
     fn read(&self, views: &mut Views, at: &Reading<'_>) -> Vec<HostSummary> {
-        GraphReader::new(&mut views.graph, at.time, at.window_start(self.window))
-            .busiest_hosts(self.limit)
+        RankingReader::new(&mut views.rankings, at.time).busiest_hosts(self.window, self.limit)
     }
 
     fn merge(&self, parts: Vec<Vec<HostSummary>>, _: &Merging<'_>) -> Vec<HostSummary> {

@@ -25,6 +25,9 @@ use flowsight_operators::topk::top_k;
 use flowsight_operators::{FlowStats, GroupSpan, Millis, PaneSchedule, Paned, PreAggregateByTick};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
+
+pub mod ranking;
+
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::Stream;
@@ -77,6 +80,8 @@ pub struct GraphRendered<'scope> {
     /// Every group as it enters, once per end, on the worker that owns the key host (the
     /// same worker as the host's part of `arranged`).
     pub entries: Stream<'scope, Millis, Vec<GraphEntry>>,
+    /// Every window's edges and hosts, heaviest and busiest first.
+    pub rankings: ranking::RankingsRendered<'scope>,
 }
 
 /// Renders the graph view from a stream of events at their timely times: pre-aggregated by
@@ -122,7 +127,7 @@ pub fn render<'scope>(
             );
             ((group, adjacency.span), at, stats)
         })
-        .panes_named("GraphPanes", schedule)
+        .panes_named("GraphPanes", schedule.clone())
         .inner
         .map(
             |(((host, (direction, peer, dst_port, proto)), span), at, stats)| {
@@ -143,7 +148,12 @@ pub fn render<'scope>(
         ValBatcher<IpAddr, Adjacency, Millis, FlowStats>,
         ValSpine<IpAddr, Adjacency, Millis, FlowStats>,
     >(updates, Pipeline, "GraphByHost", ValBatcher::new);
-    GraphRendered { arranged, entries }
+    let rankings = ranking::render(entries.clone(), &arranged, schedule);
+    GraphRendered {
+        arranged,
+        entries,
+        rankings,
+    }
 }
 
 /// One edge of the graph in one window, as served over HTTP.
