@@ -300,6 +300,17 @@ struct Read {
     by_src: Vec<EdgeRow>,
     by_dst: Vec<EdgeRow>,
     by_pair: Vec<EdgeRow>,
+    /// The same heaviest edges and busiest hosts, read from the worker's rankings.
+    ranked: Ranked,
+}
+
+/// A worker's reads of its rankings.
+#[derive(Clone, Debug)]
+struct Ranked {
+    all: Vec<EdgeRow>,
+    top: Vec<EdgeRow>,
+    busiest_all: Vec<HostSummary>,
+    busiest_top: Vec<HostSummary>,
 }
 
 /// Reads merged across workers.
@@ -343,7 +354,15 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
             worker.dataflow::<Millis, _, _>(|scope| {
                 let events =
                     scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-                let rendered = graph::render(events, script.windows().schedule().clone());
+                // The rankings' recomputations read the graph in slices of one or three
+                // values (resumed at the next host) or all at once.
+                let scan_values = match workers {
+                    2 => 1,
+                    4 => 3,
+                    _ => usize::MAX,
+                };
+                let rendered =
+                    graph::render_fuelled(events, script.windows().schedule().clone(), scan_values);
                 let (probe, _) = rendered.arranged.stream.probe();
                 let (rank_probe, _) = rendered.rankings.progress.probe();
                 (
@@ -389,18 +408,17 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                         .collect();
                     let busiest_all = reader.busiest_hosts(usize::MAX);
                     let busiest_top = reader.busiest_hosts(TOP);
-                    // The rankings, maintained as records enter and windows slide, give
-                    // this worker exactly what a scan of its part of the graph gives.
+                    // The rankings, maintained as records enter and windows slide, must give
+                    // this worker exactly what a scan of its part of the graph gives
+                    // (compared once every worker has finished: a worker that panicked here
+                    // would leave the others waiting for it).
                     let mut ranked = RankingReader::new(&mut rankings, as_of);
-                    let at = format!("worker {index} as_of {as_of} window {window}");
-                    assert_eq!(ranked.heaviest_edges(window, usize::MAX), all, "{at}");
-                    assert_eq!(ranked.heaviest_edges(window, TOP), top, "{at}");
-                    assert_eq!(
-                        ranked.busiest_hosts(window, usize::MAX),
-                        busiest_all,
-                        "{at}"
-                    );
-                    assert_eq!(ranked.busiest_hosts(window, TOP), busiest_top, "{at}");
+                    let ranked = Ranked {
+                        all: ranked.heaviest_edges(window, usize::MAX),
+                        top: ranked.heaviest_edges(window, TOP),
+                        busiest_all: ranked.busiest_hosts(window, usize::MAX),
+                        busiest_top: ranked.busiest_hosts(window, TOP),
+                    };
                     let filtered_host = reads.len() % script.hosts.len();
                     let (src, dst) = pair_of(&script.hosts, filtered_host);
                     let by_src = reader.edges(
@@ -437,6 +455,7 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                         by_src,
                         by_dst,
                         by_pair,
+                        ranked,
                     });
                 }
             }
@@ -463,6 +482,24 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
         parts.iter().all(|p| p.len() == n),
         "workers made different reads"
     );
+    for (worker, part) in parts.iter().enumerate() {
+        for read in part {
+            let at = format!(
+                "worker {worker} of {workers}, as_of {} window {}",
+                read.as_of, read.window
+            );
+            assert_eq!(read.ranked.all, read.all, "ranked edges, {at}");
+            assert_eq!(read.ranked.top, read.top, "ranked top edges, {at}");
+            assert_eq!(
+                read.ranked.busiest_all, read.busiest_all,
+                "ranked hosts, {at}"
+            );
+            assert_eq!(
+                read.ranked.busiest_top, read.busiest_top,
+                "ranked top hosts, {at}"
+            );
+        }
+    }
     let hosts = script.hosts.len();
     (0..n)
         .map(|i| {

@@ -1,12 +1,13 @@
 //! `cargo build --release -p flowsight && cargo run --release -p flowsight-benches --bin
-//! reads -- [--state 2h] [--rate R] [--clients C] [--secs S] [--workers W]
+//! reads -- [--state 2h] [--rate R] [--clients C] [--secs S] [--workers W] [--settle S]
 //! [-- <flowsight run options>]`
 //!
 //! How fast the list endpoints answer under live ingest with hours of state. One
 //! `flowsight run --pace catch-up` (the binary built beside this one; every default view
 //! unless the options after `--` say otherwise) starts `--state` of event time in the past:
 //! it reads that backlog as fast as the views allow, then follows the wall clock at
-//! `--rate` records/s. Once its `as_of` has caught up with the wall clock, each endpoint is
+//! `--rate` records/s. Once its `as_of` has caught up with the wall clock (and `--settle`
+//! seconds more), each endpoint is
 //! asked by `--clients` clients at once, each asking again as soon as it has its answer,
 //! for `--secs` seconds: per endpoint, the answers per second, the latency's p50, p99 and
 //! maximum, and the answers that were not `200`.
@@ -38,6 +39,10 @@ struct Args {
     /// Timely workers.
     #[arg(long, value_name = "W", default_value_t = 2)]
     workers: usize,
+    /// Seconds to wait once caught up before measuring, for the last of the backlog's
+    /// work (merges, compaction) to settle.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    settle: u64,
     /// More options for `flowsight run`.
     #[arg(last = true, value_name = "RUN OPTIONS")]
     run: Vec<String>,
@@ -127,6 +132,7 @@ fn main() {
             break;
         }
     }
+    std::thread::sleep(Duration::from_secs(args.settle));
     let busiest = get_json(
         &format!("{base}/v1/graph/hosts?window=30m&limit=1"),
         Duration::from_secs(30),

@@ -90,6 +90,16 @@ pub fn render<'scope>(
     events: Stream<'scope, Millis, Vec<Event>>,
     schedule: PaneSchedule,
 ) -> GraphRendered<'scope> {
+    render_fuelled(events, schedule, ranking::SCAN_VALUES_PER_ACTIVATION)
+}
+
+/// [`render`], the rankings reading about `scan_values` of the graph's values per
+/// activation when they recompute their totals.
+pub fn render_fuelled<'scope>(
+    events: Stream<'scope, Millis, Vec<Event>>,
+    schedule: PaneSchedule,
+    scan_values: usize,
+) -> GraphRendered<'scope> {
     let entries = events
         .pre_aggregate_by_tick_named("GraphTicks", schedule.time(), |e: &Event| {
             (e.edge_key(), e.ts, flow_stats(e))
@@ -148,7 +158,7 @@ pub fn render<'scope>(
         ValBatcher<IpAddr, Adjacency, Millis, FlowStats>,
         ValSpine<IpAddr, Adjacency, Millis, FlowStats>,
     >(updates, Pipeline, "GraphByHost", ValBatcher::new);
-    let rankings = ranking::render(entries.clone(), &arranged, schedule);
+    let rankings = ranking::render(entries.clone(), &arranged, schedule, scan_values);
     GraphRendered {
         arranged,
         entries,

@@ -304,6 +304,112 @@ impl Totals {
     }
 }
 
+impl Totals {
+    /// Adds the groups entering at `at` (no change of the schedule then), emitting the
+    /// rows that change.
+    fn enter(
+        &mut self,
+        work: &[Vec<GraphEntry>],
+        schedule: &PaneSchedule,
+        windows: &[Millis],
+        at: Millis,
+        updates: &mut Vec<(RankUpdate, Millis, isize)>,
+    ) {
+        let stages = windows.len();
+        let mut held = vec![false; stages];
+        let mut old_edges: FxHashMap<EdgeKey, Box<[EdgeTotals]>> = FxHashMap::default();
+        let mut old_hosts: FxHashMap<IpAddr, Box<[HostTotals]>> = FxHashMap::default();
+        for container in work {
+            for &((host, adjacency), _, stats) in container {
+                // Where the schedule keeps the group from now on (a late one, in its pane).
+                let Some((span, _)) = adjacency.span.entering(schedule, at) else {
+                    continue;
+                };
+                held_by(schedule, span.first, at, &mut held);
+                if !held.iter().any(|h| *h) {
+                    continue;
+                }
+                if adjacency.direction == Direction::Out {
+                    let edge = (host, adjacency.peer, adjacency.dst_port, adjacency.proto);
+                    old_edges.entry(edge).or_insert_with(|| {
+                        self.edges
+                            .get(&edge)
+                            .cloned()
+                            .unwrap_or_else(|| vec![EdgeTotals::EMPTY; stages].into())
+                    });
+                }
+                old_hosts.entry(host).or_insert_with(|| {
+                    self.hosts
+                        .get(&host)
+                        .cloned()
+                        .unwrap_or_else(|| vec![HostTotals::EMPTY; stages].into())
+                });
+                self.add(host, &adjacency, span, &stats, &held);
+            }
+        }
+        for (edge, old) in &old_edges {
+            if let Some(new) = self.edges.get(edge) {
+                emit_edge(windows, *edge, old, new, at, updates);
+            }
+        }
+        for (ip, old) in &old_hosts {
+            if let Some(new) = self.hosts.get(ip) {
+                emit_host(windows, *ip, old, new, at, updates);
+            }
+        }
+    }
+
+    /// Replaces every total by `fresh`, read from the graph as of `at`, emitting the rows
+    /// that change.
+    fn replace(
+        &mut self,
+        mut fresh: Totals,
+        windows: &[Millis],
+        at: Millis,
+        updates: &mut Vec<(RankUpdate, Millis, isize)>,
+    ) {
+        fresh.peers.retain(|_, c| c.iter().any(|&n| n > 0));
+        for (edge, new) in &fresh.edges {
+            let old = self.edges.get(edge).map_or(&[][..], |t| &t[..]);
+            emit_edge(windows, *edge, old, new, at, updates);
+        }
+        for (edge, old) in &self.edges {
+            if !fresh.edges.contains_key(edge) {
+                emit_edge(windows, *edge, old, &[], at, updates);
+            }
+        }
+        for (ip, new) in &fresh.hosts {
+            let old = self.hosts.get(ip).map_or(&[][..], |t| &t[..]);
+            emit_host(windows, *ip, old, new, at, updates);
+        }
+        for (ip, old) in &self.hosts {
+            if !fresh.hosts.contains_key(ip) {
+                emit_host(windows, *ip, old, &[], at, updates);
+            }
+        }
+        *self = fresh;
+    }
+}
+
+/// Sends a time's updates and lets the graph's trace forget times before it: the operator
+/// reads it at later times only.
+fn finish_time(
+    at: Millis,
+    cap: &Capability<Millis>,
+    updates: &mut Vec<(RankUpdate, Millis, isize)>,
+    trace: &mut GraphTrace,
+    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+        '_,
+        Millis,
+        VecBuilder<(RankUpdate, Millis, isize)>,
+    >,
+) {
+    if !updates.is_empty() {
+        output.session(cap).give_iterator(updates.drain(..));
+    }
+    trace.set_logical_compaction(Antichain::from_elem(at).borrow());
+}
+
 /// The windows (by index) that hold a group whose span starts at `first`, as of `at`.
 fn held_by(schedule: &PaneSchedule, first: Millis, at: Millis, held: &mut [bool]) {
     for (w, slot) in held.iter_mut().enumerate() {
@@ -362,67 +468,95 @@ fn emit_host(
     }
 }
 
-/// Every window's totals as the worker's part of the graph holds them at `at`.
-fn read_totals(trace: &mut GraphTrace, schedule: &PaneSchedule, at: Millis) -> Totals {
-    let stages = schedule.stages().len();
-    let mut totals = Totals::new();
-    let mut held = vec![false; stages];
-    let Some(batches) = crate::read::complete_batches(trace) else {
-        return totals;
-    };
-    let (mut cursor, storage) = cursor_list(batches);
-    while let Some(host) = cursor.get_key(&storage) {
-        let host = *host;
-        while let Some(adjacency) = cursor.get_val(&storage) {
-            let adjacency = *adjacency;
-            let mut stats = FlowStats::default();
-            cursor.map_times(&storage, |time, diff| {
-                if *time <= at {
-                    stats.plus_equals(diff);
-                }
-            });
-            if stats.count > 0 {
-                held_by(schedule, adjacency.span.first, at, &mut held);
-                totals.add(host, &adjacency, adjacency.span, &stats, &held);
-            }
-            cursor.step_val(&storage);
+/// How many graph values a recomputation reads per activation: a read of the whole graph
+/// at once would hold the worker (and every peek waiting on it) for as long as it takes.
+pub const SCAN_VALUES_PER_ACTIVATION: usize = 65_536;
+
+/// A recomputation of every total from the graph as of `at`, read a slice at a time.
+struct Scan {
+    at: Millis,
+    /// The graph's batches when it began: they hold every update up to `at`.
+    batches: Vec<<GraphTrace as TraceReader>::Batch>,
+    /// The first host still to read; `None` before the first slice.
+    resume: Option<IpAddr>,
+    fresh: Totals,
+}
+
+impl Scan {
+    fn new(trace: &mut GraphTrace, at: Millis) -> Scan {
+        Scan {
+            at,
+            batches: crate::read::complete_batches(trace).unwrap_or_default(),
+            resume: None,
+            fresh: Totals::new(),
         }
-        cursor.step_key(&storage);
     }
-    // Entries of no window at all (only the longest window's past groups) are not kept.
-    totals
-        .edges
-        .retain(|_, t| t.iter().any(EdgeTotals::present));
-    totals
-        .hosts
-        .retain(|_, t| t.iter().any(HostTotals::present));
-    totals.peers.retain(|_, c| c.iter().any(|&n| n > 0));
-    totals
+
+    /// Reads whole hosts until about `fuel` values have been read; whether it is done.
+    fn read_some(&mut self, schedule: &PaneSchedule, fuel: usize) -> bool {
+        let mut held = vec![false; schedule.stages().len()];
+        let (mut cursor, storage) = cursor_list(self.batches.clone());
+        if let Some(resume) = &self.resume {
+            cursor.seek_key(&storage, resume);
+        }
+        let mut read = 0usize;
+        while let Some(host) = cursor.get_key(&storage) {
+            let host = *host;
+            if read >= fuel {
+                self.resume = Some(host);
+                return false;
+            }
+            while let Some(adjacency) = cursor.get_val(&storage) {
+                let adjacency = *adjacency;
+                let mut stats = FlowStats::default();
+                cursor.map_times(&storage, |time, diff| {
+                    if *time <= self.at {
+                        stats.plus_equals(diff);
+                    }
+                });
+                if stats.count > 0 {
+                    held_by(schedule, adjacency.span.first, self.at, &mut held);
+                    if held.iter().any(|h| *h) {
+                        self.fresh
+                            .add(host, &adjacency, adjacency.span, &stats, &held);
+                    }
+                }
+                read += 1;
+                cursor.step_val(&storage);
+            }
+            cursor.step_key(&storage);
+        }
+        true
+    }
 }
 
 /// Renders the rankings from the graph's entries and its arrangement (both on the worker
-/// that owns each host).
+/// that owns each host); a recomputation reads about `scan_values` of the graph's values
+/// per activation ([`SCAN_VALUES_PER_ACTIVATION`] in the engine).
 pub fn render<'scope>(
     entries: Stream<'scope, Millis, Vec<GraphEntry>>,
     graph: &Arranged<'scope, GraphTrace>,
     schedule: PaneSchedule,
+    scan_values: usize,
 ) -> RankingsRendered<'scope> {
+    let scan_values = scan_values.max(1);
     let mut trace = graph.trace.clone();
     let windows: Vec<Millis> = schedule.stages().iter().map(|s| s.window).collect();
+    let scope = entries.scope();
     let updates = entries
         .binary_frontier::<_, VecBuilder<(RankUpdate, Millis, isize)>, _, _, _, _>(
             graph.stream.clone(),
             Pipeline,
             Pipeline,
             "GraphRankings",
-            move |_capability, _info| {
-                let stages = windows.len();
+            move |_capability, info| {
+                let activator = scope.activator_for(info.address);
                 let mut totals = Totals::new();
                 let mut pending: BTreeMap<Millis, Vec<Vec<GraphEntry>>> = BTreeMap::new();
                 let mut held: Option<Capability<Millis>> = None;
                 let mut processed: Option<Millis> = None;
+                let mut scan: Option<Scan> = None;
                 let mut updates = Vec::new();
-                let mut windows_held = vec![false; stages];
                 move |(entries, entries_frontier), (batches, graph_frontier), output| {
                     entries.for_each_stamp(|cap, data| {
                         let Some(cap) = cap.retain_least(output.output_index()) else {
@@ -447,11 +581,25 @@ pub fn render<'scope>(
                             held = Some(cap);
                         }
                     });
-                    // Only the arrangement's progress matters: its batches are read through the
-                    // trace.
+                    // Only the arrangement's progress matters: the operator reads the graph
+                    // through its trace.
                     batches.for_each(|_, _| {});
 
-                    loop {
+                    while let Some(cap) = held.as_mut() {
+                        // A recomputation under way is finished first, a slice at a time.
+                        if let Some(current) = scan.as_mut() {
+                            if !current.read_some(&schedule, scan_values) {
+                                activator.activate();
+                                break;
+                            }
+                            let Some(Scan { at, fresh, .. }) = scan.take() else {
+                                break;
+                            };
+                            totals.replace(fresh, &windows, at, &mut updates);
+                            finish_time(at, cap, &mut updates, &mut trace, output);
+                            processed = Some(at);
+                            continue;
+                        }
                         let next_pending = pending.keys().next().copied();
                         let next_change = processed
                             .filter(|_| !totals.is_empty())
@@ -463,90 +611,17 @@ pub fn render<'scope>(
                         if entries_frontier.less_equal(&at) || graph_frontier.less_equal(&at) {
                             break;
                         }
-                        let Some(cap) = held.as_mut() else {
-                            break;
-                        };
                         cap.downgrade(&at);
                         let work = pending.remove(&at).unwrap_or_default();
-                        let change =
-                            processed.is_none_or(|after| schedule.next_change_after(after) <= at);
-                        if change {
-                            // The schedule moved groups or windows at `at`: every total anew from
-                            // the graph as of `at`, which holds this time's entries too.
-                            let fresh = read_totals(&mut trace, &schedule, at);
-                            for (edge, new) in &fresh.edges {
-                                let old = totals.edges.get(edge).map_or(&[][..], |t| &t[..]);
-                                emit_edge(&windows, *edge, old, new, at, &mut updates);
-                            }
-                            for (edge, old) in &totals.edges {
-                                if !fresh.edges.contains_key(edge) {
-                                    emit_edge(&windows, *edge, old, &[], at, &mut updates);
-                                }
-                            }
-                            for (ip, new) in &fresh.hosts {
-                                let old = totals.hosts.get(ip).map_or(&[][..], |t| &t[..]);
-                                emit_host(&windows, *ip, old, new, at, &mut updates);
-                            }
-                            for (ip, old) in &totals.hosts {
-                                if !fresh.hosts.contains_key(ip) {
-                                    emit_host(&windows, *ip, old, &[], at, &mut updates);
-                                }
-                            }
-                            totals = fresh;
-                        } else {
-                            // Only entries: each adds to the windows that hold it.
-                            let mut old_edges: FxHashMap<EdgeKey, Box<[EdgeTotals]>> =
-                                FxHashMap::default();
-                            let mut old_hosts: FxHashMap<IpAddr, Box<[HostTotals]>> =
-                                FxHashMap::default();
-                            for container in &work {
-                                for &((host, adjacency), _, stats) in container {
-                                    let Some((span, _)) = adjacency.span.entering(&schedule, at)
-                                    else {
-                                        continue;
-                                    };
-                                    held_by(&schedule, span.first, at, &mut windows_held);
-                                    if !windows_held.iter().any(|held| *held) {
-                                        continue;
-                                    }
-                                    if adjacency.direction == Direction::Out {
-                                        let edge = (
-                                            host,
-                                            adjacency.peer,
-                                            adjacency.dst_port,
-                                            adjacency.proto,
-                                        );
-                                        old_edges.entry(edge).or_insert_with(|| {
-                                            totals.edges.get(&edge).cloned().unwrap_or_else(|| {
-                                                vec![EdgeTotals::EMPTY; stages].into()
-                                            })
-                                        });
-                                    }
-                                    old_hosts.entry(host).or_insert_with(|| {
-                                        totals.hosts.get(&host).cloned().unwrap_or_else(|| {
-                                            vec![HostTotals::EMPTY; stages].into()
-                                        })
-                                    });
-                                    totals.add(host, &adjacency, span, &stats, &windows_held);
-                                }
-                            }
-                            for (edge, old) in &old_edges {
-                                if let Some(new) = totals.edges.get(edge) {
-                                    emit_edge(&windows, *edge, old, new, at, &mut updates);
-                                }
-                            }
-                            for (ip, old) in &old_hosts {
-                                if let Some(new) = totals.hosts.get(ip) {
-                                    emit_host(&windows, *ip, old, new, at, &mut updates);
-                                }
-                            }
+                        if processed.is_none_or(|after| schedule.next_change_after(after) <= at) {
+                            // The schedule moves groups or windows at `at`: every total anew
+                            // from the graph as of `at`, which holds this time's entries too.
+                            scan = Some(Scan::new(&mut trace, at));
+                            continue;
                         }
-                        if !updates.is_empty() {
-                            output.session(&*cap).give_iterator(updates.drain(..));
-                        }
+                        totals.enter(&work, &schedule, &windows, at, &mut updates);
+                        finish_time(at, cap, &mut updates, &mut trace, output);
                         processed = Some(at);
-                        // Later reads of the graph are at later times.
-                        trace.set_logical_compaction(Antichain::from_elem(at).borrow());
                     }
                     let mut complete = Antichain::new();
                     for time in graph_frontier.frontier().iter() {
@@ -556,10 +631,15 @@ pub fn render<'scope>(
 
                     // Hold a capability only for the earliest time with work left.
                     let next_pending = pending.keys().next().copied();
+                    let next_scan = scan.as_ref().map(|s| s.at);
                     let next_change = processed
                         .filter(|_| !totals.is_empty())
                         .map(|after| schedule.next_change_after(after));
-                    match [next_pending, next_change].into_iter().flatten().min() {
+                    match [next_scan, next_pending, next_change]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                    {
                         Some(next) => {
                             if let Some(cap) = held.as_mut() {
                                 if *cap.time() < next {
