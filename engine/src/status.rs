@@ -171,7 +171,7 @@ pub struct ClusterStatus {
     /// Every partition of the cluster, sorted by source and partition number.
     pub partitions: Vec<PartitionStatus>,
     /// The state each view's arrangements hold, summed over the workers, by view (`graph`,
-    /// `risk`, `segments`, `query_tap`, `query <name>`, `other`).
+    /// `graph_rankings`, `risk`, `segments`, `query_tap`, `query <name>`, `other`).
     #[serde(default)]
     pub state: BTreeMap<String, ViewState>,
     /// Each process of the cluster: its workers, what they read and how far they are.

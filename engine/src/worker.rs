@@ -205,12 +205,16 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         let graph = rendering(&sizes, next_id, "graph", || {
             graph::render(events, config.windows.schedule().clone())
         });
+        // The heaviest edges and busiest hosts, counted apart from the graph in `/metrics`.
+        let rankings = rendering(&sizes, next_id, "graph_rankings", || {
+            graph::ranking::render(&graph, graph::ranking::SCAN_VALUES_PER_ACTIVATION)
+        });
         let mut progress = graph
             .arranged
             .stream
             .clone()
             .map(|_| ())
-            .concat(graph.rankings.progress.clone());
+            .concat(rankings.progress);
         if let Some(records) = progress_extra.take() {
             progress = progress.concat(records);
         }
@@ -233,7 +237,7 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
         }
         let views = peek::Views {
             graph: graph.arranged.trace,
-            rankings: graph.rankings.traces,
+            rankings: rankings.traces,
             risk: risk_traces,
             segments: segment_traces,
             tap: Rc::clone(&tap),

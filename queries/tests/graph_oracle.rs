@@ -361,16 +361,11 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
                     4 => 3,
                     _ => usize::MAX,
                 };
-                let rendered =
-                    graph::render_fuelled(events, script.windows().schedule().clone(), scan_values);
+                let rendered = graph::render(events, script.windows().schedule().clone());
+                let rankings = graph::ranking::render(&rendered, scan_values);
                 let (probe, _) = rendered.arranged.stream.probe();
-                let (rank_probe, _) = rendered.rankings.progress.probe();
-                (
-                    probe,
-                    rendered.arranged.trace,
-                    rank_probe,
-                    rendered.rankings.traces,
-                )
+                let (rank_probe, _) = rankings.progress.probe();
+                (probe, rendered.arranged.trace, rank_probe, rankings.traces)
             });
 
         let mut reads = Vec::new();

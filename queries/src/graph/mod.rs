@@ -80,8 +80,9 @@ pub struct GraphRendered<'scope> {
     /// Every group as it enters, once per end, on the worker that owns the key host (the
     /// same worker as the host's part of `arranged`).
     pub entries: Stream<'scope, Millis, Vec<GraphEntry>>,
-    /// Every window's edges and hosts, heaviest and busiest first.
-    pub rankings: ranking::RankingsRendered<'scope>,
+    /// The schedule the groups are kept by, for what is rendered from them
+    /// ([`ranking::render`]).
+    pub schedule: PaneSchedule,
 }
 
 /// Renders the graph view from a stream of events at their timely times: pre-aggregated by
@@ -89,16 +90,6 @@ pub struct GraphRendered<'scope> {
 pub fn render<'scope>(
     events: Stream<'scope, Millis, Vec<Event>>,
     schedule: PaneSchedule,
-) -> GraphRendered<'scope> {
-    render_fuelled(events, schedule, ranking::SCAN_VALUES_PER_ACTIVATION)
-}
-
-/// [`render`], the rankings reading about `scan_values` of the graph's values per
-/// activation when they recompute their totals.
-pub fn render_fuelled<'scope>(
-    events: Stream<'scope, Millis, Vec<Event>>,
-    schedule: PaneSchedule,
-    scan_values: usize,
 ) -> GraphRendered<'scope> {
     let entries = events
         .pre_aggregate_by_tick_named("GraphTicks", schedule.time(), |e: &Event| {
@@ -158,11 +149,10 @@ pub fn render_fuelled<'scope>(
         ValBatcher<IpAddr, Adjacency, Millis, FlowStats>,
         ValSpine<IpAddr, Adjacency, Millis, FlowStats>,
     >(updates, Pipeline, "GraphByHost", ValBatcher::new);
-    let rankings = ranking::render(entries.clone(), &arranged, schedule, scan_values);
     GraphRendered {
         arranged,
         entries,
-        rankings,
+        schedule,
     }
 }
 

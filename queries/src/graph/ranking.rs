@@ -30,7 +30,6 @@ use std::net::IpAddr;
 
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
-use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::trace::TraceReader;
@@ -45,7 +44,7 @@ use timely::dataflow::Stream;
 use timely::progress::frontier::AntichainRef;
 use timely::progress::Antichain;
 
-use super::{Adjacency, Direction, EdgeRow, GraphEntry, GraphTrace, HostSummary};
+use super::{Adjacency, Direction, EdgeRow, GraphEntry, GraphRendered, GraphTrace, HostSummary};
 use crate::read::{visit_rows, Next, RowTrace};
 
 /// An edge: originator, responder, the responder's port, the protocol.
@@ -473,29 +472,33 @@ fn emit_host(
 pub const SCAN_VALUES_PER_ACTIVATION: usize = 65_536;
 
 /// A recomputation of every total from the graph as of `at`, read a slice at a time.
+///
+/// Each slice reads the trace's batches of the moment: the operator's handle keeps the
+/// trace's logical compaction before `at` until the read is done, so every slice sees the
+/// updates up to `at` exactly, and batches merged meanwhile are not held.
 struct Scan {
     at: Millis,
-    /// The graph's batches when it began: they hold every update up to `at`.
-    batches: Vec<<GraphTrace as TraceReader>::Batch>,
     /// The first host still to read; `None` before the first slice.
     resume: Option<IpAddr>,
     fresh: Totals,
 }
 
 impl Scan {
-    fn new(trace: &mut GraphTrace, at: Millis) -> Scan {
+    fn new(at: Millis) -> Scan {
         Scan {
             at,
-            batches: crate::read::complete_batches(trace).unwrap_or_default(),
             resume: None,
             fresh: Totals::new(),
         }
     }
 
     /// Reads whole hosts until about `fuel` values have been read; whether it is done.
-    fn read_some(&mut self, schedule: &PaneSchedule, fuel: usize) -> bool {
+    fn read_some(&mut self, trace: &mut GraphTrace, schedule: &PaneSchedule, fuel: usize) -> bool {
         let mut held = vec![false; schedule.stages().len()];
-        let (mut cursor, storage) = cursor_list(self.batches.clone());
+        let Some(batches) = crate::read::complete_batches(trace) else {
+            return true;
+        };
+        let (mut cursor, storage) = cursor_list(batches);
         if let Some(resume) = &self.resume {
             cursor.seek_key(&storage, resume);
         }
@@ -531,15 +534,16 @@ impl Scan {
 }
 
 /// Renders the rankings from the graph's entries and its arrangement (both on the worker
-/// that owns each host); a recomputation reads about `scan_values` of the graph's values
+/// that owns each host), in the graph's scope; a recomputation reads about `scan_values` of the graph's values
 /// per activation ([`SCAN_VALUES_PER_ACTIVATION`] in the engine).
 pub fn render<'scope>(
-    entries: Stream<'scope, Millis, Vec<GraphEntry>>,
-    graph: &Arranged<'scope, GraphTrace>,
-    schedule: PaneSchedule,
+    rendered: &GraphRendered<'scope>,
     scan_values: usize,
 ) -> RankingsRendered<'scope> {
     let scan_values = scan_values.max(1);
+    let entries = rendered.entries.clone();
+    let graph = &rendered.arranged;
+    let schedule = rendered.schedule.clone();
     let mut trace = graph.trace.clone();
     let windows: Vec<Millis> = schedule.stages().iter().map(|s| s.window).collect();
     let scope = entries.scope();
@@ -588,7 +592,7 @@ pub fn render<'scope>(
                     while let Some(cap) = held.as_mut() {
                         // A recomputation under way is finished first, a slice at a time.
                         if let Some(current) = scan.as_mut() {
-                            if !current.read_some(&schedule, scan_values) {
+                            if !current.read_some(&mut trace, &schedule, scan_values) {
                                 activator.activate();
                                 break;
                             }
@@ -616,7 +620,7 @@ pub fn render<'scope>(
                         if processed.is_none_or(|after| schedule.next_change_after(after) <= at) {
                             // The schedule moves groups or windows at `at`: every total anew
                             // from the graph as of `at`, which holds this time's entries too.
-                            scan = Some(Scan::new(&mut trace, at));
+                            scan = Some(Scan::new(at));
                             continue;
                         }
                         totals.enter(&work, &schedule, &windows, at, &mut updates);
