@@ -588,6 +588,10 @@ pub fn render<'scope>(
                     // Only the arrangement's progress matters: the operator reads the graph
                     // through its trace.
                     batches.for_each(|_, _| {});
+                    // Once both inputs have ended (a dataflow shutting down), no later time
+                    // will be read: the schedule's changes are not followed to the end of
+                    // the longest window, a read of the graph each.
+                    let open = !entries_frontier.is_empty() || !graph_frontier.is_empty();
 
                     while let Some(cap) = held.as_mut() {
                         // A recomputation under way is finished first, a slice at a time.
@@ -606,7 +610,7 @@ pub fn render<'scope>(
                         }
                         let next_pending = pending.keys().next().copied();
                         let next_change = processed
-                            .filter(|_| !totals.is_empty())
+                            .filter(|_| !totals.is_empty() && open)
                             .map(|after| schedule.next_change_after(after));
                         let Some(at) = [next_pending, next_change].into_iter().flatten().min()
                         else {
@@ -637,7 +641,7 @@ pub fn render<'scope>(
                     let next_pending = pending.keys().next().copied();
                     let next_scan = scan.as_ref().map(|s| s.at);
                     let next_change = processed
-                        .filter(|_| !totals.is_empty())
+                        .filter(|_| !totals.is_empty() && open)
                         .map(|after| schedule.next_change_after(after));
                     match [next_scan, next_pending, next_change]
                         .into_iter()
