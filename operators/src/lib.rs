@@ -26,3 +26,26 @@ pub use window::{
 
 /// How an operator that outputs a `Vec` of updates batches them: timely's default capacity.
 pub type VecBuilder<D> = timely::container::CapacityContainerBuilder<Vec<D>>;
+
+/// Hands the updates of `container` to `put` one time at a time, emptying it: the whole
+/// container when all its updates are at one time (the usual case), without a copy.
+pub fn split_by_time<D, R>(
+    container: &mut Vec<(D, Millis, R)>,
+    mut put: impl FnMut(Millis, Vec<(D, Millis, R)>),
+) {
+    let Some(first) = container.first().map(|update| update.1) else {
+        return;
+    };
+    if container.iter().all(|update| update.1 == first) {
+        put(first, std::mem::take(container));
+    } else {
+        let mut by_time: std::collections::BTreeMap<Millis, Vec<(D, Millis, R)>> =
+            std::collections::BTreeMap::new();
+        for update in container.drain(..) {
+            by_time.entry(update.1).or_default().push(update);
+        }
+        for (at, updates) in by_time {
+            put(at, updates);
+        }
+    }
+}

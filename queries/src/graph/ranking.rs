@@ -34,7 +34,7 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use flowsight_events::Proto;
-use flowsight_operators::{FlowStats, GroupSpan, Millis, PaneSchedule, VecBuilder};
+use flowsight_operators::{split_by_time, FlowStats, GroupSpan, Millis, PaneSchedule, VecBuilder};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
@@ -348,12 +348,12 @@ impl Totals {
         }
         for (edge, old) in &old_edges {
             if let Some(new) = self.edges.get(edge) {
-                emit_edge(windows, *edge, old, new, at, updates);
+                emit(windows, *edge, old, new, at, edge_update, updates);
             }
         }
         for (ip, old) in &old_hosts {
             if let Some(new) = self.hosts.get(ip) {
-                emit_host(windows, *ip, old, new, at, updates);
+                emit(windows, *ip, old, new, at, host_update, updates);
             }
         }
     }
@@ -368,24 +368,8 @@ impl Totals {
         updates: &mut Vec<(RankUpdate, Millis, isize)>,
     ) {
         fresh.peers.retain(|_, c| c.iter().any(|&n| n > 0));
-        for (edge, new) in &fresh.edges {
-            let old = self.edges.get(edge).map_or(&[][..], |t| &t[..]);
-            emit_edge(windows, *edge, old, new, at, updates);
-        }
-        for (edge, old) in &self.edges {
-            if !fresh.edges.contains_key(edge) {
-                emit_edge(windows, *edge, old, &[], at, updates);
-            }
-        }
-        for (ip, new) in &fresh.hosts {
-            let old = self.hosts.get(ip).map_or(&[][..], |t| &t[..]);
-            emit_host(windows, *ip, old, new, at, updates);
-        }
-        for (ip, old) in &self.hosts {
-            if !fresh.hosts.contains_key(ip) {
-                emit_host(windows, *ip, old, &[], at, updates);
-            }
-        }
+        emit_all(windows, &self.edges, &fresh.edges, at, edge_update, updates);
+        emit_all(windows, &self.hosts, &fresh.hosts, at, host_update, updates);
         *self = fresh;
     }
 }
@@ -416,55 +400,80 @@ fn held_by(schedule: &PaneSchedule, first: Millis, at: Millis, held: &mut [bool]
     }
 }
 
-/// Emits the changes from `old` to `new` of every window's ranking row.
-fn emit_edge(
+/// Totals that a ranking row is made of: an edge's or a host's in one window.
+trait Ranked: Copy + PartialEq {
+    /// The totals of a key the window does not hold.
+    const EMPTY: Self;
+    /// Whether the window holds the key (it has a row).
+    fn present(&self) -> bool;
+}
+
+impl Ranked for EdgeTotals {
+    const EMPTY: Self = EdgeTotals::EMPTY;
+    fn present(&self) -> bool {
+        EdgeTotals::present(self)
+    }
+}
+
+impl Ranked for HostTotals {
+    const EMPTY: Self = HostTotals::EMPTY;
+    fn present(&self) -> bool {
+        HostTotals::present(self)
+    }
+}
+
+/// Emits the changes from `old` to `new` (one per window; missing ones are empty) of
+/// every window's ranking row of `key`; `row` makes a window's row.
+fn emit<K: Copy, T: Ranked>(
     windows: &[Millis],
-    edge: EdgeKey,
-    old: &[EdgeTotals],
-    new: &[EdgeTotals],
+    key: K,
+    old: &[T],
+    new: &[T],
     at: Millis,
+    row: fn(Millis, K, &T) -> RankUpdate,
     out: &mut Vec<(RankUpdate, Millis, isize)>,
 ) {
     for (w, &window) in windows.iter().enumerate() {
-        let (old, new) = (
-            old.get(w).unwrap_or(&EdgeTotals::EMPTY),
-            new.get(w).unwrap_or(&EdgeTotals::EMPTY),
-        );
+        let old = old.get(w).copied().unwrap_or(T::EMPTY);
+        let new = new.get(w).copied().unwrap_or(T::EMPTY);
         if old == new {
             continue;
         }
         if old.present() {
-            out.push((RankUpdate::Edge(edge_rank(window, edge, old), *old), at, -1));
+            out.push((row(window, key, &old), at, -1));
         }
         if new.present() {
-            out.push((RankUpdate::Edge(edge_rank(window, edge, new), *new), at, 1));
+            out.push((row(window, key, &new), at, 1));
         }
     }
 }
 
-fn emit_host(
+/// Emits every row that differs between the totals of `old` and `fresh`.
+fn emit_all<K: Copy + Eq + std::hash::Hash, T: Ranked>(
     windows: &[Millis],
-    ip: IpAddr,
-    old: &[HostTotals],
-    new: &[HostTotals],
+    old: &FxHashMap<K, Box<[T]>>,
+    fresh: &FxHashMap<K, Box<[T]>>,
     at: Millis,
+    row: fn(Millis, K, &T) -> RankUpdate,
     out: &mut Vec<(RankUpdate, Millis, isize)>,
 ) {
-    for (w, &window) in windows.iter().enumerate() {
-        let (old, new) = (
-            old.get(w).unwrap_or(&HostTotals::EMPTY),
-            new.get(w).unwrap_or(&HostTotals::EMPTY),
-        );
-        if old == new {
-            continue;
-        }
-        if old.present() {
-            out.push((RankUpdate::Host(host_rank(window, ip, old), *old), at, -1));
-        }
-        if new.present() {
-            out.push((RankUpdate::Host(host_rank(window, ip, new), *new), at, 1));
+    for (key, new) in fresh {
+        let before = old.get(key).map_or(&[][..], |t| &t[..]);
+        emit(windows, *key, before, new, at, row, out);
+    }
+    for (key, before) in old {
+        if !fresh.contains_key(key) {
+            emit(windows, *key, before, &[], at, row, out);
         }
     }
+}
+
+fn edge_update(window: Millis, edge: EdgeKey, totals: &EdgeTotals) -> RankUpdate {
+    RankUpdate::Edge(edge_rank(window, edge, totals), *totals)
+}
+
+fn host_update(window: Millis, ip: IpAddr, totals: &HostTotals) -> RankUpdate {
+    RankUpdate::Host(host_rank(window, ip, totals), *totals)
 }
 
 /// How many graph values a recomputation reads per activation: a read of the whole graph
@@ -534,8 +543,8 @@ impl Scan {
 }
 
 /// Renders the rankings from the graph's entries and its arrangement (both on the worker
-/// that owns each host), in the graph's scope; a recomputation reads about `scan_values` of the graph's values
-/// per activation ([`SCAN_VALUES_PER_ACTIVATION`] in the engine).
+/// that owns each host), in the graph's scope; a recomputation reads about `scan_values`
+/// of the graph's values per activation ([`SCAN_VALUES_PER_ACTIVATION`] in the engine).
 pub fn render<'scope>(
     rendered: &GraphRendered<'scope>,
     scan_values: usize,
@@ -567,19 +576,9 @@ pub fn render<'scope>(
                             return;
                         };
                         for container in data {
-                            let Some(&(_, first, _)) = container.first() else {
-                                continue;
-                            };
-                            if container.iter().all(|(_, at, _)| *at == first) {
-                                pending
-                                    .entry(first)
-                                    .or_default()
-                                    .push(std::mem::take(container));
-                            } else {
-                                for entry in container.drain(..) {
-                                    pending.entry(entry.1).or_default().push(vec![entry]);
-                                }
-                            }
+                            split_by_time(container, |at, updates| {
+                                pending.entry(at).or_default().push(updates)
+                            });
                         }
                         if held.as_ref().is_none_or(|h| h.time() > cap.time()) {
                             held = Some(cap);

@@ -28,7 +28,7 @@ use crate::risk::rules::{HostCounters, Risk, Severity};
 use flowsight_operators::aggregates::FlowStats;
 use flowsight_operators::time::Millis;
 use flowsight_operators::window::GroupSpan;
-use flowsight_operators::VecBuilder;
+use flowsight_operators::{split_by_time, VecBuilder};
 
 /// One update the operator emits.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -143,24 +143,9 @@ impl<'scope> HostWindows<'scope> for Stream<'scope, Millis, ContactUpdates> {
                                 *at < rules.leaves(last, rules.time.own_time(key.span.first))
                                     && stats.count > 0
                             });
-                            let Some(&(_, first, _)) = container.first() else {
-                                continue;
-                            };
-                            if container.iter().all(|(_, at, _)| *at == first) {
-                                pending
-                                    .entry(first)
-                                    .or_default()
-                                    .entries
-                                    .push(std::mem::take(container));
-                            } else {
-                                let mut by_time: BTreeMap<Millis, ContactUpdates> = BTreeMap::new();
-                                for update in container.drain(..) {
-                                    by_time.entry(update.1).or_default().push(update);
-                                }
-                                for (at, updates) in by_time {
-                                    pending.entry(at).or_default().entries.push(updates);
-                                }
-                            }
+                            split_by_time(container, |at, updates| {
+                                pending.entry(at).or_default().entries.push(updates)
+                            });
                         }
                         if held.as_ref().is_none_or(|h| h.time() > cap.time()) {
                             held = Some(cap);
