@@ -195,8 +195,17 @@ pub fn exit_usage<P: clap::CommandFactory>(problem: impl Display) -> ! {
 }
 
 /// The `flowsight` binary built beside the running harness (same profile), which the
-/// harnesses that go through the binary start.
+/// harnesses that go through the binary start; `FLOWSIGHT_BINARY` names another one (to
+/// compare two builds with the same harness).
 pub fn flowsight_binary() -> Result<std::path::PathBuf, String> {
+    if let Some(path) = std::env::var_os("FLOWSIGHT_BINARY") {
+        let path = std::path::PathBuf::from(path);
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!("FLOWSIGHT_BINARY={}: no such file", path.display()))
+        };
+    }
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("flowsight")))
