@@ -223,6 +223,34 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The first of `count` consecutive free TCP ports on loopback (for a cluster's host file
+/// or its processes' HTTP ports).
+pub fn free_ports(count: u16) -> u16 {
+    loop {
+        let base = free_port();
+        if base.checked_add(count).is_some()
+            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+/// The pid of the process with `--process index` among the children of `supervisor` (a
+/// `flowsight cluster start`).
+pub fn supervised_pid(supervisor: u32, index: usize) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|child| {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.windows(2)
+                .any(|w| w[0] == b"--process" && w[1] == index.to_string().as_bytes())
+        })
+}
+
 /// GETs `url` within `timeout`: the HTTP status and the JSON body (`Null` if the body is
 /// not JSON), or `None` if there was no answer.
 pub fn get_json(url: &str, timeout: Duration) -> Option<(u16, serde_json::Value)> {

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use flowsight_benches::{exit_usage, flowsight_binary, free_port, get_json};
+use flowsight_benches::{exit_usage, flowsight_binary, free_ports, get_json, supervised_pid};
 use serde_json::Value;
 
 /// One process with 2 workers against a cluster of 2 processes with 1 worker each, through
@@ -213,17 +213,7 @@ impl Running {
 
     /// The pid of a supervised process, by its `--process` index.
     fn process_pid(&self, index: usize) -> Option<u32> {
-        let pid = self.child.id();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-            .find(|child| {
-                let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                args.windows(2)
-                    .any(|w| w[0] == b"--process" && w[1] == index.to_string().as_bytes())
-            })
+        supervised_pid(self.child.id(), index)
     }
 }
 
@@ -264,17 +254,6 @@ fn get(url: &str) -> Option<(u16, Value)> {
 }
 
 /// `count` consecutive free ports on loopback.
-fn free_ports(count: u16) -> u16 {
-    loop {
-        let base = free_port();
-        if base.checked_add(count).is_some()
-            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-}
-
 #[cfg(test)]
 #[test]
 fn the_documented_command_line_parses() {

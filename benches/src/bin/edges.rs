@@ -1,5 +1,5 @@
 //! `cargo run --release -p flowsight-benches --bin edges -- [--secs S] [--rate R]
-//! [--hosts N]`
+//! [--hosts N] [--panes 1s,10s,1m,5m,15m,1h]`
 //!
 //! How many distinct edges the generated traffic has per pane, for the capacity model: the
 //! views keep one group per distinct (edge, pane), so a window of length `W` with pane `p`
@@ -28,15 +28,35 @@ struct Args {
     /// Client hosts of the synthetic network (`flowsight run`'s default).
     #[arg(long, value_name = "N", default_value_t = 2_000)]
     hosts: u32,
+    /// The pane lengths counted (every distinct (edge, pane) is held until the end: leave
+    /// the short panes out for long runs at high rates).
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "1s,10s,1m,5m,15m,1h",
+        value_delimiter = ','
+    )]
+    panes: Vec<String>,
 }
-
-/// The pane lengths counted, in ms: a second (the tick) to an hour.
-const PANES: [u64; 6] = [1_000, 10_000, 60_000, 300_000, 900_000, 3_600_000];
 
 type Edge = (IpAddr, IpAddr, u16, Proto);
 
 fn main() {
     let args = Args::parse();
+    let pane_lengths: Vec<u64> = args
+        .panes
+        .iter()
+        .map(|pane| {
+            flowsight_queries::parse_duration_ms(pane)
+                .ok()
+                .filter(|&ms| ms >= 1_000)
+                .unwrap_or_else(|| {
+                    flowsight_benches::exit_usage::<Args>(format!(
+                        "--panes: {pane} is not a duration of 1s or more"
+                    ))
+                })
+        })
+        .collect();
     let config = GeneratorConfig {
         seed: 1,
         partitions: 4,
@@ -49,13 +69,13 @@ fn main() {
     };
     // Per pane length: pane index → the distinct edges seen in it.
     let mut panes: Vec<HashMap<u64, HashSet<Edge>>> =
-        PANES.iter().map(|_| HashMap::new()).collect();
+        pane_lengths.iter().map(|_| HashMap::new()).collect();
     let mut records = 0u64;
     for partition in 0..config.partitions {
         for event in GeneratorPartition::new(&config, partition) {
             records += 1;
             let edge = (event.src_ip, event.dst_ip, event.dst_port, event.proto);
-            for (length, seen) in PANES.iter().zip(panes.iter_mut()) {
+            for (length, seen) in pane_lengths.iter().zip(panes.iter_mut()) {
                 seen.entry(event.ts / length).or_default().insert(edge);
             }
         }
@@ -68,7 +88,7 @@ fn main() {
         "{:>8} {:>8} {:>16} {:>14} {:>12}",
         "pane", "panes", "(edge, pane)", "per pane", "per record"
     );
-    for (length, seen) in PANES.iter().zip(&panes) {
+    for (length, seen) in pane_lengths.iter().zip(&panes) {
         let pairs: u64 = seen.values().map(|edges| edges.len() as u64).sum();
         let count = seen.len().max(1) as u64;
         println!(
@@ -88,4 +108,8 @@ fn the_documented_command_line_parses() {
     // docs/benchmarks.md
     let args: Args = flowsight_benches::parse_line("edges --secs 1800 --rate 20000");
     assert_eq!((args.secs, args.rate, args.hosts), (1_800, 20_000, 2_000));
+    // docs/capacity.md
+    let args: Args =
+        flowsight_benches::parse_line("edges --secs 3600 --rate 113000 --panes 1m,5m,1h");
+    assert_eq!(args.panes, ["1m", "5m", "1h"]);
 }

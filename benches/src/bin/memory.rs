@@ -1,6 +1,6 @@
 //! `cargo build --release -p flowsight && cargo run --release -p flowsight-benches --bin
-//! memory -- [--hours H] [--every 1h] [--rate R] [--workers W] [--max-rss-gib G]
-//! [-- <flowsight run options>]`
+//! memory -- [--hours H] [--every 1h] [--rate R] [--workers W] [--processes P]
+//! [--max-rss-gib G] [-- <flowsight run options>]`
 //!
 //! How memory grows over hours of event time. One `flowsight run --pace fast` (the binary
 //! built beside this one; generator at `--rate` records per second of event time, read as
@@ -10,14 +10,16 @@
 //! `as_of` has moved `--every` further in event time: RSS then and its growth over the
 //! last step, the slowest status answer of the step, records read, and each view's
 //! arrangement records. It stops after `--hours` of event time, or when RSS passes
-//! `--max-rss-gib`.
+//! `--max-rss-gib`. With `--processes 2` or more it runs a cluster on this machine
+//! (`flowsight cluster start`, `--workers` per process) and prints each process's RSS; the
+//! RSS that `--max-rss-gib` watches is then the largest process's.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use flowsight_benches::{exit_usage, flowsight_binary, free_port, get_json};
+use flowsight_benches::{exit_usage, flowsight_binary, free_ports, get_json, supervised_pid};
 use flowsight_queries::parse_duration_ms;
 use serde_json::Value;
 
@@ -34,9 +36,13 @@ struct Args {
     /// The generator's records per second of event time.
     #[arg(long, value_name = "R", default_value_t = 20_000)]
     rate: u64,
-    /// Timely workers.
+    /// Timely workers (per process).
     #[arg(long, value_name = "W", default_value_t = 2)]
     workers: usize,
+    /// Processes: more than one runs a cluster on this machine through `flowsight cluster
+    /// start`.
+    #[arg(long, value_name = "P", default_value_t = 1)]
+    processes: usize,
     /// Stop once the resident memory passes this many GiB.
     #[arg(long, value_name = "G", default_value_t = 16.0)]
     max_rss_gib: f64,
@@ -56,10 +62,22 @@ fn main() {
     let binary = flowsight_binary().unwrap_or_else(|problem| exit_usage::<Args>(problem));
     let dir = std::env::temp_dir().join(format!("flowsight-memory-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let port = free_port();
+    std::fs::create_dir_all(&dir).expect("a state directory");
+    let port = free_ports(args.processes.max(1) as u16);
     let base = format!("http://127.0.0.1:{port}");
-    let mut child: Child = Command::new(&binary)
-        .arg("run")
+    let mut command = Command::new(&binary);
+    if args.processes > 1 {
+        let cluster = free_ports(args.processes as u16);
+        let hosts = dir.join("hosts.txt");
+        let lines: String = (0..args.processes)
+            .map(|i| format!("127.0.0.1:{}\n", cluster + i as u16))
+            .collect();
+        std::fs::write(&hosts, lines).expect("a host file");
+        command.args(["cluster", "start", "--hostfile"]).arg(&hosts);
+    } else {
+        command.arg("run");
+    }
+    let mut child: Child = command
         .args(["--pace", "fast"])
         .args(["--rate", &args.rate.to_string()])
         .args(["--workers", &args.workers.to_string()])
@@ -72,7 +90,12 @@ fn main() {
         .spawn()
         .unwrap_or_else(|e| exit_usage::<Args>(format!("cannot start {}: {e}", binary.display())));
     println!(
-        "flowsight run --pace fast --rate {} --workers {} {}",
+        "flowsight {} --pace fast --rate {} --workers {} {}",
+        if args.processes > 1 {
+            format!("cluster start ({} processes)", args.processes)
+        } else {
+            "run".to_string()
+        },
         args.rate,
         args.workers,
         args.run.join(" ")
@@ -93,9 +116,22 @@ fn main() {
             println!("flowsight exited: {status}");
             break;
         }
-        let Some(rss) = rss_bytes(child.id()) else {
-            break;
+        // The process itself, or each process of the cluster by its index.
+        let each: Vec<u64> = if args.processes > 1 {
+            (0..args.processes)
+                .map(|i| {
+                    supervised_pid(child.id(), i)
+                        .and_then(rss_bytes)
+                        .unwrap_or(0)
+                })
+                .collect()
+        } else {
+            match rss_bytes(child.id()) {
+                Some(rss) => vec![rss],
+                None => break,
+            }
         };
+        let rss = each.iter().copied().max().unwrap_or(0);
         let asked = Instant::now();
         let answer = get_json(&format!("{base}/v1/status"), Duration::from_secs(30));
         slowest = slowest.max(asked.elapsed());
@@ -122,9 +158,12 @@ fn main() {
             format!("{:+.1} %", (rss as f64 / last as f64 - 1.0) * 100.0)
         });
         println!(
-            "{:>8} {:>9.2} {:>9} {:>12} {:>9.0}ms {:>8.0}  {}",
+            "{:>8} {:>9} {:>9} {:>12} {:>9.0}ms {:>8.0}  {}",
             format_event_time(next_line),
-            rss as f64 / GIB,
+            each.iter()
+                .map(|rss| format!("{:.2}", *rss as f64 / GIB))
+                .collect::<Vec<_>>()
+                .join("/"),
             growth,
             status["records"].as_u64().unwrap_or(0),
             slowest.as_secs_f64() * 1000.0,
@@ -138,7 +177,10 @@ fn main() {
             break;
         }
     }
-    let _ = child.kill();
+    // SIGTERM: a supervisor stops its processes before it exits (SIGKILL would orphan them).
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -196,6 +238,7 @@ mod tests {
             "--hours 4 --every 30m -- --no-queries",
             "--hours 4 --every 30m -- --no-queries --no-risk-views",
             "--hours 4 --every 1m --max-rss-gib 10",
+            "--hours 0.5 --every 10m --processes 2 --workers 1",
         ] {
             parse_line::<Args>(&format!("memory {options}"));
         }
