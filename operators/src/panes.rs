@@ -240,6 +240,40 @@ impl PaneSchedule {
             .fold(closes, Millis::min)
     }
 
+    /// The windows (by index) whose start passes groups without moving them: those whose
+    /// next longer window has the same pane, so that leaving them takes a group to no
+    /// coarser bucket ([`PaneSchedule::moves`] leaves such moves out). Every other
+    /// window's start only passes a group at one of the group's moves.
+    fn silent_exits(&self) -> impl Iterator<Item = Stage> + '_ {
+        self.stages
+            .windows(2)
+            .filter(|pair| pair[1].pane == pair[0].pane)
+            .map(|pair| pair[0])
+    }
+
+    /// Whether a silent window's start (see [`PaneSchedule::silent_exits`]) moves on at
+    /// `at`: a reader that follows the groups' moves must then find the groups it passed
+    /// some other way.
+    pub fn silent_exit_at(&self, at: Millis) -> bool {
+        self.silent_exits()
+            .any(|s| at >= s.window && (at - s.window) % s.pane == 0)
+    }
+
+    /// The first time after `after` at which a silent window's start moves on, if any
+    /// window is silent.
+    pub fn next_silent_exit_after(&self, after: Millis) -> Option<Millis> {
+        self.silent_exits()
+            .map(|s| {
+                if after < s.window {
+                    s.window
+                } else {
+                    let k = (after - s.window) / s.pane + 1;
+                    s.window.saturating_add(k.saturating_mul(s.pane))
+                }
+            })
+            .min()
+    }
+
     /// Where the tick holding `ts` is kept at `at`: at the tick until its first move, then
     /// where its latest move up to `at` took it; `None` once it left the longest window.
     pub fn bucket_at(&self, ts: Millis, at: Millis) -> Option<Bucket> {
@@ -310,6 +344,42 @@ mod tests {
             for as_of in 1..40_000u64 {
                 if s.window_start(stage, as_of) != s.window_start(stage, as_of - 1) {
                     assert!(changes.contains(&as_of), "stage {stage} start at {as_of}");
+                }
+            }
+        }
+    }
+
+    /// A reader that follows the groups' moves (the graph's rankings) sees every window's
+    /// start pass a group at one of the group's moves, or at a silent exit the schedule
+    /// names; and the silent exits are exactly where windows share a pane.
+    #[test]
+    fn a_window_start_passes_a_group_at_its_move_or_at_a_silent_exit() {
+        let shapes: [&[(Millis, Millis)]; 4] = [
+            &[(10_000, 2_000), (30_000, 6_000), (60_000, 12_000)],
+            &[(10_000, 1_000), (30_000, 1_000), (60_000, 1_000)],
+            &[(10_000, 3_000), (30_000, 3_000), (60_000, 6_000)],
+            &[(10_000, 1_000), (30_000, 5_000)],
+        ];
+        for (shape, stages) in shapes.iter().enumerate() {
+            let s = schedule(stages).unwrap();
+            let silent: Vec<Millis> = (1..80_000).filter(|&t| s.silent_exit_at(t)).collect();
+            assert_eq!(silent.is_empty(), shape == 0 || shape == 3, "shape {shape}");
+            // The next silent exit after each time is the first one the scan above found.
+            for after in (0..70_000).step_by(500) {
+                let next = silent.iter().copied().find(|&t| t > after);
+                assert_eq!(s.next_silent_exit_after(after), next, "shape {shape}");
+            }
+            for tick_start in (0..20_000).step_by(1_000) {
+                let moves: Vec<Millis> = s.moves(tick_start).iter().map(|m| m.0).collect();
+                for stage in 0..stages.len() {
+                    // The first `as_of` whose window start is past the tick's records.
+                    let leaves = (tick_start + 1..200_000)
+                        .find(|&t| s.window_start(stage, t) > tick_start)
+                        .unwrap();
+                    assert!(
+                        moves.contains(&leaves) || s.silent_exit_at(leaves),
+                        "shape {shape} stage {stage} tick {tick_start} leaves at {leaves}"
+                    );
                 }
             }
         }

@@ -2,40 +2,49 @@
 //! maintained as records enter and as windows slide, so that `/v1/graph/edges` and
 //! `/v1/graph/hosts` walk `limit` rows instead of every group the window holds.
 //!
-//! One operator per worker keeps, for every edge whose originator the worker owns and every
-//! host it owns, its totals in each window (an edge: its counters and first and last seen;
-//! a host: its counters each way, its distinct peers each way, first and last seen), and
-//! emits a ranking row's retraction and insertion whenever one changes. Two things change
-//! them:
+//! One operator per worker keeps, for every host it owns, its totals in each window (its
+//! counters each way, its distinct peers each way, first and last seen) and the totals of
+//! each of its half-edges (one end of an edge: counters, first and last seen), and emits a
+//! ranking row's retraction and insertion whenever a host's or an edge's (its originator's
+//! half-edge) totals change.
 //!
-//! * groups entering (the graph's entries): added to every window whose start they are at
-//!   or after, at the span the pane schedule keeps them at (a late group enters straight
-//!   into its pane);
-//! * the schedule's changes (`PaneSchedule::next_change_after`): a pane of the shortest
-//!   window closing (its groups' first and last seen become the pane's), a window's start
-//!   moving on (its oldest pane leaves it). At each such time the operator reads the
-//!   worker's part of the graph arrangement at that time — complete through it, since the
-//!   operator waits for the arrangement's frontier — and recomputes every total from it.
+//! It follows the graph arrangement's own updates, time by time, once the arrangement has
+//! completed the time: groups entering (a late one straight into its pane) and groups
+//! moving (retracted from one bucket, inserted into a coarser one or gone) when a pane of
+//! the shortest window closes or a window's start passes them. Every window's start passes
+//! a group only at one of its moves (unless two windows share a pane, below), so counters
+//! follow exactly: an entering group adds to the windows that hold it then, a leaving one
+//! subtracts from those that held it until then. First and last seen are a least and a
+//! greatest and cannot be subtracted: when a leaving group held one and no entering group
+//! reaches it (the oldest pane leaving a window), the operator reads that half-edge's
+//! groups from the arrangement at that time, and a host whose first or last seen left with
+//! a half-edge takes it anew from its other half-edges.
+//!
+//! Where a window and the next longer one share a pane, leaving the shorter one moves no
+//! group (`PaneSchedule::silent_exit_at`): at those times the operator reads the worker's
+//! whole part of the graph and recomputes every total from it, a slice at a time, as it
+//! did at every change of the schedule before.
 //!
 //! So a ranking row at `T` is exactly what a scan of the graph at `T` gives
-//! ([`super::GraphReader`]); the oracle tests check both. What it stores: per distinct edge
-//! of the longest window one set of totals per window, per host the same, per (host,
-//! direction, peer) one connection count per window, plus one ranking row per (edge or
-//! host, window) in the arrangements. What it costs: one read of the worker's graph state
-//! per change of the schedule — once per pane of the shortest window with the defaults.
+//! ([`super::GraphReader`]); the oracle tests check both. What it stores: per host and per
+//! half-edge (both ends of every edge of the longest window) one set of totals per window,
+//! per (host, direction, peer) one connection count per window, plus one ranking row per
+//! (edge or host, window) in the arrangements. What it costs: per update of the graph, a
+//! few hash-map operations; per half-edge whose oldest group leaves a window, a read of
+//! its groups (at most one per bucket it is kept in); nothing per idle host.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use differential_dataflow::difference::Semigroup;
+use differential_dataflow::difference::{Abelian, Semigroup};
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
-use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::cursor::{cursor_list, Cursor, Navigable};
 use differential_dataflow::trace::implementations::{ValBatcher, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use flowsight_events::Proto;
-use flowsight_operators::{split_by_time, FlowStats, GroupSpan, Millis, PaneSchedule, VecBuilder};
-use rustc_hash::FxHashMap;
+use flowsight_operators::{FlowStats, GroupSpan, Millis, PaneSchedule, VecBuilder};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
@@ -44,7 +53,7 @@ use timely::dataflow::Stream;
 use timely::progress::frontier::AntichainRef;
 use timely::progress::Antichain;
 
-use super::{Adjacency, Direction, EdgeRow, GraphEntry, GraphRendered, GraphTrace, HostSummary};
+use super::{Adjacency, Direction, EdgeRow, GraphRendered, GraphTrace, HostSummary};
 use crate::read::{visit_rows, Next, RowTrace};
 
 /// An edge: originator, responder, the responder's port, the protocol.
@@ -238,122 +247,369 @@ pub struct RankingsRendered<'scope> {
     pub progress: Stream<'scope, Millis, Vec<()>>,
 }
 
-/// Every window's totals of every edge and host of this worker, and the connections of
-/// every (host, direction, peer), in one place.
-struct Totals {
-    /// Per edge (on its originator's worker), one per window.
-    edges: FxHashMap<EdgeKey, Box<[EdgeTotals]>>,
-    /// Per host, one per window.
-    hosts: FxHashMap<IpAddr, Box<[HostTotals]>>,
-    /// Per (host, direction, peer), its connections in each window: a peer counts while
-    /// they are positive.
-    peers: FxHashMap<(IpAddr, Direction, IpAddr), Box<[i64]>>,
+/// One end of an edge as its host sees it: direction, peer, the responder's port, the
+/// protocol. An `Out` half-edge is the edge itself (on its originator's worker).
+type HalfEdge = (Direction, IpAddr, u16, Proto);
+
+fn half_edge(adjacency: &Adjacency) -> HalfEdge {
+    (
+        adjacency.direction,
+        adjacency.peer,
+        adjacency.dst_port,
+        adjacency.proto,
+    )
 }
 
-impl Totals {
-    fn new() -> Totals {
-        Totals {
-            edges: FxHashMap::default(),
-            hosts: FxHashMap::default(),
+/// One update of the graph: a group of a half-edge entering (counters positive) or leaving
+/// (negative), as the graph's batches carry it.
+type GraphUpdate = (IpAddr, Adjacency, FlowStats);
+
+fn empty_windows<T: Ranked>(stages: usize) -> Box<[T]> {
+    vec![T::EMPTY; stages].into()
+}
+
+/// One host's totals in every window and what they are made of: the totals of each of its
+/// half-edges, and each peer's connections per direction (a peer counts while they are
+/// positive).
+#[derive(Clone)]
+struct HostState {
+    totals: Box<[HostTotals]>,
+    half_edges: FxHashMap<HalfEdge, Box<[EdgeTotals]>>,
+    peers: FxHashMap<(Direction, IpAddr), Box<[i64]>>,
+}
+
+impl HostState {
+    fn new(stages: usize) -> HostState {
+        HostState {
+            totals: empty_windows(stages),
+            half_edges: FxHashMap::default(),
             peers: FxHashMap::default(),
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.edges.is_empty() && self.hosts.is_empty()
-    }
-
-    /// Adds one group of one host's end of an edge, as kept at `span`, to the windows
-    /// `windows` says hold it (by index).
-    fn add(
-        &mut self,
-        host: IpAddr,
-        adjacency: &Adjacency,
-        span: GroupSpan,
-        stats: &FlowStats,
-        windows: &[bool],
-    ) {
-        let stages = windows.len();
-        if adjacency.direction == Direction::Out {
-            let edge = (host, adjacency.peer, adjacency.dst_port, adjacency.proto);
-            let totals = self
-                .edges
-                .entry(edge)
-                .or_insert_with(|| vec![EdgeTotals::EMPTY; stages].into());
-            for (w, _) in windows.iter().enumerate().filter(|(_, held)| **held) {
-                totals[w].add(stats, span);
+    /// Replaces one half-edge's totals by `new` and moves the host's totals by the
+    /// difference; whether a first or last seen time may have left with the old totals
+    /// (then [`HostState::recompute_extremes`] must run before the totals are read).
+    fn set(&mut self, half: HalfEdge, new: Box<[EdgeTotals]>) -> bool {
+        let stages = self.totals.len();
+        let old = self
+            .half_edges
+            .remove(&half)
+            .unwrap_or_else(|| empty_windows(stages));
+        let (direction, peer, ..) = half;
+        let peers = self
+            .peers
+            .entry((direction, peer))
+            .or_insert_with(|| vec![0; stages].into());
+        let mut dirty = false;
+        for (w, (old, new)) in old.iter().zip(new.iter()).enumerate() {
+            if old == new {
+                continue;
+            }
+            let totals = &mut self.totals[w];
+            let mut delta = old.stats;
+            delta.negate();
+            delta.plus_equals(&new.stats);
+            match direction {
+                Direction::Out => totals.out.plus_equals(&delta),
+                Direction::In => totals.inbound.plus_equals(&delta),
+            }
+            let before = peers[w];
+            let after = before.wrapping_add(delta.count);
+            peers[w] = after;
+            if before <= 0 && after > 0 {
+                *totals.peers(direction) += 1;
+            } else if before > 0 && after <= 0 {
+                *totals.peers(direction) -= 1;
+            }
+            // The host's first seen is the least of its half-edges' (its last the
+            // greatest): one that only moves earlier keeps it exact, one that held it and
+            // moves later (or leaves) may leave it to another half-edge.
+            if old.present() {
+                let first_kept = new.present() && new.first <= old.first;
+                let last_kept = new.present() && new.last >= old.last;
+                if (old.first == totals.first && !first_kept)
+                    || (old.last == totals.last && !last_kept)
+                {
+                    dirty = true;
+                }
+            }
+            if new.present() {
+                totals.first = totals.first.min(new.first);
+                totals.last = totals.last.max(new.last);
             }
         }
-        let peer = self
-            .peers
-            .entry((host, adjacency.direction, adjacency.peer))
-            .or_insert_with(|| vec![0; stages].into());
-        let totals = self
-            .hosts
-            .entry(host)
-            .or_insert_with(|| vec![HostTotals::EMPTY; stages].into());
-        for (w, _) in windows.iter().enumerate().filter(|(_, held)| **held) {
-            totals[w].add(adjacency.direction, stats, span);
-            let before = peer[w];
-            peer[w] = before.wrapping_add(stats.count);
-            if before <= 0 && peer[w] > 0 {
-                *totals[w].peers(adjacency.direction) += 1;
+        if peers.iter().all(|&n| n == 0) {
+            self.peers.remove(&(direction, peer));
+        }
+        if new.iter().any(EdgeTotals::present) {
+            self.half_edges.insert(half, new);
+        }
+        dirty
+    }
+
+    /// First and last seen of every window anew from the half-edges.
+    fn recompute_extremes(&mut self) {
+        for (w, totals) in self.totals.iter_mut().enumerate() {
+            totals.first = Millis::MAX;
+            totals.last = 0;
+            for half in self.half_edges.values().filter(|h| h[w].present()) {
+                totals.first = totals.first.min(half[w].first);
+                totals.last = totals.last.max(half[w].last);
+            }
+        }
+    }
+
+    /// Every total and peer count anew from the half-edges.
+    fn recompute(&mut self) {
+        let stages = self.totals.len();
+        self.totals = empty_windows(stages);
+        self.peers.clear();
+        for (&(direction, peer, ..), half) in &self.half_edges {
+            let peers = self
+                .peers
+                .entry((direction, peer))
+                .or_insert_with(|| vec![0; stages].into());
+            for (w, edge) in half.iter().enumerate().filter(|(_, e)| e.present()) {
+                let totals = &mut self.totals[w];
+                totals.add(
+                    direction,
+                    &edge.stats,
+                    GroupSpan {
+                        first: edge.first,
+                        last: edge.last,
+                    },
+                );
+                peers[w] = peers[w].wrapping_add(edge.stats.count);
+            }
+        }
+        for (&(direction, _), counts) in &self.peers {
+            for (w, &n) in counts.iter().enumerate() {
+                if n > 0 {
+                    *self.totals[w].peers(direction) += 1;
+                }
             }
         }
     }
 }
 
+/// Every window's totals of every host of this worker and of each of its half-edges.
+struct Totals {
+    stages: usize,
+    hosts: FxHashMap<IpAddr, HostState>,
+}
+
+/// The changes of one time under way: each touched host's totals before it, and the hosts
+/// whose first or last seen must be recomputed before they are emitted.
+struct Step {
+    at: Millis,
+    old_hosts: FxHashMap<IpAddr, Box<[HostTotals]>>,
+    dirty: FxHashSet<IpAddr>,
+}
+
+impl Step {
+    fn new(at: Millis) -> Step {
+        Step {
+            at,
+            old_hosts: FxHashMap::default(),
+            dirty: FxHashSet::default(),
+        }
+    }
+}
+
+/// What a time's updates do to one half-edge's totals.
+enum Advance {
+    /// Its totals from now on.
+    To(Box<[EdgeTotals]>),
+    /// Only a read of its groups can tell: a group that held its first or last seen left
+    /// and no entering group replaces it.
+    Uncertain,
+}
+
 impl Totals {
-    /// Adds the groups entering at `at` (no change of the schedule then), emitting the
-    /// rows that change.
-    fn enter(
+    fn new(stages: usize) -> Totals {
+        Totals {
+            stages,
+            hosts: FxHashMap::default(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    fn half_edge(&self, host: IpAddr, half: &HalfEdge) -> Option<&[EdgeTotals]> {
+        self.hosts.get(&host)?.half_edges.get(half).map(|t| &t[..])
+    }
+
+    /// Adds one group, present at the time being read, to the windows `held` says hold it
+    /// (a recomputation building its totals; host totals follow in [`Totals::settle`]).
+    fn add_group(&mut self, host: IpAddr, adjacency: &Adjacency, stats: &FlowStats, held: &[bool]) {
+        let stages = self.stages;
+        let half = self
+            .hosts
+            .entry(host)
+            .or_insert_with(|| HostState::new(stages))
+            .half_edges
+            .entry(half_edge(adjacency))
+            .or_insert_with(|| empty_windows(stages));
+        for (w, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+            half[w].add(stats, adjacency.span);
+        }
+    }
+
+    /// Computes every host's totals from its half-edges, once they are all added.
+    fn settle(&mut self) {
+        self.hosts.retain(|_, state| {
+            state
+                .half_edges
+                .retain(|_, h| h.iter().any(EdgeTotals::present));
+            state.recompute();
+            !state.half_edges.is_empty()
+        });
+    }
+
+    /// A half-edge's totals after this time's updates of it, from its totals before:
+    /// counters move by the updates (an entering group counts in the windows that hold it
+    /// now, a leaving one in those that held it until now), first and last seen only as
+    /// far as entering groups tell.
+    fn advance(
+        &self,
+        host: IpAddr,
+        half: &HalfEdge,
+        updates: &[GraphUpdate],
+        schedule: &PaneSchedule,
+        at: Millis,
+    ) -> Advance {
+        let stages = self.stages;
+        let old: Box<[EdgeTotals]> = self
+            .half_edge(host, half)
+            .map_or_else(|| empty_windows(stages), Into::into);
+        let mut new = old.clone();
+        // Per window: whether a leaving group held the first (last) seen, and whether an
+        // entering one reaches it.
+        let mut first_left = vec![false; stages];
+        let mut last_left = vec![false; stages];
+        let mut first_reached = vec![false; stages];
+        let mut last_reached = vec![false; stages];
+        let mut held = vec![false; stages];
+        for (_, adjacency, stats) in updates {
+            let span = adjacency.span;
+            match stats.count.cmp(&0) {
+                std::cmp::Ordering::Greater => {
+                    held_by(schedule, span.first, at, &mut held);
+                    for (w, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+                        new[w].add(stats, span);
+                        first_reached[w] |= span.first <= old[w].first;
+                        last_reached[w] |= span.last >= old[w].last;
+                    }
+                }
+                std::cmp::Ordering::Less => {
+                    held_by(schedule, span.first, at.saturating_sub(1), &mut held);
+                    for (w, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+                        new[w].stats.plus_equals(stats);
+                        first_left[w] |= span.first == old[w].first;
+                        last_left[w] |= span.last == old[w].last;
+                    }
+                }
+                // Counters without a connection: nothing this operator expects.
+                std::cmp::Ordering::Equal => return Advance::Uncertain,
+            }
+        }
+        for w in 0..stages {
+            if new[w].stats.count > 0 {
+                if (first_left[w] && !first_reached[w]) || (last_left[w] && !last_reached[w]) {
+                    return Advance::Uncertain;
+                }
+            } else if new[w].stats == FlowStats::default() {
+                // Every group of the window left: nothing of it remains.
+                new[w] = EdgeTotals::EMPTY;
+            } else {
+                return Advance::Uncertain;
+            }
+        }
+        Advance::To(new)
+    }
+
+    /// Sets a half-edge's totals, emitting its edge's rows if it is one (`Out`), and keeps
+    /// its host's totals in step.
+    fn set_half_edge(
         &mut self,
-        work: &[Vec<GraphEntry>],
+        host: IpAddr,
+        half: HalfEdge,
+        new: Box<[EdgeTotals]>,
+        step: &mut Step,
+        windows: &[Millis],
+        out: &mut Vec<(RankUpdate, Millis, isize)>,
+    ) {
+        let stages = self.stages;
+        let state = self
+            .hosts
+            .entry(host)
+            .or_insert_with(|| HostState::new(stages));
+        step.old_hosts
+            .entry(host)
+            .or_insert_with(|| state.totals.clone());
+        if half.0 == Direction::Out {
+            let old = state.half_edges.get(&half).map_or(&[][..], |t| &t[..]);
+            let edge = (host, half.1, half.2, half.3);
+            emit(windows, edge, old, &new, step.at, edge_update, out);
+        }
+        if state.set(half, new) {
+            step.dirty.insert(host);
+        }
+    }
+
+    /// Applies one time's updates of the graph; returns the half-edges whose totals only a
+    /// read of the graph can tell, in (host, half-edge) order.
+    fn apply(
+        &mut self,
+        mut updates: Vec<GraphUpdate>,
         schedule: &PaneSchedule,
         windows: &[Millis],
-        at: Millis,
-        updates: &mut Vec<(RankUpdate, Millis, isize)>,
+        step: &mut Step,
+        out: &mut Vec<(RankUpdate, Millis, isize)>,
+    ) -> Vec<(IpAddr, HalfEdge)> {
+        updates.sort_unstable_by_key(|a| (a.0, half_edge(&a.1)));
+        let mut unread = Vec::new();
+        for group in updates.chunk_by(|a, b| a.0 == b.0 && half_edge(&a.1) == half_edge(&b.1)) {
+            let (host, half) = (group[0].0, half_edge(&group[0].1));
+            match self.advance(host, &half, group, schedule, step.at) {
+                Advance::To(new) => self.set_half_edge(host, half, new, step, windows, out),
+                Advance::Uncertain => unread.push((host, half)),
+            }
+        }
+        unread
+    }
+
+    /// Ends a time: recomputes the first and last seen that may have left, emits the rows
+    /// of every host that changed, and forgets hosts with nothing left.
+    fn finish(
+        &mut self,
+        step: Step,
+        windows: &[Millis],
+        out: &mut Vec<(RankUpdate, Millis, isize)>,
     ) {
-        let stages = windows.len();
-        let mut held = vec![false; stages];
-        let mut old_edges: FxHashMap<EdgeKey, Box<[EdgeTotals]>> = FxHashMap::default();
-        let mut old_hosts: FxHashMap<IpAddr, Box<[HostTotals]>> = FxHashMap::default();
-        for container in work {
-            for &((host, adjacency), _, stats) in container {
-                // Where the schedule keeps the group from now on (a late one, in its pane).
-                let Some((span, _)) = adjacency.span.entering(schedule, at) else {
-                    continue;
-                };
-                held_by(schedule, span.first, at, &mut held);
-                if !held.iter().any(|h| *h) {
-                    continue;
-                }
-                if adjacency.direction == Direction::Out {
-                    let edge = (host, adjacency.peer, adjacency.dst_port, adjacency.proto);
-                    old_edges.entry(edge).or_insert_with(|| {
-                        self.edges
-                            .get(&edge)
-                            .cloned()
-                            .unwrap_or_else(|| vec![EdgeTotals::EMPTY; stages].into())
-                    });
-                }
-                old_hosts.entry(host).or_insert_with(|| {
-                    self.hosts
-                        .get(&host)
-                        .cloned()
-                        .unwrap_or_else(|| vec![HostTotals::EMPTY; stages].into())
-                });
-                self.add(host, &adjacency, span, &stats, &held);
+        for host in &step.dirty {
+            if let Some(state) = self.hosts.get_mut(host) {
+                state.recompute_extremes();
             }
         }
-        for (edge, old) in &old_edges {
-            if let Some(new) = self.edges.get(edge) {
-                emit(windows, *edge, old, new, at, edge_update, updates);
-            }
-        }
-        for (ip, old) in &old_hosts {
-            if let Some(new) = self.hosts.get(ip) {
-                emit(windows, *ip, old, new, at, host_update, updates);
+        for (host, old) in step.old_hosts {
+            let Some(state) = self.hosts.get(&host) else {
+                continue;
+            };
+            emit(
+                windows,
+                host,
+                &old,
+                &state.totals,
+                step.at,
+                host_update,
+                out,
+            );
+            if state.half_edges.is_empty() {
+                self.hosts.remove(&host);
             }
         }
     }
@@ -362,15 +618,52 @@ impl Totals {
     /// that change.
     fn replace(
         &mut self,
-        mut fresh: Totals,
+        fresh: Totals,
         windows: &[Millis],
         at: Millis,
-        updates: &mut Vec<(RankUpdate, Millis, isize)>,
+        out: &mut Vec<(RankUpdate, Millis, isize)>,
     ) {
-        fresh.peers.retain(|_, c| c.iter().any(|&n| n > 0));
-        emit_all(windows, &self.edges, &fresh.edges, at, edge_update, updates);
-        emit_all(windows, &self.hosts, &fresh.hosts, at, host_update, updates);
+        let none = HostState::new(self.stages);
+        for (host, new) in &fresh.hosts {
+            let old = self.hosts.get(host).unwrap_or(&none);
+            emit_host(windows, *host, old, new, at, out);
+        }
+        for (host, old) in &self.hosts {
+            if !fresh.hosts.contains_key(host) {
+                emit_host(windows, *host, old, &none, at, out);
+            }
+        }
         *self = fresh;
+    }
+}
+
+/// Emits every row of a host that differs between `old` and `new`: its own and its edges'.
+fn emit_host(
+    windows: &[Millis],
+    host: IpAddr,
+    old: &HostState,
+    new: &HostState,
+    at: Millis,
+    out: &mut Vec<(RankUpdate, Millis, isize)>,
+) {
+    emit(
+        windows,
+        host,
+        &old.totals,
+        &new.totals,
+        at,
+        host_update,
+        out,
+    );
+    let edge = |half: &HalfEdge| (host, half.1, half.2, half.3);
+    for (half, totals) in new.half_edges.iter().filter(|(h, _)| h.0 == Direction::Out) {
+        let before = old.half_edges.get(half).map_or(&[][..], |t| &t[..]);
+        emit(windows, edge(half), before, totals, at, edge_update, out);
+    }
+    for (half, totals) in old.half_edges.iter().filter(|(h, _)| h.0 == Direction::Out) {
+        if !new.half_edges.contains_key(half) {
+            emit(windows, edge(half), totals, &[], at, edge_update, out);
+        }
     }
 }
 
@@ -448,26 +741,6 @@ fn emit<K: Copy, T: Ranked>(
     }
 }
 
-/// Emits every row that differs between the totals of `old` and `fresh`.
-fn emit_all<K: Copy + Eq + std::hash::Hash, T: Ranked>(
-    windows: &[Millis],
-    old: &FxHashMap<K, Box<[T]>>,
-    fresh: &FxHashMap<K, Box<[T]>>,
-    at: Millis,
-    row: fn(Millis, K, &T) -> RankUpdate,
-    out: &mut Vec<(RankUpdate, Millis, isize)>,
-) {
-    for (key, new) in fresh {
-        let before = old.get(key).map_or(&[][..], |t| &t[..]);
-        emit(windows, *key, before, new, at, row, out);
-    }
-    for (key, before) in old {
-        if !fresh.contains_key(key) {
-            emit(windows, *key, before, &[], at, row, out);
-        }
-    }
-}
-
 fn edge_update(window: Millis, edge: EdgeKey, totals: &EdgeTotals) -> RankUpdate {
     RankUpdate::Edge(edge_rank(window, edge, totals), *totals)
 }
@@ -476,173 +749,301 @@ fn host_update(window: Millis, ip: IpAddr, totals: &HostTotals) -> RankUpdate {
     RankUpdate::Host(host_rank(window, ip, totals), *totals)
 }
 
-/// How many graph values a recomputation reads per activation: a read of the whole graph
-/// at once would hold the worker (and every peek waiting on it) for as long as it takes.
+/// How many graph values a read of the graph takes per activation: a read of the whole
+/// graph at once would hold the worker (and every peek waiting on it) for as long as it
+/// takes.
 pub const SCAN_VALUES_PER_ACTIVATION: usize = 65_536;
 
-/// A recomputation of every total from the graph as of `at`, read a slice at a time.
+/// The stats of the value under `cursor` as of `at`.
+fn stats_as_of<C>(cursor: &mut C, storage: &C::Storage, at: Millis) -> FlowStats
+where
+    C: for<'a> Cursor<TimeGat<'a> = &'a Millis, DiffGat<'a> = &'a FlowStats>,
+{
+    let mut stats = FlowStats::default();
+    cursor.map_times(storage, |time, diff| {
+        if *time <= at {
+            stats.plus_equals(diff);
+        }
+    });
+    stats
+}
+
+/// A read of the graph as of `at`, a slice at a time: every total anew (`Scan`), or only
+/// the half-edges a time's updates left uncertain (`Reread`).
 ///
 /// Each slice reads the trace's batches of the moment: the operator's handle keeps the
 /// trace's logical compaction before `at` until the read is done, so every slice sees the
 /// updates up to `at` exactly, and batches merged meanwhile are not held.
-struct Scan {
-    at: Millis,
-    /// The first host still to read; `None` before the first slice.
-    resume: Option<IpAddr>,
-    fresh: Totals,
+enum Read {
+    /// Every total anew: where the first host still to read is (`None` before the first
+    /// slice), and the totals built so far.
+    Scan {
+        at: Millis,
+        resume: Option<IpAddr>,
+        fresh: Totals,
+    },
+    /// The uncertain half-edges, in (host, half-edge) order, and how many are read.
+    Reread {
+        step: Step,
+        unread: Vec<(IpAddr, HalfEdge)>,
+        done: usize,
+    },
 }
 
-impl Scan {
-    fn new(at: Millis) -> Scan {
-        Scan {
-            at,
-            resume: None,
-            fresh: Totals::new(),
+impl Read {
+    fn at(&self) -> Millis {
+        match self {
+            Read::Scan { at, .. } => *at,
+            Read::Reread { step, .. } => step.at,
         }
     }
 
-    /// Reads whole hosts until about `fuel` values have been read; whether it is done.
-    fn read_some(&mut self, trace: &mut GraphTrace, schedule: &PaneSchedule, fuel: usize) -> bool {
-        let mut held = vec![false; schedule.stages().len()];
+    /// Reads until about `fuel` values have been read; whether it is done.
+    fn read_some(
+        &mut self,
+        trace: &mut GraphTrace,
+        totals: &mut Totals,
+        schedule: &PaneSchedule,
+        windows: &[Millis],
+        fuel: usize,
+        out: &mut Vec<(RankUpdate, Millis, isize)>,
+    ) -> bool {
         let Some(batches) = crate::read::complete_batches(trace) else {
             return true;
         };
-        let (mut cursor, storage) = cursor_list(batches);
-        if let Some(resume) = &self.resume {
-            cursor.seek_key(&storage, resume);
-        }
+        let mut held = vec![false; schedule.stages().len()];
         let mut read = 0usize;
-        while let Some(host) = cursor.get_key(&storage) {
-            let host = *host;
-            if read >= fuel {
-                self.resume = Some(host);
-                return false;
-            }
-            while let Some(adjacency) = cursor.get_val(&storage) {
-                let adjacency = *adjacency;
-                let mut stats = FlowStats::default();
-                cursor.map_times(&storage, |time, diff| {
-                    if *time <= self.at {
-                        stats.plus_equals(diff);
-                    }
-                });
-                if stats.count > 0 {
-                    held_by(schedule, adjacency.span.first, self.at, &mut held);
-                    if held.iter().any(|h| *h) {
-                        self.fresh
-                            .add(host, &adjacency, adjacency.span, &stats, &held);
-                    }
+        match self {
+            Read::Scan { at, resume, fresh } => {
+                let (mut cursor, storage) = cursor_list(batches);
+                if let Some(resume) = resume {
+                    cursor.seek_key(&storage, resume);
                 }
-                read += 1;
-                cursor.step_val(&storage);
+                while let Some(host) = cursor.get_key(&storage) {
+                    let host = *host;
+                    if read >= fuel {
+                        *resume = Some(host);
+                        return false;
+                    }
+                    while let Some(adjacency) = cursor.get_val(&storage) {
+                        let adjacency = *adjacency;
+                        let stats = stats_as_of(&mut cursor, &storage, *at);
+                        if stats.count > 0 {
+                            held_by(schedule, adjacency.span.first, *at, &mut held);
+                            fresh.add_group(host, &adjacency, &stats, &held);
+                        }
+                        read += 1;
+                        cursor.step_val(&storage);
+                    }
+                    cursor.step_key(&storage);
+                }
+                fresh.settle();
+                true
             }
-            cursor.step_key(&storage);
+            Read::Reread { step, unread, done } => {
+                // One cursor per batch, not `cursor_list`: the list's `seek_val` moves
+                // every batch's cursor, also those on another key or at the end.
+                let mut cursors: Vec<_> = batches.iter().map(Navigable::cursor).collect();
+                let stages = totals.stages;
+                let mut groups: Vec<(Adjacency, FlowStats)> = Vec::new();
+                while let Some(&(host, half)) = unread.get(*done) {
+                    if read >= fuel {
+                        return false;
+                    }
+                    let (direction, peer, dst_port, proto) = half;
+                    let start = Adjacency {
+                        direction,
+                        peer,
+                        dst_port,
+                        proto,
+                        span: GroupSpan { first: 0, last: 0 },
+                    };
+                    groups.clear();
+                    for (cursor, batch) in cursors.iter_mut().zip(&batches) {
+                        cursor.seek_key(batch, &host);
+                        if cursor.get_key(batch) != Some(&host) {
+                            continue;
+                        }
+                        cursor.seek_val(batch, &start);
+                        while let Some(adjacency) = cursor.get_val(batch) {
+                            if half_edge(adjacency) != half {
+                                break;
+                            }
+                            let adjacency = *adjacency;
+                            groups.push((adjacency, stats_as_of(cursor, batch, step.at)));
+                            read += 1;
+                            cursor.step_val(batch);
+                        }
+                    }
+                    // A group's updates may lie in several batches: summed before it counts.
+                    groups.sort_unstable_by_key(|(adjacency, _)| *adjacency);
+                    let mut new: Box<[EdgeTotals]> = empty_windows(stages);
+                    for run in groups.chunk_by(|a, b| a.0 == b.0) {
+                        let adjacency = run[0].0;
+                        let mut stats = FlowStats::default();
+                        for (_, s) in run {
+                            stats.plus_equals(s);
+                        }
+                        if stats.count > 0 {
+                            held_by(schedule, adjacency.span.first, step.at, &mut held);
+                            for (w, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+                                new[w].add(&stats, adjacency.span);
+                            }
+                        }
+                    }
+                    totals.set_half_edge(host, half, new, step, windows, out);
+                    *done += 1;
+                    read += 1;
+                }
+                true
+            }
         }
-        true
     }
 }
 
-/// Renders the rankings from the graph's entries and its arrangement (both on the worker
-/// that owns each host), in the graph's scope; a recomputation reads about `scan_values`
-/// of the graph's values per activation ([`SCAN_VALUES_PER_ACTIVATION`] in the engine).
+/// Renders the rankings from the graph's arrangement (its batches as they are made, and
+/// its trace for reads), in the graph's scope; a read of the graph takes about
+/// `scan_values` of its values per activation ([`SCAN_VALUES_PER_ACTIVATION`] in the
+/// engine).
 pub fn render<'scope>(
     rendered: &GraphRendered<'scope>,
     scan_values: usize,
 ) -> RankingsRendered<'scope> {
     let scan_values = scan_values.max(1);
-    let entries = rendered.entries.clone();
     let graph = &rendered.arranged;
     let schedule = rendered.schedule.clone();
     let mut trace = graph.trace.clone();
     let windows: Vec<Millis> = schedule.stages().iter().map(|s| s.window).collect();
-    let scope = entries.scope();
-    let updates = entries
-        .binary_frontier::<_, VecBuilder<(RankUpdate, Millis, isize)>, _, _, _, _>(
-            graph.stream.clone(),
-            Pipeline,
+    let stages = windows.len();
+    let scope = graph.stream.scope();
+    let updates = graph
+        .stream
+        .clone()
+        .unary_frontier::<VecBuilder<(RankUpdate, Millis, isize)>, _, _, _>(
             Pipeline,
             "GraphRankings",
             move |_capability, info| {
                 let activator = scope.activator_for(info.address);
-                let mut totals = Totals::new();
-                let mut pending: BTreeMap<Millis, Vec<Vec<GraphEntry>>> = BTreeMap::new();
+                let mut totals = Totals::new(stages);
+                let mut pending: BTreeMap<Millis, Vec<GraphUpdate>> = BTreeMap::new();
                 let mut held: Option<Capability<Millis>> = None;
                 let mut processed: Option<Millis> = None;
-                let mut scan: Option<Scan> = None;
+                let mut reading: Option<Read> = None;
                 let mut updates = Vec::new();
-                move |(entries, entries_frontier), (batches, graph_frontier), output| {
-                    entries.for_each_stamp(|cap, data| {
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
                         let Some(cap) = cap.retain_least(output.output_index()) else {
                             return;
                         };
-                        for container in data {
-                            split_by_time(container, |at, updates| {
-                                pending.entry(at).or_default().push(updates)
-                            });
+                        for spans in data {
+                            for batch in spans.iter().filter_map(|span| span.inner.as_ref()) {
+                                let mut cursor = batch.cursor();
+                                while let Some(host) = cursor.get_key(batch) {
+                                    while let Some(adjacency) = cursor.get_val(batch) {
+                                        cursor.map_times(batch, |time, stats| {
+                                            pending
+                                                .entry(*time)
+                                                .or_default()
+                                                .push((*host, *adjacency, *stats));
+                                        });
+                                        cursor.step_val(batch);
+                                    }
+                                    cursor.step_key(batch);
+                                }
+                            }
                         }
                         if held.as_ref().is_none_or(|h| h.time() > cap.time()) {
                             held = Some(cap);
                         }
                     });
-                    // Only the arrangement's progress matters: the operator reads the graph
-                    // through its trace.
-                    batches.for_each(|_, _| {});
-                    // Once both inputs have ended (a dataflow shutting down), no later time
-                    // will be read: the schedule's changes are not followed to the end of
+                    // Once the graph has ended (a dataflow shutting down), no later time
+                    // will be read: windows' silent starts are not followed to the end of
                     // the longest window, a read of the graph each.
-                    let open = !entries_frontier.is_empty() || !graph_frontier.is_empty();
+                    let open = !frontier.is_empty();
+                    let next_silent = |processed: Option<Millis>, totals: &Totals| {
+                        processed
+                            .filter(|_| !totals.is_empty() && open)
+                            .and_then(|after| schedule.next_silent_exit_after(after))
+                    };
 
                     while let Some(cap) = held.as_mut() {
-                        // A recomputation under way is finished first, a slice at a time.
-                        if let Some(current) = scan.as_mut() {
-                            if !current.read_some(&mut trace, &schedule, scan_values) {
+                        // A read under way is finished first, a slice at a time.
+                        if let Some(read) = reading.as_mut() {
+                            let done = read.read_some(
+                                &mut trace,
+                                &mut totals,
+                                &schedule,
+                                &windows,
+                                scan_values,
+                                &mut updates,
+                            );
+                            if !done {
                                 activator.activate();
                                 break;
                             }
-                            let Some(Scan { at, fresh, .. }) = scan.take() else {
-                                break;
-                            };
-                            totals.replace(fresh, &windows, at, &mut updates);
+                            let at = read.at();
+                            match reading.take() {
+                                Some(Read::Scan { fresh, .. }) => {
+                                    totals.replace(fresh, &windows, at, &mut updates)
+                                }
+                                Some(Read::Reread { step, .. }) => {
+                                    totals.finish(step, &windows, &mut updates)
+                                }
+                                None => {}
+                            }
                             finish_time(at, cap, &mut updates, &mut trace, output);
                             processed = Some(at);
                             continue;
                         }
                         let next_pending = pending.keys().next().copied();
-                        let next_change = processed
-                            .filter(|_| !totals.is_empty() && open)
-                            .map(|after| schedule.next_change_after(after));
-                        let Some(at) = [next_pending, next_change].into_iter().flatten().min()
+                        let Some(at) = [next_pending, next_silent(processed, &totals)]
+                            .into_iter()
+                            .flatten()
+                            .min()
                         else {
                             break;
                         };
-                        if entries_frontier.less_equal(&at) || graph_frontier.less_equal(&at) {
+                        if frontier.less_equal(&at) {
                             break;
                         }
                         cap.downgrade(&at);
                         let work = pending.remove(&at).unwrap_or_default();
-                        if processed.is_none_or(|after| schedule.next_change_after(after) <= at) {
-                            // The schedule moves groups or windows at `at`: every total anew
-                            // from the graph as of `at`, which holds this time's entries too.
-                            scan = Some(Scan::new(at));
+                        if schedule.silent_exit_at(at) && !(totals.is_empty() && work.is_empty()) {
+                            // A window's start passes groups without moving them: every
+                            // total anew from the graph as of `at`, which holds this time's
+                            // updates too.
+                            reading = Some(Read::Scan {
+                                at,
+                                resume: None,
+                                fresh: Totals::new(stages),
+                            });
                             continue;
                         }
-                        totals.enter(&work, &schedule, &windows, at, &mut updates);
+                        let mut step = Step::new(at);
+                        let unread =
+                            totals.apply(work, &schedule, &windows, &mut step, &mut updates);
+                        if !unread.is_empty() {
+                            reading = Some(Read::Reread {
+                                step,
+                                unread,
+                                done: 0,
+                            });
+                            continue;
+                        }
+                        totals.finish(step, &windows, &mut updates);
                         finish_time(at, cap, &mut updates, &mut trace, output);
                         processed = Some(at);
                     }
                     let mut complete = Antichain::new();
-                    for time in graph_frontier.frontier().iter() {
+                    for time in frontier.frontier().iter() {
                         complete.insert(*time);
                     }
                     trace.set_physical_compaction(complete.borrow());
 
                     // Hold a capability only for the earliest time with work left.
                     let next_pending = pending.keys().next().copied();
-                    let next_scan = scan.as_ref().map(|s| s.at);
-                    let next_change = processed
-                        .filter(|_| !totals.is_empty() && open)
-                        .map(|after| schedule.next_change_after(after));
-                    match [next_scan, next_pending, next_change]
+                    let next_read = reading.as_ref().map(Read::at);
+                    match [next_read, next_pending, next_silent(processed, &totals)]
                         .into_iter()
                         .flatten()
                         .min()
