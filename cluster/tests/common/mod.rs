@@ -212,9 +212,63 @@ pub fn oracle_edges(events: &[Event], as_of: u64, window: u64) -> BTreeMap<EdgeK
     edges
 }
 
-/// The oracle's heaviest `limit` edges, in the API's order.
-pub fn oracle_top(events: &[Event], as_of: u64, window: u64, limit: usize) -> Vec<EdgeRow> {
-    let mut all: Vec<EdgeRow> = oracle_edges(events, as_of, window).into_values().collect();
+/// The oracle with panes: every edge of window `stage` of `schedule` as of `as_of` — the
+/// records with `floor_pane(as_of − W) ≤ ts < as_of` — with each record's first and last
+/// seen where the schedule keeps it then: its own `ts` while at the tick, its pane's
+/// bounds once moved to one (docs/design.md §3), last seen cut at `as_of − 1`.
+pub fn oracle_edges_paned(
+    events: &[Event],
+    as_of: u64,
+    schedule: &flowsight_operators::PaneSchedule,
+    stage: usize,
+) -> BTreeMap<EdgeKey, EdgeRow> {
+    use flowsight_operators::panes::{floor, Bucket};
+    let start = schedule.window_start(stage, as_of);
+    let mut edges: BTreeMap<EdgeKey, EdgeRow> = BTreeMap::new();
+    for e in events {
+        if e.ts >= as_of || e.ts < start {
+            continue;
+        }
+        let (first, last) = match schedule.bucket_at(e.ts, as_of) {
+            Some(Bucket::Tick) => (e.ts, e.ts),
+            Some(Bucket::Pane(length)) => {
+                let pane = floor(e.ts, length);
+                (pane, pane + length - 1)
+            }
+            None => continue,
+        };
+        let row = edges
+            .entry((e.src_ip, e.dst_ip, e.dst_port, e.proto))
+            .or_insert(EdgeRow {
+                src_ip: e.src_ip,
+                dst_ip: e.dst_ip,
+                dst_port: e.dst_port,
+                proto: e.proto,
+                count: 0,
+                bytes_out: 0,
+                bytes_in: 0,
+                packets: 0,
+                failed: 0,
+                first_seen: first,
+                last_seen: last,
+            });
+        row.count += 1;
+        row.bytes_out += e.bytes_out;
+        row.bytes_in += e.bytes_in;
+        row.packets += e.packets;
+        row.failed += u64::from(e.status != flowsight_events::Status::Established);
+        row.first_seen = row.first_seen.min(first);
+        row.last_seen = row.last_seen.max(last);
+    }
+    for row in edges.values_mut() {
+        row.last_seen = row.last_seen.min(as_of - 1);
+    }
+    edges
+}
+
+/// The heaviest `limit` of `edges`, in the API's order.
+fn heaviest(edges: BTreeMap<EdgeKey, EdgeRow>, limit: usize) -> Vec<EdgeRow> {
+    let mut all: Vec<EdgeRow> = edges.into_values().collect();
     all.sort_by(|a, b| {
         b.count
             .cmp(&a.count)
@@ -226,6 +280,22 @@ pub fn oracle_top(events: &[Event], as_of: u64, window: u64, limit: usize) -> Ve
     });
     all.truncate(limit);
     all
+}
+
+/// The oracle's heaviest `limit` edges, in the API's order.
+pub fn oracle_top(events: &[Event], as_of: u64, window: u64, limit: usize) -> Vec<EdgeRow> {
+    heaviest(oracle_edges(events, as_of, window), limit)
+}
+
+/// The pane-aware oracle's heaviest `limit` edges of window `stage`, in the API's order.
+pub fn oracle_top_paned(
+    events: &[Event],
+    as_of: u64,
+    schedule: &flowsight_operators::PaneSchedule,
+    stage: usize,
+    limit: usize,
+) -> Vec<EdgeRow> {
+    heaviest(oracle_edges_paned(events, as_of, schedule, stage), limit)
 }
 
 /// Writes events as native JSON lines.

@@ -560,26 +560,37 @@ impl Totals {
         }
     }
 
-    /// Applies one time's updates of the graph; returns the half-edges whose totals only a
-    /// read of the graph can tell, in (host, half-edge) order.
+    /// Applies one time's updates of the graph, in (host, half-edge) order, from `from` on
+    /// until about `fuel` of them are applied (whole half-edges at a time); returns where
+    /// it stopped. The half-edges whose totals only a read of the graph can tell are added
+    /// to `unread`, in the same order.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
-        mut updates: Vec<GraphUpdate>,
+        updates: &[GraphUpdate],
+        from: usize,
+        fuel: usize,
         schedule: &PaneSchedule,
         windows: &[Millis],
         step: &mut Step,
+        unread: &mut Vec<(IpAddr, HalfEdge)>,
         out: &mut Vec<(RankUpdate, Millis, isize)>,
-    ) -> Vec<(IpAddr, HalfEdge)> {
-        updates.sort_unstable_by_key(|a| (a.0, half_edge(&a.1)));
-        let mut unread = Vec::new();
-        for group in updates.chunk_by(|a, b| a.0 == b.0 && half_edge(&a.1) == half_edge(&b.1)) {
+    ) -> usize {
+        let mut at = from;
+        let same =
+            |a: &GraphUpdate, b: &GraphUpdate| a.0 == b.0 && half_edge(&a.1) == half_edge(&b.1);
+        for group in updates[from..].chunk_by(same) {
+            if at - from >= fuel {
+                break;
+            }
             let (host, half) = (group[0].0, half_edge(&group[0].1));
             match self.advance(host, &half, group, schedule, step.at) {
                 Advance::To(new) => self.set_half_edge(host, half, new, step, windows, out),
                 Advance::Uncertain => unread.push((host, half)),
             }
+            at += group.len();
         }
-        unread
+        at
     }
 
     /// Ends a time: recomputes the first and last seen that may have left, emits the rows
@@ -782,9 +793,12 @@ enum Read {
         resume: Option<IpAddr>,
         fresh: Totals,
     },
-    /// The uncertain half-edges, in (host, half-edge) order, and how many are read.
-    Reread {
+    /// A time's updates, in (host, half-edge) order, and how many are applied; then the
+    /// half-edges they left uncertain, in the same order, and how many are read.
+    Step {
         step: Step,
+        updates: Vec<GraphUpdate>,
+        applied: usize,
         unread: Vec<(IpAddr, HalfEdge)>,
         done: usize,
     },
@@ -794,7 +808,7 @@ impl Read {
     fn at(&self) -> Millis {
         match self {
             Read::Scan { at, .. } => *at,
-            Read::Reread { step, .. } => step.at,
+            Read::Step { step, .. } => step.at,
         }
     }
 
@@ -808,11 +822,37 @@ impl Read {
         fuel: usize,
         out: &mut Vec<(RankUpdate, Millis, isize)>,
     ) -> bool {
+        let mut held = vec![false; schedule.stages().len()];
+        let mut read = 0usize;
+        if let Read::Step {
+            step,
+            updates,
+            applied,
+            unread,
+            ..
+        } = self
+        {
+            if *applied < updates.len() {
+                *applied = totals.apply(
+                    updates, *applied, fuel, schedule, windows, step, unread, out,
+                );
+                if *applied < updates.len() {
+                    return false;
+                }
+                // Applied: what is left is reads, which start at the next activation.
+                updates.clear();
+                updates.shrink_to_fit();
+                if !unread.is_empty() {
+                    return false;
+                }
+            }
+            if unread.is_empty() {
+                return true;
+            }
+        }
         let Some(batches) = crate::read::complete_batches(trace) else {
             return true;
         };
-        let mut held = vec![false; schedule.stages().len()];
-        let mut read = 0usize;
         match self {
             Read::Scan { at, resume, fresh } => {
                 let (mut cursor, storage) = cursor_list(batches);
@@ -840,7 +880,9 @@ impl Read {
                 fresh.settle();
                 true
             }
-            Read::Reread { step, unread, done } => {
+            Read::Step {
+                step, unread, done, ..
+            } => {
                 // One cursor per batch, not `cursor_list`: the list's `seek_val` moves
                 // every batch's cursor, also those on another key or at the end.
                 let mut cursors: Vec<_> = batches.iter().map(Navigable::cursor).collect();
@@ -986,7 +1028,7 @@ pub fn render<'scope>(
                                 Some(Read::Scan { fresh, .. }) => {
                                     totals.replace(fresh, &windows, at, &mut updates)
                                 }
-                                Some(Read::Reread { step, .. }) => {
+                                Some(Read::Step { step, .. }) => {
                                     totals.finish(step, &windows, &mut updates)
                                 }
                                 None => {}
@@ -1007,7 +1049,7 @@ pub fn render<'scope>(
                             break;
                         }
                         cap.downgrade(&at);
-                        let work = pending.remove(&at).unwrap_or_default();
+                        let mut work = pending.remove(&at).unwrap_or_default();
                         if schedule.silent_exit_at(at) && !(totals.is_empty() && work.is_empty()) {
                             // A window's start passes groups without moving them: every
                             // total anew from the graph as of `at`, which holds this time's
@@ -1019,20 +1061,20 @@ pub fn render<'scope>(
                             });
                             continue;
                         }
-                        let mut step = Step::new(at);
-                        let unread =
-                            totals.apply(work, &schedule, &windows, &mut step, &mut updates);
-                        if !unread.is_empty() {
-                            reading = Some(Read::Reread {
-                                step,
-                                unread,
-                                done: 0,
-                            });
-                            continue;
+                        // A time's updates all come from one batch, in its (host, adjacency)
+                        // order: grouped by half-edge already, sorted only if not.
+                        if !work.is_sorted_by_key(|u| (u.0, u.1)) {
+                            work.sort_unstable_by_key(|u| (u.0, u.1));
                         }
-                        totals.finish(step, &windows, &mut updates);
-                        finish_time(at, cap, &mut updates, &mut trace, output);
-                        processed = Some(at);
+                        // Applied a slice at a time: a minute's moves are millions of
+                        // updates, and peeks wait for the worker meanwhile.
+                        reading = Some(Read::Step {
+                            step: Step::new(at),
+                            updates: work,
+                            applied: 0,
+                            unread: Vec::new(),
+                            done: 0,
+                        });
                     }
                     let mut complete = Antichain::new();
                     for time in frontier.frontier().iter() {
