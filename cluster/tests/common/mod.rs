@@ -181,35 +181,9 @@ type EdgeKey = (IpAddr, IpAddr, u16, Proto);
 /// The oracle: every edge of the window `[as_of − window, as_of)`, recomputed from the
 /// records by plain iteration.
 pub fn oracle_edges(events: &[Event], as_of: u64, window: u64) -> BTreeMap<EdgeKey, EdgeRow> {
-    let mut edges: BTreeMap<EdgeKey, EdgeRow> = BTreeMap::new();
-    for e in events {
-        if e.ts >= as_of || e.ts < as_of.saturating_sub(window) {
-            continue;
-        }
-        let row = edges
-            .entry((e.src_ip, e.dst_ip, e.dst_port, e.proto))
-            .or_insert(EdgeRow {
-                src_ip: e.src_ip,
-                dst_ip: e.dst_ip,
-                dst_port: e.dst_port,
-                proto: e.proto,
-                count: 0,
-                bytes_out: 0,
-                bytes_in: 0,
-                packets: 0,
-                failed: 0,
-                first_seen: e.ts,
-                last_seen: e.ts,
-            });
-        row.count += 1;
-        row.bytes_out += e.bytes_out;
-        row.bytes_in += e.bytes_in;
-        row.packets += e.packets;
-        row.failed += u64::from(e.status != flowsight_events::Status::Established);
-        row.first_seen = row.first_seen.min(e.ts);
-        row.last_seen = row.last_seen.max(e.ts);
-    }
-    edges
+    fold_edges(events, |e| {
+        (e.ts < as_of && e.ts >= as_of.saturating_sub(window)).then_some((e.ts, e.ts))
+    })
 }
 
 /// The oracle with panes: every edge of window `stage` of `schedule` as of `as_of` — the
@@ -224,18 +198,33 @@ pub fn oracle_edges_paned(
 ) -> BTreeMap<EdgeKey, EdgeRow> {
     use flowsight_operators::panes::{floor, Bucket};
     let start = schedule.window_start(stage, as_of);
+    let mut edges = fold_edges(events, |e| {
+        if e.ts >= as_of || e.ts < start {
+            return None;
+        }
+        match schedule.bucket_at(e.ts, as_of)? {
+            Bucket::Tick => Some((e.ts, e.ts)),
+            Bucket::Pane(length) => {
+                let pane = floor(e.ts, length);
+                Some((pane, pane + length - 1))
+            }
+        }
+    });
+    for row in edges.values_mut() {
+        row.last_seen = row.last_seen.min(as_of - 1);
+    }
+    edges
+}
+
+/// Sums the records `span` keeps (it gives each one's first and last seen) per edge.
+fn fold_edges(
+    events: &[Event],
+    mut span: impl FnMut(&Event) -> Option<(u64, u64)>,
+) -> BTreeMap<EdgeKey, EdgeRow> {
     let mut edges: BTreeMap<EdgeKey, EdgeRow> = BTreeMap::new();
     for e in events {
-        if e.ts >= as_of || e.ts < start {
+        let Some((first, last)) = span(e) else {
             continue;
-        }
-        let (first, last) = match schedule.bucket_at(e.ts, as_of) {
-            Some(Bucket::Tick) => (e.ts, e.ts),
-            Some(Bucket::Pane(length)) => {
-                let pane = floor(e.ts, length);
-                (pane, pane + length - 1)
-            }
-            None => continue,
         };
         let row = edges
             .entry((e.src_ip, e.dst_ip, e.dst_port, e.proto))
@@ -259,9 +248,6 @@ pub fn oracle_edges_paned(
         row.failed += u64::from(e.status != flowsight_events::Status::Established);
         row.first_seen = row.first_seen.min(first);
         row.last_seen = row.last_seen.max(last);
-    }
-    for row in edges.values_mut() {
-        row.last_seen = row.last_seen.min(as_of - 1);
     }
     edges
 }
