@@ -354,8 +354,8 @@ fn run_dataflow(script: &Script, workers: usize) -> Vec<Merged> {
             worker.dataflow::<Millis, _, _>(|scope| {
                 let events =
                     scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-                // The rankings' recomputations read the graph in slices of one or three
-                // values (resumed at the next host) or all at once.
+                // The rankings apply a time's updates and read the graph in slices of one
+                // or three (resumed where they stopped) or all at once.
                 let scan_values = match workers {
                     2 => 1,
                     4 => 3,
