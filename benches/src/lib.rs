@@ -52,11 +52,10 @@ pub enum Views {
     Graph,
     /// The graph, risk scores and anomalies.
     GraphAndRisk,
-    /// Graph, risk, anomalies and segmentation, without the tap of records that
-    /// registered queries read (`flowsight run --no-queries`).
+    /// Graph, risk, anomalies and segmentation, without the query plane that runs
+    /// registered queries (`flowsight run --no-queries`).
     NoQueries,
-    /// Every built-in view and the tap of records for registered queries (the default of
-    /// `flowsight run`).
+    /// Every built-in view and the query plane (the default of `flowsight run`).
     All,
 }
 

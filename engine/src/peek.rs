@@ -15,7 +15,6 @@ use std::sync::Arc;
 use differential_dataflow::trace::TraceReader;
 use flowsight_operators::Millis;
 use flowsight_queries::graph::ranking::RankTraces;
-use flowsight_queries::registered::{self, TapTrace};
 use flowsight_queries::{GraphTrace, RiskTraces, SegmentTraces};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Exchange, Operator};
@@ -44,9 +43,7 @@ pub struct Views {
     pub risk: Option<RiskTraces>,
     /// Absent when the segmentation views are off.
     pub segments: Option<SegmentTraces>,
-    /// The tap of records registered queries import (none when queries are off).
-    pub tap: Rc<RefCell<Option<TapTrace>>>,
-    /// This worker's registered queries and their result arrangements.
+    /// This worker's registered queries and the plane's arrangements.
     pub(crate) queries: Rc<RefCell<WorkerQueries>>,
     /// How much state each view's arrangements hold on this worker.
     pub(crate) sizes: crate::state_size::SharedSizes,
@@ -70,13 +67,9 @@ impl Views {
         if let Some(segments) = self.segments.as_mut() {
             segments.compact(readable.borrow(), complete);
         }
-        if let Some(tap) = self.tap.borrow_mut().as_mut() {
-            tap.set_logical_compaction(readable.borrow());
-            tap.set_physical_compaction(complete);
-        }
-        for query in self.queries.borrow_mut().entries.values_mut() {
-            if let Some((_, trace)) = query.running.as_mut() {
-                registered::compact(trace, readable.borrow(), complete);
+        if let Some(plane) = self.queries.borrow_mut().plane.as_mut() {
+            for traces in plane.values_mut() {
+                traces.compact(readable.borrow(), complete);
             }
         }
     }
@@ -153,8 +146,8 @@ pub fn serve_peeks<'scope>(
         Pipeline,
         "Peek",
         move |_capability, info| {
-            // Registered queries progress in dataflows of their own: a peek waiting for one
-            // looks again shortly rather than waiting for this operator's inputs to move.
+            // The query plane progresses behind the views: a peek waiting for it looks
+            // again shortly rather than waiting for this operator's inputs to move.
             let activator = scope.activator_for(info.address.clone());
             let mut pending: Vec<Pending> = Vec::new();
             move |(batches, view_frontier), (incoming, request_frontier), output| {

@@ -8,16 +8,16 @@
 //! shared arrangement of the window's records, history included, so it covers its whole
 //! window from the start; its results are readable from the time it was registered at.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use flowsight_operators::Millis;
 use flowsight_queries::plan::{Plan, PlanError, PlanErrorCode, ValidPlan};
-use flowsight_queries::registered::{QueryPart, QueryTrace};
+use flowsight_queries::registered::family::Slot;
+use flowsight_queries::registered::plane::{Catalog, PlaneTraces, QueryReader};
+use flowsight_queries::registered::QueryPart;
 use flowsight_queries::{sql, Windows};
 use serde::{Deserialize, Serialize};
 
@@ -161,23 +161,32 @@ pub enum QueryPartAnswer {
     Failed(String),
 }
 
-/// One worker's registered queries: their dataflows and result arrangements.
+/// One worker's registered queries: the plane that runs them (when queries are on) and
+/// each query's place in it.
 #[derive(Default)]
 pub(crate) struct WorkerQueries {
     pub entries: BTreeMap<String, WorkerQuery>,
     pub next_generation: u64,
-    /// The worker's account of its arrangements, to which each query's dataflow is added.
-    pub sizes: Option<crate::state_size::SharedSizes>,
+    /// The plane's families, the same on every worker.
+    pub catalog: Catalog,
+    /// The plane's arrangements per window; `None` when queries are off.
+    pub plane: Option<PlaneTraces>,
+    /// Each family's number of groups, cluster-wide, as last counted (on the one worker
+    /// that counts them).
+    pub groups: BTreeMap<Slot, u64>,
+    /// Whether `groups` changed since the worker last compared them with the bound.
+    pub groups_changed: bool,
 }
 
 pub(crate) struct WorkerQuery {
-    pub plan: ValidPlan,
     pub generation: u64,
-    /// The dataflow and its result arrangement, while the query runs.
-    pub running: Option<(usize, QueryTrace)>,
+    /// Its place in the plane and how it is read, while the query runs.
+    pub running: Option<QueryReader>,
+    /// The plane is read at this time at the earliest: its family started then, with the
+    /// records placed since the registration's as_of (records are placed on ticks, so
+    /// nothing else lies between).
+    pub read_from: Millis,
     pub failed: Option<String>,
-    /// Set by the group counter when the query keeps more groups than allowed.
-    pub over_limit: Rc<Cell<Option<u64>>>,
     /// Whether this worker has already asked every worker to stop the query.
     pub reported: bool,
 }

@@ -512,13 +512,20 @@ impl SourceOperator {
     }
 
     /// The frontier at which this worker's source stops reading until the views catch up:
-    /// `max_ahead` past the views' frontier (from 0 before the views have one). Measured
+    /// `max_ahead` past the views' frontier, or the query plane's if it is behind them
+    /// (from 0 before the views have one). Measured
     /// from the source's frontier, the slowest partition's watermark, so that one record
     /// with a far-future timestamp cannot stop its partition; a replay after a restart
     /// is held at its cap, which the views reach, so it never waits on itself.
     fn read_limit(&self) -> Millis {
-        let views = self.links.stats.borrow().frontier.unwrap_or(0);
-        views.saturating_add(self.timing.max_ahead)
+        let stats = self.links.stats.borrow();
+        let views = stats.frontier.unwrap_or(0);
+        // The query plane applies records once the views have completed them: waiting for
+        // it too keeps what it holds unapplied within the same bound.
+        let followed = stats
+            .queries_frontier
+            .map_or(views, |plane| plane.min(views));
+        followed.saturating_add(self.timing.max_ahead)
     }
 
     /// Pauses the partitions' fetching while the source waits for the views (a Kafka

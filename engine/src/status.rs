@@ -91,6 +91,9 @@ pub struct WorkerStats {
     pub frontier: Option<Millis>,
     /// How far the source has read (its capability), set by the source operator.
     pub source_frontier: Option<Millis>,
+    /// The first time the query plane has not completed on this worker (`None` with
+    /// queries off): the source waits for it as for the views.
+    pub queries_frontier: Option<Millis>,
     /// Whether the source last stopped reading to let the views catch up.
     pub waiting_for_views: bool,
     /// After a restart: the largest checkpoint as_of of this worker's partitions. Views read
@@ -110,6 +113,7 @@ impl WorkerStats {
             dead_letters: DeadLetterLog::new(DEFAULT_DEAD_LETTER_CAPACITY),
             frontier: None,
             source_frontier: None,
+            queries_frontier: None,
             waiting_for_views: false,
             ready_from: None,
             partitions: Vec::new(),
@@ -171,7 +175,7 @@ pub struct ClusterStatus {
     /// Every partition of the cluster, sorted by source and partition number.
     pub partitions: Vec<PartitionStatus>,
     /// The state each view's arrangements hold, summed over the workers, by view (`graph`,
-    /// `graph_rankings`, `risk`, `segments`, `query_tap`, `query <name>`, `other`).
+    /// `graph_rankings`, `risk`, `segments`, `registered_queries`, `other`).
     #[serde(default)]
     pub state: BTreeMap<String, ViewState>,
     /// Each process of the cluster: its workers, what they read and how far they are.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowsight_operators::{Millis, WatermarkReport};
-use flowsight_queries::registered::{self, TapTrace};
+use flowsight_queries::registered::plane::{self, PlaneChange, QueryReader};
 use flowsight_queries::{graph, risk, segments};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -72,7 +72,7 @@ pub(crate) fn run(worker: &mut Worker, shared: Arc<Shared>) {
     };
     let dataflows = build_dataflows(worker, &shared);
     let mut serving = Serving::new(worker, shared, dataflows);
-    if let Err(error) = serving.restore_queries(worker) {
+    if let Err(error) = serving.restore_queries() {
         serving
             .shared
             .fail(format!("cannot rebuild a registered query: {error}"));
@@ -91,9 +91,9 @@ struct Dataflows {
     reports: InputHandle<u64, CapacityContainerBuilder<Vec<(usize, WatermarkReport)>>>,
     /// Peek requests, at the time every worker reads at.
     requests: InputHandle<Millis, CapacityContainerBuilder<Vec<PeekRequest>>>,
-    /// The tap of records registered queries import (none when queries are off); the peek
-    /// operator compacts it.
-    tap: Rc<RefCell<Option<TapTrace>>>,
+    /// The changes of the query plane's families, at the time they take effect (none when
+    /// queries are off). Moved on with the peek requests, one past the views' as_of.
+    changes: Option<InputHandle<Millis, CapacityContainerBuilder<Vec<PlaneChange>>>>,
     /// This worker's registered queries; also read by the peek operator.
     registry: Rc<RefCell<WorkerQueries>>,
     board: Rc<RefCell<WatermarkBoard>>,
@@ -111,7 +111,7 @@ struct Dataflows {
 }
 
 /// Builds the sequencer, the watermark exchange and the views' dataflow (source, graph,
-/// query tap, risk, segments, peeks), in that order.
+/// risk, segments, query plane, peeks), in that order.
 fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
     let index = worker.index();
     let peers = worker.peers();
@@ -173,13 +173,9 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
     });
 
     let partitions = ingest::partition_source(&config, &shared.runtime, index, peers);
-    let tap: Rc<RefCell<Option<TapTrace>>> = Rc::new(RefCell::new(None));
     let sizes = StateSizes::install(worker);
-    let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries {
-        sizes: Some(Rc::clone(&sizes)),
-        ..WorkerQueries::default()
-    }));
-    let requests = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
+    let registry: Rc<RefCell<WorkerQueries>> = Rc::new(RefCell::new(WorkerQueries::default()));
+    let (requests, changes) = worker.dataflow_named::<Millis, _, _>("Graph", |scope| {
         let next_id = || scope.worker().peek_identifier();
         let events = event_source(
             scope,
@@ -193,17 +189,8 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
                 stopped: Rc::clone(&stopped),
             },
         );
-        let mut progress_extra = None;
-        if config.queries.enabled {
-            let tick = config.time.tick();
-            let arranged = rendering(&sizes, next_id, "query_tap", || {
-                registered::render_tap(events.clone(), tick)
-            });
-            progress_extra = Some(arranged.stream.clone().map(|_| ()));
-            *tap.borrow_mut() = Some(arranged.trace);
-        }
         let graph = rendering(&sizes, next_id, "graph", || {
-            graph::render(events, config.windows.schedule().clone())
+            graph::render(events.clone(), config.windows.schedule().clone())
         });
         // The heaviest edges and busiest hosts, counted apart from the graph in `/metrics`.
         let rankings = rendering(&sizes, next_id, "graph_rankings", || {
@@ -215,9 +202,6 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
             .clone()
             .map(|_| ())
             .concat(rankings.progress);
-        if let Some(records) = progress_extra.take() {
-            progress = progress.concat(records);
-        }
         let mut risk_traces = None;
         if config.risk_views {
             let risks = rendering(&sizes, next_id, "risk", || {
@@ -235,12 +219,51 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
             progress = progress.concat(rendered.progress);
             segment_traces = Some(rendered.traces);
         }
+        // The query plane follows the views (it is not part of `progress`, which decides
+        // the as_of its changes move on with), and the source waits for it too.
+        let mut changes = None;
+        if config.queries.enabled {
+            let (mut input, stream) = scope.new_input::<Vec<PlaneChange>>();
+            // No record is placed before the first tick (the least frontier of a source):
+            // starting there lets the source read before the first as_of, whatever
+            // `--max-ahead` (at least a tick) is, as it can when waiting for the views.
+            input.advance_to(config.time.tick());
+            changes = Some(input);
+            let schedules = config
+                .windows
+                .iter()
+                .map(|w| (w.length, config.windows.schedule_of(w.length)))
+                .collect();
+            let rendered = rendering(&sizes, next_id, "registered_queries", || {
+                plane::render_plane(events, stream, schedules)
+            });
+            registry.borrow_mut().plane = Some(rendered.traces);
+            let plane_stats = Rc::clone(&stats);
+            rendered
+                .progress
+                .sink(Pipeline, "QueryPlaneFrontier", move |(input, frontier)| {
+                    input.for_each(|_, _| {});
+                    plane_stats.borrow_mut().queries_frontier =
+                        Some(frontier.frontier().first().copied().unwrap_or(Millis::MAX));
+                });
+            let counted = Rc::clone(&registry);
+            rendered
+                .groups
+                .sink(Pipeline, "QueryGroupCount", move |(input, _)| {
+                    input.for_each(|_, data| {
+                        let mut queries = counted.borrow_mut();
+                        for (slot, groups) in data.drain(..) {
+                            queries.groups.insert(slot, groups);
+                        }
+                        queries.groups_changed = true;
+                    });
+                });
+        }
         let views = peek::Views {
             graph: graph.arranged.trace,
             rankings: rankings.traces,
             risk: risk_traces,
             segments: segment_traces,
-            tap: Rc::clone(&tap),
             queries: Rc::clone(&registry),
             sizes: Rc::clone(&sizes),
         };
@@ -254,13 +277,13 @@ fn build_dataflows(worker: &mut Worker, shared: &Arc<Shared>) -> Dataflows {
             local_index,
         );
         peek::gather(parts, Arc::clone(shared));
-        input
+        (input, changes)
     });
     Dataflows {
         sequencer,
         reports,
         requests,
-        tap,
+        changes,
         registry,
         board,
         stats,
@@ -328,19 +351,18 @@ impl Serving {
 
     /// Rebuilds the queries a previous run registered, in their order, before serving;
     /// each keeps the time it was first registered at.
-    fn restore_queries(&mut self, worker: &mut Worker) -> Result<(), QueryError> {
+    fn restore_queries(&mut self) -> Result<(), QueryError> {
         for stored in self.shared.stored_queries.clone() {
             let failed = match stored.state {
                 QueryState::Failed { reason } => Some(reason),
                 QueryState::Running => None,
             };
             let info = register(
-                worker,
                 &self.dataflows.registry,
-                &self.dataflows.tap,
+                self.dataflows.changes.as_mut(),
                 &self.config,
                 stored.definition,
-                stored.registered_at,
+                Registered::Before(stored.registered_at),
                 failed,
             )?;
             if self.is_commander {
@@ -377,12 +399,15 @@ impl Serving {
             self.send_watermark_report();
             self.publish_status();
             while let Some(command) = self.dataflows.sequencer.next() {
-                if let Next::Stop = self.apply(worker, command) {
+                if let Next::Stop = self.apply(command) {
                     return;
                 }
             }
             self.stop_queries_over_their_bound();
             self.dataflows.requests.flush();
+            if let Some(changes) = self.dataflows.changes.as_mut() {
+                changes.flush();
+            }
             self.dataflows.reports.flush();
             worker.step_or_park(Some(PARK));
         }
@@ -460,12 +485,22 @@ impl Serving {
         }
     }
 
-    fn apply(&mut self, worker: &mut Worker, command: Command) -> Next {
+    fn apply(&mut self, command: Command) -> Next {
         match command {
             Command::Peek(request) => self.dataflows.requests.send(request),
             Command::Advance { as_of } => {
                 if as_of > *self.dataflows.requests.time() {
                     self.dataflows.requests.advance_to(as_of);
+                }
+                // The plane may apply the records up to the as_of (the views hold them all),
+                // and forget those before it: a query registered from now on counts from
+                // the as_of at the earliest.
+                if let Some(changes) = self.dataflows.changes.as_mut() {
+                    let next = as_of.saturating_add(1);
+                    if next > *changes.time() {
+                        changes.advance_to(next);
+                    }
+                    changes.send(PlaneChange::Forget(as_of));
                 }
             }
             Command::Hello {
@@ -477,7 +512,6 @@ impl Serving {
                 origin,
                 definition,
             } => {
-                let ready_at = *self.dataflows.requests.time();
                 let result = serde_json::from_str::<QueryDefinition>(&definition)
                     .map_err(|e| QueryError::Invalid {
                         code: flowsight_queries::plan::PlanErrorCode::BadPlan,
@@ -485,12 +519,11 @@ impl Serving {
                     })
                     .and_then(|definition| {
                         register(
-                            worker,
                             &self.dataflows.registry,
-                            &self.dataflows.tap,
+                            self.dataflows.changes.as_mut(),
                             &self.config,
                             definition,
-                            ready_at,
+                            Registered::Now(*self.dataflows.requests.time()),
                             None,
                         )
                     });
@@ -505,9 +538,8 @@ impl Serving {
                 let removed = self.dataflows.registry.borrow_mut().entries.remove(&name);
                 let result = match removed {
                     Some(query) => {
-                        if let Some((dataflow, trace)) = query.running {
-                            drop(trace);
-                            worker.drop_dataflow(dataflow);
+                        if let Some(reader) = query.running {
+                            self.leave_plane(&reader);
                         }
                         if self.is_commander {
                             self.shared.remove_query(&name);
@@ -524,7 +556,7 @@ impl Serving {
                 name,
                 generation,
                 reason,
-            } => self.stop_query(worker, name, generation, reason),
+            } => self.stop_query(name, generation, reason),
             Command::Shutdown => return Next::Stop,
         }
         Next::Continue
@@ -545,20 +577,35 @@ impl Serving {
         }
     }
 
-    fn stop_query(&mut self, worker: &mut Worker, name: String, generation: u64, reason: String) {
-        let mut queries = self.dataflows.registry.borrow_mut();
-        let Some(query) = queries
-            .entries
-            .get_mut(&name)
-            .filter(|q| q.generation == generation && q.failed.is_none())
-        else {
-            return;
+    /// A query leaves its family in the plane; the family's last query ends it.
+    fn leave_plane(&mut self, reader: &QueryReader) {
+        let change = self
+            .dataflows
+            .registry
+            .borrow_mut()
+            .catalog
+            .leave(&reader.member);
+        if let (Some(change), Some(changes)) = (change, self.dataflows.changes.as_mut()) {
+            changes.send(change);
+        }
+    }
+
+    fn stop_query(&mut self, name: String, generation: u64, reason: String) {
+        let reader = {
+            let mut queries = self.dataflows.registry.borrow_mut();
+            let Some(query) = queries
+                .entries
+                .get_mut(&name)
+                .filter(|q| q.generation == generation && q.failed.is_none())
+            else {
+                return;
+            };
+            tracing::warn!("registered query {name:?} stopped: {reason}");
+            query.failed = Some(reason.clone());
+            query.running.take()
         };
-        tracing::warn!("registered query {name:?} stopped: {reason}");
-        query.failed = Some(reason.clone());
-        if let Some((dataflow, trace)) = query.running.take() {
-            drop(trace);
-            worker.drop_dataflow(dataflow);
+        if let Some(reader) = reader {
+            self.leave_plane(&reader);
         }
         if self.is_commander {
             if let Some(mut info) = self.shared.query_info(&name) {
@@ -570,8 +617,21 @@ impl Serving {
 
     /// A query that grew past its bound is stopped everywhere, through the sequencer.
     fn stop_queries_over_their_bound(&mut self) {
-        for (name, query) in self.dataflows.registry.borrow_mut().entries.iter_mut() {
-            if let (Some(groups), false) = (query.over_limit.get(), query.reported) {
+        let mut queries = self.dataflows.registry.borrow_mut();
+        let queries = &mut *queries;
+        if !std::mem::take(&mut queries.groups_changed) {
+            return;
+        }
+        for (name, query) in queries.entries.iter_mut() {
+            let Some(reader) = query.running.as_ref() else {
+                continue;
+            };
+            let groups = queries
+                .groups
+                .get(&reader.member.slot)
+                .copied()
+                .unwrap_or(0);
+            if groups > self.config.queries.max_groups && !query.reported {
                 query.reported = true;
                 self.dataflows.sequencer.push(Command::StopQuery {
                     name: name.clone(),
@@ -600,16 +660,25 @@ impl Serving {
     }
 }
 
-/// Builds a query's dataflow on this worker (or, for a query a previous run saw fail, only
-/// its entry), and returns what the process lists for it. Every worker calls this at the
-/// same point of the command sequence, so all agree on refusals and generations.
+/// When a query was registered, and so from which records on it counts.
+enum Registered {
+    /// Now, the views' latest as_of being the given time: it counts the records placed from
+    /// it on, those the plane has applied already included.
+    Now(Millis),
+    /// By a previous run, at the given time: the replay brings its records again.
+    Before(Millis),
+}
+
+/// Registers a query on this worker: places it in the query plane (or, for a query a
+/// previous run saw fail, only keeps its entry), and returns what the process lists for
+/// it. Every worker calls this at the same point of the command sequence, so all agree on
+/// refusals, generations and the plane's families.
 fn register(
-    worker: &mut Worker,
     registry: &Rc<RefCell<WorkerQueries>>,
-    tap: &Rc<RefCell<Option<TapTrace>>>,
+    changes: Option<&mut InputHandle<Millis, CapacityContainerBuilder<Vec<PlaneChange>>>>,
     config: &EngineConfig,
     definition: QueryDefinition,
-    ready_at: Millis,
+    registered: Registered,
     failed: Option<String>,
 ) -> Result<QueryInfo, QueryError> {
     let plan = definition.validate(&config.windows)?;
@@ -620,54 +689,40 @@ fn register(
     if queries.len() >= config.queries.max_queries {
         return Err(QueryError::TooMany(queries.len()));
     }
-    let generation = queries.next_generation;
-    queries.next_generation += 1;
-    let over_limit = Rc::new(Cell::new(None));
-    let running = match (&failed, tap.borrow_mut().as_mut()) {
-        (None, Some(tap)) => {
-            let dataflow = worker.next_dataflow_index();
-            let max_groups = config.queries.max_groups;
-            let over = Rc::clone(&over_limit);
-            let name = format!("Query {}", definition.name);
-            let first_id = worker.peek_identifier();
-            let built = worker.dataflow_named::<Millis, _, _>(&name, |scope| {
-                let imported = tap.import_named(scope, "QueryTap");
-                let collection = imported.as_collection(|record, _| record.clone());
-                let schedule = config.windows.schedule_of(plan.window);
-                let rendered = registered::render_query(collection, &plan, schedule, ready_at)?;
-                rendered
-                    .groups
-                    .sink(Pipeline, "QueryGroupLimit", move |(input, _)| {
-                        input.for_each(|_, data| {
-                            for (_, groups) in data.drain(..) {
-                                if groups > max_groups && over.get().is_none() {
-                                    over.set(Some(groups));
-                                }
-                            }
-                        });
-                    });
-                Ok::<_, QueryError>(rendered.trace)
-            });
-            if let Some(sizes) = &queries.sizes {
-                let view = format!("query {}", definition.name);
-                sizes
-                    .borrow_mut()
-                    .name(first_id..worker.peek_identifier(), &view);
+    let Some(changes) = changes else {
+        return Err(QueryError::Disabled);
+    };
+    let ready_at = match registered {
+        Registered::Now(as_of) | Registered::Before(as_of) => as_of,
+    };
+    // The family starts at the changes' time, which may be past the as_of (the plane has
+    // applied the records placed at it): the plane then gives it those records at that
+    // time, and the query is read there.
+    let starts_at = *changes.time();
+    let running = match &failed {
+        None => {
+            let (member, change) = queries.catalog.join(&plan, ready_at)?;
+            let reader = QueryReader::new(&plan, member)?;
+            // It may join a family already past the bound.
+            queries.groups_changed = true;
+            if let Some(change) = change {
+                changes.send(change);
             }
-            match built {
-                Ok(trace) => Some((dataflow, trace)),
-                Err(error) => {
-                    // Validation makes this unreachable; never leave half a dataflow.
-                    if worker.installed_dataflows().contains(&dataflow) {
-                        worker.drop_dataflow(dataflow);
-                    }
-                    return Err(error);
+            // Let the plane take the change without waiting for the next as_of, so that
+            // the query answers at once even when no record comes; still within the tick
+            // after the as_of, where no record is placed.
+            if let Registered::Now(as_of) = registered {
+                let next = starts_at.saturating_add(1);
+                if next < as_of.saturating_add(config.time.tick()) {
+                    changes.advance_to(next);
                 }
             }
+            Some(reader)
         }
-        (None, None) => return Err(QueryError::Disabled),
-        (Some(_), _) => None,
+        Some(_) => None,
     };
+    let generation = queries.next_generation;
+    queries.next_generation += 1;
     let info = QueryInfo {
         definition: definition.clone(),
         plan: plan.clone(),
@@ -683,11 +738,10 @@ fn register(
     queries.entries.insert(
         definition.name,
         WorkerQuery {
-            plan,
             generation,
+            read_from: starts_at,
             running,
             failed,
-            over_limit,
             reported: false,
         },
     );

@@ -21,7 +21,7 @@ pub use aggregates::FlowStats;
 pub use panes::{PaneError, PaneSchedule, Stage};
 pub use time::{Millis, TimeModel, TimeModelError, WatermarkReport, WatermarkTracker};
 pub use window::{
-    GroupSpan, Paned, PreAggregateByTick, PreAggregateWindowed, MOVES_PER_ACTIVATION,
+    GroupEntry, GroupSpan, Paned, PreAggregateByTick, PreAggregateWindowed, MOVES_PER_ACTIVATION,
 };
 
 /// How an operator that outputs a `Vec` of updates batches them: timely's default capacity.

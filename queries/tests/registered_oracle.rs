@@ -23,6 +23,8 @@ use flowsight_queries::plan::{
     Aggregate, Column, CompareOp, Operand, OrderKey, Plan, Predicate, SelectItem, Term, ValidPlan,
     Value,
 };
+use flowsight_queries::registered::plane::Projection;
+use flowsight_queries::registered::Shape as RowShape;
 use flowsight_queries::sql;
 use proptest::prelude::*;
 
@@ -449,13 +451,42 @@ fn case(shape: Shape) -> impl Strategy<Value = (Script, Vec<ValidPlan>, Vec<Opti
         (
             Just(script),
             prop::collection::vec((query(), prop::option::of(0..phases.max(1))), 1..5),
+            // Twins: a query again (the same family when registered at the same time), or
+            // with its WHERE dropped (the same projection, another family).
+            prop::collection::vec(
+                (
+                    any::<prop::sample::Index>(),
+                    any::<bool>(),
+                    prop::option::of(0..phases.max(1)),
+                ),
+                0..3,
+            ),
         )
-            .prop_filter_map("some query is valid", |(script, queries)| {
-                let (plans, late): (Vec<ValidPlan>, Vec<Option<usize>>) = queries
+            .prop_filter_map("some query is valid", |(script, queries, twins)| {
+                let (mut plans, mut late): (Vec<ValidPlan>, Vec<Option<usize>>) = queries
                     .into_iter()
                     .filter_map(|(plan, late)| valid(plan, &script).map(|p| (p, late)))
                     .unzip();
-                (!plans.is_empty()).then_some((script, plans, late))
+                if plans.is_empty() {
+                    return None;
+                }
+                for (index, drop_where, when) in twins {
+                    let twin = index.get(&plans).clone();
+                    let registered = if drop_where {
+                        when
+                    } else {
+                        late[index.index(late.len())]
+                    };
+                    let mut plan = twin.plan.clone();
+                    if drop_where {
+                        plan.filter = None;
+                    }
+                    if let Some(plan) = valid(plan, &script) {
+                        plans.push(plan);
+                        late.push(registered);
+                    }
+                }
+                Some((script, plans, late))
             })
     })
 }
@@ -495,6 +526,17 @@ fn generated_cases_cover_the_language() {
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..200 {
         let (_, plans, late) = strategy.new_tree(&mut runner).unwrap().current();
+        for (i, (a, when_a)) in plans.iter().zip(&late).enumerate() {
+            for (b, when_b) in plans.iter().zip(&late).skip(i + 1) {
+                let kept = |p: &ValidPlan| (p.window, Projection::of(&RowShape::new(p)));
+                if kept(a) == kept(b) {
+                    seen.insert("shared projection");
+                    if a.plan.filter == b.plan.filter && when_a == when_b {
+                        seen.insert("shared family");
+                    }
+                }
+            }
+        }
         for (plan, late) in plans.iter().zip(&late) {
             let p = &plan.plan;
             if late.is_some() {
@@ -526,6 +568,8 @@ fn generated_cases_cover_the_language() {
         }
     }
     for wanted in [
+        "shared projection",
+        "shared family",
         "late",
         "having",
         "top-k",

@@ -4,8 +4,8 @@
 //! Runs the whole pipeline (generator → source → windowed pre-aggregation → graph
 //! arrangement → risk scores and anomalies → segmentation) once and prints records/s and
 //! peak memory; `--graph-only` leaves out every view but the graph, `--no-segments` the
-//! segmentation (and the tap of records registered queries read), and `--no-queries`
-//! only the tap, to measure what each adds. With `--count-edges` it only
+//! segmentation (and the query plane that runs registered queries), and `--no-queries`
+//! only the query plane, to measure what each adds. With `--count-edges` it only
 //! counts the distinct edges the same settings generate (run apart, so that counting does
 //! not add to the engine's peak memory).
 
@@ -43,10 +43,10 @@ struct Args {
     /// Leave out every view but the graph.
     #[arg(long, overrides_with_all = ["no_segments", "no_queries"])]
     graph_only: bool,
-    /// Leave out the segmentation (and the tap of records registered queries read).
+    /// Leave out the segmentation (and the query plane that runs registered queries).
     #[arg(long, overrides_with_all = ["graph_only", "no_queries"])]
     no_segments: bool,
-    /// Leave out only the tap of records registered queries read.
+    /// Leave out only the query plane that runs registered queries.
     #[arg(long, overrides_with_all = ["graph_only", "no_segments"])]
     no_queries: bool,
     /// Only count the distinct edges these settings generate, without running the engine

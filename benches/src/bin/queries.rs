@@ -12,10 +12,10 @@
 //!
 //! Halfway through the records, while the engine ingests, five more queries are registered
 //! one after the other: how long registering takes (the command applied on every worker),
-//! and how long until the query's first answer (its dataflow has caught up with the
-//! engine's frontier; it counts the records placed from its registration on). With
-//! `--queries 0` it measures the engine with the tap of records and no query; with
-//! `--no-queries`, without the tap either.
+//! and how long until the query's first answer (the query plane has passed the time it
+//! starts at; it counts the records placed from its registration on). With `--queries 0`
+//! it measures the engine with the query plane and no query; with `--no-queries`, without
+//! the plane either.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -48,12 +48,12 @@ struct Args {
     #[arg(long, value_name = "R", default_value_t = 20_000)]
     rate: u64,
     /// Queries registered before the engine starts (a third each of filters, group-bys
-    /// and top-k over the three windows); with 0, the engine keeps the tap of records
-    /// but runs no query.
+    /// and top-k over the three windows); with 0, the engine runs the query plane with no
+    /// query.
     #[arg(long, value_name = "N", default_value_t = 300)]
     queries: usize,
-    /// Neither queries nor the tap of records they read (the engine as `flowsight run
-    /// --no-queries`); no query is registered, whatever --queries says.
+    /// Neither queries nor the query plane (the engine as `flowsight run --no-queries`);
+    /// no query is registered, whatever --queries says.
     #[arg(long)]
     no_queries: bool,
 }
@@ -100,6 +100,7 @@ fn query(i: usize) -> QueryDefinition {
     }
 }
 
+/// Reads a query at `as_of` (waiting for it), and returns how many rows it has.
 fn results_at(client: &Client, name: &str, as_of: u64) -> u64 {
     let info = client.query(name).expect("registered");
     let answered = client
@@ -114,7 +115,7 @@ fn results_at(client: &Client, name: &str, as_of: u64) -> u64 {
         )
         .expect("the query answers");
     match answered.answer {
-        Ok(_) => answered.as_of,
+        Ok(result) => result.total,
         Err(other) => panic!("{name}: {other:?}"),
     }
 }
@@ -182,11 +183,21 @@ fn main() {
     }
 
     let as_of = wait_until_visible(&client, records);
+    // The rows of the queries without LIMIT: their groups.
+    let mut groups = 0;
     for i in 0..queries {
-        results_at(&client, &format!("q{i:03}"), as_of);
+        let rows = results_at(&client, &format!("q{i:03}"), as_of);
+        if i % 3 != 2 {
+            groups += rows;
+        }
     }
     let elapsed = started.elapsed();
     let peak = peak_rss_bytes().unwrap_or(0);
+    let state = client
+        .peek(Status, Duration::from_secs(60))
+        .ok()
+        .and_then(|status| status.answer.state.get("registered_queries").copied())
+        .unwrap_or_default();
     engine.shutdown().expect("the engine ran without failing");
 
     println!(
@@ -195,6 +206,14 @@ fn main() {
         elapsed.as_secs_f64(),
         peak / (1 << 20)
     );
+    if queries > 0 {
+        println!(
+            "query plane: {} records in its arrangements ({} waiting in batchers); the {} queries without LIMIT hold {groups} groups in all",
+            state.records,
+            state.batcher_records,
+            queries - queries / 3
+        );
+    }
     for (registered, answered, read) in late {
         println!(
             "one more query with {queries} running, while ingesting ({read} records read): registered in {:.1} ms, first answer after {:.1} ms",

@@ -1,13 +1,12 @@
 //! The registered queries' view: a query's result rows.
 //!
-//! A query's dataflow imports the records and progresses on its own schedule, so a worker
-//! waits for it to pass the read time ([`View::behind`]) besides the views' frontier.
+//! The query plane follows the views a little behind (it applies a time's records once the
+//! families' changes have passed it), so a worker waits for the plane to pass the read
+//! time ([`View::behind`]) besides the views' frontier.
 
-use differential_dataflow::trace::TraceReader;
 use flowsight_operators::Millis;
-use flowsight_queries::registered::{self, QueryResult};
+use flowsight_queries::registered::{self, plane, QueryResult};
 use serde::{Deserialize, Serialize};
-use timely::progress::Antichain;
 
 use crate::peek::Views;
 use crate::queries::{QueryError, QueryPartAnswer};
@@ -43,13 +42,18 @@ impl View for QueryResults {
         if let Some(reason) = &query.failed {
             return QueryPartAnswer::Failed(reason.clone());
         }
-        match query.running.as_mut() {
-            Some((_, trace)) => QueryPartAnswer::Rows(registered::read_part(
-                trace,
-                &query.plan,
-                at.time,
-                self.limit,
-            )),
+        let Some(reader) = query.running.clone() else {
+            return QueryPartAnswer::Unknown;
+        };
+        let read_at = at.time.max(query.read_from);
+        match queries
+            .plane
+            .as_mut()
+            .and_then(|plane| plane.get_mut(&reader.member.window))
+        {
+            Some(window) => {
+                QueryPartAnswer::Rows(plane::read_part(window, &reader, read_at, self.limit))
+            }
             None => QueryPartAnswer::Unknown,
         }
     }
@@ -82,18 +86,19 @@ impl View for QueryResults {
     }
 
     fn behind(&self, views: &Views, read_at: Millis) -> bool {
-        let queries = views.queries.borrow();
-        let Some((_, trace)) = queries
+        let mut queries = views.queries.borrow_mut();
+        let Some((window, read_from)) = queries
             .entries
             .get(&self.name)
             .filter(|q| q.generation == self.generation)
-            .and_then(|q| q.running.as_ref())
+            .and_then(|q| Some((q.running.as_ref()?.member.window, q.read_from)))
         else {
             return false;
         };
-        let mut upper = Antichain::new();
-        let mut trace = trace.clone();
-        trace.read_upper(&mut upper);
-        upper.less_equal(&read_at)
+        queries
+            .plane
+            .as_mut()
+            .and_then(|plane| plane.get_mut(&window))
+            .is_some_and(|traces| traces.behind(read_at.max(read_from)))
     }
 }

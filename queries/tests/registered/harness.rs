@@ -1,25 +1,27 @@
 //! Runs registered queries the way the engine does, on 1, 2 or 4 timely workers, for the
-//! oracle tests: the tap of records in one dataflow, the queries registered either at the
-//! start (reading the records as they come) or in the middle of a script (a dataflow of
-//! their own that imports the tap, compacted up to then, and counts the records placed
-//! from then on), every query read at every read point of the script and merged across
+//! oracle tests: the plane of every query in one dataflow with the records, the queries
+//! registered either at the start (counting the records from the first) or after a phase
+//! of the script, every query read at every read point of the script and merged across
 //! workers.
 //!
-//! Included by `registered_oracle.rs` with `#[path]`; not a test binary of its own.
+//! As in the engine, the plane may apply the records placed at a phase's `advance_to` (the
+//! as_of the views have completed) before a query registered then: its family starts one
+//! past it, is given those records there, and the query is read there at the earliest.
+//!
+//! Included by `registered_oracle.rs` and `registered_golden.rs` with `#[path]`; not a
+//! test binary of its own.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use differential_dataflow::trace::TraceReader;
 use flowsight_operators::Millis;
 use flowsight_queries::plan::ValidPlan;
-use flowsight_queries::registered::{
-    merge_parts, read_part, render_query, render_tap, QueryPart, QueryResult, QueryTrace,
+use flowsight_queries::registered::plane::{
+    read_part, render_plane, Catalog, PlaneChange, QueryReader,
 };
-use timely::dataflow::operators::Probe;
-use timely::dataflow::ProbeHandle;
-use timely::progress::Antichain;
+use flowsight_queries::registered::{merge_parts, QueryPart, QueryResult};
+use timely::dataflow::operators::{Input, Probe};
 use timely::scheduling::Activator;
 
 use crate::common::{close, deal, scripted_source, send_phase, Script, PARK};
@@ -55,28 +57,45 @@ pub fn run(
         let commands = Rc::new(RefCell::new(VecDeque::new()));
         let activator = Rc::new(RefCell::new(None::<Activator>));
 
-        // The tap, and the queries registered from the start, in one dataflow.
-        let (tap_probe, mut tap, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
+        // The records and the plane of every query, in one dataflow.
+        let windows = script.windows();
+        let schedules: Vec<(Millis, _)> = windows
+            .iter()
+            .map(|w| (w.length, windows.schedule_of(w.length)))
+            .collect();
+        let (probe, mut changes, mut traces) = worker.dataflow::<Millis, _, _>(|scope| {
             let events = scripted_source(scope, time, Rc::clone(&commands), Rc::clone(&activator));
-            let probe = ProbeHandle::new();
-            let tap = render_tap(events, time.tick());
-            tap.stream.clone().probe_with(&probe);
-            let traces: Vec<Option<(QueryTrace, ProbeHandle<Millis>)>> = plans
-                .iter()
-                .zip(late)
-                .map(|(plan, late)| {
-                    late.is_none().then(|| {
-                        let collection = tap.clone().as_collection(|record, _| record.clone());
-                        let schedule = script.windows().schedule_of(plan.window);
-                        let rendered = render_query(collection, plan, schedule, 0)
-                            .expect("a valid plan renders");
-                        let (probe, _) = rendered.progress.probe();
-                        (rendered.trace, probe)
-                    })
-                })
-                .collect();
-            (probe, tap.trace, traces)
+            let (input, changes) = scope.new_input::<Vec<PlaneChange>>();
+            let rendered = render_plane(events, changes, schedules);
+            let (probe, _) = rendered.progress.probe();
+            (probe, input, rendered.traces)
         });
+
+        // Every worker registers the same queries in the same order, as the engine does.
+        let mut catalog = Catalog::default();
+        let mut readers: Vec<Option<(QueryReader, Millis)>> = vec![None; plans.len()];
+        let register = |catalog: &mut Catalog,
+                        readers: &mut Vec<Option<(QueryReader, Millis)>>,
+                        query: usize,
+                        from: Millis,
+                        starts_at: Millis,
+                        sent: &mut Vec<PlaneChange>| {
+            let (member, change) = catalog
+                .join(&plans[query], from)
+                .expect("a valid plan joins");
+            sent.extend(change);
+            let reader = QueryReader::new(&plans[query], member).expect("a valid plan reads");
+            readers[query] = Some((reader, starts_at));
+        };
+        let mut sent = Vec::new();
+        for (query, when) in late.iter().enumerate() {
+            if when.is_none() {
+                register(&mut catalog, &mut readers, query, 0, 0, &mut sent);
+            }
+        }
+        for change in sent.drain(..) {
+            changes.send(change);
+        }
 
         let mut answers = Vec::new();
         let mut global = 0usize;
@@ -85,70 +104,66 @@ pub fn run(
         for (phase_index, phase) in script.phases.iter().enumerate() {
             let mine = deal(&phase.events, &mut global, index, peers);
             send_phase(&commands, &activator, mine, phase.advance_to);
+            // The views have completed `advance_to`: the plane may apply the records up to
+            // it, and forget those before it.
+            if phase.advance_to + 1 > *changes.time() {
+                changes.advance_to(phase.advance_to + 1);
+            }
+            changes.send(PlaneChange::Forget(phase.advance_to));
             let target = phase.advance_to;
-            let caught_up = |probe: &ProbeHandle<Millis>, trace: &mut QueryTrace| {
-                let mut upper = Antichain::new();
-                trace.read_upper(&mut upper);
-                !probe.less_than(&target) && !upper.less_than(&target)
-            };
-            loop {
-                let mut done = !tap_probe.less_than(&target);
-                for (trace, probe) in traces.iter_mut().flatten() {
-                    done &= caught_up(probe, trace);
-                }
-                if done {
-                    break;
-                }
+            while probe.less_than(&target) {
                 worker.step_or_park(Some(PARK));
             }
 
             for &as_of in &phase.reads {
-                for (query, slot) in traces.iter_mut().enumerate() {
-                    let Some((trace, _)) = slot.as_mut() else {
+                for (query, reader) in readers.iter().enumerate() {
+                    let Some((reader, starts_at)) = reader else {
                         continue;
                     };
                     if registered_at[query].is_some_and(|at| as_of < at) {
                         continue;
                     }
-                    let part = read_part(trace, &plans[query], as_of, READ_LIMIT);
+                    let window = traces
+                        .get_mut(&reader.member.window)
+                        .expect("a plane per window");
+                    let part = read_part(window, reader, as_of.max(*starts_at), READ_LIMIT);
                     answers.push((query, phase_index, as_of, part));
                 }
             }
 
-            // Register the late queries now: the tap may forget the times before this
-            // frontier (as the engine lets it), and the new dataflow imports what is left
-            // and counts the records placed from now on. (The queries' own arrangements
-            // keep every time: the read plan sweeps back over the whole history at the
-            // end, and a late query is read only from its registration on.)
-            let frontier = Antichain::from_elem(phase.advance_to);
-            tap.set_logical_compaction(frontier.borrow());
-            tap.set_physical_compaction(frontier.borrow());
+            // Register the late queries now, at the changes' time: their families count
+            // the records placed from now on, which the plane has not applied yet. (The
+            // plane's arrangements keep every time here: the read plan sweeps back over
+            // the whole history at the end, and a late query is read only from its
+            // registration on.)
             for (query, when) in late.iter().enumerate() {
                 if *when != Some(phase_index) {
                     continue;
                 }
-                let plan = plans[query].clone();
-                let schedule = script.windows().schedule_of(plan.window);
-                let from = phase.advance_to;
-                let rendered = worker.dataflow::<Millis, _, _>(|scope| {
-                    let imported = tap.import(scope);
-                    let collection = imported.as_collection(|record, _| record.clone());
-                    let rendered = render_query(collection, &plan, schedule, from)
-                        .expect("a valid plan renders");
-                    let (probe, _) = rendered.progress.probe();
-                    (rendered.trace, probe)
-                });
-                traces[query] = Some(rendered);
-                registered_at[query] = Some(from);
+                let starts_at = *changes.time();
+                register(
+                    &mut catalog,
+                    &mut readers,
+                    query,
+                    phase.advance_to,
+                    starts_at,
+                    &mut sent,
+                );
+                registered_at[query] = Some(phase.advance_to);
             }
+            for change in sent.drain(..) {
+                changes.send(change);
+            }
+            let next = *changes.time() + 1;
+            changes.advance_to(next);
         }
 
         close(&commands, &activator);
-        while !tap_probe.done() {
+        drop(changes);
+        while !probe.done() {
             worker.step_or_park(Some(PARK));
         }
-        drop(traces);
-        drop(tap);
+        traces.clear();
         answers
     })
     .expect("timely starts");
