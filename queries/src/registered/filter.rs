@@ -9,7 +9,10 @@ use std::cmp::Ordering;
 
 use ipnet::IpNet;
 
-use crate::plan::{CompareOp, Operand, PlanError, Predicate, Value};
+use flowsight_events::Event;
+
+use super::row::Datum;
+use crate::plan::{Column, ColumnExt, CompareOp, Operand, PlanError, Predicate, Value};
 
 /// A compiled condition over rows whose fields `T` are looked up by the caller.
 #[derive(Clone, Debug)]
@@ -83,6 +86,19 @@ impl<T: Clone> Condition<T> {
 
     /// Evaluates the condition, `lookup` giving the value of each field.
     pub fn eval(&self, lookup: &impl Fn(&T) -> Value) -> Option<bool> {
+        self.eval_with(lookup, &|_| None)
+    }
+
+    /// [`Condition::eval`], where `shortcut` may answer a part of the condition (any
+    /// level) without the generic evaluation: `Some(answer)`, or `None` to evaluate it.
+    fn eval_with(
+        &self,
+        lookup: &impl Fn(&T) -> Value,
+        shortcut: &impl Fn(&Condition<T>) -> Option<Option<bool>>,
+    ) -> Option<bool> {
+        if let Some(answer) = shortcut(self) {
+            return answer;
+        }
         let value = |operand: &Operand<T>| match operand {
             Operand::Ref(r) => lookup(r),
             Operand::Literal(v) => v.clone(),
@@ -138,7 +154,7 @@ impl<T: Clone> Condition<T> {
                 // Three-valued: one false decides, unknown only if nothing is false.
                 let mut result = Some(true);
                 for part in parts {
-                    result = and(result, part.eval(lookup));
+                    result = and(result, part.eval_with(lookup, shortcut));
                     if result == Some(false) {
                         break;
                     }
@@ -148,7 +164,7 @@ impl<T: Clone> Condition<T> {
             Condition::Or(parts) => {
                 let mut result = Some(false);
                 for part in parts {
-                    match part.eval(lookup) {
+                    match part.eval_with(lookup, shortcut) {
                         Some(true) => return Some(true),
                         Some(false) => {}
                         None => result = None,
@@ -156,9 +172,51 @@ impl<T: Clone> Condition<T> {
                 }
                 result
             }
-            Condition::Not(inner) => inner.eval(lookup).map(|b| !b),
+            Condition::Not(inner) => inner.eval_with(lookup, shortcut).map(|b| !b),
         }
     }
+}
+
+impl Condition<Column> {
+    /// Evaluates a WHERE over a record, as [`Condition::eval`] does; a comparison of an
+    /// integer column with an integer constant (the common metric filter, `dst_port = 22`,
+    /// `bytes_in > 1000`) reads the field straight from the record, without building
+    /// values. The query plane evaluates every distinct WHERE for every record.
+    pub fn eval_record(&self, event: &Event) -> Option<bool> {
+        self.eval_with(&|c: &Column| c.value(event), &|node| {
+            int_comparison(node, event)
+        })
+    }
+}
+
+/// The answer of `column op constant` (or `constant op column`) for an integer column, or
+/// `None` when `node` is anything else.
+fn int_comparison(node: &Condition<Column>, event: &Event) -> Option<Option<bool>> {
+    let (column, op, constant, flipped) = match node {
+        Condition::Compare(Operand::Ref(c), op, Operand::Literal(Value::Int(k))) => {
+            (*c, *op, *k, false)
+        }
+        Condition::Compare(Operand::Literal(Value::Int(k)), op, Operand::Ref(c)) => {
+            (*c, *op, *k, true)
+        }
+        _ => return None,
+    };
+    let order = match Datum::of(column, event) {
+        Datum::Int(value) => value.cmp(&constant),
+        // NULL compares as unknown.
+        Datum::Null => return Some(None),
+        // Not an integer column: the generic comparison decides.
+        _ => return None,
+    };
+    let order = if flipped { order.reverse() } else { order };
+    Some(Some(match op {
+        CompareOp::Eq => order == Ordering::Equal,
+        CompareOp::NotEq => order != Ordering::Equal,
+        CompareOp::Lt => order == Ordering::Less,
+        CompareOp::LtEq => order != Ordering::Greater,
+        CompareOp::Gt => order == Ordering::Greater,
+        CompareOp::GtEq => order != Ordering::Less,
+    }))
 }
 
 fn and(a: Option<bool>, b: Option<bool>) -> Option<bool> {
@@ -251,5 +309,62 @@ mod tests {
         assert!(!like("a\\%b", "axb"));
         assert!(like("%a%b%", "xxaxxbxx"));
         assert!(!like("%a%b", "xxbxxa"));
+    }
+
+    /// The record's shortcut for integer comparisons answers as the generic evaluation
+    /// does: every operator, both sides, NULL, and a column that is not an integer.
+    #[test]
+    fn a_record_is_judged_as_the_generic_evaluation_judges_it() {
+        use flowsight_events::{Proto, Status};
+        let event = Event {
+            ts: 1_000,
+            src_ip: "10.0.0.1".parse().unwrap(),
+            dst_ip: "10.0.0.2".parse().unwrap(),
+            src_port: 40_000,
+            dst_port: 22,
+            proto: Proto::Tcp,
+            bytes_out: 10,
+            bytes_in: 500,
+            packets: 2,
+            duration_ms: None,
+            status: Status::Established,
+        };
+        let ops = [
+            CompareOp::Eq,
+            CompareOp::NotEq,
+            CompareOp::Lt,
+            CompareOp::LtEq,
+            CompareOp::Gt,
+            CompareOp::GtEq,
+        ];
+        let columns = [
+            Column::DstPort,
+            Column::BytesIn,
+            Column::DurationMs,
+            Column::SrcIp,
+        ];
+        for column in columns {
+            for op in ops {
+                for constant in [21, 22, 23, 499, 500, 501] {
+                    let k = Operand::Literal(Value::Int(constant));
+                    let c = Operand::Ref(column);
+                    for condition in [
+                        Condition::Compare(c.clone(), op, k.clone()),
+                        Condition::Compare(k.clone(), op, c.clone()),
+                        Condition::Not(Box::new(Condition::Compare(c.clone(), op, k.clone()))),
+                        Condition::And(vec![
+                            Condition::Compare(c.clone(), op, k.clone()),
+                            Condition::Compare(k, op, c),
+                        ]),
+                    ] {
+                        assert_eq!(
+                            condition.eval_record(&event),
+                            condition.eval(&|c: &Column| c.value(&event)),
+                            "{condition:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -47,7 +47,7 @@ use super::family::{FamilySums, Slot};
 use super::filter::Condition;
 use super::row::{Datum, Part, RowOrder, Shape, Sums};
 use super::{occurrences, QueryPart};
-use crate::plan::{Column, ColumnExt, PlanError, Term, ValidPlan};
+use crate::plan::{Column, PlanError, Term, ValidPlan};
 use crate::read::complete_batches;
 
 /// A projection's number in its plane's arrangements.
@@ -427,9 +427,8 @@ impl Program {
                 }
                 let passes = match filter {
                     None => true,
-                    Some(f) => *scratch.verdicts[*f].get_or_insert_with(|| {
-                        self.filters[*f].1.eval(&|c: &Column| c.value(event)) == Some(true)
-                    }),
+                    Some(f) => *scratch.verdicts[*f]
+                        .get_or_insert_with(|| self.filters[*f].1.eval_record(event) == Some(true)),
                 };
                 if passes {
                     scratch.slots.push(*slot);
