@@ -27,13 +27,28 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Consecutive ports for the processes' HTTP APIs (base + index), free when asked.
 fn free_port_run(count: u16) -> u16 {
+    // Below the kernel's ephemeral range (32768 and up by default): while a process
+    // restarts its port is free, and an outgoing connection (Kafka, timely, a status
+    // poll) must not take it. Linux gives `bind(0)` odd ports and connections even ones,
+    // so in a run that starts at a port `bind(0)` gave, the second process's port is one a
+    // connection can take: it happened in CI, and the process could not listen again.
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_000;
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    let span = u64::from(HIGH - LOW - count);
+    let mut base = LOW + (seed % span) as u16;
     loop {
-        let base = free_port();
-        if base.checked_add(count).is_some()
-            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
+        if (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
+        base = if base + 2 * count < HIGH {
+            base + count
+        } else {
+            LOW
+        };
     }
 }
 
