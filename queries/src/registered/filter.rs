@@ -107,14 +107,7 @@ impl<T: Clone> Condition<T> {
         match self {
             Condition::Compare(left, op, right) => {
                 let order = value(left).sql_cmp(&value(right))?;
-                Some(match op {
-                    CompareOp::Eq => order == Ordering::Equal,
-                    CompareOp::NotEq => order != Ordering::Equal,
-                    CompareOp::Lt => order == Ordering::Less,
-                    CompareOp::LtEq => order != Ordering::Greater,
-                    CompareOp::Gt => order == Ordering::Greater,
-                    CompareOp::GtEq => order != Ordering::Less,
-                })
+                Some(holds(*op, order))
             }
             Condition::In(operand, values, negated) => {
                 let v = value(operand);
@@ -209,14 +202,19 @@ fn int_comparison(node: &Condition<Column>, event: &Event) -> Option<Option<bool
         _ => return None,
     };
     let order = if flipped { order.reverse() } else { order };
-    Some(Some(match op {
+    Some(Some(holds(op, order)))
+}
+
+/// Whether `left op right` holds, given how `left` compares with `right`.
+fn holds(op: CompareOp, order: Ordering) -> bool {
+    match op {
         CompareOp::Eq => order == Ordering::Equal,
         CompareOp::NotEq => order != Ordering::Equal,
         CompareOp::Lt => order == Ordering::Less,
         CompareOp::LtEq => order != Ordering::Greater,
         CompareOp::Gt => order == Ordering::Greater,
         CompareOp::GtEq => order != Ordering::Less,
-    }))
+    }
 }
 
 fn and(a: Option<bool>, b: Option<bool>) -> Option<bool> {
